@@ -1,0 +1,40 @@
+# Sluice. `make demo` and `make test` work from a fresh clone: both run `make setup` first.
+SHELL := /bin/bash
+export PKG_CONFIG_PATH := $(CURDIR)/.deps/librdkafka/lib/pkgconfig
+SWIFT ?= swift
+SLUICE := .build/debug/sluice
+DEMO_FLAGS ?=
+
+.PHONY: setup build release test unit-test demo dev clean
+
+## setup: install what a fresh machine needs (Debian packages, librdkafka 2.8, Tansu); idempotent
+setup:
+	@bash scripts/setup.sh
+
+## build: debug build of the `sluice` binary
+build: setup
+	$(SWIFT) build
+
+## release: optimised build
+release: setup
+	$(SWIFT) build -c release
+
+## test: every test, against a real broker and Redis started on free loopback ports
+test: build
+	$(SWIFT) build --build-tests
+	bash scripts/with-services.sh $(SWIFT) test --skip-build
+
+## unit-test: only the tests that need no servers
+unit-test: build
+	$(SWIFT) test --filter SluiceCoreTests
+
+## demo: start the local stack, stream one job to the terminal, print its metrics, stop
+demo: build
+	$(SLUICE) dev --demo $(DEMO_FLAGS)
+
+## dev: start the local stack and keep it running (Ctrl-C stops it)
+dev: build
+	$(SLUICE) dev $(DEMO_FLAGS)
+
+clean:
+	rm -rf .build .run

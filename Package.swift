@@ -1,0 +1,90 @@
+// swift-tools-version:6.0
+// Sluice: asynchronous LLM completions over Kafka, streamed through Redis.
+import PackageDescription
+
+// librdkafka >= 2.8 is built by `make setup` into .deps/librdkafka (Debian bookworm's
+// 2.0.2 cannot talk to the Tansu broker). pkg-config finds it through PKG_CONFIG_PATH,
+// which the Makefile sets; the rpath lets the built binary load it with no environment.
+// A system-wide install (the Docker image) is found by pkg-config as usual.
+let rdkafkaLibDir = Context.packageDirectory + "/.deps/librdkafka/lib"
+
+let package = Package(
+    name: "sluice",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "sluice", targets: ["SluiceCLI"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.0"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.0.0"),
+    ],
+    targets: [
+        // C libraries, each behind a one-line shim header; nothing above the Swift layer
+        // that wraps a module sees its C types.
+        .systemLibrary(name: "CRdKafka", pkgConfig: "rdkafka", providers: [.apt(["librdkafka-dev"])]),
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        .systemLibrary(name: "CHiredis", pkgConfig: "hiredis", providers: [.apt(["libhiredis-dev"])]),
+
+        // Thin Swift layers over the C libraries.
+        .target(
+            name: "SluiceKafka",
+            dependencies: [
+                "CRdKafka",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ],
+            linkerSettings: [.unsafeFlags(["-Xlinker", "-rpath", "-Xlinker", rdkafkaLibDir])]
+        ),
+        .target(name: "SluiceRedis", dependencies: ["CHiredis", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "SluiceHTTPClient", dependencies: ["CCurl", .product(name: "Logging", package: "swift-log")]),
+
+        // The domain model: jobs, chunks, events, the unified response, metrics, config.
+        // No I/O, no C.
+        .target(name: "SluiceCore", dependencies: [.product(name: "Yams", package: "Yams")]),
+
+        // Provider wire formats over the HTTP client.
+        .target(name: "SluiceProviders", dependencies: [
+            "SluiceCore", "SluiceHTTPClient", .product(name: "Logging", package: "swift-log"),
+        ]),
+
+        // The three servers.
+        .target(name: "SluiceWorker", dependencies: [
+            "SluiceCore", "SluiceProviders", "SluiceKafka", "SluiceRedis",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
+        .target(name: "SluiceGateway", dependencies: [
+            "SluiceCore", "SluiceKafka", "SluiceRedis",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .target(name: "SluiceMockProvider", dependencies: [
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
+
+        // The command line: `sluice worker|gateway|dev|submit|mock-provider`.
+        .executableTarget(name: "SluiceCLI", dependencies: [
+            "SluiceCore", "SluiceKafka", "SluiceRedis", "SluiceHTTPClient", "SluiceProviders",
+            "SluiceWorker", "SluiceGateway", "SluiceMockProvider",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
+
+        .testTarget(name: "SluiceCoreTests", dependencies: ["SluiceCore", "SluiceKafka", "SluiceProviders"]),
+        .testTarget(name: "SluiceIntegrationTests", dependencies: [
+            "SluiceCore", "SluiceKafka", "SluiceRedis", "SluiceHTTPClient", "SluiceProviders",
+            "SluiceWorker", "SluiceGateway", "SluiceMockProvider",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+    ]
+)

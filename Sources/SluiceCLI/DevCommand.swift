@@ -1,0 +1,277 @@
+import ArgumentParser
+import Foundation
+import Logging
+import SluiceCore
+import SluiceKafka
+import Yams
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct DevCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dev",
+        abstract: "Run the whole stack locally: broker, Redis, mock provider, a worker and the gateway.",
+        discussion: """
+            Starts each part as a child process on loopback, creates the topics, prints the URLs and keeps \
+            running until Ctrl-C (or until a child dies), then stops everything it started. Logs go to \
+            --run-dir/logs. With --demo it also streams one job to the terminal, prints its metrics and stops.
+            """)
+
+    @OptionGroup var global: GlobalOptions
+
+    @Option(help: "Port of the Kafka-compatible broker (Tansu).")
+    var kafkaPort: Int = 9092
+    @Option(help: "Port of redis-server.")
+    var redisPort: Int = 6379
+    @Option(help: "Port of the gateway.")
+    var gatewayPort: Int = 8080
+    @Option(help: "Port of the mock provider.")
+    var mockPort: Int = 8081
+    @Option(help: "Where the generated config and the logs go.")
+    var runDir: String = ".run/dev"
+    @Flag(help: "Stream one demo job to the terminal, print its metrics, then stop.")
+    var demo = false
+    @Option(help: "The demo's prompt.")
+    var prompt: String = "Hello! Who are you?"
+
+    func run() async throws {
+        let logger = global.makeLogger("sluice.dev")
+        let tansu = try Tools.find("tansu", env: "SLUICE_TANSU")
+        let redisServer = try Tools.find("redis-server", env: "SLUICE_REDIS_SERVER")
+        let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
+        for (name, port) in [("broker", kafkaPort), ("Redis", redisPort), ("gateway", gatewayPort), ("mock provider", mockPort)]
+        where Net.isListening(port: port) {
+            throw ValidationError("port \(port) for the \(name) is taken; stop what uses it or pass another port (see `sluice dev --help`)")
+        }
+
+        // The stack's config: defaults plus the local ports, and `default` served by the mock.
+        var config = try global.loadConfig()
+        config.kafka.brokers = "127.0.0.1:\(kafkaPort)"
+        config.redis.url = "redis://127.0.0.1:\(redisPort)"
+        config.gateway.listen = "127.0.0.1:\(gatewayPort)"
+        config.providers.removeAll { $0.name == "mock" }
+        config.providers.append(.init(name: "mock", kind: .mock, baseURL: "http://127.0.0.1:\(mockPort)/v1"))
+        config.models["default"] = ModelTarget(provider: "mock", model: "mock-1")
+        let dir = URL(fileURLWithPath: runDir, isDirectory: true)
+        let logs = dir.appendingPathComponent("logs", isDirectory: true)
+        try FileManager.default.createDirectory(at: logs, withIntermediateDirectories: true)
+        let configPath = dir.appendingPathComponent("sluice.yaml").path
+        try YAMLEncoder().encode(config).write(toFile: configPath, atomically: true, encoding: .utf8)
+
+        let children = Children(logDir: logs, logger: logger)
+        defer { children.stopAll() }
+        let signals = SignalWatcher([SIGINT, SIGTERM])
+
+        func step(_ text: String) { FileHandle.standardError.write(Data("• \(text)\n".utf8)) }
+
+        step("starting Redis on 127.0.0.1:\(redisPort)")
+        try children.start("redis", redisServer, ["--port", "\(redisPort)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        step("starting the broker (Tansu) on 127.0.0.1:\(kafkaPort)")
+        try children.start("broker", tansu, [
+            "broker", "--listener-url", "tcp://127.0.0.1:\(kafkaPort)",
+            "--advertised-listener-url", "tcp://127.0.0.1:\(kafkaPort)", "--storage-engine", "memory://tansu/",
+        ])
+        step("starting the mock provider on 127.0.0.1:\(mockPort)")
+        try children.start("mock-provider", me, [
+            "mock-provider", "--listen", "127.0.0.1:\(mockPort)", "--chunk-delay-ms", "40", "--chunks", "24",
+        ])
+        try await children.waitForPorts([("redis", redisPort), ("broker", kafkaPort), ("mock-provider", mockPort)], signals: signals)
+
+        step("creating topics")
+        try KafkaAdmin.createTopics(brokers: config.kafka.brokers, topics: SluiceTopics.all(config, partitions: 4))
+
+        step("starting a worker and the gateway")
+        try children.start("worker", me, ["worker", "--config", configPath, "--log-level", global.logLevel])
+        try children.start("gateway", me, ["gateway", "--config", configPath, "--log-level", global.logLevel])
+        try await children.waitForPorts([("gateway", gatewayPort)], signals: signals)
+
+        say("""
+
+            Sluice is running.
+              gateway        http://127.0.0.1:\(gatewayPort)   (POST /v1/jobs, GET /v1/jobs/{id}/events)
+              broker         127.0.0.1:\(kafkaPort)            (topics \(config.kafka.requestsTopic), \(config.kafka.resultsTopic), \(config.kafka.dlqTopic))
+              redis          redis://127.0.0.1:\(redisPort)
+              mock provider  http://127.0.0.1:\(mockPort)/v1
+              config         \(configPath)
+              logs           \(logs.path)
+
+            """)
+
+        if demo {
+            say("Demo job: \"\(prompt)\"\n")
+            let job = Job(id: "demo-" + UUID().uuidString.lowercased(), model: "default",
+                          request: .messages([["role": "user", "content": .string(prompt)]]), stream: true)
+            // The worker's first group join takes a few seconds; the job waits in the topic.
+            let terminal = JobTerminal(config: config, logger: logger)
+            let status = try await withThrowingTaskGroup(of: UnifiedResponse.Status?.self) { group in
+                group.addTask { try await terminal.run(job) }
+                group.addTask {
+                    // Stop waiting if the stack breaks or the user interrupts.
+                    let reason = await children.waitForExitOrSignal(signals)
+                    if Task.isCancelled { return nil }
+                    FileHandle.standardError.write(Data("\nstopping: \(reason)\n".utf8))
+                    return nil
+                }
+                let first = try await group.next() ?? nil
+                group.cancelAll()
+                return first ?? .failed
+            }
+            say(status == .succeeded ? "Demo done. Run `sluice dev` to keep the stack up." : "The demo job did not succeed; see \(logs.path).")
+            if status != .succeeded { throw ExitCode(1) }
+            return
+        }
+
+        say("Press Ctrl-C to stop.")
+        let reason = await children.waitForExitOrSignal(signals)
+        say("\nstopping (\(reason))")
+    }
+}
+
+/// Finds a helper program: an environment override, then PATH, then the project's
+/// `.deps/bin` (where `make setup` puts it) above the executable or the working directory.
+enum Tools {
+    static func find(_ name: String, env: String) throws -> String {
+        let fm = FileManager.default
+        if let p = ProcessInfo.processInfo.environment[env], fm.isExecutableFile(atPath: p) { return p }
+        for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":") {
+            let p = "\(dir)/\(name)"
+            if fm.isExecutableFile(atPath: p) { return p }
+        }
+        let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        for start in [exe.deletingLastPathComponent(), URL(fileURLWithPath: fm.currentDirectoryPath)] {
+            var dir = start
+            for _ in 0..<8 {
+                let p = dir.appendingPathComponent(".deps/bin/\(name)").path
+                if fm.isExecutableFile(atPath: p) { return p }
+                dir = dir.deletingLastPathComponent()
+            }
+        }
+        throw ValidationError("cannot find \(name); run `make setup`, or set \(env) to its path")
+    }
+}
+
+/// Writes a line to stdout at once (print() buffers when stdout is not a terminal, and
+/// the lines would come after the streamed job's).
+func say(_ text: String) {
+    FileHandle.standardOutput.write(Data((text + "\n").utf8))
+}
+
+enum Net {
+    /// Whether something accepts TCP connections on 127.0.0.1:port.
+    static func isListening(port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
+    }
+}
+
+/// Turns SIGINT/SIGTERM into a value to wait for.
+///
+/// A C handler that only records the signal, rather than `SIG_IGN` plus a dispatch
+/// source: an ignored signal stays ignored in every child started afterwards, and the
+/// broker and Redis would then not stop on SIGTERM. A handler is reset on exec.
+final class SignalWatcher: Sendable {
+    init(_ signals: [Int32]) {
+        for s in signals { signal(s, sluiceRecordSignal) }
+    }
+
+    /// The first signal received, polled every 100 ms.
+    func next() async -> Int32 {
+        while !Task.isCancelled {
+            let s = sluiceLastSignal
+            if s != 0 { return s }
+            try? await Task.sleep(for: .milliseconds(100))
+        }
+        return 0
+    }
+}
+
+nonisolated(unsafe) private var sluiceLastSignal: Int32 = 0
+private let sluiceRecordSignal: @convention(c) (Int32) -> Void = { sluiceLastSignal = $0 }
+
+/// The child processes of `sluice dev`, stopped together.
+final class Children: @unchecked Sendable {
+    // @unchecked: `processes` and `stopping` are behind `lock`.
+    private let lock = NSLock()
+    private var processes: [ChildProcess] = []
+    private var stopping = false
+    let logDir: URL
+    let logger: Logger
+
+    init(logDir: URL, logger: Logger) {
+        self.logDir = logDir
+        self.logger = logger
+    }
+
+    func start(_ name: String, _ path: String, _ arguments: [String]) throws {
+        let logPath = logDir.appendingPathComponent("\(name).log").path
+        let child = try ChildProcess(name: name, path: path, arguments: arguments, logPath: logPath)
+        lock.withLock { processes.append(child) }
+    }
+
+    /// Waits until each port accepts connections; fails if a child dies or time runs out.
+    func waitForPorts(_ ports: [(String, Int)], signals: SignalWatcher, timeout: Double = 60) async throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        for (name, port) in ports {
+            while !Net.isListening(port: port) {
+                if let dead = deadChild() {
+                    throw ValidationError("\(dead.name) did not start (\(dead.exitDescription)); its log, \(logPath(dead.name)):\n\(tail(dead.name))")
+                }
+                if sluiceLastSignal != 0 { throw ExitCode(130) }
+                if Date() > deadline { throw ValidationError("\(name) did not listen on port \(port) within \(Int(timeout)) s; see \(logDir.path)") }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+        }
+    }
+
+    /// Returns why the stack should stop: a signal, or a child that exited.
+    func waitForExitOrSignal(_ signals: SignalWatcher) async -> String {
+        while !Task.isCancelled {
+            if sluiceLastSignal != 0 { return sluiceLastSignal == SIGINT ? "interrupted" : "terminated" }
+            if let dead = deadChild() {
+                return "\(dead.name) exited (\(dead.exitDescription)); its log, \(logPath(dead.name)):\n\(tail(dead.name))"
+            }
+            try? await Task.sleep(for: .milliseconds(100))
+        }
+        return "cancelled"
+    }
+
+    private func deadChild() -> ChildProcess? {
+        lock.withLock { processes.first { !$0.isRunning } }
+    }
+
+    private func logPath(_ name: String) -> String { logDir.appendingPathComponent("\(name).log").path }
+
+    private func tail(_ name: String) -> String {
+        let text = (try? String(contentsOfFile: logPath(name), encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").suffix(15).joined(separator: "\n")
+    }
+
+    /// SIGTERM to every child, newest first; SIGKILL to any still running after 10 s.
+    func stopAll() {
+        let list: [ChildProcess] = lock.withLock {
+            guard !stopping else { return [] }
+            stopping = true
+            return processes.reversed()
+        }
+        for child in list { child.signal(SIGTERM) }
+        let deadline = Date().addingTimeInterval(10)
+        for child in list {
+            while child.isRunning && Date() < deadline { usleep(20_000) }
+            if child.isRunning {
+                logger.warning("\(child.name) did not stop in time; killing it")
+                child.signal(SIGKILL)
+                _ = child.isRunning
+            }
+        }
+    }
+}

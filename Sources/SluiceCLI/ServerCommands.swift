@@ -1,0 +1,125 @@
+import ArgumentParser
+import Foundation
+import Hummingbird
+import Logging
+import ServiceLifecycle
+import SluiceCore
+import SluiceGateway
+import SluiceKafka
+import SluiceMockProvider
+import SluiceWorker
+
+struct WorkerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "worker",
+        abstract: "Consume jobs from the requests topic, run them, publish their events and results.",
+        discussion: """
+            Runs up to worker.max_in_flight jobs at once. SIGTERM or Ctrl-C stops taking jobs, lets those \
+            in flight finish within worker.drain_s, commits and exits; unfinished jobs are redelivered.
+            """)
+
+    @OptionGroup var global: GlobalOptions
+
+    @Option(help: "Override worker.max_in_flight.")
+    var maxInFlight: Int?
+
+    func run() async throws {
+        var config = try global.loadConfig()
+        if let maxInFlight { config.worker.maxInFlight = maxInFlight }
+        let logger = global.makeLogger("sluice.worker")
+        let worker = Worker(config: config, logger: logger)
+        let group = ServiceGroup(
+            configuration: .init(services: [worker], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+}
+
+struct GatewayCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gateway",
+        abstract: "Serve the HTTP API: submit jobs, follow their events as Server-Sent Events.")
+
+    @OptionGroup var global: GlobalOptions
+
+    @Option(help: "Override gateway.listen (host:port).")
+    var listen: String?
+
+    func run() async throws {
+        var config = try global.loadConfig()
+        if let listen { config.gateway.listen = listen }
+        let logger = global.makeLogger("sluice.gateway")
+        let gateway = try Gateway(config: config, logger: logger)
+        let app = try gateway.buildApplication { port in
+            logger.info("gateway listening", metadata: ["port": "\(port)"])
+        }
+        let group = ServiceGroup(
+            configuration: .init(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        defer { gateway.shutdown() }
+        try await group.run()
+    }
+}
+
+struct MockProviderCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mock-provider",
+        abstract: "A deterministic LLM provider (OpenAI wire format) with paced streaming and fault injection.",
+        discussion: """
+            POST /v1/chat/completions. Per request, headers such as x-mock-chunks, x-mock-chunk-delay-ms, \
+            x-mock-first-token-delay-ms and x-mock-status script the reply; see the README.
+            """)
+
+    @OptionGroup var global: GlobalOptions
+
+    @Option(help: "Address to listen on (host:port).")
+    var listen: String = "127.0.0.1:8081"
+
+    @Option(help: "Content chunks per reply when a request does not say.")
+    var chunks: Int = 8
+
+    @Option(help: "Pause between content chunks, in milliseconds, when a request does not say.")
+    var chunkDelayMs: Int = 0
+
+    @Option(help: "Pause before the first content chunk, in milliseconds, when a request does not say.")
+    var firstTokenDelayMs: Int = 0
+
+    func run() async throws {
+        let logger = global.makeLogger("sluice.mock-provider")
+        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]) else {
+            throw ValidationError("--listen must be host:port")
+        }
+        let defaults = MockBehavior(
+            chunks: chunks, chunkDelay: .milliseconds(chunkDelayMs), firstTokenDelay: .milliseconds(firstTokenDelayMs))
+        let server = MockProviderServer(host: String(listen[..<colon]), port: port, defaults: defaults, logger: logger) { port in
+            logger.info("mock provider listening", metadata: ["port": "\(port)"])
+        }
+        let group = ServiceGroup(
+            configuration: .init(services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+}
+
+struct TopicsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "topics",
+        abstract: "Create Sluice's topics (requests, results, DLQ, control) if they do not exist.")
+
+    @OptionGroup var global: GlobalOptions
+
+    @Option(help: "Partitions for the requests topic.")
+    var partitions: Int = 8
+
+    func run() async throws {
+        let config = try global.loadConfig()
+        try KafkaAdmin.createTopics(brokers: config.kafka.brokers, topics: SluiceTopics.all(config, partitions: partitions))
+        print("topics ready on \(config.kafka.brokers)")
+    }
+}
+
+enum SluiceTopics {
+    static func all(_ config: SluiceConfig, partitions: Int) -> [(name: String, partitions: Int)] {
+        [
+            (config.kafka.requestsTopic, partitions), (config.kafka.resultsTopic, partitions),
+            (config.kafka.dlqTopic, 1), (config.kafka.controlTopic, 1),
+        ]
+    }
+}

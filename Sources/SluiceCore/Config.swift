@@ -1,0 +1,302 @@
+import Foundation
+import Yams
+
+/// Sluice's configuration (SPEC section 2). Every key has a default, so the local stack
+/// needs no file; environment variables override the file.
+public struct SluiceConfig: Sendable, Codable {
+    public struct Kafka: Sendable, Codable {
+        public var brokers = "127.0.0.1:9092"
+        public var requestsTopic = "sluice.requests"
+        public var resultsTopic = "sluice.results"
+        public var dlqTopic = "sluice.dlq"
+        public var controlTopic = "sluice.control"
+        public var groupID = "sluice-workers"
+        /// Extra librdkafka properties, passed as they are (e.g. security settings).
+        public var properties: [String: String] = [:]
+
+        enum CodingKeys: String, CodingKey {
+            case brokers, properties
+            case requestsTopic = "requests_topic"
+            case resultsTopic = "results_topic"
+            case dlqTopic = "dlq_topic"
+            case controlTopic = "control_topic"
+            case groupID = "group_id"
+        }
+        public init() {}
+    }
+
+    public struct Redis: Sendable, Codable {
+        public var url = "redis://127.0.0.1:6379"
+        public var eventTTLSeconds = 3600
+
+        enum CodingKeys: String, CodingKey {
+            case url
+            case eventTTLSeconds = "event_ttl_s"
+        }
+        public init() {}
+    }
+
+    public struct APIKey: Sendable, Codable {
+        /// The environment variable holding the key (keys are not written in the file).
+        public var keyEnv: String?
+        /// A literal key, for tests and local set-ups only.
+        public var key: String?
+        public var tenant: String = "default"
+
+        enum CodingKeys: String, CodingKey {
+            case keyEnv = "key_env"
+            case key, tenant
+        }
+        public init(keyEnv: String? = nil, key: String? = nil, tenant: String = "default") {
+            self.keyEnv = keyEnv
+            self.key = key
+            self.tenant = tenant
+        }
+    }
+
+    public struct Gateway: Sendable, Codable {
+        public var listen = "127.0.0.1:8080"
+        public var apiKeys: [APIKey] = []
+        /// The largest request body accepted, in bytes.
+        public var maxBodyBytes = 4 * 1024 * 1024
+
+        enum CodingKeys: String, CodingKey {
+            case listen
+            case apiKeys = "api_keys"
+            case maxBodyBytes = "max_body_bytes"
+        }
+        public init() {}
+    }
+
+    public struct Worker: Sendable, Codable {
+        public var maxInFlight = 1024
+        /// Provider attempts per model target (first try plus retries).
+        public var maxAttempts = 3
+        /// How long SIGTERM lets in-flight jobs finish before cancelling them.
+        public var drainSeconds = 30.0
+        /// Default job timeout when a job gives no `timeout_s`.
+        public var defaultTimeoutSeconds = 600.0
+
+        enum CodingKeys: String, CodingKey {
+            case maxInFlight = "max_in_flight"
+            case maxAttempts = "max_attempts"
+            case drainSeconds = "drain_s"
+            case defaultTimeoutSeconds = "default_timeout_s"
+        }
+        public init() {}
+    }
+
+    public struct Provider: Sendable, Codable, Hashable {
+        public enum Kind: String, Sendable, Codable, Hashable {
+            case openai
+            case openaiCompatible = "openai-compatible"
+            case azure, anthropic, gemini, mock
+        }
+        public var name: String
+        public var kind: Kind
+        public var baseURL: String
+        public var apiKeyEnv: String?
+        public var apiVersion: String?
+        /// Send `stream_options: {include_usage: true}` (some OpenAI-compatible servers
+        /// reject it).
+        public var streamOptions: Bool?
+
+        enum CodingKeys: String, CodingKey {
+            case name, kind
+            case baseURL = "base_url"
+            case apiKeyEnv = "api_key_env"
+            case apiVersion = "api_version"
+            case streamOptions = "stream_options"
+        }
+
+        public init(name: String, kind: Kind, baseURL: String, apiKeyEnv: String? = nil,
+                    apiVersion: String? = nil, streamOptions: Bool? = nil) {
+            self.name = name
+            self.kind = kind
+            self.baseURL = baseURL
+            self.apiKeyEnv = apiKeyEnv
+            self.apiVersion = apiVersion
+            self.streamOptions = streamOptions
+        }
+    }
+
+    public struct Price: Sendable, Codable, Hashable {
+        /// USD per 1M input tokens.
+        public var input: Double
+        /// USD per 1M output tokens.
+        public var output: Double
+        public init(input: Double, output: Double) {
+            self.input = input
+            self.output = output
+        }
+    }
+
+    public var kafka = Kafka()
+    public var redis = Redis()
+    public var gateway = Gateway()
+    public var worker = Worker()
+    public var providers: [Provider] = SluiceConfig.defaultProviders
+    public var models: [String: ModelTarget] = ["default": ModelTarget(provider: "openai", model: "gpt-4o-mini")]
+    public var pricing: [String: Price] = [:]
+    public var promptsDir = "prompts"
+
+    enum CodingKeys: String, CodingKey {
+        case kafka, redis, gateway, worker, providers, models, pricing
+        case promptsDir = "prompts_dir"
+    }
+
+    public init() {}
+
+    public static let defaultProviders: [Provider] = [
+        Provider(name: "openai", kind: .openai, baseURL: "https://api.openai.com/v1", apiKeyEnv: "OPENAI_API_KEY"),
+        Provider(name: "anthropic", kind: .anthropic, baseURL: "https://api.anthropic.com", apiKeyEnv: "ANTHROPIC_API_KEY"),
+        Provider(name: "gemini", kind: .gemini, baseURL: "https://generativelanguage.googleapis.com", apiKeyEnv: "GEMINI_API_KEY"),
+        Provider(name: "mock", kind: .mock, baseURL: "http://127.0.0.1:8081/v1"),
+    ]
+}
+
+// Every key optional in the file: decode over the defaults.
+extension SluiceConfig {
+    public init(from decoder: Decoder) throws {
+        self.init()
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        kafka = try c.decodeIfPresent(Kafka.self, forKey: .kafka) ?? kafka
+        redis = try c.decodeIfPresent(Redis.self, forKey: .redis) ?? redis
+        gateway = try c.decodeIfPresent(Gateway.self, forKey: .gateway) ?? gateway
+        worker = try c.decodeIfPresent(Worker.self, forKey: .worker) ?? worker
+        providers = try c.decodeIfPresent([Provider].self, forKey: .providers) ?? providers
+        models = try c.decodeIfPresent([String: ModelTarget].self, forKey: .models) ?? models
+        pricing = try c.decodeIfPresent([String: Price].self, forKey: .pricing) ?? pricing
+        promptsDir = try c.decodeIfPresent(String.self, forKey: .promptsDir) ?? promptsDir
+    }
+}
+
+extension SluiceConfig.Kafka {
+    public init(from decoder: Decoder) throws {
+        self.init()
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        brokers = try c.decodeIfPresent(String.self, forKey: .brokers) ?? brokers
+        requestsTopic = try c.decodeIfPresent(String.self, forKey: .requestsTopic) ?? requestsTopic
+        resultsTopic = try c.decodeIfPresent(String.self, forKey: .resultsTopic) ?? resultsTopic
+        dlqTopic = try c.decodeIfPresent(String.self, forKey: .dlqTopic) ?? dlqTopic
+        controlTopic = try c.decodeIfPresent(String.self, forKey: .controlTopic) ?? controlTopic
+        groupID = try c.decodeIfPresent(String.self, forKey: .groupID) ?? groupID
+        properties = try c.decodeIfPresent([String: String].self, forKey: .properties) ?? properties
+    }
+}
+
+extension SluiceConfig.Redis {
+    public init(from decoder: Decoder) throws {
+        self.init()
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        url = try c.decodeIfPresent(String.self, forKey: .url) ?? url
+        eventTTLSeconds = try c.decodeIfPresent(Int.self, forKey: .eventTTLSeconds) ?? eventTTLSeconds
+    }
+}
+
+extension SluiceConfig.Gateway {
+    public init(from decoder: Decoder) throws {
+        self.init()
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        listen = try c.decodeIfPresent(String.self, forKey: .listen) ?? listen
+        apiKeys = try c.decodeIfPresent([SluiceConfig.APIKey].self, forKey: .apiKeys) ?? apiKeys
+        maxBodyBytes = try c.decodeIfPresent(Int.self, forKey: .maxBodyBytes) ?? maxBodyBytes
+    }
+}
+
+extension SluiceConfig.Worker {
+    public init(from decoder: Decoder) throws {
+        self.init()
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        maxInFlight = try c.decodeIfPresent(Int.self, forKey: .maxInFlight) ?? maxInFlight
+        maxAttempts = try c.decodeIfPresent(Int.self, forKey: .maxAttempts) ?? maxAttempts
+        drainSeconds = try c.decodeIfPresent(Double.self, forKey: .drainSeconds) ?? drainSeconds
+        defaultTimeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .defaultTimeoutSeconds) ?? defaultTimeoutSeconds
+    }
+}
+
+extension SluiceConfig {
+    /// Parses YAML text (an empty text gives the defaults), then applies the environment.
+    public static func parse(yaml: String, environment: [String: String] = [:]) throws -> SluiceConfig {
+        var config: SluiceConfig
+        if yaml.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+            config = SluiceConfig()
+        } else {
+            do {
+                config = try YAMLDecoder().decode(SluiceConfig.self, from: yaml)
+            } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context) {
+                throw SluiceError(.config, "config key \(context.codingPath.map(\.stringValue).joined(separator: ".")): \(context.debugDescription)")
+            } catch let DecodingError.keyNotFound(key, context) {
+                let path = (context.codingPath.map(\.stringValue) + [key.stringValue]).joined(separator: ".")
+                throw SluiceError(.config, "config key \(path) is required")
+            } catch let DecodingError.dataCorrupted(context) {
+                throw SluiceError(.config, "config key \(context.codingPath.map(\.stringValue).joined(separator: ".")): \(context.debugDescription)")
+            } catch {
+                throw SluiceError(.config, "the config file is not valid YAML: \(error)")
+            }
+        }
+        config.applyEnvironment(environment)
+        try config.validate()
+        return config
+    }
+
+    public mutating func applyEnvironment(_ env: [String: String]) {
+        if let v = env["SLUICE_KAFKA_BROKERS"], !v.isEmpty { kafka.brokers = v }
+        if let v = env["SLUICE_REDIS_URL"], !v.isEmpty { redis.url = v }
+        if let v = env["SLUICE_HTTP_ADDR"], !v.isEmpty { gateway.listen = v }
+        if let v = env["SLUICE_GROUP_ID"], !v.isEmpty { kafka.groupID = v }
+    }
+
+    public func validate() throws {
+        var seen = Set<String>()
+        for p in providers {
+            guard seen.insert(p.name).inserted else {
+                throw SluiceError(.config, "provider \"\(p.name)\" is configured twice")
+            }
+        }
+        for (alias, target) in models {
+            if let p = target.provider, !seen.contains(p) {
+                throw SluiceError(.config, "model alias \"\(alias)\" names provider \"\(p)\", which is not configured")
+            }
+        }
+        guard worker.maxInFlight > 0 else { throw SluiceError(.config, "worker.max_in_flight must be at least 1") }
+        guard worker.maxAttempts > 0 else { throw SluiceError(.config, "worker.max_attempts must be at least 1") }
+    }
+
+    public func provider(named name: String) -> Provider? {
+        providers.first { $0.name == name }
+    }
+
+    /// The provider and model a job runs against: an explicit `provider`, a
+    /// `provider/model` name, or a `models` alias (SPEC section 2).
+    public func resolve(provider: String?, model: String?) throws -> (Provider, String) {
+        if let provider {
+            guard let p = self.provider(named: provider) else {
+                throw SluiceError(.unknownProvider, "unknown provider \"\(provider)\"; configured: \(providers.map(\.name).joined(separator: ", "))")
+            }
+            if let model, let alias = models[model], alias.provider == nil || alias.provider == provider {
+                return (p, alias.model)
+            }
+            guard let model, !model.isEmpty else {
+                throw SluiceError(.unknownModel, "the job names provider \"\(provider)\" but no \"model\"")
+            }
+            return (p, model)
+        }
+        guard let model, !model.isEmpty else {
+            throw SluiceError(.unknownModel, "the job has neither \"provider\" nor \"model\"")
+        }
+        if let alias = models[model] {
+            guard let pname = alias.provider, let p = self.provider(named: pname) else {
+                throw SluiceError(.unknownProvider, "model alias \"\(model)\" has no configured provider")
+            }
+            return (p, alias.model)
+        }
+        if let slash = model.firstIndex(of: "/") {
+            let pname = String(model[..<slash])
+            if let p = self.provider(named: pname) { return (p, String(model[model.index(after: slash)...])) }
+        }
+        throw SluiceError(
+            .unknownModel,
+            "cannot tell which provider serves model \"\(model)\": give \"provider\", write it as \"provider/model\", or add an alias under \"models\"")
+    }
+}

@@ -1,0 +1,261 @@
+import Foundation
+
+/// A provider and model to run a job against.
+public struct ModelTarget: Sendable, Hashable, Codable {
+    public var provider: String?
+    public var model: String
+
+    public init(provider: String?, model: String) {
+        self.provider = provider
+        self.model = model
+    }
+}
+
+/// What the job asks for: one of the four request shapes of SPEC section 3.
+public enum JobRequest: Sendable, Hashable {
+    /// OpenAI chat messages, tools included.
+    case messages([JSONValue])
+    /// LLMstudio's single user turn.
+    case chatInput(String)
+    /// A Portkey-style template from `prompts_dir`.
+    case prompt(id: String, variables: [String: JSONValue])
+    /// Smarter-style: sent to the provider as is.
+    case passthrough(body: JSONValue)
+
+    public var kind: String {
+        switch self {
+        case .messages: "messages"
+        case .chatInput: "chat_input"
+        case .prompt: "prompt"
+        case .passthrough: "passthrough"
+        }
+    }
+}
+
+/// A completion job as it arrives on `sluice.requests` (SPEC section 3).
+public struct Job: Sendable {
+    public var id: String
+    public var provider: String?
+    public var model: String?
+    public var request: JobRequest
+    /// Hyperparameters, from `parameters` and from OpenAI-style top-level fields.
+    public var parameters: [String: JSONValue]
+    public var stream: Bool
+    public var sessionID: String?
+    public var tenant: String
+    public var metadata: JSONValue
+    public var timeoutSeconds: Double?
+    public var fallbacks: [ModelTarget]
+    /// A per-job provider key; never logged, echoed or published.
+    public var apiKey: Secret?
+
+    public init(
+        id: String, provider: String? = nil, model: String? = nil, request: JobRequest,
+        parameters: [String: JSONValue] = [:], stream: Bool = true, sessionID: String? = nil,
+        tenant: String = "default", metadata: JSONValue = .null, timeoutSeconds: Double? = nil,
+        fallbacks: [ModelTarget] = [], apiKey: Secret? = nil
+    ) {
+        self.id = id
+        self.provider = provider
+        self.model = model
+        self.request = request
+        self.parameters = parameters
+        self.stream = stream
+        self.sessionID = sessionID
+        self.tenant = tenant
+        self.metadata = metadata
+        self.timeoutSeconds = timeoutSeconds
+        self.fallbacks = fallbacks
+        self.apiKey = apiKey
+    }
+}
+
+extension Job {
+    /// OpenAI request fields that count as hyperparameters when given at the top level.
+    public static let hyperparameterKeys: Set<String> = [
+        "temperature", "max_tokens", "max_completion_tokens", "top_p", "n", "stop", "tools", "tool_choice",
+        "parallel_tool_calls", "presence_penalty", "frequency_penalty", "logit_bias", "logprobs",
+        "top_logprobs", "seed", "response_format", "user", "top_k", "reasoning_effort", "modalities",
+        "service_tier", "prediction", "audio", "store",
+    ]
+
+    /// Parses a job from a Kafka message value. `key` is the message key, used as the id
+    /// when the body has none; with neither, a new UUID is assigned.
+    ///
+    /// Throws `SluiceError(.invalidJob)` naming the field at fault: such a message goes to
+    /// the DLQ.
+    public static func parse(_ bytes: some Collection<UInt8>, key: String? = nil) throws -> Job {
+        let root: JSONValue
+        do {
+            root = try JSON.decode(JSONValue.self, from: bytes)
+        } catch {
+            throw SluiceError(.invalidJob, "the message is not valid JSON")
+        }
+        return try parse(root, key: key)
+    }
+
+    public static func parse(_ root: JSONValue, key: String? = nil) throws -> Job {
+        guard case .object(let o) = root else {
+            throw SluiceError(.invalidJob, "the job must be a JSON object, got \(root.typeName)")
+        }
+        let fields = Fields(o)
+
+        let id = try fields.string("id") ?? key.flatMap { $0.isEmpty ? nil : $0 } ?? UUID().uuidString.lowercased()
+        guard !id.isEmpty, id.utf8.count <= 256 else {
+            throw SluiceError(.invalidJob, "\"id\" must be 1 to 256 characters")
+        }
+
+        var request: JobRequest?
+        func setRequest(_ r: JobRequest) throws {
+            if let existing = request {
+                throw SluiceError(
+                    .invalidJob,
+                    "the job has both \"\(existing.kind)\" and \"\(r.kind)\"; give exactly one request shape")
+            }
+            request = r
+        }
+        if o["passthrough"]?.boolValue == true {
+            guard let body = o["body"], case .object = body else {
+                throw SluiceError(.invalidJob, "a passthrough job needs \"body\", a JSON object sent to the provider as is")
+            }
+            request = .passthrough(body: body)
+        } else {
+            if let messages = o["messages"], !messages.isNull {
+                guard case .array(let list) = messages else {
+                    throw SluiceError(.invalidJob, "\"messages\" must be an array, got \(messages.typeName)")
+                }
+                guard !list.isEmpty else { throw SluiceError(.invalidJob, "\"messages\" is empty") }
+                for (i, m) in list.enumerated() {
+                    guard case .object(let mo) = m else {
+                        throw SluiceError(.invalidJob, "messages[\(i)] must be an object")
+                    }
+                    guard mo["role"]?.stringValue != nil else {
+                        throw SluiceError(.invalidJob, "messages[\(i)] has no \"role\"")
+                    }
+                }
+                try setRequest(.messages(list))
+            }
+            if let chatInput = try fields.string("chat_input") {
+                try setRequest(.chatInput(chatInput))
+            }
+            if let promptID = try fields.string("prompt_id") {
+                var variables: [String: JSONValue] = [:]
+                if let v = o["variables"], !v.isNull {
+                    guard case .object(let vo) = v else {
+                        throw SluiceError(.invalidJob, "\"variables\" must be an object, got \(v.typeName)")
+                    }
+                    variables = vo
+                }
+                try setRequest(.prompt(id: promptID, variables: variables))
+            }
+        }
+        guard let request else {
+            throw SluiceError(
+                .invalidJob,
+                "the job has no request: give \"messages\", \"chat_input\", \"prompt_id\" with \"variables\", or \"passthrough\": true with \"body\"")
+        }
+
+        var parameters: [String: JSONValue] = [:]
+        for k in hyperparameterKeys { if let v = o[k], !v.isNull { parameters[k] = v } }
+        if let p = o["parameters"], !p.isNull {
+            guard case .object(let po) = p else {
+                throw SluiceError(.invalidJob, "\"parameters\" must be an object, got \(p.typeName)")
+            }
+            parameters.merge(po, uniquingKeysWith: { _, explicit in explicit })
+        }
+
+        let stream = try fields.bool("stream") ?? fields.bool("is_stream") ?? true
+
+        var timeout: Double?
+        if let t = o["timeout_s"], !t.isNull {
+            guard let seconds = t.doubleValue, seconds > 0 else {
+                throw SluiceError(.invalidJob, "\"timeout_s\" must be a positive number")
+            }
+            timeout = seconds
+        }
+
+        var fallbacks: [ModelTarget] = []
+        if let f = o["fallbacks"], !f.isNull {
+            guard case .array(let list) = f else {
+                throw SluiceError(.invalidJob, "\"fallbacks\" must be an array")
+            }
+            for (i, item) in list.enumerated() {
+                guard let model = item["model"]?.stringValue else {
+                    throw SluiceError(.invalidJob, "fallbacks[\(i)] needs a \"model\"")
+                }
+                fallbacks.append(ModelTarget(provider: item["provider"]?.stringValue, model: model))
+            }
+        }
+
+        return Job(
+            id: id,
+            provider: try fields.string("provider"),
+            model: try fields.string("model"),
+            request: request,
+            parameters: parameters,
+            stream: stream,
+            sessionID: try fields.string("session_id"),
+            tenant: try fields.string("tenant") ?? "default",
+            metadata: o["metadata"] ?? .null,
+            timeoutSeconds: timeout,
+            fallbacks: fallbacks,
+            apiKey: try fields.string("api_key").map(Secret.init)
+        )
+    }
+
+    /// The job as JSON for the request topic (the gateway and `sluice submit` produce this).
+    /// `includeSecret` is for the producer only: the key must reach the worker.
+    public func encoded(includeSecret: Bool = true) -> JSONValue {
+        var o: [String: JSONValue] = ["id": .string(id), "stream": .bool(stream), "tenant": .string(tenant)]
+        if let provider { o["provider"] = .string(provider) }
+        if let model { o["model"] = .string(model) }
+        switch request {
+        case .messages(let m): o["messages"] = .array(m)
+        case .chatInput(let s): o["chat_input"] = .string(s)
+        case .prompt(let id, let variables):
+            o["prompt_id"] = .string(id)
+            o["variables"] = .object(variables)
+        case .passthrough(let body):
+            o["passthrough"] = .bool(true)
+            o["body"] = body
+        }
+        if !parameters.isEmpty { o["parameters"] = .object(parameters) }
+        if let sessionID { o["session_id"] = .string(sessionID) }
+        if !metadata.isNull { o["metadata"] = metadata }
+        if let timeoutSeconds { o["timeout_s"] = .number(timeoutSeconds) }
+        if !fallbacks.isEmpty {
+            o["fallbacks"] = .array(fallbacks.map { f in
+                var fo: [String: JSONValue] = ["model": .string(f.model)]
+                if let p = f.provider { fo["provider"] = .string(p) }
+                return .object(fo)
+            })
+        }
+        if includeSecret, let apiKey { o["api_key"] = .string(apiKey.value) }
+        return .object(o)
+    }
+}
+
+/// Typed access to a job's fields with errors that name the field.
+private struct Fields {
+    let o: [String: JSONValue]
+    init(_ o: [String: JSONValue]) { self.o = o }
+
+    func string(_ key: String) throws -> String? {
+        guard let v = o[key], !v.isNull else { return nil }
+        guard case .string(let s) = v else {
+            throw SluiceError(.invalidJob, "\"\(key)\" must be a string, got \(v.typeName)")
+        }
+        return s
+    }
+
+    func bool(_ key: String) throws -> Bool? {
+        guard let v = o[key], !v.isNull else { return nil }
+        switch v {
+        case .bool(let b): return b
+        // LLMstudio's `is_stream` is typed "any": accept the common spellings.
+        case .string(let s) where ["true", "false"].contains(s.lowercased()): return s.lowercased() == "true"
+        case .number(let n) where n == 0 || n == 1: return n == 1
+        default: throw SluiceError(.invalidJob, "\"\(key)\" must be a boolean, got \(v.typeName)")
+        }
+    }
+}

@@ -1,0 +1,149 @@
+/// The lifecycle events of a job on Redis (SPEC section 4), named after Smarter's signals.
+public enum EventName: String, Sendable, CaseIterable, Codable {
+    case chatStarted = "chat_started"
+    case chatCompletionRequest = "chat_completion_request"
+    case chunk
+    case chatCompletionResponse = "chat_completion_response"
+    case chatResponseFailure = "chat_response_failure"
+    case chatFinished = "chat_finished"
+}
+
+/// The envelope `{"job_id", "seq", "event", "data", "ts"}` every event is sent in.
+///
+/// Encoding is done by hand: `data` arrives already serialised (a provider chunk's bytes
+/// are relayed as they are), so the envelope is spliced around it instead of decoding and
+/// re-encoding it on the per-chunk path.
+public enum EventEnvelope {
+    public static func encode(jobID: String, seq: Int, event: EventName, data: [UInt8], ts: Double) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(data.count + jobID.utf8.count + 96)
+        out.append(contentsOf: #"{"job_id":"#.utf8)
+        JSON.appendString(jobID, to: &out)
+        out.append(contentsOf: #","seq":"#.utf8)
+        out.append(contentsOf: String(seq).utf8)
+        out.append(contentsOf: #","event":""#.utf8)
+        out.append(contentsOf: event.rawValue.utf8)
+        out.append(contentsOf: #"","ts":"#.utf8)
+        out.append(contentsOf: String(ts).utf8)
+        out.append(contentsOf: #","data":"#.utf8)
+        out.append(contentsOf: data)
+        out.append(UInt8(ascii: "}"))
+        return out
+    }
+
+    /// The fields a relay needs, located without decoding the whole event.
+    public struct Peek: Sendable {
+        public var seq: Int
+        public var event: String
+        /// Byte range of the `data` value within the envelope.
+        public var data: Range<Int>
+    }
+
+    /// Reads `seq`, `event` and the range of `data` from an encoded envelope; nil if it
+    /// is not one.
+    public static func peek(_ bytes: [UInt8]) -> Peek? {
+        var seq: Int?
+        var event: String?
+        var data: Range<Int>?
+        let ok = JSONScanner.forEachTopLevelField(in: bytes) { key, value in
+            switch key {
+            case "seq": seq = Int(String(decoding: bytes[value], as: UTF8.self))
+            case "event":
+                if value.count >= 2 { event = String(decoding: bytes[(value.lowerBound + 1)..<(value.upperBound - 1)], as: UTF8.self) }
+            case "data": data = value
+            default: break
+            }
+        }
+        guard ok, let seq, let event, let data else { return nil }
+        return Peek(seq: seq, event: event, data: data)
+    }
+}
+
+/// A minimal, allocation-light scanner over a JSON object's top-level fields.
+public enum JSONScanner {
+    /// Calls `body` with each top-level key (unescaped only if it has no escapes, which
+    /// holds for every key Sluice looks for) and the byte range of its raw value.
+    /// Returns false if `bytes` is not a well-formed object at the top level.
+    @discardableResult
+    public static func forEachTopLevelField(in bytes: [UInt8], _ body: (String, Range<Int>) -> Void) -> Bool {
+        var i = 0
+        let n = bytes.count
+        func skipSpace() { while i < n, bytes[i] == 0x20 || bytes[i] == 0x0A || bytes[i] == 0x0D || bytes[i] == 0x09 { i += 1 } }
+        func skipString() -> Bool {
+            guard i < n, bytes[i] == UInt8(ascii: "\"") else { return false }
+            i += 1
+            while i < n {
+                let b = bytes[i]
+                if b == UInt8(ascii: "\\") { i += 2; continue }
+                i += 1
+                if b == UInt8(ascii: "\"") { return true }
+            }
+            return false
+        }
+        func skipValue() -> Bool {
+            skipSpace()
+            guard i < n else { return false }
+            switch bytes[i] {
+            case UInt8(ascii: "\""): return skipString()
+            case UInt8(ascii: "{"), UInt8(ascii: "["):
+                var depth = 0
+                while i < n {
+                    let b = bytes[i]
+                    if b == UInt8(ascii: "\"") {
+                        if !skipString() { return false }
+                        continue
+                    }
+                    if b == UInt8(ascii: "{") || b == UInt8(ascii: "[") { depth += 1 }
+                    if b == UInt8(ascii: "}") || b == UInt8(ascii: "]") {
+                        depth -= 1
+                        if depth == 0 { i += 1; return true }
+                    }
+                    i += 1
+                }
+                return false
+            default:
+                let start = i
+                while i < n, bytes[i] != UInt8(ascii: ","), bytes[i] != UInt8(ascii: "}"),
+                      bytes[i] != UInt8(ascii: "]"), bytes[i] != 0x20, bytes[i] != 0x0A, bytes[i] != 0x0D, bytes[i] != 0x09 {
+                    i += 1
+                }
+                return i > start
+            }
+        }
+
+        skipSpace()
+        guard i < n, bytes[i] == UInt8(ascii: "{") else { return false }
+        i += 1
+        skipSpace()
+        if i < n, bytes[i] == UInt8(ascii: "}") { return true }
+        while i < n {
+            skipSpace()
+            let keyStart = i
+            guard skipString() else { return false }
+            let key = String(decoding: bytes[(keyStart + 1)..<(i - 1)], as: UTF8.self)
+            skipSpace()
+            guard i < n, bytes[i] == UInt8(ascii: ":") else { return false }
+            i += 1
+            skipSpace()
+            let valueStart = i
+            guard skipValue() else { return false }
+            body(key, valueStart..<i)
+            skipSpace()
+            guard i < n else { return false }
+            if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
+            if bytes[i] == UInt8(ascii: "}") { return true }
+            return false
+        }
+        return false
+    }
+}
+
+/// Redis key names (SPEC section 4).
+public enum RedisKeys {
+    public static func channel(_ jobID: String) -> String { "sluice:job:\(jobID)" }
+    public static func events(_ jobID: String) -> String { "sluice:job:\(jobID):events" }
+    public static func result(_ jobID: String) -> String { "sluice:job:\(jobID):result" }
+    /// Written by the gateway on submission: the job's tenant and submission time, so
+    /// `GET /v1/jobs/{id}` can answer "queued" and enforce tenancy before any event.
+    public static func meta(_ jobID: String) -> String { "sluice:job:\(jobID):meta" }
+}

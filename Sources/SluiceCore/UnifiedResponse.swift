@@ -1,0 +1,142 @@
+/// The final unified response of a job (SPEC section 5): a superset of LLMstudio's
+/// response, itself a superset of OpenAI's `chat.completion`. Produced to
+/// `sluice.results`, stored at `sluice:job:{id}:result`, and sent as the
+/// `chat_completion_response` event.
+public struct UnifiedResponse: Sendable, Codable {
+    public enum Status: String, Sendable, Codable {
+        case succeeded, failed, cancelled
+        case timedOut = "timed_out"
+    }
+
+    public struct ErrorInfo: Sendable, Hashable, Codable {
+        public var type: String
+        public var message: String
+        public var providerStatus: Int?
+        public var retryable: Bool
+
+        public init(type: String, message: String, providerStatus: Int? = nil, retryable: Bool = false) {
+            self.type = type
+            self.message = message
+            self.providerStatus = providerStatus
+            self.retryable = retryable
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case type, message, retryable
+            case providerStatus = "provider_status"
+        }
+
+        public func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(type, forKey: .type)
+            try c.encode(message, forKey: .message)
+            try c.encode(providerStatus, forKey: .providerStatus)
+            try c.encode(retryable, forKey: .retryable)
+        }
+    }
+
+    public var id: String
+    public var object: String = "chat.completion"
+    public var created: Int
+    public var model: String
+    public var choices: [CompletionChoice]
+    public var usage: Usage?
+    public var systemFingerprint: String?
+    public var sessionID: String?
+    public var chatInput: String?
+    public var chatOutput: String?
+    public var context: [JSONValue]
+    public var provider: String
+    public var timestamp: Double
+    public var parameters: [String: JSONValue]
+    public var metrics: Metrics
+    public var jobID: String
+    public var status: Status
+    public var error: ErrorInfo?
+    public var metadata: JSONValue
+    public var raw: JSONValue?
+
+    public init(id: String, created: Int, model: String, choices: [CompletionChoice], usage: Usage?,
+                systemFingerprint: String?, sessionID: String?, chatInput: String?, chatOutput: String?,
+                context: [JSONValue], provider: String, timestamp: Double, parameters: [String: JSONValue],
+                metrics: Metrics, jobID: String, status: Status, error: ErrorInfo?, metadata: JSONValue,
+                raw: JSONValue? = nil) {
+        self.id = id
+        self.created = created
+        self.model = model
+        self.choices = choices
+        self.usage = usage
+        self.systemFingerprint = systemFingerprint
+        self.sessionID = sessionID
+        self.chatInput = chatInput
+        self.chatOutput = chatOutput
+        self.context = context
+        self.provider = provider
+        self.timestamp = timestamp
+        self.parameters = parameters
+        self.metrics = metrics
+        self.jobID = jobID
+        self.status = status
+        self.error = error
+        self.metadata = metadata
+        self.raw = raw
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, object, created, model, choices, usage, context, provider, timestamp, parameters, metrics
+        case status, error, metadata, raw
+        case systemFingerprint = "system_fingerprint"
+        case sessionID = "session_id"
+        case chatInput = "chat_input"
+        case chatOutput = "chat_output"
+        case jobID = "job_id"
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(id, forKey: .id)
+        try c.encode(choices, forKey: .choices)
+        try c.encode(created, forKey: .created)
+        try c.encode(model, forKey: .model)
+        try c.encode(object, forKey: .object)
+        try c.encode(systemFingerprint, forKey: .systemFingerprint)
+        try c.encode(usage, forKey: .usage)
+        try c.encode(sessionID, forKey: .sessionID)
+        try c.encode(chatInput, forKey: .chatInput)
+        try c.encode(chatOutput, forKey: .chatOutput)
+        try c.encode(context, forKey: .context)
+        try c.encode(provider, forKey: .provider)
+        try c.encode(timestamp, forKey: .timestamp)
+        try c.encode(parameters, forKey: .parameters)
+        try c.encode(metrics, forKey: .metrics)
+        try c.encode(jobID, forKey: .jobID)
+        try c.encode(status, forKey: .status)
+        try c.encode(error, forKey: .error)
+        try c.encode(metadata, forKey: .metadata)
+        try c.encodeIfPresent(raw, forKey: .raw)
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        id = try c.decode(String.self, forKey: .id)
+        object = try c.decodeIfPresent(String.self, forKey: .object) ?? "chat.completion"
+        created = try c.decode(Int.self, forKey: .created)
+        model = try c.decode(String.self, forKey: .model)
+        choices = try c.decode([CompletionChoice].self, forKey: .choices)
+        usage = try c.decodeIfPresent(Usage.self, forKey: .usage)
+        systemFingerprint = try c.decodeIfPresent(String.self, forKey: .systemFingerprint)
+        sessionID = try c.decodeIfPresent(String.self, forKey: .sessionID)
+        chatInput = try c.decodeIfPresent(String.self, forKey: .chatInput)
+        chatOutput = try c.decodeIfPresent(String.self, forKey: .chatOutput)
+        context = try c.decodeIfPresent([JSONValue].self, forKey: .context) ?? []
+        provider = try c.decode(String.self, forKey: .provider)
+        timestamp = try c.decode(Double.self, forKey: .timestamp)
+        parameters = try c.decodeIfPresent([String: JSONValue].self, forKey: .parameters) ?? [:]
+        metrics = try c.decode(Metrics.self, forKey: .metrics)
+        jobID = try c.decode(String.self, forKey: .jobID)
+        status = try c.decode(Status.self, forKey: .status)
+        error = try c.decodeIfPresent(ErrorInfo.self, forKey: .error)
+        metadata = try c.decodeIfPresent(JSONValue.self, forKey: .metadata) ?? .null
+        raw = try c.decodeIfPresent(JSONValue.self, forKey: .raw)
+    }
+}

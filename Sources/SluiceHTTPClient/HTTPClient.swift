@@ -1,0 +1,67 @@
+import Logging
+
+/// An HTTP/1.1 and HTTP/2 client over libcurl, built for many concurrent long streams.
+///
+/// One libcurl multi handle, driven by one dedicated thread (never the cooperative
+/// pool), runs every transfer; connections are reused across requests through the multi
+/// handle's connection cache. `execute` returns as soon as the status line and headers
+/// are in, and the body then streams chunk by chunk:
+///
+/// ```swift
+/// let client = HTTPClient(logger: logger)
+/// defer { client.shutdown() }
+/// let response = try await client.execute(HTTPRequest(url: "http://127.0.0.1:8000/v1/chat/completions", body: json))
+/// for try await chunk in response.body { ... }
+/// ```
+///
+/// Cancelling the task that awaits `execute` or iterates the body, or dropping the body
+/// before its end, removes the transfer from libcurl at once, which closes its connection
+/// (HTTP/1.1) or resets its stream (HTTP/2), so the server sees the client go away.
+public final class HTTPClient: Sendable {
+    private let loop: CurlEventLoop
+
+    public init(logger: Logger = Logger(label: "sluice.http-client")) {
+        self.loop = CurlEventLoop(logger: logger)
+    }
+
+    deinit {
+        self.loop.shutdown()
+    }
+
+    /// Sends `request` and returns once the response's status line and headers are in.
+    ///
+    /// Any status is a response, 4xx and 5xx included; only failures to exchange HTTP
+    /// messages throw.
+    /// - Throws: ``HTTPClientError``: `.invalidRequest` for a request that cannot be sent,
+    ///   `.connect`, `.idleTimeout`, `.totalTimeout`, `.transfer`, `.cancelled` when the
+    ///   calling task is cancelled, `.shutdown` after ``shutdown()``.
+    public func execute(_ request: HTTPRequest) async throws -> HTTPResponse {
+        let state = TransferState()
+        let transfer = try CurlTransfer(request: request, state: state)
+        let head = try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<ResponseHead, any Error>) in
+                // Install the continuation first so that a head can never arrive unawaited;
+                // false means the task was cancelled already and it has been resumed.
+                guard state.awaitHead(continuation) else { return }
+                if !self.loop.submit(transfer) {
+                    state.finish(HTTPClientError(.shutdown, "HTTP client shut down"))
+                }
+            }
+        } onCancel: {
+            // If the loop has not added the transfer yet it will see it finished and skip it.
+            if state.cancel() { self.loop.abort(state) }
+        }
+        return HTTPResponse(
+            status: head.status,
+            headers: head.headers,
+            body: HTTPResponseBody(reader: BodyReader(state: state, loop: self.loop))
+        )
+    }
+
+    /// Aborts every transfer in flight (they fail with `.shutdown`), stops the curl thread
+    /// and frees libcurl's handles. Later requests fail with `.shutdown`. Idempotent; blocks
+    /// briefly while the thread exits. Also done when the client is deinitialized.
+    public func shutdown() {
+        self.loop.shutdown()
+    }
+}

@@ -1,0 +1,109 @@
+/// A response whose status line and headers are in; the body streams behind it.
+public struct HTTPResponse: Sendable {
+    public let status: Int
+    public let headers: HTTPHeaders
+    /// The body, chunk by chunk. Read it, or drop it to abort the transfer.
+    public let body: HTTPResponseBody
+
+    /// The first value of the header `name`, compared case-insensitively.
+    public func header(_ name: String) -> String? {
+        self.headers[name]
+    }
+}
+
+/// A response body as a single-pass sequence of byte chunks, each exactly as libcurl
+/// received it. The sequence finishes when the transfer completes and throws
+/// ``HTTPClientError`` when it fails.
+///
+/// Cancelling the task that iterates it, or dropping the last copy of the body and of
+/// its iterators before the end, aborts the transfer and closes its connection. Up to
+/// 256 KiB are buffered ahead of the reader; past that the transfer is paused until the
+/// reader catches up. Iterate it from one task at a time.
+public struct HTTPResponseBody: AsyncSequence, Sendable {
+    public typealias Element = [UInt8]
+
+    let reader: BodyReader
+
+    public func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(reader: self.reader)
+    }
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let reader: BodyReader
+
+        public mutating func next() async throws -> [UInt8]? {
+            try await self.reader.next()
+        }
+    }
+
+    /// The whole body in one array.
+    /// - Throws: ``HTTPClientError`` with code `.bodyTooLarge` (after aborting the
+    ///   transfer) once more than `maxBytes` have arrived, or the transfer's error.
+    public func collect(upTo maxBytes: Int = .max) async throws -> [UInt8] {
+        var bytes: [UInt8] = []
+        for try await chunk in self {
+            guard chunk.count <= maxBytes - bytes.count else {
+                self.reader.cancel()
+                throw HTTPClientError(.bodyTooLarge, "response body larger than \(maxBytes) bytes")
+            }
+            if bytes.isEmpty { bytes = chunk } else { bytes += chunk }
+        }
+        return bytes
+    }
+
+    /// The whole body decoded as UTF-8 (invalid sequences replaced).
+    public func collectString(upTo maxBytes: Int = .max) async throws -> String {
+        String(decoding: try await self.collect(upTo: maxBytes), as: UTF8.self)
+    }
+}
+
+/// The reader's handle on a transfer; its `deinit` (the body and all its iterators are
+/// gone) aborts a transfer that is still running.
+final class BodyReader: Sendable {
+    private let state: TransferState
+    private let loop: CurlEventLoop
+
+    init(state: TransferState, loop: CurlEventLoop) {
+        self.state = state
+        self.loop = loop
+    }
+
+    deinit {
+        self.cancel()
+    }
+
+    func cancel() {
+        if self.state.cancel() { self.loop.abort(self.state) }
+    }
+
+    func next() async throws -> [UInt8]? {
+        switch self.state.read() {
+        case .chunk(let chunk, let resumeTransfer):
+            if resumeTransfer { self.loop.resume(self.state) }
+            return chunk
+        case .end:
+            return nil
+        case .failed(let error):
+            throw error
+        case .wait:
+            break
+        }
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<[UInt8]?, any Error>) in
+                switch self.state.read(orResume: continuation) {
+                case .chunk(let chunk, let resumeTransfer):
+                    if resumeTransfer { self.loop.resume(self.state) }
+                    continuation.resume(returning: chunk)
+                case .end:
+                    continuation.resume(returning: nil)
+                case .failed(let error):
+                    continuation.resume(throwing: error)
+                case .wait:
+                    break  // the curl thread resumes it
+                }
+            }
+        } onCancel: {
+            self.cancel()
+        }
+    }
+}

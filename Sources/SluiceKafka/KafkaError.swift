@@ -1,0 +1,48 @@
+/// An error from the Kafka layer: what failed, in words, and librdkafka's error code.
+public struct KafkaError: Error, Sendable, CustomStringConvertible {
+    public enum Code: Sendable, Equatable {
+        case config
+        case client
+        case produce
+        case delivery
+        case commit
+        case admin
+        case closed
+    }
+
+    public var code: Code
+    public var message: String
+    /// librdkafka's `rd_kafka_resp_err_t` value, where there is one.
+    public var rdkafkaError: Int32?
+
+    public init(_ code: Code, _ message: String, rdkafkaError: Int32? = nil) {
+        self.code = code
+        self.message = message
+        self.rdkafkaError = rdkafkaError
+    }
+
+    public var description: String { "Kafka \(code): \(message)" }
+}
+
+/// A message read from a topic.
+public struct KafkaMessage: Sendable {
+    public var topic: String
+    public var partition: Int32
+    public var offset: Int64
+    public var key: [UInt8]?
+    public var value: [UInt8]
+    /// The record's timestamp in milliseconds since the epoch, if it has one.
+    public var timestampMs: Int64?
+
+    public var topicPartition: TopicPartition { TopicPartition(topic: topic, partition: partition) }
+    public var keyString: String? { key.map { String(decoding: $0, as: UTF8.self) } }
+
+    public init(topic: String, partition: Int32, offset: Int64, key: [UInt8]?, value: [UInt8], timestampMs: Int64?) {
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.key = key
+        self.value = value
+        self.timestampMs = timestampMs
+    }
+}

@@ -1,0 +1,58 @@
+import CRdKafka
+
+/// Topic administration for the local stack and tests.
+public enum KafkaAdmin {
+    /// Creates topics that do not exist yet; existing ones are left as they are.
+    public static func createTopics(
+        brokers: String, topics: [(name: String, partitions: Int)], timeoutMs: Int32 = 15_000
+    ) throws {
+        guard !topics.isEmpty else { return }
+        let conf = try RDKafkaConfig.make(["bootstrap.servers": brokers, "log.connection.close": "false"])
+        var errstr = [CChar](repeating: 0, count: 512)
+        guard let rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, &errstr, errstr.count) else {
+            rd_kafka_conf_destroy(conf)
+            throw KafkaError(.admin, "cannot create an admin client: \(String(cString: errstr))")
+        }
+        defer { rd_kafka_destroy(rk) }
+
+        var newTopics: [OpaquePointer?] = []
+        defer { for t in newTopics { rd_kafka_NewTopic_destroy(t) } }
+        for t in topics {
+            guard let nt = rd_kafka_NewTopic_new(t.name, Int32(t.partitions), 1, &errstr, errstr.count) else {
+                throw KafkaError(.admin, "topic \(t.name): \(String(cString: errstr))")
+            }
+            newTopics.append(nt)
+        }
+        let queue = rd_kafka_queue_new(rk)
+        defer { rd_kafka_queue_destroy(queue) }
+        let options = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS)
+        defer { rd_kafka_AdminOptions_destroy(options) }
+        rd_kafka_AdminOptions_set_operation_timeout(options, timeoutMs, &errstr, errstr.count)
+        rd_kafka_AdminOptions_set_request_timeout(options, timeoutMs, &errstr, errstr.count)
+
+        newTopics.withUnsafeMutableBufferPointer { buffer in
+            rd_kafka_CreateTopics(rk, buffer.baseAddress, buffer.count, options, queue)
+        }
+        guard let event = rd_kafka_queue_poll(queue, timeoutMs + 2_000) else {
+            throw KafkaError(.admin, "creating topics timed out; is the broker at \(brokers) up?")
+        }
+        defer { rd_kafka_event_destroy(event) }
+        let eventErr = rd_kafka_event_error(event)
+        if eventErr != RD_KAFKA_RESP_ERR_NO_ERROR {
+            throw KafkaError(.admin, "creating topics failed: \(String(cString: rd_kafka_event_error_string(event)))",
+                             rdkafkaError: eventErr.rawValue)
+        }
+        guard let result = rd_kafka_event_CreateTopics_result(event) else { return }
+        var count = 0
+        guard let results = rd_kafka_CreateTopics_result_topics(result, &count) else { return }
+        for i in 0..<count {
+            let r = results[i]
+            let err = rd_kafka_topic_result_error(r)
+            if err != RD_KAFKA_RESP_ERR_NO_ERROR, err != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS {
+                let name = String(cString: rd_kafka_topic_result_name(r))
+                let msg = rd_kafka_topic_result_error_string(r).map { String(cString: $0) } ?? RDKafkaConfig.errorString(err)
+                throw KafkaError(.admin, "creating topic \(name) failed: \(msg)", rdkafkaError: err.rawValue)
+            }
+        }
+    }
+}

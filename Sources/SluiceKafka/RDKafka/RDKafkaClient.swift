@@ -1,0 +1,257 @@
+import CRdKafka
+import Foundation
+import Logging
+import Synchronization
+
+/// A topic, partition and offset: what a commit names.
+public struct TopicPartitionOffset: Sendable, Hashable {
+    public var topicPartition: TopicPartition
+    public var offset: Int64
+
+    public init(_ topicPartition: TopicPartition, offset: Int64) {
+        self.topicPartition = topicPartition
+        self.offset = offset
+    }
+}
+
+/// The one owner of an `rd_kafka_t`. Every librdkafka call of the package goes through
+/// this file and its siblings in `RDKafka/`; the public types above see no C type.
+final class RDKafkaClient: @unchecked Sendable {
+    // @unchecked: `handle` is set once in init and destroyed once in deinit; librdkafka's
+    // API is thread-safe for everything called on it here.
+    enum Kind { case producer, consumer }
+
+    enum Rebalance: Sendable {
+        case assigned([TopicPartition])
+        case revoked([TopicPartition])
+    }
+
+    let handle: OpaquePointer
+    let context: RDKafkaContext
+    let kind: Kind
+
+    init(kind: Kind, properties: [String: String], context: RDKafkaContext) throws {
+        let conf = try RDKafkaConfig.make(properties)
+        rd_kafka_conf_set_log_cb(conf, rdkafkaLogCallback)
+        rd_kafka_conf_set_error_cb(conf, rdkafkaErrorCallback)
+        // The context outlives the handle (this object owns both), so it is not retained.
+        rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(context).toOpaque())
+        switch kind {
+        case .producer:
+            rd_kafka_conf_set_dr_msg_cb(conf, deliveryCallback)
+        case .consumer:
+            rd_kafka_conf_set_rebalance_cb(conf, rebalanceCallback)
+            rd_kafka_conf_set_offset_commit_cb(conf, offsetCommitCallback)
+        }
+        var errstr = [CChar](repeating: 0, count: 512)
+        guard let rk = rd_kafka_new(kind == .producer ? RD_KAFKA_PRODUCER : RD_KAFKA_CONSUMER, conf, &errstr, errstr.count) else {
+            rd_kafka_conf_destroy(conf)
+            throw KafkaError(.client, "cannot create the Kafka client: \(String(cString: errstr))")
+        }
+        self.handle = rk
+        self.context = context
+        self.kind = kind
+        if kind == .consumer { rd_kafka_poll_set_consumer(rk) }
+    }
+
+    deinit {
+        rd_kafka_destroy(handle)
+    }
+
+    // MARK: Producer
+
+    /// Enqueues a message; `promise` is resolved from the delivery report.
+    func produce(topic: String, key: [UInt8]?, value: [UInt8], promise: DeliveryPromise) throws {
+        let opaque = Unmanaged.passRetained(promise).toOpaque()
+        let err: rd_kafka_resp_err_t = value.withUnsafeBytes { v in
+            if let key {
+                return key.withUnsafeBytes { k in
+                    sluice_rd_kafka_produce(handle, topic, k.baseAddress, k.count, v.baseAddress, v.count, 0, opaque)
+                }
+            }
+            return sluice_rd_kafka_produce(handle, topic, nil, 0, v.baseAddress, v.count, 0, opaque)
+        }
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR {
+            Unmanaged<DeliveryPromise>.fromOpaque(opaque).release()
+            throw KafkaError(.produce, "cannot enqueue a message for \(topic): \(RDKafkaConfig.errorString(err))", rdkafkaError: err.rawValue)
+        }
+    }
+
+    /// Serves delivery reports and client callbacks; blocks up to `timeoutMs`.
+    func poll(timeoutMs: Int32) {
+        rd_kafka_poll(handle, timeoutMs)
+    }
+
+    /// Waits for outstanding deliveries; returns false if some were still pending.
+    func flush(timeoutMs: Int32) -> Bool {
+        rd_kafka_flush(handle, timeoutMs) == RD_KAFKA_RESP_ERR_NO_ERROR
+    }
+
+    var outQueueLength: Int { Int(rd_kafka_outq_len(handle)) }
+
+    // MARK: Consumer
+
+    func subscribe(_ topics: [String]) throws {
+        let list = rd_kafka_topic_partition_list_new(Int32(topics.count))
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        for t in topics { rd_kafka_topic_partition_list_add(list, t, RD_KAFKA_PARTITION_UA) }
+        let err = rd_kafka_subscribe(handle, list)
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR else {
+            throw KafkaError(.client, "cannot subscribe to \(topics): \(RDKafkaConfig.errorString(err))", rdkafkaError: err.rawValue)
+        }
+    }
+
+    enum PollResult {
+        case message(KafkaMessage)
+        case error(String)
+        case none
+    }
+
+    /// Reads one message or event from the consumer queue; blocks up to `timeoutMs`.
+    func consumerPoll(timeoutMs: Int32) -> PollResult {
+        guard let m = rd_kafka_consumer_poll(handle, timeoutMs) else { return .none }
+        defer { rd_kafka_message_destroy(m) }
+        let msg = m.pointee
+        if msg.err != RD_KAFKA_RESP_ERR_NO_ERROR {
+            if msg.err == RD_KAFKA_RESP_ERR__PARTITION_EOF { return .none }
+            return .error(String(cString: rd_kafka_message_errstr(m)))
+        }
+        let topic = msg.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? ""
+        let value = msg.payload.map { Array(UnsafeRawBufferPointer(start: $0, count: msg.len)) } ?? []
+        let key = msg.key.map { Array(UnsafeRawBufferPointer(start: $0, count: msg.key_len)) }
+        var tsType = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
+        let ts = rd_kafka_message_timestamp(m, &tsType)
+        return .message(KafkaMessage(
+            topic: topic, partition: msg.partition, offset: msg.offset, key: key, value: value,
+            timestampMs: tsType == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? nil : ts))
+    }
+
+    func commit(_ offsets: [TopicPartitionOffset], synchronously: Bool) throws {
+        guard !offsets.isEmpty else { return }
+        let list = RDKafkaClient.makeList(offsets)
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        let err = rd_kafka_commit(handle, list, synchronously ? 0 : 1)
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR else {
+            throw KafkaError(.commit, "commit failed: \(RDKafkaConfig.errorString(err))", rdkafkaError: err.rawValue)
+        }
+    }
+
+    /// Pauses (or resumes) fetching for every partition currently assigned.
+    func setPaused(_ paused: Bool) {
+        var list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?
+        guard rd_kafka_assignment(handle, &list) == RD_KAFKA_RESP_ERR_NO_ERROR, let list else { return }
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        if paused { rd_kafka_pause_partitions(handle, list) } else { rd_kafka_resume_partitions(handle, list) }
+    }
+
+    /// Leaves the group (serving the final revoke) and stops fetching.
+    func consumerClose() {
+        rd_kafka_consumer_close(handle)
+    }
+
+    static func makeList(_ offsets: [TopicPartitionOffset]) -> UnsafeMutablePointer<rd_kafka_topic_partition_list_t> {
+        let list = rd_kafka_topic_partition_list_new(Int32(offsets.count))!
+        for o in offsets {
+            let p = rd_kafka_topic_partition_list_add(list, o.topicPartition.topic, o.topicPartition.partition)
+            p?.pointee.offset = o.offset
+        }
+        return list
+    }
+
+    static func partitions(_ list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?) -> [TopicPartition] {
+        guard let list, list.pointee.cnt > 0, let elems = list.pointee.elems else { return [] }
+        return (0..<Int(list.pointee.cnt)).map { i in
+            TopicPartition(topic: String(cString: elems[i].topic), partition: elems[i].partition)
+        }
+    }
+}
+
+/// The continuation of one produced message, resolved by its delivery report.
+final class DeliveryPromise: @unchecked Sendable {
+    // @unchecked: the continuation is resumed exactly once, from the delivery report
+    // (or from `produce` when enqueueing fails, in which case no report will come).
+    let continuation: CheckedContinuation<Void, any Error>
+    init(_ continuation: CheckedContinuation<Void, any Error>) { self.continuation = continuation }
+}
+
+/// Delivery reports: called on the producer's poll thread. Balances the `passRetained`
+/// of `produce`.
+private let deliveryCallback: @convention(c) (OpaquePointer?, UnsafePointer<rd_kafka_message_t>?, UnsafeMutableRawPointer?) -> Void = {
+    _, message, _ in
+    guard let message, let opaque = message.pointee._private else { return }
+    let promise = Unmanaged<DeliveryPromise>.fromOpaque(opaque).takeRetainedValue()
+    let err = message.pointee.err
+    if err == RD_KAFKA_RESP_ERR_NO_ERROR {
+        promise.continuation.resume()
+    } else {
+        promise.continuation.resume(throwing: KafkaError(
+            .delivery, "delivery failed: \(RDKafkaConfig.errorString(err))", rdkafkaError: err.rawValue))
+    }
+}
+
+/// Group rebalances, on the consumer's poll thread. Eager and cooperative protocols both
+/// handled; on revoke the owner's handler is asked for final offsets, committed
+/// synchronously before the partitions are let go.
+private let rebalanceCallback: @convention(c) (
+    OpaquePointer?, rd_kafka_resp_err_t, UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?, UnsafeMutableRawPointer?
+) -> Void = { rk, err, partitions, _ in
+    guard let rk else { return }
+    let context = RDKafkaContext.from(rk)
+    let tps = RDKafkaClient.partitions(partitions)
+    let cooperative = rd_kafka_rebalance_protocol(rk).map { String(cString: $0) } == "COOPERATIVE"
+    switch err {
+    case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
+        context?.logger.info("partitions assigned", metadata: ["partitions": "\(tps)"])
+        context?.onRebalance?(.assigned(tps))
+        if cooperative {
+            if let e = rd_kafka_incremental_assign(rk, partitions) { rd_kafka_error_destroy(e) }
+        } else {
+            rd_kafka_assign(rk, partitions)
+        }
+    case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
+        context?.logger.info("partitions revoked", metadata: ["partitions": "\(tps)"])
+        context?.onRebalance?(.revoked(tps))
+        if cooperative {
+            if let e = rd_kafka_incremental_unassign(rk, partitions) { rd_kafka_error_destroy(e) }
+        } else {
+            rd_kafka_assign(rk, nil)
+        }
+    default:
+        context?.logger.warning("rebalance error: \(RDKafkaConfig.errorString(err))")
+        rd_kafka_assign(rk, nil)
+    }
+}
+
+private let offsetCommitCallback: @convention(c) (
+    OpaquePointer?, rd_kafka_resp_err_t, UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?, UnsafeMutableRawPointer?
+) -> Void = { rk, err, _, _ in
+    guard err != RD_KAFKA_RESP_ERR_NO_ERROR, err != RD_KAFKA_RESP_ERR__NO_OFFSET else { return }
+    RDKafkaContext.from(rk)?.logger.warning(
+        "offset commit failed; the messages will be read again after a restart",
+        metadata: ["rdkafka.error": "\(RDKafkaConfig.errorString(err))"])
+}
+
+/// A thread of its own for a blocking poll loop (never the cooperative pool).
+final class PollThread: Sendable {
+    private final class State: Sendable {
+        let running = Atomic<Bool>(true)
+        let exited = DispatchSemaphore(value: 0)
+    }
+    private let state = State()
+
+    init(name: String, body: @escaping @Sendable (_ isRunning: () -> Bool) -> Void) {
+        let state = self.state
+        let thread = Thread {
+            body { state.running.load(ordering: .acquiring) }
+            state.exited.signal()
+        }
+        thread.name = name
+        thread.start()
+    }
+
+    /// Asks the loop to stop and waits until it has. Safe to call more than once.
+    func stop() {
+        let (exchanged, _) = state.running.compareExchange(expected: true, desired: false, ordering: .acquiringAndReleasing)
+        if exchanged { state.exited.wait() }
+    }
+}

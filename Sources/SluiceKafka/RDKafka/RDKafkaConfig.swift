@@ -1,0 +1,72 @@
+import CRdKafka
+import Logging
+
+/// Builds an `rd_kafka_conf_t` from string properties. The returned handle is owned by
+/// the caller until handed to `rd_kafka_new`, which takes it over.
+enum RDKafkaConfig {
+    static func make(_ properties: [String: String]) throws -> OpaquePointer {
+        guard let conf = rd_kafka_conf_new() else { throw KafkaError(.config, "rd_kafka_conf_new failed") }
+        var errstr = [CChar](repeating: 0, count: 512)
+        for (key, value) in properties.sorted(by: { $0.key < $1.key }) {
+            let result = rd_kafka_conf_set(conf, key, value, &errstr, errstr.count)
+            if result != RD_KAFKA_CONF_OK {
+                rd_kafka_conf_destroy(conf)
+                let reason = String(cString: errstr)
+                throw KafkaError(.config, "Kafka property \"\(key)\": \(reason)")
+            }
+        }
+        return conf
+    }
+
+    static func errorString(_ err: rd_kafka_resp_err_t) -> String {
+        String(cString: rd_kafka_err2str(err))
+    }
+}
+
+/// What librdkafka's callbacks reach through `rd_kafka_opaque`: the client's logger and
+/// its event handlers. Owned by the Swift client object, which outlives the C handle.
+final class RDKafkaContext: @unchecked Sendable {
+    // @unchecked: every stored property is immutable after init, and the handler
+    // closures are themselves @Sendable.
+    let logger: Logger
+    let onRebalance: (@Sendable (RDKafkaClient.Rebalance) -> Void)?
+
+    init(logger: Logger, onRebalance: (@Sendable (RDKafkaClient.Rebalance) -> Void)? = nil) {
+        self.logger = logger
+        self.onRebalance = onRebalance
+    }
+
+    static func from(_ rk: OpaquePointer?) -> RDKafkaContext? {
+        guard let rk, let opaque = rd_kafka_opaque(rk) else { return nil }
+        return Unmanaged<RDKafkaContext>.fromOpaque(opaque).takeUnretainedValue()
+    }
+}
+
+/// librdkafka's log lines, routed into swift-log.
+let rdkafkaLogCallback: @convention(c) (OpaquePointer?, Int32, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> Void = {
+    rk, level, facility, message in
+    guard let context = RDKafkaContext.from(rk) else { return }
+    let text = message.map { String(cString: $0) } ?? ""
+    let fac = facility.map { String(cString: $0) } ?? ""
+    let swiftLevel: Logger.Level = switch level {
+    case 0...3: .error
+    case 4: .warning
+    case 5, 6: .info
+    default: .debug
+    }
+    context.logger.log(level: swiftLevel, "\(text)", metadata: ["rdkafka.facility": "\(fac)"])
+}
+
+/// Client-level errors (brokers down, authentication): logged. librdkafka recovers from
+/// these itself; the ones it cannot recover from are reported as fatal.
+let rdkafkaErrorCallback: @convention(c) (OpaquePointer?, Int32, UnsafePointer<CChar>?, UnsafeMutableRawPointer?) -> Void = {
+    rk, err, reason, _ in
+    guard let context = RDKafkaContext.from(rk) else { return }
+    let text = reason.map { String(cString: $0) } ?? ""
+    let code = rd_kafka_resp_err_t(rawValue: err)
+    if code == RD_KAFKA_RESP_ERR__FATAL {
+        context.logger.critical("fatal Kafka client error: \(text)")
+    } else {
+        context.logger.warning("Kafka: \(text)", metadata: ["rdkafka.error": "\(RDKafkaConfig.errorString(code))"])
+    }
+}

@@ -1,0 +1,123 @@
+import Foundation
+import SluiceCore
+import SluiceHTTPClient
+
+/// Everything a provider needs for one attempt.
+public struct ProviderCall: Sendable {
+    public var provider: SluiceConfig.Provider
+    public var model: String
+    /// OpenAI-format messages (for a passthrough call, unused).
+    public var messages: [JSONValue]
+    public var parameters: [String: JSONValue]
+    public var stream: Bool
+    /// The key to send: the job's own, else the provider's configured one.
+    public var apiKey: Secret?
+    /// Smarter-style passthrough: this body is sent as it is.
+    public var passthroughBody: JSONValue?
+    public var connectTimeout: Duration = .seconds(10)
+    public var idleTimeout: Duration? = .seconds(120)
+    public var totalTimeout: Duration?
+
+    public init(provider: SluiceConfig.Provider, model: String, messages: [JSONValue],
+                parameters: [String: JSONValue], stream: Bool, apiKey: Secret?, passthroughBody: JSONValue? = nil) {
+        self.provider = provider
+        self.model = model
+        self.messages = messages
+        self.parameters = parameters
+        self.stream = stream
+        self.apiKey = apiKey
+        self.passthroughBody = passthroughBody
+    }
+}
+
+/// A failed provider attempt, with what the worker needs to decide on a retry.
+public struct ProviderError: Error, Sendable, CustomStringConvertible {
+    public enum Kind: String, Sendable {
+        /// The provider answered with an error status.
+        case http = "provider_error"
+        /// No connection, or it broke.
+        case connection = "connection_error"
+        case timeout = "timeout"
+        /// The response could not be understood, or the stream ended improperly.
+        case protocolError = "provider_protocol_error"
+        case cancelled = "cancelled"
+    }
+
+    public var kind: Kind
+    public var message: String
+    public var status: Int?
+    public var retryable: Bool
+    /// Seconds the provider asked to wait (`Retry-After`).
+    public var retryAfter: Double?
+
+    public init(_ kind: Kind, _ message: String, status: Int? = nil, retryable: Bool, retryAfter: Double? = nil) {
+        self.kind = kind
+        self.message = message
+        self.status = status
+        self.retryable = retryable
+        self.retryAfter = retryAfter
+    }
+
+    public var description: String { "\(kind.rawValue): \(message)" }
+}
+
+/// A normalised chunk: the `chat.completion.chunk` JSON to publish, and its parsed form.
+public struct ProviderChunk: Sendable {
+    public var json: [UInt8]
+    public var chunk: ChatCompletionChunk
+}
+
+/// What a finished attempt produced.
+public struct ProviderOutcome: Sendable {
+    public var accumulator: StreamAccumulator
+    public var timing: TimingRecorder
+    /// Whether the stream ended properly (finish reason, `[DONE]`, `message_stop`).
+    public var streamComplete: Bool
+    /// The provider's own response, for passthrough jobs (non-streaming only).
+    public var raw: JSONValue?
+}
+
+/// A provider's wire format: how to ask, and how to read the answer.
+public protocol WireFormat: Sendable {
+    func makeRequest(_ call: ProviderCall) throws -> HTTPRequest
+    /// A fresh decoder for one streaming response.
+    func makeStreamDecoder(_ call: ProviderCall) -> any StreamDecoder
+    /// Reads a complete (non-streaming) response body.
+    func decodeCompletion(_ body: [UInt8], call: ProviderCall) throws -> ChatCompletion
+    /// The error message in an error response body, if it has one.
+    func errorMessage(_ body: [UInt8]) -> String?
+}
+
+/// Turns one response's Server-Sent Events into normalised chunks.
+public protocol StreamDecoder: Sendable {
+    /// Decodes one event. Returns the chunks it yields (often one, sometimes none).
+    mutating func decode(_ event: SSEEvent) throws -> [ProviderChunk]
+    /// Whether the provider's end-of-stream marker has been seen.
+    var isComplete: Bool { get }
+}
+
+extension WireFormat {
+    public func errorMessage(_ body: [UInt8]) -> String? {
+        guard let v = try? JSON.decode(JSONValue.self, from: body) else { return nil }
+        if let m = v["error"]?["message"]?.stringValue { return m }
+        if let m = v["error"]?.stringValue { return m }
+        if let m = v["message"]?.stringValue { return m }
+        return nil
+    }
+}
+
+public enum WireFormats {
+    public static func format(for kind: SluiceConfig.Provider.Kind) throws -> any WireFormat {
+        switch kind {
+        case .openai, .openaiCompatible, .mock: OpenAIWireFormat()
+        case .azure: OpenAIWireFormat(azure: true)
+        case .anthropic, .gemini:
+            throw SluiceError(.unsupported, "provider kind \"\(kind.rawValue)\" is not implemented yet")
+        }
+    }
+}
+
+/// Seconds on a monotonic clock, for metrics.
+public enum MonotonicClock {
+    public static func now() -> Double { ProcessInfo.processInfo.systemUptime }
+}

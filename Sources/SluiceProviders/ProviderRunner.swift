@@ -1,0 +1,126 @@
+import Foundation
+import SluiceCore
+import SluiceHTTPClient
+
+/// Runs one provider attempt over the HTTP client: sends the request, reads the stream
+/// (or the whole body), hands each normalised chunk to `onChunk` as it arrives, and
+/// returns what it all added up to.
+public struct ProviderRunner: Sendable {
+    public let client: HTTPClient
+
+    public init(client: HTTPClient) { self.client = client }
+
+    /// The largest non-streaming or error body read.
+    static let maxBodyBytes = 32 * 1024 * 1024
+
+    public func run(
+        _ call: ProviderCall, format: any WireFormat, onChunk: (ProviderChunk, Double) -> Void
+    ) async throws -> ProviderOutcome {
+        let request = try format.makeRequest(call)
+        let start = MonotonicClock.now()
+        var timing = TimingRecorder(start: start)
+        var accumulator = StreamAccumulator()
+
+        let response: HTTPResponse
+        do {
+            response = try await client.execute(request)
+        } catch let error as HTTPClientError {
+            throw ProviderRunner.mapError(error)
+        }
+
+        guard (200..<300).contains(response.status) else {
+            let body = (try? await response.body.collect(upTo: 1 << 20)) ?? []
+            let message = format.errorMessage(body) ?? "HTTP \(response.status)"
+            let retryable = response.status == 429 || response.status == 408 || response.status >= 500
+            throw ProviderError(
+                .http, "\(call.provider.name) answered \(response.status): \(message)", status: response.status,
+                retryable: retryable, retryAfter: ProviderRunner.retryAfter(response.headers["retry-after"]))
+        }
+
+        if !call.stream {
+            let body: [UInt8]
+            do {
+                body = try await response.body.collect(upTo: ProviderRunner.maxBodyBytes)
+            } catch let error as HTTPClientError {
+                throw ProviderRunner.mapError(error)
+            }
+            let now = MonotonicClock.now()
+            timing.byteReceived(at: now)
+            let completion = try format.decodeCompletion(body, call: call)
+            // One chunk carrying the whole reply, so a reader of the job's events sees it.
+            let chunk = ChatCompletionChunk(
+                id: completion.id, created: completion.created, model: completion.model,
+                systemFingerprint: completion.systemFingerprint,
+                choices: completion.choices.map { c in
+                    ChunkChoice(
+                        index: c.index,
+                        delta: ChunkDelta(
+                            role: c.message.role, content: c.message.content, refusal: c.message.refusal,
+                            toolCalls: c.message.toolCalls?.enumerated().map { i, t in
+                                ToolCallDelta(index: i, id: t.id, type: t.type, function: .init(name: t.function.name, arguments: t.function.arguments))
+                            }),
+                        finishReason: c.finishReason)
+                },
+                usage: completion.usage)
+            accumulator.add(chunk)
+            if chunk.carriesContent { timing.contentChunk(at: now) }
+            onChunk(ProviderChunk(json: try JSON.encode(chunk), chunk: chunk), now)
+            let raw = call.passthroughBody != nil ? try? JSON.decode(JSONValue.self, from: body) : nil
+            return ProviderOutcome(accumulator: accumulator, timing: timing, streamComplete: true, raw: raw)
+        }
+
+        var parser = SSEParser()
+        var decoder = format.makeStreamDecoder(call)
+        var failure: (any Error)?
+        do {
+            for try await bytes in response.body {
+                let now = MonotonicClock.now()
+                timing.byteReceived(at: now)
+                parser.feed(bytes) { event in
+                    guard failure == nil else { return }
+                    do {
+                        for c in try decoder.decode(event) {
+                            accumulator.add(c.chunk)
+                            if c.chunk.carriesContent { timing.contentChunk(at: now) }
+                            onChunk(c, now)
+                        }
+                    } catch {
+                        failure = error
+                    }
+                }
+                if let failure { throw failure }
+            }
+            if let last = parser.finish() {
+                for c in try decoder.decode(last) {
+                    accumulator.add(c.chunk)
+                    onChunk(c, MonotonicClock.now())
+                }
+            }
+        } catch let error as HTTPClientError {
+            throw ProviderRunner.mapError(error)
+        }
+        let complete = decoder.isComplete || accumulator.allChoicesFinished
+        return ProviderOutcome(accumulator: accumulator, timing: timing, streamComplete: complete, raw: nil)
+    }
+
+    static func mapError(_ error: HTTPClientError) -> ProviderError {
+        switch error.code {
+        case .idleTimeout, .totalTimeout: ProviderError(.timeout, error.message, retryable: true)
+        case .cancelled: ProviderError(.cancelled, "the request was cancelled", retryable: false)
+        case .invalidRequest: ProviderError(.connection, error.message, retryable: false)
+        default: ProviderError(.connection, error.message, retryable: true)
+        }
+    }
+
+    /// `Retry-After` as seconds or an HTTP date.
+    static func retryAfter(_ value: String?) -> Double? {
+        guard let value = value?.trimmingCharacters(in: .whitespaces), !value.isEmpty else { return nil }
+        if let seconds = Double(value) { return max(0, seconds) }
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.timeZone = TimeZone(identifier: "GMT")
+        f.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
+        guard let date = f.date(from: value) else { return nil }
+        return max(0, date.timeIntervalSinceNow)
+    }
+}

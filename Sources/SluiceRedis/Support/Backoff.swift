@@ -1,0 +1,54 @@
+/// Capped exponential backoff with jitter, for reconnect attempts.
+///
+/// 50 ms, 100 ms, 200 ms, … up to 2 s, each randomised by ±20 % so that many processes
+/// that lost the same Redis do not all come back in the same millisecond.
+struct Backoff {
+    static let initial: Duration = .milliseconds(50)
+    static let maximum: Duration = .seconds(2)
+
+    private var next: Duration = Backoff.initial
+
+    /// The delay before the next attempt; each call doubles the following one.
+    mutating func nextDelay() -> Duration {
+        let delay = next
+        next = min(next * 2, Backoff.maximum)
+        return delay * Double.random(in: 0.8...1.2)
+    }
+
+    mutating func reset() {
+        next = Backoff.initial
+    }
+}
+
+/// A first-in first-out queue over an array: O(1) amortised `append` and `popFirst`.
+struct FIFO<Element> {
+    private var items: [Element?] = []
+    private var head = 0
+
+    var count: Int { items.count - head }
+    var isEmpty: Bool { head == items.count }
+
+    mutating func append(_ element: Element) {
+        items.append(element)
+    }
+
+    mutating func popFirst() -> Element? {
+        guard head < items.count else { return nil }
+        let element = items[head]
+        items[head] = nil
+        head += 1
+        if head == items.count {
+            items.removeAll(keepingCapacity: true)
+            head = 0
+        } else if head >= 1024, head * 2 >= items.count {
+            items.removeFirst(head)
+            head = 0
+        }
+        return element
+    }
+
+    mutating func removeAll() {
+        items.removeAll()
+        head = 0
+    }
+}

@@ -1,0 +1,44 @@
+import Synchronization
+
+/// Bounds the jobs running at once. `acquire` waits for a slot; the worker pauses its
+/// partitions before waiting, so waiting never holds up the broker.
+final class InFlightLimiter: Sendable {
+    private struct State {
+        var inFlight = 0
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private let limit: Int
+    private let state = Mutex(State())
+
+    init(limit: Int) { self.limit = limit }
+
+    var inFlight: Int { state.withLock { $0.inFlight } }
+    var isFull: Bool { state.withLock { $0.inFlight >= limit } }
+
+    func acquire() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let granted = state.withLock { s -> Bool in
+                if s.inFlight < limit {
+                    s.inFlight += 1
+                    return true
+                }
+                s.waiters.append(continuation)
+                return false
+            }
+            if granted { continuation.resume() }
+        }
+    }
+
+    func release() {
+        let next = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            if s.waiters.isEmpty {
+                s.inFlight -= 1
+                return nil
+            }
+            // The slot passes straight to the next waiter.
+            return s.waiters.removeFirst()
+        }
+        next?.resume()
+    }
+}

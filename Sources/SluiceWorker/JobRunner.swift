@@ -1,0 +1,208 @@
+import Foundation
+import Logging
+import SluiceCore
+import SluiceProviders
+import SluiceRedis
+
+/// Runs one job against its providers, publishing its events, and builds its final
+/// unified response. Retries retryable failures with backoff while nothing has been
+/// published for the attempt, then moves to the job's fallbacks.
+struct JobRunner: Sendable {
+    let config: SluiceConfig
+    let providers: ProviderRunner
+    let redis: RedisConnection
+    let prices: PriceTable
+    let logger: Logger
+    let environment: [String: String]
+
+    func run(_ job: Job, producedAtMs: Int64?) async -> UnifiedResponse {
+        let startedWall = WallClock.now()
+        let queueWait = producedAtMs.map { max(0, startedWall - Double($0) / 1000) }
+        var logger = self.logger
+        logger[metadataKey: "job_id"] = "\(job.id)"
+
+        var events = JobEvents(
+            jobID: job.id, redis: redis, ttlSeconds: config.redis.eventTTLSeconds,
+            lastSeq: await JobEvents.lastSeq(jobID: job.id, redis: redis))
+
+        let deadline = MonotonicClock.now() + (job.timeoutSeconds ?? config.worker.defaultTimeoutSeconds)
+        var response: UnifiedResponse
+        do {
+            response = try await attempt(job, events: &events, deadline: deadline, queueWait: queueWait, logger: logger)
+        } catch {
+            let failure = JobRunner.errorInfo(error)
+            let status: UnifiedResponse.Status =
+                failure.type == "cancelled" ? .cancelled : failure.type == "timeout" ? .timedOut : .failed
+            logger.warning("job \(status.rawValue): \(failure.message)")
+            response = failedResponse(job, error: failure, status: status, queueWait: queueWait,
+                                      attempts: (error as? AttemptsError)?.attempts ?? 0)
+            events.emit(.chatResponseFailure, encoding: ["error": failure])
+        }
+        let json = (try? JSON.encode(response)) ?? []
+        if response.status == .succeeded { events.emit(.chatCompletionResponse, data: json) }
+        events.storeResult(json)
+        events.emit(.chatFinished, ["status": .string(response.status.rawValue)])
+        return response
+    }
+
+    /// The failure of a job after every attempt, carrying how many there were.
+    struct AttemptsError: Error {
+        var underlying: any Error
+        var attempts: Int
+    }
+
+    private func attempt(
+        _ job: Job, events: inout JobEvents, deadline: Double, queueWait: Double?, logger: Logger
+    ) async throws -> UnifiedResponse {
+        let (messages, chatInput) = try JobRunner.messages(of: job)
+        var targets = [ModelTarget(provider: job.provider, model: job.model ?? "")]
+        targets += job.fallbacks
+        var attempts = 0
+        var lastError: any Error = SluiceError(.internal, "no attempt was made")
+
+        for (targetIndex, target) in targets.enumerated() {
+            let provider: SluiceConfig.Provider
+            let model: String
+            do {
+                (provider, model) = try config.resolve(provider: target.provider, model: target.model.isEmpty ? nil : target.model)
+            } catch {
+                if targetIndex == 0 { throw error }
+                lastError = error
+                continue
+            }
+            let format = try WireFormats.format(for: provider.kind)
+            var call = ProviderCall(
+                provider: provider, model: model, messages: messages, parameters: job.parameters, stream: job.stream,
+                apiKey: job.apiKey ?? provider.apiKeyEnv.flatMap { environment[$0] }.map(Secret.init))
+            if case .passthrough(let body) = job.request {
+                call.passthroughBody = body
+                call.stream = body["stream"]?.boolValue ?? false
+            }
+
+            for retry in 0..<config.worker.maxAttempts {
+                attempts += 1
+                let remaining = deadline - MonotonicClock.now()
+                guard remaining > 0 else {
+                    throw AttemptsError(underlying: SluiceError(.timeout, "the job ran past its timeout"), attempts: attempts - 1)
+                }
+                call.totalTimeout = .milliseconds(Int64(remaining * 1000))
+                events.emit(.chatStarted, ["provider": .string(provider.name), "model": .string(model), "attempt": .number(Double(attempts))])
+                let request = (try? JSON.decode(JSONValue.self, from: format.makeRequest(call).body)) ?? .null
+                events.emit(.chatCompletionRequest, ["provider": .string(provider.name), "model": .string(model), "body": request])
+
+                var published = 0
+                do {
+                    let outcome = try await providers.run(call, format: format) { chunk, _ in
+                        events.emit(.chunk, data: chunk.json)
+                        published += 1
+                    }
+                    if !outcome.streamComplete {
+                        throw ProviderError(.protocolError, "the provider's stream ended before its end marker", retryable: published == 0)
+                    }
+                    return succeeded(job, provider: provider.name, model: model, messages: messages, chatInput: chatInput,
+                                     outcome: outcome, attempts: attempts, queueWait: queueWait)
+                } catch {
+                    lastError = error
+                    if Task.isCancelled { throw AttemptsError(underlying: SluiceError(.cancelled, "the job was cancelled"), attempts: attempts) }
+                    guard let pe = error as? ProviderError, pe.retryable, published == 0 else { break }
+                    guard retry + 1 < config.worker.maxAttempts else { break }
+                    let delay = JobRunner.backoff(retry: retry, retryAfter: pe.retryAfter)
+                    guard MonotonicClock.now() + delay < deadline else { break }
+                    logger.info("retrying after \(pe)", metadata: ["attempt": "\(attempts)", "delay_s": "\(delay)"])
+                    try? await Task.sleep(for: .milliseconds(Int64(delay * 1000)))
+                }
+            }
+        }
+        throw AttemptsError(underlying: lastError, attempts: attempts)
+    }
+
+    /// Exponential backoff with full jitter, at least what `Retry-After` asked for.
+    static func backoff(retry: Int, retryAfter: Double?) -> Double {
+        let base = min(8.0, 0.25 * pow(2.0, Double(retry)))
+        let jittered = Double.random(in: base / 2...base)
+        return max(jittered, retryAfter ?? 0)
+    }
+
+    /// The messages to send, and the `chat_input` to report.
+    static func messages(of job: Job) throws -> ([JSONValue], String?) {
+        switch job.request {
+        case .messages(let m):
+            let lastUser = m.last { $0["role"]?.stringValue == "user" }?["content"]?.stringValue
+            return (m, lastUser)
+        case .chatInput(let s):
+            return ([["role": "user", "content": .string(s)]], s)
+        case .passthrough(let body):
+            let m = body["messages"]?.arrayValue ?? []
+            return (m, m.last { $0["role"]?.stringValue == "user" }?["content"]?.stringValue)
+        case .prompt(let id, _):
+            throw SluiceError(.unsupported, "prompt templates (\"prompt_id\": \"\(id)\") are not supported by this worker yet")
+        }
+    }
+
+    private func succeeded(
+        _ job: Job, provider: String, model: String, messages: [JSONValue], chatInput: String?,
+        outcome: ProviderOutcome, attempts: Int, queueWait: Double?
+    ) -> UnifiedResponse {
+        let acc = outcome.accumulator
+        let output = acc.output
+        let usage: Usage
+        let source: Metrics.UsageSource
+        if let u = acc.usage {
+            usage = u
+            source = .provider
+        } else {
+            let completion = acc.completionChoices.reduce(0) { total, c in
+                total + TokenEstimator.tokens(in: c.message.content ?? "")
+                    + (c.message.toolCalls ?? []).reduce(0) { $0 + TokenEstimator.tokens(in: $1.function.name + $1.function.arguments) }
+            }
+            usage = Usage(promptTokens: TokenEstimator.promptTokens(messages), completionTokens: completion)
+            source = .estimated
+        }
+        let timing = outcome.timing
+        let metrics = Metrics(
+            inputTokens: usage.promptTokens, outputTokens: usage.completionTokens, totalTokens: usage.totalTokens,
+            costUSD: prices.cost(provider: provider, model: model, inputTokens: usage.promptTokens, outputTokens: usage.completionTokens),
+            latencyS: timing.latency, timeToFirstTokenS: timing.timeToFirstToken, interTokenLatencyS: timing.interTokenLatency,
+            tokensPerSecond: timing.tokensPerSecond(outputTokens: usage.completionTokens), queueWaitS: queueWait,
+            attempts: attempts, usageSource: source, streamComplete: outcome.streamComplete)
+        let now = WallClock.now()
+        return UnifiedResponse(
+            id: acc.id ?? "chatcmpl-\(job.id)", created: acc.created ?? Int(now), model: acc.model ?? model,
+            choices: acc.completionChoices, usage: usage, systemFingerprint: acc.systemFingerprint,
+            sessionID: job.sessionID, chatInput: chatInput, chatOutput: output, context: messages, provider: provider,
+            timestamp: now, parameters: job.parameters, metrics: metrics, jobID: job.id, status: .succeeded, error: nil,
+            metadata: job.metadata, raw: outcome.raw)
+    }
+
+    func failedResponse(
+        _ job: Job, error: UnifiedResponse.ErrorInfo, status: UnifiedResponse.Status, queueWait: Double?, attempts: Int
+    ) -> UnifiedResponse {
+        let now = WallClock.now()
+        let (messages, chatInput) = (try? JobRunner.messages(of: job)) ?? ([], nil)
+        let resolved = try? config.resolve(provider: job.provider, model: job.model)
+        return UnifiedResponse(
+            id: "chatcmpl-\(job.id)", created: Int(now), model: resolved?.1 ?? job.model ?? "", choices: [],
+            usage: nil, systemFingerprint: nil, sessionID: job.sessionID, chatInput: chatInput, chatOutput: nil,
+            context: messages, provider: resolved?.0.name ?? job.provider ?? "", timestamp: now, parameters: job.parameters,
+            metrics: Metrics(
+                inputTokens: 0, outputTokens: 0, totalTokens: 0, costUSD: nil, latencyS: 0, timeToFirstTokenS: nil,
+                interTokenLatencyS: nil, tokensPerSecond: nil, queueWaitS: queueWait, attempts: attempts,
+                usageSource: .estimated, streamComplete: false),
+            jobID: job.id, status: status, error: error, metadata: job.metadata)
+    }
+
+    static func errorInfo(_ error: any Error) -> UnifiedResponse.ErrorInfo {
+        let error = (error as? AttemptsError)?.underlying ?? error
+        switch error {
+        case let e as ProviderError:
+            let type = e.kind == .cancelled ? "cancelled" : e.kind == .timeout ? "timeout" : e.kind.rawValue
+            return .init(type: type, message: e.message, providerStatus: e.status, retryable: e.retryable)
+        case let e as SluiceError:
+            let type = e.code == .cancelled ? "cancelled" : e.code == .timeout ? "timeout" : e.code.rawValue
+            return .init(type: type, message: e.message)
+        default:
+            return .init(type: "internal_error", message: "\(error)")
+        }
+    }
+}
+

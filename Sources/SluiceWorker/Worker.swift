@@ -1,0 +1,236 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import SluiceCore
+import SluiceHTTPClient
+import SluiceKafka
+import SluiceProviders
+import SluiceRedis
+import Synchronization
+
+/// `sluice worker`: consumes jobs, runs them, publishes their events and results.
+///
+/// The consumer's poll thread never waits for a job. Each job runs as a child task; when
+/// `max_in_flight` are running, the partitions are paused until one finishes. A job's
+/// offset becomes committable only once its result is acknowledged by the broker, and a
+/// partition commits only up to its lowest job not yet done (`OffsetTracker`).
+///
+/// On graceful shutdown the worker stops taking messages, gives running jobs
+/// `worker.drain_s` to finish, cancels the rest (uncommitted, so they are read again by
+/// whichever worker gets the partition), commits, and leaves the group.
+public final class Worker: Service {
+    private let config: SluiceConfig
+    private let logger: Logger
+    private let environment: [String: String]
+    private let tracker = SharedTracker()
+
+    public init(config: SluiceConfig, logger: Logger, environment: [String: String] = ProcessInfo.processInfo.environment) {
+        self.config = config
+        self.logger = logger
+        self.environment = environment
+    }
+
+    public func run() async throws {
+        let kafka = config.kafka
+        let redis = RedisConnection(configuration: try RedisConfiguration(url: config.redis.url), logger: logger)
+        let http = try HTTPClient(logger: logger)
+        let producer = try KafkaProducer(brokers: kafka.brokers, properties: kafka.properties, logger: logger)
+        let tracker = self.tracker
+        let logger = self.logger
+        let consumer = try KafkaConsumer(
+            brokers: kafka.brokers, groupID: kafka.groupID, topics: [kafka.requestsTopic],
+            properties: kafka.properties, logger: logger
+        ) { event in
+            switch event {
+            case .assigned:
+                return []
+            case .revoked(let tps):
+                // Commit what is done before the partitions go; jobs still running on them
+                // finish, but their offsets are no longer ours to commit.
+                let due = tracker.withLock { $0.revoke(tps) }
+                return due.map { TopicPartitionOffset($0.0, offset: $0.1) }
+            }
+        }
+        let runner = JobRunner(
+            config: config, providers: ProviderRunner(client: http), redis: redis,
+            prices: PriceTable(overrides: config.pricing), logger: logger, environment: environment)
+        let limiter = InFlightLimiter(limit: config.worker.maxInFlight)
+
+        logger.info("worker started", metadata: [
+            "brokers": "\(kafka.brokers)", "topic": "\(kafka.requestsTopic)", "group": "\(kafka.groupID)",
+            "max_in_flight": "\(config.worker.maxInFlight)",
+        ])
+
+        await withGracefulShutdownHandler {
+            await withDiscardingTaskGroup { group in
+                group.addTask { await self.commitLoop(consumer) }
+                await withDiscardingTaskGroup { jobs in
+                    var paused = false
+                    for await message in consumer.messages {
+                        if limiter.isFull, !paused {
+                            consumer.pause()
+                            paused = true
+                        }
+                        await limiter.acquire()
+                        if paused, !limiter.isFull {
+                            consumer.resume()
+                            paused = false
+                        }
+                        tracker.withLock { $0.begin(message.topicPartition, offset: message.offset) }
+                        jobs.addTask {
+                            defer { limiter.release() }
+                            await self.handle(message, runner: runner, producer: producer)
+                        }
+                    }
+                    // Intake stopped: let running jobs finish within the drain time.
+                    let drainDeadline = MonotonicClock.now() + self.config.worker.drainSeconds
+                    while limiter.inFlight > 0 {
+                        if MonotonicClock.now() > drainDeadline {
+                            logger.warning("drain time is up; cancelling \(limiter.inFlight) jobs, they will be redelivered")
+                            jobs.cancelAll()
+                            break
+                        }
+                        try? await Task.sleep(for: .milliseconds(50))
+                    }
+                }
+                group.cancelAll()
+            }
+        } onGracefulShutdown: {
+            logger.info("shutting down: no new jobs, draining those in flight")
+            consumer.stopDelivering()
+        }
+
+        commitDue(consumer, synchronously: true)
+        consumer.close()
+        producer.shutdown()
+        http.shutdown()
+        redis.shutdown()
+        logger.info("worker stopped")
+    }
+
+    /// Commits what is committable, every 100 ms.
+    private func commitLoop(_ consumer: KafkaConsumer) async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .milliseconds(100))
+            commitDue(consumer, synchronously: false)
+        }
+    }
+
+    private func commitDue(_ consumer: KafkaConsumer, synchronously: Bool) {
+        let due = tracker.withLock { t in
+            let due = t.commitsDue()
+            for (tp, offset) in due { t.markCommitted(tp, offset: offset) }
+            return due
+        }
+        guard !due.isEmpty else { return }
+        do {
+            try consumer.commit(due.map { TopicPartitionOffset($0.0, offset: $0.1) }, synchronously: synchronously)
+        } catch {
+            logger.warning("commit failed: \(error)")
+        }
+    }
+
+    private func handle(_ message: KafkaMessage, runner: JobRunner, producer: KafkaProducer) async {
+        let job: Job
+        do {
+            job = try Job.parse(message.value, key: message.keyString)
+        } catch {
+            let reason = (error as? SluiceError)?.message ?? "\(error)"
+            logger.warning("message sent to the DLQ: \(reason)", metadata: [
+                "topic": "\(message.topic)", "partition": "\(message.partition)", "offset": "\(message.offset)",
+            ])
+            let record = DLQRecord(message: message, error: reason)
+            if await deliver(producer, topic: config.kafka.dlqTopic, key: message.key, value: (try? JSON.encode(record)) ?? []) {
+                complete(message)
+            }
+            return
+        }
+
+        let response = await runner.run(job, producedAtMs: message.timestampMs)
+        if Task.isCancelled {
+            // Cancelled by shutdown's drain deadline: leave it uncommitted, so it is
+            // redelivered rather than reported as cancelled.
+            return
+        }
+        guard let value = try? JSON.encode(response) else { return }
+        if await deliver(producer, topic: config.kafka.resultsTopic, key: Array(job.id.utf8), value: value) {
+            complete(message)
+        }
+    }
+
+    /// Produces until acknowledged, retrying while the broker is away; gives up only
+    /// when the worker is cancelled (the message then stays uncommitted).
+    private func deliver(_ producer: KafkaProducer, topic: String, key: [UInt8]?, value: [UInt8]) async -> Bool {
+        var delay = 0.2
+        while true {
+            do {
+                try await producer.send(topic: topic, key: key, value: value)
+                return true
+            } catch {
+                if Task.isCancelled { return false }
+                logger.warning("producing to \(topic) failed, retrying: \(error)")
+                try? await Task.sleep(for: .milliseconds(Int64(delay * 1000)))
+                delay = min(delay * 2, 5)
+            }
+        }
+    }
+
+    private func complete(_ message: KafkaMessage) {
+        tracker.withLock { _ = $0.complete(message.topicPartition, offset: message.offset) }
+    }
+}
+
+/// A message that could not be parsed or validated, as written to the DLQ.
+struct DLQRecord: Encodable {
+    var error: String
+    var topic: String
+    var partition: Int32
+    var offset: Int64
+    var key: String?
+    var valueBase64: String
+    var at: String
+
+    init(message: KafkaMessage, error: String) {
+        self.error = error
+        self.topic = message.topic
+        self.partition = message.partition
+        self.offset = message.offset
+        self.key = message.keyString
+        self.valueBase64 = Data(DLQRecord.redacted(message.value)).base64EncodedString()
+        self.at = ISO8601DateFormatter().string(from: Date())
+    }
+
+    /// The message value with any `api_key` removed, where it is JSON enough to find it.
+    static func redacted(_ value: [UInt8]) -> [UInt8] {
+        guard var object = (try? JSON.decode(JSONValue.self, from: value))?.objectValue, object["api_key"] != nil else {
+            return value
+        }
+        object["api_key"] = nil
+        return (try? JSON.encode(JSONValue.object(object))) ?? []
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case error, topic, partition, offset, key, at
+        case valueBase64 = "value_base64"
+    }
+
+    func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(error, forKey: .error)
+        try c.encode(topic, forKey: .topic)
+        try c.encode(partition, forKey: .partition)
+        try c.encode(offset, forKey: .offset)
+        try c.encode(key, forKey: .key)
+        try c.encode(valueBase64, forKey: .valueBase64)
+        try c.encode(at, forKey: .at)
+    }
+}
+
+/// The offset tracker, shared by the job tasks, the committer and the rebalance callback.
+final class SharedTracker: Sendable {
+    private let mutex = Mutex(OffsetTracker())
+
+    func withLock<R>(_ body: (inout OffsetTracker) -> R) -> R {
+        mutex.withLock { body(&$0) }
+    }
+}
