@@ -58,7 +58,12 @@ public struct MockProviderServer: Service {
         let onServerRunning = self.onServerRunning
         return Application(
             router: router,
-            configuration: ApplicationConfiguration(address: .hostname(self.host, port: self.port), serverName: "sluice-mock-provider"),
+            configuration: ApplicationConfiguration(
+                address: .hostname(self.host, port: self.port),
+                serverName: "sluice-mock-provider",
+                backlog: 1024,
+                availableConnectionsDelegate: ConnectionCounter(stats: self.stats)
+            ),
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
             logger: self.logger
         )
@@ -74,7 +79,8 @@ extension MockProviderServer {
         public var baseURL: String { "http://127.0.0.1:\(self.port)/v1" }
     }
 
-    /// Runs a server on a free loopback port for the duration of `body`, then stops it.
+    /// Runs a server on a free loopback port for the duration of `body`, then shuts it
+    /// down gracefully (responses still being paced are cut off).
     public static func withRunning<Result>(
         defaults: MockBehavior = MockBehavior(),
         logger: Logger = Logger(label: "sluice.mock-provider"),
@@ -85,25 +91,30 @@ extension MockProviderServer {
             portContinuation.yield(port)
             portContinuation.finish()
         }
+        var configuration = ServiceGroupConfiguration(services: [server], logger: logger)
+        configuration.maximumGracefulShutdownDuration = .seconds(2)
+        let serviceGroup = ServiceGroup(configuration: configuration)
+
         return try await withThrowingTaskGroup(of: Void.self, returning: Result.self) { group in
             group.addTask {
                 defer { portContinuation.finish() }
-                try await server.run()
+                try await serviceGroup.run()
             }
             var iterator = ports.makeAsyncIterator()
             guard let port = await iterator.next() else {
                 // The server stopped before it listened: surface its error.
-                try await group.next()
+                try await group.waitForAll()
                 throw MockProviderError(message: "mock provider stopped before it started listening")
             }
+            let result: Swift.Result<Result, any Error>
             do {
-                let result = try await body(Running(port: port, stats: server.stats))
-                group.cancelAll()
-                return result
+                result = .success(try await body(Running(port: port, stats: server.stats)))
             } catch {
-                group.cancelAll()
-                throw error
+                result = .failure(error)
             }
+            await serviceGroup.triggerGracefulShutdown()
+            try await group.waitForAll()
+            return try result.get()
         }
     }
 }
@@ -172,8 +183,7 @@ private struct OpenAIMock: Sendable {
                     finished = true
                     throw MockProviderError(message: "connection dropped after \(index) chunks (x-mock-fail-after-chunks)")
                 }
-                let delay = index == 0 ? behavior.firstTokenDelay : behavior.chunkDelay
-                if delay > .zero { try await Task.sleep(for: delay) }
+                try await pace(index == 0 ? behavior.firstTokenDelay : behavior.chunkDelay)
                 let event = index + 1 == behavior.malformedChunkAt ? completion.malformedEvent(index) : completion.contentEvent(index)
                 try await writer.write(ByteBuffer(string: event))
             }
@@ -201,7 +211,7 @@ private struct OpenAIMock: Sendable {
     private func complete(_ completion: MockCompletion, _ behavior: MockBehavior) async throws -> Response {
         let count = completion.pieces.count
         let generation = behavior.firstTokenDelay + behavior.chunkDelay * max(count - 1, 0)
-        if generation > .zero { try await Task.sleep(for: generation) }
+        try await pace(generation)
 
         let json = completion.completionJSON(finished: !behavior.noFinish)
         let headers: HTTPFields = [.contentType: "application/json"]
@@ -242,4 +252,14 @@ private struct OpenAIMock: Sendable {
             body: ResponseBody(byteBuffer: ByteBuffer(string: openAIError(message: message, type: type, code: code)))
         )
     }
+}
+
+/// Sleeps for `delay`, or throws once the server shuts down, so that slow scripted
+/// responses never hold up a shutdown.
+private func pace(_ delay: Duration) async throws {
+    if Task.isShuttingDownGracefully {
+        throw MockProviderError(message: "mock provider shutting down")
+    }
+    guard delay > .zero else { return }
+    try await cancelWhenGracefulShutdown { try await Task.sleep(for: delay) }
 }

@@ -1,3 +1,4 @@
+import HummingbirdCore
 import Synchronization
 
 /// Counters a test can read to see what the mock provider saw, for example that a client
@@ -8,13 +9,19 @@ public final class MockProviderStats: Sendable {
         public var requests = 0
         /// Streams being written now.
         public var activeStreams = 0
+        /// The most streams written at once so far.
+        public var peakActiveStreams = 0
         /// Streams that ran their script to the end (scripted connection drops included).
         public var completedStreams = 0
         /// Streams that ended early because the client went away.
         public var abandonedStreams = 0
+        /// TCP connections accepted so far.
+        public var connectionsOpened = 0
+        /// TCP connections open now.
+        public var openConnections = 0
     }
 
-    private let counters = Mutex(Snapshot())
+    fileprivate let counters = Mutex(Snapshot())
 
     public var snapshot: Snapshot {
         self.counters.withLock { $0 }
@@ -25,7 +32,10 @@ public final class MockProviderStats: Sendable {
     }
 
     func streamStarted() {
-        self.counters.withLock { $0.activeStreams += 1 }
+        self.counters.withLock {
+            $0.activeStreams += 1
+            $0.peakActiveStreams = max($0.peakActiveStreams, $0.activeStreams)
+        }
     }
 
     func streamEnded(completed: Bool) {
@@ -33,5 +43,33 @@ public final class MockProviderStats: Sendable {
             $0.activeStreams -= 1
             if completed { $0.completedStreams += 1 } else { $0.abandonedStreams += 1 }
         }
+    }
+}
+
+/// Counts connections for ``MockProviderStats``; never refuses one.
+struct ConnectionCounter: AvailableConnectionsDelegate {
+    let stats: MockProviderStats
+
+    func connectionOpened() {
+        self.stats.connectionOpened()
+    }
+
+    func connectionClosed() {
+        self.stats.connectionClosed()
+    }
+
+    func isAcceptingNewConnections() -> Bool { true }
+}
+
+extension MockProviderStats {
+    fileprivate func connectionOpened() {
+        self.counters.withLock {
+            $0.connectionsOpened += 1
+            $0.openConnections += 1
+        }
+    }
+
+    fileprivate func connectionClosed() {
+        self.counters.withLock { $0.openConnections -= 1 }
     }
 }

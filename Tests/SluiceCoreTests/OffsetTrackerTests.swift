@@ -7,11 +7,14 @@ import Testing
     @Test func commitsOnlyTheDonePrefix() {
         var t = OffsetTracker()
         for o in 10...14 { t.begin(tp, offset: Int64(o)) }
-        #expect(t.complete(tp, offset: 12) == false)
+        let notMoved = t.complete(tp, offset: 12)
+        #expect(notMoved == false)
         #expect(t.committable(tp) == nil)
-        #expect(t.complete(tp, offset: 10))
+        let moved10 = t.complete(tp, offset: 10)
+        #expect(moved10)
         #expect(t.committable(tp) == 11)
-        #expect(t.complete(tp, offset: 11))
+        let moved11 = t.complete(tp, offset: 11)
+        #expect(moved11)
         // 10, 11, 12 done: commit the next to read, 13.
         #expect(t.committable(tp) == 13)
         t.complete(tp, offset: 14)
@@ -66,7 +69,8 @@ import Testing
         let due = t.revoke([tp])
         #expect(due.map(\.1) == [1])
         // A completion after revoke is ignored.
-        #expect(t.complete(tp, offset: 1) == false)
+        let notMoved = t.complete(tp, offset: 1)
+        #expect(notMoved == false)
         #expect(t.commitsDue().isEmpty)
     }
 

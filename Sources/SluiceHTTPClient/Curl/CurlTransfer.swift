@@ -264,8 +264,9 @@ final class CurlTransfer: @unchecked Sendable {
         if self.state.isFinished { return 0 }  // cancelled: make libcurl stop now
         guard !self.headDelivered else { return line.count }  // trailers
 
-        var text = Substring(String(decoding: line, as: UTF8.self))
-        while let last = text.last, last == "\r" || last == "\n" { text.removeLast() }
+        var end = line.count
+        while end > 0, line[end - 1] == 0x0A || line[end - 1] == 0x0D { end -= 1 }
+        let text = Substring(String(decoding: UnsafeRawBufferPointer(rebasing: line[..<end]), as: UTF8.self))
 
         if text.isEmpty {
             // End of a header block. 1xx blocks (100 Continue, 103 Early Hints) are

@@ -1,0 +1,232 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import SluiceCore
+import SluiceGateway
+import SluiceHTTPClient
+import SluiceKafka
+import SluiceMockProvider
+import SluiceRedis
+import SluiceWorker
+import Synchronization
+import Testing
+
+/// The broker and Redis that `make test` starts (scripts/with-services.sh).
+enum TestServices {
+    static func brokers() throws -> String {
+        try #require(ProcessInfo.processInfo.environment["SLUICE_TEST_KAFKA_BROKERS"],
+                     "SLUICE_TEST_KAFKA_BROKERS is not set: run the integration tests with `make test`")
+    }
+
+    static func redisURL() throws -> String {
+        try #require(ProcessInfo.processInfo.environment["SLUICE_TEST_REDIS_URL"],
+                     "SLUICE_TEST_REDIS_URL is not set: run the integration tests with `make test`")
+    }
+
+    static var logger: Logger {
+        var l = Logger(label: "test")
+        l.logLevel = ProcessInfo.processInfo.environment["SLUICE_TEST_LOG"].flatMap(Logger.Level.init(rawValue:)) ?? .critical
+        return l
+    }
+}
+
+/// A whole Sluice for one test: its own topics and consumer group on the shared broker,
+/// the mock provider on a free port, a worker, optionally the gateway, and a reader of
+/// the results topic. Everything is stopped when the body returns or throws.
+struct TestStack: Sendable {
+    let config: SluiceConfig
+    let producer: KafkaProducer
+    let redis: RedisConnection
+    let results: TopicCollector
+    let mock: MockProviderServer.Running
+    /// `http://127.0.0.1:PORT` when started with the gateway.
+    let gatewayURL: String?
+    let http: HTTPClient
+
+    static func with(
+        maxInFlight: Int = 64, mock defaults: MockBehavior = MockBehavior(), gateway: Bool = false,
+        configure: (inout SluiceConfig) -> Void = { _ in },
+        _ body: (TestStack) async throws -> Void
+    ) async throws {
+        let logger = TestServices.logger
+        let prefix = "t\(UUID().uuidString.prefix(8).lowercased())"
+        var config = SluiceConfig()
+        config.kafka.brokers = try TestServices.brokers()
+        config.kafka.requestsTopic = "\(prefix).requests"
+        config.kafka.resultsTopic = "\(prefix).results"
+        config.kafka.dlqTopic = "\(prefix).dlq"
+        config.kafka.controlTopic = "\(prefix).control"
+        config.kafka.groupID = "\(prefix)-workers"
+        config.redis.url = try TestServices.redisURL()
+        config.redis.eventTTLSeconds = 600
+        config.worker.maxInFlight = maxInFlight
+        config.worker.drainSeconds = 5
+        config.gateway.listen = "127.0.0.1:0"
+        try KafkaAdmin.createTopics(brokers: config.kafka.brokers, topics: [
+            (config.kafka.requestsTopic, 3), (config.kafka.resultsTopic, 3), (config.kafka.dlqTopic, 1), (config.kafka.controlTopic, 1),
+        ])
+
+        try await MockProviderServer.withRunning(defaults: defaults, logger: logger) { mock in
+            config.providers = [.init(name: "mock", kind: .mock, baseURL: mock.baseURL)]
+            config.models = ["default": ModelTarget(provider: "mock", model: "mock-1")]
+            configure(&config)
+            let frozen = config
+
+            let results = try TopicCollector(brokers: frozen.kafka.brokers, topic: frozen.kafka.resultsTopic, logger: logger)
+            let producer = try KafkaProducer(brokers: frozen.kafka.brokers, logger: logger)
+            let redis = RedisConnection(configuration: try RedisConfiguration(url: frozen.redis.url), logger: logger)
+            let http = try HTTPClient(logger: logger)
+            defer {
+                results.close()
+                producer.shutdown(timeoutMs: 2_000)
+                redis.shutdown()
+                http.shutdown()
+            }
+
+            var services: [any Service] = [Worker(config: frozen, logger: logger)]
+            let gatewayPort = PortBox()
+            var gatewayObject: Gateway?
+            if gateway {
+                let g = try Gateway(config: frozen, logger: logger)
+                gatewayObject = g
+                services.append(try g.buildApplication { port in gatewayPort.set(port) })
+            }
+            let group = ServiceGroup(configuration: .init(services: services, logger: logger))
+            try await withThrowingTaskGroup(of: Void.self) { tasks in
+                tasks.addTask { try await group.run() }
+                defer { gatewayObject?.shutdown() }
+                do {
+                    let url = gateway ? "http://127.0.0.1:\(try await gatewayPort.wait())" : nil
+                    try await body(TestStack(config: frozen, producer: producer, redis: redis, results: results, mock: mock,
+                                             gatewayURL: url, http: http))
+                } catch {
+                    await group.triggerGracefulShutdown()
+                    try? await tasks.waitForAll()
+                    throw error
+                }
+                await group.triggerGracefulShutdown()
+                try await tasks.waitForAll()
+            }
+        }
+    }
+
+    /// Produces a job (a JSON object) to the requests topic.
+    func submit(_ job: JSONValue) async throws {
+        let id = job["id"]?.stringValue
+        try await producer.send(topic: config.kafka.requestsTopic, key: id, value: try JSON.encode(job))
+    }
+
+    func submitRaw(_ bytes: [UInt8], key: String? = nil, topic: String? = nil) async throws {
+        try await producer.send(topic: topic ?? config.kafka.requestsTopic, key: key, value: bytes)
+    }
+
+    /// The results, decoded, keyed by job id, once `count` distinct ids have arrived.
+    func waitForResults(_ count: Int, timeout: Duration = .seconds(60)) async throws -> [String: UnifiedResponse] {
+        let messages = try await results.waitForDistinctKeys(count, timeout: timeout)
+        var out: [String: UnifiedResponse] = [:]
+        for m in messages {
+            out[m.keyString ?? ""] = try JSON.decode(UnifiedResponse.self, from: m.value)
+        }
+        return out
+    }
+
+    /// The job's replay stream, decoded.
+    func events(of jobID: String) async throws -> [JSONValue] {
+        let reply = try await redis.execute(RedisCommand("XRANGE", RedisKeys.events(jobID), "-", "+"))
+        return try (reply.array ?? []).map { entry in
+            let fields = try #require(entry.array?.last?.array)
+            let bytes = try #require(fields[1].bytes)
+            return try JSON.decode(JSONValue.self, from: bytes)
+        }
+    }
+
+    /// A GET to the gateway, body collected.
+    func get(_ path: String, headers: HTTPHeaders = [:]) async throws -> (Int, [UInt8]) {
+        let base = try #require(gatewayURL)
+        let url = base + path
+        let response = try await http.execute(HTTPRequest(method: "GET", url: url, headers: headers, totalTimeout: .seconds(60)))
+        return (response.status, try await response.body.collect(upTo: 16 << 20))
+    }
+
+    func post(_ path: String, json: JSONValue, headers: HTTPHeaders = ["content-type": "application/json"]) async throws -> (Int, JSONValue) {
+        let base = try #require(gatewayURL)
+        let url = base + path
+        let response = try await http.execute(HTTPRequest(method: "POST", url: url, headers: headers, body: try JSON.encode(json), totalTimeout: .seconds(60)))
+        let body = try await response.body.collect(upTo: 16 << 20)
+        return (response.status, (try? JSON.decode(JSONValue.self, from: body)) ?? .null)
+    }
+}
+
+/// Reads a topic from the start with a group of its own and keeps every message.
+final class TopicCollector: Sendable {
+    private let consumer: KafkaConsumer
+    private let task: Task<Void, Never>
+
+    init(brokers: String, topic: String, logger: Logger) throws {
+        let consumer = try KafkaConsumer(
+            brokers: brokers, groupID: "reader-\(UUID().uuidString.prefix(8))", topics: [topic], logger: logger)
+        self.consumer = consumer
+        let sink = Sink()
+        self.task = Task { for await m in consumer.messages { sink.append(m) } }
+        self.sink = sink
+    }
+
+    private let sink: Sink
+
+    private final class Sink: Sendable {
+        let messages = Mutex<[KafkaMessage]>([])
+        func append(_ m: KafkaMessage) { messages.withLock { $0.append(m) } }
+    }
+
+    var all: [KafkaMessage] { sink.messages.withLock { $0 } }
+
+    /// Waits until messages with `count` distinct keys have arrived; returns the last
+    /// message of each key.
+    func waitForDistinctKeys(_ count: Int, timeout: Duration) async throws -> [KafkaMessage] {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            var byKey: [String: KafkaMessage] = [:]
+            for m in all { byKey[m.keyString ?? ""] = m }
+            if byKey.count >= count { return Array(byKey.values) }
+            if ContinuousClock.now > deadline {
+                Issue.record("only \(byKey.count) of \(count) messages arrived within \(timeout)")
+                return Array(byKey.values)
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+    }
+
+    func close() {
+        consumer.close()
+        task.cancel()
+    }
+}
+
+/// The gateway's port, learned once the server runs.
+final class PortBox: Sendable {
+    private let port = Mutex<Int?>(nil)
+    func set(_ p: Int) { port.withLock { $0 = p } }
+    func wait() async throws -> Int {
+        for _ in 0..<400 {
+            if let p = port.withLock({ $0 }) { return p }
+            try await Task.sleep(for: .milliseconds(25))
+        }
+        throw TestFailure("the gateway did not start")
+    }
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ d: String) { description = d }
+}
+
+/// Parses an SSE body into events.
+func parseSSE(_ body: [UInt8]) -> [SSEEvent] {
+    var parser = SSEParser()
+    return parser.feed(body)
+}
+
+/// The text of a chunk event's data.
+func chunkText(_ data: JSONValue?) -> String {
+    data?["choices"]?.arrayValue?.compactMap { $0["delta"]?["content"]?.stringValue }.joined() ?? ""
+}
