@@ -22,6 +22,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.0"),
         .package(url: "https://github.com/apple/swift-http-types", from: "1.0.0"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.0.0"),
     ],
     targets: [
         // C libraries, each behind a one-line shim header; nothing above the Swift layer
@@ -45,7 +46,10 @@ let package = Package(
 
         // The domain model: jobs, chunks, events, the unified response, metrics, config.
         // No I/O, no C.
-        .target(name: "SluiceCore", dependencies: [.product(name: "Yams", package: "Yams")]),
+        .target(name: "SluiceCore", dependencies: [
+            .product(name: "Yams", package: "Yams"),
+            .product(name: "Mustache", package: "swift-mustache"),
+        ]),
 
         // Provider wire formats over the HTTP client.
         .target(name: "SluiceProviders", dependencies: [

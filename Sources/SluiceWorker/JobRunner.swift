@@ -54,8 +54,10 @@ struct JobRunner: Sendable {
     private func attempt(
         _ job: Job, events: inout JobEvents, deadline: Double, queueWait: Double?, logger: Logger
     ) async throws -> UnifiedResponse {
-        let (messages, chatInput) = try JobRunner.messages(of: job)
-        var targets = [ModelTarget(provider: job.provider, model: job.model ?? "")]
+        let request = try resolve(job)
+        let messages = request.messages
+        let chatInput = request.chatInput
+        var targets = [ModelTarget(provider: request.provider, model: request.model ?? "")]
         targets += job.fallbacks
         var attempts = 0
         var lastError: any Error = SluiceError(.internal, "no attempt was made")
@@ -72,7 +74,7 @@ struct JobRunner: Sendable {
             }
             let format = try WireFormats.format(for: provider.kind)
             var call = ProviderCall(
-                provider: provider, model: model, messages: messages, parameters: job.parameters, stream: job.stream,
+                provider: provider, model: model, messages: messages, parameters: request.parameters, stream: job.stream,
                 apiKey: job.apiKey ?? provider.apiKeyEnv.flatMap { environment[$0] }.map(Secret.init))
             if case .passthrough(let body) = job.request {
                 call.passthroughBody = body
@@ -87,8 +89,8 @@ struct JobRunner: Sendable {
                 }
                 call.totalTimeout = .milliseconds(Int64(remaining * 1000))
                 events.emit(.chatStarted, ["provider": .string(provider.name), "model": .string(model), "attempt": .number(Double(attempts))])
-                let request = (try? JSON.decode(JSONValue.self, from: format.makeRequest(call).body)) ?? .null
-                events.emit(.chatCompletionRequest, ["provider": .string(provider.name), "model": .string(model), "body": request])
+                let requestBody = (try? JSON.decode(JSONValue.self, from: format.makeRequest(call).body)) ?? .null
+                events.emit(.chatCompletionRequest, ["provider": .string(provider.name), "model": .string(model), "body": requestBody])
 
                 var published = 0
                 do {
@@ -99,7 +101,7 @@ struct JobRunner: Sendable {
                     if !outcome.streamComplete {
                         throw ProviderError(.protocolError, "the provider's stream ended before its end marker", retryable: published == 0)
                     }
-                    return succeeded(job, provider: provider.name, model: model, messages: messages, chatInput: chatInput,
+                    return succeeded(job, provider: provider.name, model: model, request: request,
                                      outcome: outcome, attempts: attempts, queueWait: queueWait)
                 } catch {
                     lastError = error
@@ -123,26 +125,61 @@ struct JobRunner: Sendable {
         return max(jittered, retryAfter ?? 0)
     }
 
-    /// The messages to send, and the `chat_input` to report.
-    static func messages(of job: Job) throws -> ([JSONValue], String?) {
+    /// What a job asks for, with templates rendered and defaults applied.
+    struct ResolvedRequest {
+        var messages: [JSONValue]
+        var chatInput: String?
+        var provider: String?
+        var model: String?
+        var parameters: [String: JSONValue]
+    }
+
+    func resolve(_ job: Job) throws -> ResolvedRequest {
+        func lastUser(_ m: [JSONValue]) -> String? {
+            m.last { $0["role"]?.stringValue == "user" }?["content"]?.stringValue
+        }
         switch job.request {
         case .messages(let m):
-            let lastUser = m.last { $0["role"]?.stringValue == "user" }?["content"]?.stringValue
-            return (m, lastUser)
+            return ResolvedRequest(messages: m, chatInput: lastUser(m), provider: job.provider, model: job.model, parameters: job.parameters)
         case .chatInput(let s):
-            return ([["role": "user", "content": .string(s)]], s)
+            return ResolvedRequest(messages: [["role": "user", "content": .string(s)]], chatInput: s,
+                                   provider: job.provider, model: job.model, parameters: job.parameters)
         case .passthrough(let body):
             let m = body["messages"]?.arrayValue ?? []
-            return (m, m.last { $0["role"]?.stringValue == "user" }?["content"]?.stringValue)
-        case .prompt(let id, _):
-            throw SluiceError(.unsupported, "prompt templates (\"prompt_id\": \"\(id)\") are not supported by this worker yet")
+            return ResolvedRequest(messages: m, chatInput: lastUser(m), provider: job.provider,
+                                   model: job.model ?? body["model"]?.stringValue, parameters: job.parameters)
+        case .prompt(let id, let variables):
+            let template = try loadPrompt(id)
+            let messages = try template.render(variables)
+            // A model that routes itself ("provider/model", an alias) overrides the
+            // template's provider too; a bare model name keeps it.
+            let selfRouting = job.model.map { $0.contains("/") || config.models[$0] != nil } ?? false
+            return ResolvedRequest(
+                messages: messages, chatInput: lastUser(messages),
+                provider: job.provider ?? (selfRouting ? nil : template.provider), model: job.model ?? template.model,
+                parameters: template.parameters.merging(job.parameters, uniquingKeysWith: { _, override in override }))
         }
     }
 
+    /// Reads `prompts_dir/{id}.yaml` (or `.yml`).
+    func loadPrompt(_ id: String) throws -> PromptTemplate {
+        guard PromptTemplate.isValidID(id) else {
+            throw SluiceError(.unknownPrompt, "invalid prompt id \"\(id)\": use letters, digits, '-', '_' and '.'")
+        }
+        for ext in ["yaml", "yml"] {
+            let path = "\(config.promptsDir)/\(id).\(ext)"
+            if let data = FileManager.default.contents(atPath: path) {
+                return try PromptTemplate.parse(id: id, yaml: String(decoding: data, as: UTF8.self))
+            }
+        }
+        throw SluiceError(.unknownPrompt, "no prompt \"\(id)\" in \(config.promptsDir) (looked for \(id).yaml)")
+    }
+
     private func succeeded(
-        _ job: Job, provider: String, model: String, messages: [JSONValue], chatInput: String?,
+        _ job: Job, provider: String, model: String, request: ResolvedRequest,
         outcome: ProviderOutcome, attempts: Int, queueWait: Double?
     ) -> UnifiedResponse {
+        let messages = request.messages
         let acc = outcome.accumulator
         let output = acc.output
         let usage: Usage
@@ -169,8 +206,8 @@ struct JobRunner: Sendable {
         return UnifiedResponse(
             id: acc.id ?? "chatcmpl-\(job.id)", created: acc.created ?? Int(now), model: acc.model ?? model,
             choices: acc.completionChoices, usage: usage, systemFingerprint: acc.systemFingerprint,
-            sessionID: job.sessionID, chatInput: chatInput, chatOutput: output, context: messages, provider: provider,
-            timestamp: now, parameters: job.parameters, metrics: metrics, jobID: job.id, status: .succeeded, error: nil,
+            sessionID: job.sessionID, chatInput: request.chatInput, chatOutput: output, context: messages, provider: provider,
+            timestamp: now, parameters: request.parameters, metrics: metrics, jobID: job.id, status: .succeeded, error: nil,
             metadata: job.metadata, raw: outcome.raw)
     }
 
@@ -178,12 +215,14 @@ struct JobRunner: Sendable {
         _ job: Job, error: UnifiedResponse.ErrorInfo, status: UnifiedResponse.Status, queueWait: Double?, attempts: Int
     ) -> UnifiedResponse {
         let now = WallClock.now()
-        let (messages, chatInput) = (try? JobRunner.messages(of: job)) ?? ([], nil)
-        let resolved = try? config.resolve(provider: job.provider, model: job.model)
+        let request = try? resolve(job)
+        let messages = request?.messages ?? []
+        let chatInput = request?.chatInput ?? { if case .chatInput(let s) = job.request { return s } else { return nil } }()
+        let resolved = try? config.resolve(provider: request?.provider ?? job.provider, model: request?.model ?? job.model)
         return UnifiedResponse(
             id: "chatcmpl-\(job.id)", created: Int(now), model: resolved?.1 ?? job.model ?? "", choices: [],
             usage: nil, systemFingerprint: nil, sessionID: job.sessionID, chatInput: chatInput, chatOutput: nil,
-            context: messages, provider: resolved?.0.name ?? job.provider ?? "", timestamp: now, parameters: job.parameters,
+            context: messages, provider: resolved?.0.name ?? job.provider ?? "", timestamp: now, parameters: request?.parameters ?? job.parameters,
             metrics: Metrics(
                 inputTokens: 0, outputTokens: 0, totalTokens: 0, costUSD: nil, latencyS: 0, timeToFirstTokenS: nil,
                 interTokenLatencyS: nil, tokensPerSecond: nil, queueWaitS: queueWait, attempts: attempts,
