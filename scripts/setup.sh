@@ -64,4 +64,9 @@ if [ ! -x "$deps/bin/tansu" ] || ! "$deps/bin/tansu" --help >/dev/null 2>&1; the
   ln -sf "$tansu" "$deps/bin/tansu"
 fi
 say "tansu at $deps/bin/tansu"
+# --- Python packages the tests use ----------------------------------------------
+if ! python3 -c "import jsonschema, referencing" >/dev/null 2>&1; then
+  say "installing jsonschema (PyPI) for the schema checks"
+  python3 -m pip install -q --disable-pip-version-check jsonschema >/dev/null
+fi
 say "setup complete"
