@@ -18,7 +18,7 @@ import Logging
 /// before its end, removes the transfer from libcurl at once, which closes its connection
 /// (HTTP/1.1) or resets its stream (HTTP/2), so the server sees the client go away.
 public final class HTTPClient: Sendable {
-    private let loop: CurlEventLoop
+    let loop: CurlEventLoop
 
     public init(logger: Logger = Logger(label: "sluice.http-client")) {
         self.loop = CurlEventLoop(logger: logger)
@@ -54,13 +54,14 @@ public final class HTTPClient: Sendable {
         return HTTPResponse(
             status: head.status,
             headers: head.headers,
-            body: HTTPResponseBody(reader: BodyReader(state: state, loop: self.loop))
+            body: HTTPResponseBody(reader: BodyReader(state: state, client: self))
         )
     }
 
     /// Aborts every transfer in flight (they fail with `.shutdown`), stops the curl thread
     /// and frees libcurl's handles. Later requests fail with `.shutdown`. Idempotent; blocks
-    /// briefly while the thread exits. Also done when the client is deinitialized.
+    /// briefly while the thread exits. Also done when the client is deinitialized, which
+    /// happens only once no response body of it is left.
     public func shutdown() {
         self.loop.shutdown()
     }

@@ -58,14 +58,16 @@ public struct HTTPResponseBody: AsyncSequence, Sendable {
 }
 
 /// The reader's handle on a transfer; its `deinit` (the body and all its iterators are
-/// gone) aborts a transfer that is still running.
+/// gone) aborts a transfer that is still running. It keeps the client alive: a client
+/// dropped while one of its bodies is still being read shuts down only after it.
 final class BodyReader: Sendable {
     private let state: TransferState
-    private let loop: CurlEventLoop
+    private let client: HTTPClient
+    private var loop: CurlEventLoop { self.client.loop }
 
-    init(state: TransferState, loop: CurlEventLoop) {
+    init(state: TransferState, client: HTTPClient) {
         self.state = state
-        self.loop = loop
+        self.client = client
     }
 
     deinit {

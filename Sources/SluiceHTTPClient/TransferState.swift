@@ -1,4 +1,3 @@
-import Synchronization
 
 /// The status line and headers of a response.
 struct ResponseHead: Sendable {
@@ -92,7 +91,7 @@ final class TransferState: Sendable {
         }
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     /// Whether the transfer has ended (completed, failed or cancelled).
     var isFinished: Bool {

@@ -46,9 +46,9 @@ struct ChatRequest: Decodable {
 /// One deterministic completion, rendered in OpenAI's wire format.
 ///
 /// - Text: words drawn from a fixed vocabulary by a generator seeded with the FNV-1a hash
-///   of the last user message, so equal requests get equal text and a longer stream
-///   extends a shorter one. Content chunk 0 is a capitalized word, every later one a
-///   space and a word; the last one ends with a period.
+///   of the last user message, so equal requests get equal text, streamed or not, and the
+///   words do not depend on the chunk count. Content chunk 0 is a capitalized word, every
+///   later one a space and a word; the last one ends with a period.
 /// - `completion_tokens`: the number of content chunks (one token per chunk), capped by
 ///   `max_tokens`/`max_completion_tokens` (then `finish_reason` is `length`).
 /// - `prompt_tokens`: for each message, 4 + ⌈UTF-8 bytes of its text / 4⌉.

@@ -255,11 +255,15 @@ private struct OpenAIMock: Sendable {
 }
 
 /// Sleeps for `delay`, or throws once the server shuts down, so that slow scripted
-/// responses never hold up a shutdown.
+/// responses never hold up a shutdown for long. Short pauses (chunk pacing) just sleep:
+/// watching for shutdown costs a task group, too much per chunk.
 private func pace(_ delay: Duration) async throws {
     if Task.isShuttingDownGracefully {
         throw MockProviderError(message: "mock provider shutting down")
     }
-    guard delay > .zero else { return }
-    try await cancelWhenGracefulShutdown { try await Task.sleep(for: delay) }
+    if delay > .milliseconds(100) {
+        try await cancelWhenGracefulShutdown { try await Task.sleep(for: delay) }
+    } else if delay > .zero {
+        try await Task.sleep(for: delay)
+    }
 }

@@ -1,5 +1,5 @@
 import HummingbirdCore
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// Counters a test can read to see what the mock provider saw, for example that a client
 /// that cancelled really went away (`abandonedStreams`, `activeStreams` back to 0).
@@ -21,25 +21,25 @@ public final class MockProviderStats: Sendable {
         public var openConnections = 0
     }
 
-    fileprivate let counters = Mutex(Snapshot())
+    fileprivate let counters = NIOLockedValueBox(Snapshot())
 
     public var snapshot: Snapshot {
-        self.counters.withLock { $0 }
+        self.counters.withLockedValue { $0 }
     }
 
     func requestReceived() {
-        self.counters.withLock { $0.requests += 1 }
+        self.counters.withLockedValue { $0.requests += 1 }
     }
 
     func streamStarted() {
-        self.counters.withLock {
+        self.counters.withLockedValue {
             $0.activeStreams += 1
             $0.peakActiveStreams = max($0.peakActiveStreams, $0.activeStreams)
         }
     }
 
     func streamEnded(completed: Bool) {
-        self.counters.withLock {
+        self.counters.withLockedValue {
             $0.activeStreams -= 1
             if completed { $0.completedStreams += 1 } else { $0.abandonedStreams += 1 }
         }
@@ -63,13 +63,13 @@ struct ConnectionCounter: AvailableConnectionsDelegate {
 
 extension MockProviderStats {
     fileprivate func connectionOpened() {
-        self.counters.withLock {
+        self.counters.withLockedValue {
             $0.connectionsOpened += 1
             $0.openConnections += 1
         }
     }
 
     fileprivate func connectionClosed() {
-        self.counters.withLock { $0.openConnections -= 1 }
+        self.counters.withLockedValue { $0.openConnections -= 1 }
     }
 }

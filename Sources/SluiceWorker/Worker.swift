@@ -33,7 +33,7 @@ public final class Worker: Service {
     public func run() async throws {
         let kafka = config.kafka
         let redis = RedisConnection(configuration: try RedisConfiguration(url: config.redis.url), logger: logger)
-        let http = try HTTPClient(logger: logger)
+        let http = HTTPClient(logger: logger)
         let producer = try KafkaProducer(brokers: kafka.brokers, properties: kafka.properties, logger: logger)
         let tracker = self.tracker
         let logger = self.logger

@@ -112,6 +112,21 @@ struct HTTPClientTests {
         }
     }
 
+    @Test func slowReaderPausesTheTransferWithoutTrippingTheIdleTimeout() async throws {
+        try await withProvider { client, provider in
+            // About 4 MB as fast as the server can write, far beyond the 256 KiB buffer.
+            var request = chatRequest(provider, stream: true, headers: ["x-mock-chunks": "20000"])
+            request.idleTimeout = .milliseconds(200)
+            let response = try await client.execute(request)
+            try await Task.sleep(for: .milliseconds(600))  // the buffer fills, the transfer pauses
+            var bytes: [UInt8] = []
+            for try await chunk in response.body { bytes += chunk }
+            let events = sseEvents(bytes)
+            #expect(events.last == "[DONE]")
+            #expect(try contentDeltas(events).count == 20000)
+        }
+    }
+
     // MARK: Faults
 
     @Test func rateLimitIsAResponseWithRetryAfter() async throws {
@@ -128,8 +143,8 @@ struct HTTPClientTests {
 
     @Test func idleTimeoutFiresOnAStalledStream() async throws {
         try await withProvider { client, provider in
-            var request = chatRequest(provider, stream: true, headers: ["x-mock-first-token-delay-ms": "3000"])
-            request.idleTimeout = .milliseconds(300)
+            var request = chatRequest(provider, stream: true, headers: ["x-mock-first-token-delay-ms": "5000"])
+            request.idleTimeout = .milliseconds(500)
             let response = try await client.execute(request)
             #expect(response.status == 200)
             let start = ContinuousClock.now
@@ -139,7 +154,7 @@ struct HTTPClientTests {
             let elapsed = ContinuousClock.now - start
             #expect(error?.code == .idleTimeout)
             #expect(error?.message.contains("127.0.0.1") == true)
-            #expect(elapsed >= .milliseconds(250) && elapsed < .milliseconds(1500), "\(elapsed)")
+            #expect(elapsed >= .milliseconds(400) && elapsed < .seconds(2), "\(elapsed)")
         }
     }
 
@@ -214,12 +229,12 @@ struct HTTPClientTests {
             #expect(throws: HTTPClientError.self) { try result.get() }
             #expect((try? result.get()) == nil)
 
-            // The server sees the client go away: the connection is closed.
-            try await eventually {
+            // The server sees the client go away: the connection is closed. (Typically within
+            // 100 ms; the bound is loose for loaded CI machines.)
+            try await eventually(timeout: .seconds(3)) {
                 let stats = provider.stats.snapshot
                 return stats.abandonedStreams == 1 && stats.activeStreams == 0 && stats.openConnections == 0
-            }
-            #expect(ContinuousClock.now - cancelledAt < .seconds(1))
+            } _: { "\(provider.stats.snapshot)" }
 
             // And the client carries on.
             let after = try await client.execute(chatRequest(provider, stream: true))
@@ -333,11 +348,16 @@ private func jsonObject(_ bytes: [UInt8]) throws -> [String: Any] {
 }
 
 /// Polls `condition` every 10 ms for up to `timeout`.
-private func eventually(timeout: Duration = .seconds(2), _ condition: () -> Bool) async throws {
+private func eventually(
+    timeout: Duration = .seconds(2),
+    _ condition: () -> Bool,
+    _ state: () -> String = { "" },
+    sourceLocation: SourceLocation = #_sourceLocation
+) async throws {
     let deadline = ContinuousClock.now + timeout
     while !condition() {
         guard ContinuousClock.now < deadline else {
-            Issue.record("condition not met within \(timeout)")
+            Issue.record("condition not met within \(timeout) \(state())", sourceLocation: sourceLocation)
             return
         }
         try await Task.sleep(for: .milliseconds(10))

@@ -75,7 +75,7 @@ struct TestStack: Sendable {
             let results = try TopicCollector(brokers: frozen.kafka.brokers, topic: frozen.kafka.resultsTopic, logger: logger)
             let producer = try KafkaProducer(brokers: frozen.kafka.brokers, logger: logger)
             let redis = RedisConnection(configuration: try RedisConfiguration(url: frozen.redis.url), logger: logger)
-            let http = try HTTPClient(logger: logger)
+            let http = HTTPClient(logger: logger)
             defer {
                 results.close()
                 producer.shutdown(timeoutMs: 2_000)

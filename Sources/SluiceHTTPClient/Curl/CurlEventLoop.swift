@@ -1,6 +1,5 @@
 import CCurl
 import Logging
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -20,8 +19,8 @@ import Darwin
 ///
 /// `@unchecked Sendable`: `multi`, `active` and `timers` are used only by the loop thread
 /// (the multi handle is created before the thread starts and freed after it stopped
-/// taking commands); the inbox is a `Mutex`, and `curl_multi_wakeup`, the one libcurl call
-/// made from other threads, is thread-safe and only made under the inbox lock while the
+/// taking commands); the inbox is behind a lock, and `curl_multi_wakeup`, the one libcurl
+/// call made from other threads, is thread-safe and only made under the inbox lock while the
 /// inbox is open, that is while the multi handle exists.
 final class CurlEventLoop: @unchecked Sendable {
     private enum Command {
@@ -36,9 +35,9 @@ final class CurlEventLoop: @unchecked Sendable {
     }
 
     private let multi: UnsafeMutableRawPointer
-    private let inbox = Mutex(Inbox())
+    private let inbox = Locked(Inbox())
     private let logger: Logger
-    private let thread = Mutex<pthread_t?>(nil)
+    private let thread = Locked<pthread_t?>(nil)
 
     // Loop thread only.
     private var active: [ObjectIdentifier: CurlTransfer] = [:]
@@ -228,36 +227,48 @@ final class CurlEventLoop: @unchecked Sendable {
 /// initializer runs exactly once, thread-safely.
 private let curlGlobalInit: CURLcode = curl_global_init(Int(CURL_GLOBAL_SSL | CURL_GLOBAL_WIN32))  // CURL_GLOBAL_DEFAULT
 
-/// Starts a joinable thread named `name` running `body`.
+/// Starts a joinable thread named `name` (15 bytes at most) running `body`, with SIGPIPE
+/// blocked: a write to a closed socket inside libcurl or its TLS library then fails with
+/// EPIPE instead of killing the process.
 private func startThread(name: String, _ body: @escaping @Sendable () -> Void) -> pthread_t {
-    final class Box: Sendable {
+    final class Context: Sendable {
         let name: String
         let body: @Sendable () -> Void
         init(name: String, body: @escaping @Sendable () -> Void) {
             self.name = name
             self.body = body
         }
+
+        /// The thread's entry point: balances the `passRetained` below.
+        static func run(_ raw: UnsafeMutableRawPointer) {
+            let context = Unmanaged<Context>.fromOpaque(raw).takeRetainedValue()
+            #if os(Linux)
+            // Glibc's pthread_setname_np is hidden from Swift; this is what it does.
+            let fd = open("/proc/thread-self/comm", O_WRONLY)
+            if fd >= 0 {
+                _ = Array(context.name.utf8.prefix(15)).withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+                close(fd)
+            }
+            #else
+            _ = pthread_setname_np(context.name)
+            #endif
+            var signals = sigset_t()
+            sigemptyset(&signals)
+            sigaddset(&signals, SIGPIPE)
+            pthread_sigmask(SIG_BLOCK, &signals, nil)
+            context.body()
+        }
     }
-    // Retained for the thread, released by it.
-    let box = Unmanaged.passRetained(Box(name: name, body: body)).toOpaque()
+
+    let context = Unmanaged.passRetained(Context(name: name, body: body)).toOpaque()
     #if canImport(Darwin)
     var thread: pthread_t?
-    let created = pthread_create(&thread, nil, { box in
-        let box = Unmanaged<Box>.fromOpaque(box).takeRetainedValue()
-        pthread_setname_np(box.name)
-        box.body()
-        return nil
-    }, box)
+    let created = pthread_create(&thread, nil, { Context.run($0); return nil }, context)
     precondition(created == 0, "pthread_create failed: \(created)")
     return thread!
     #else
     var thread = pthread_t()
-    let created = pthread_create(&thread, nil, { box in
-        let box = Unmanaged<Box>.fromOpaque(box!).takeRetainedValue()
-        // (Glibc's module map hides pthread_setname_np, a GNU extension: unnamed.)
-        box.body()
-        return nil
-    }, box)
+    let created = pthread_create(&thread, nil, { Context.run($0!); return nil }, context)
     precondition(created == 0, "pthread_create failed: \(created)")
     return thread
     #endif
