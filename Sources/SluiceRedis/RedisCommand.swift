@@ -42,6 +42,12 @@ public struct RedisCommand: Sendable, Hashable {
         ends.append(bytes.count)
     }
 
+    /// Appends a binary argument (the common case, without generic dispatch).
+    public mutating func append(_ argument: [UInt8]) {
+        bytes.append(contentsOf: argument)
+        ends.append(bytes.count)
+    }
+
     /// Appends a text argument as its UTF-8 bytes.
     public mutating func append(_ argument: String) {
         append(argument.utf8)

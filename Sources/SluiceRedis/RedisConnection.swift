@@ -54,6 +54,7 @@ public final class RedisConnection: Sendable {
 
     /// Queues `command` and returns at once; its reply is read and discarded (an error
     /// reply is logged, rate-limited). No suspension, no allocation beyond the queue's.
+    /// An empty command is ignored; after `shutdown()` commands are dropped (and counted).
     public func send(_ command: RedisCommand) {
         core.enqueue(command)
     }
@@ -64,6 +65,9 @@ public final class RedisConnection: Sendable {
     }
 
     /// Runs `command` and returns its reply; a Redis error reply is returned as `.error`.
+    ///
+    /// Not cancellable once called: it completes within the request timeout while Redis is
+    /// unreachable, or within the socket timeout once the command is sent.
     ///
     /// - Throws: `RedisError` when Redis stays unreachable for the request timeout
     ///   (`.unavailable`), the connection breaks before the reply (`.connectionLost`), or
@@ -211,12 +215,12 @@ private struct ConnectionState {
 private final class ConnectionCore: Sendable {
     let configuration: RedisConfiguration
     let logger: Logger
-    let state: ConditionLock<ConnectionState>
+    let state: Locked<ConnectionState>
 
     init(configuration: RedisConfiguration, logger: Logger) {
         self.configuration = configuration
         self.logger = logger
-        state = ConditionLock(ConnectionState(maxBufferedCommands: max(1, configuration.maxBufferedCommands)))
+        state = Locked(ConnectionState(maxBufferedCommands: max(1, configuration.maxBufferedCommands)))
     }
 
     func enqueue(_ command: RedisCommand) {
@@ -516,6 +520,14 @@ private struct CommandLoop: ~Copyable {
             let reply = try connection.command(RedisCommand("SELECT", String(configuration.database)))
             if let message = reply.errorMessage {
                 throw RedisError(.authenticationFailed, "Redis refused database \(configuration.database): \(message)")
+            }
+        } else if configuration.password == nil {
+            // A connection counts only once Redis has answered: a dying server may still
+            // complete a TCP handshake from its backlog, then reset the connection.
+            let reply = try connection.command(RedisCommand("PING"))
+            if let message = reply.errorMessage {
+                let code: RedisError.Code = message.hasPrefix("NOAUTH") ? .authenticationFailed : .unavailable
+                throw RedisError(code, "Redis refused the connection: \(message)")
             }
         }
         return connection

@@ -66,6 +66,7 @@ public final class RedisSubscriber: Sendable {
             }
         } onCancel: { [core] in
             core.removeReader(sink, failingWith: CancellationError())
+            sink.cancel()  // in case the confirmation won the race: the subscription is dead
         }
         return RedisSubscription(sink: sink)
     }
@@ -86,7 +87,7 @@ public final class RedisSubscriber: Sendable {
 
 // MARK: - Shared state
 
-private struct SubscriberState: ~Copyable {
+private struct SubscriberState {
     struct Channel {
         var readers: [UInt64: SubscriptionSink] = [:]
         /// What the server will believe once it has processed everything sent so far.
@@ -122,7 +123,7 @@ private struct SubscriberState: ~Copyable {
 private final class SubscriberCore: Sendable {
     let configuration: RedisConfiguration
     let logger: Logger
-    let state = Mutex(SubscriberState())
+    let state = Locked(SubscriberState())
     let nextReaderID = Atomic<UInt64>(0)
     /// The wake-up pipe, non-blocking at both ends; closed in `deinit`, when no caller can
     /// write to it any more.
@@ -222,15 +223,11 @@ private struct SubscriberLoop: ~Copyable {
         case idle
         case waitingToRetry(until: ContinuousClock.Instant)
         case connecting(HiredisContext, deadline: ContinuousClock.Instant)
-        case authenticating(HiredisContext, deadline: ContinuousClock.Instant)
+        /// Connected; `[AUTH,] PING` sent, waiting for `replies` more replies. A connection
+        /// counts only once Redis has answered: a dying server may still complete a TCP
+        /// handshake from its backlog, then reset the connection.
+        case handshaking(HiredisContext, deadline: ContinuousClock.Instant, replies: Int)
         case ready(HiredisContext)
-
-        var context: HiredisContext? {
-            switch self {
-            case .idle, .waitingToRetry: nil
-            case .connecting(let context, _), .authenticating(let context, _), .ready(let context): context
-            }
-        }
     }
 
     /// What the thread learned from the shared state in one turn.
@@ -261,9 +258,10 @@ private struct SubscriberLoop: ~Copyable {
         while let sync = synchronize() {
             if !sync.expired.isEmpty {
                 let code: RedisError.Code = lastError.code == .authenticationFailed ? .authenticationFailed : .unavailable
+                let reason = outage.isDown ? " (\(lastError.message))" : ""
                 let error = RedisError(
                     code,
-                    "Redis did not confirm the subscription within \(core.configuration.requestTimeout) (\(lastError.message))"
+                    "Redis did not confirm the subscription within \(core.configuration.requestTimeout)\(reason)"
                 )
                 for waiter in sync.expired {
                     waiter.continuation.resume(throwing: error)
@@ -333,7 +331,7 @@ private struct SubscriberLoop: ~Copyable {
         switch phase {
         case .idle, .ready: nil
         case .waitingToRetry(let until): until
-        case .connecting(_, let deadline), .authenticating(_, let deadline): deadline
+        case .connecting(_, let deadline), .handshaking(_, let deadline, _): deadline
         }
     }
 
@@ -348,7 +346,7 @@ private struct SubscriberLoop: ~Copyable {
                 phase = .idle
                 return
             }
-        case .connecting(_, let deadline), .authenticating(_, let deadline):
+        case .connecting(_, let deadline), .handshaking(_, let deadline, _):
             if deadline <= now {
                 connectionFailed(RedisError(.unavailable, "timed out connecting to Redis"))
             }
@@ -375,7 +373,7 @@ private struct SubscriberLoop: ~Copyable {
         case .connecting(let context, _):
             pollDescriptors[1] = pollfd(fd: context.fd, events: Int16(POLLOUT), revents: 0)
             count = 2
-        case .authenticating(let context, _), .ready(let context):
+        case .handshaking(let context, _, _), .ready(let context):
             let events = needsWrite ? POLLIN | POLLOUT : POLLIN
             pollDescriptors[1] = pollfd(fd: context.fd, events: Int16(events), revents: 0)
             count = 2
@@ -409,21 +407,22 @@ private struct SubscriberLoop: ~Copyable {
                 return
             }
             context.enableKeepAlive()
-            guard let password = core.configuration.password else {
-                becomeReady(context)
-                return
-            }
-            var auth = RedisCommand("AUTH")
-            if let username = core.configuration.username { auth.append(username) }
-            auth.append(password)
+            var replies = 1
             do {
-                try context.append(auth)
+                if let password = core.configuration.password {
+                    var auth = RedisCommand("AUTH")
+                    if let username = core.configuration.username { auth.append(username) }
+                    auth.append(password)
+                    try context.append(auth)
+                    replies += 1
+                }
+                try context.append(RedisCommand("PING"))
                 needsWrite = try !context.writePending()
-                phase = .authenticating(context, deadline: .now + core.configuration.connectTimeout)
+                phase = .handshaking(context, deadline: .now + core.configuration.connectTimeout, replies: replies)
             } catch {
                 connectionFailed(error)
             }
-        case .authenticating(let context, _), .ready(let context):
+        case .handshaking(let context, _, _), .ready(let context):
             do {
                 if events & Int32(POLLOUT) != 0 {
                     needsWrite = try !context.writePending()
@@ -441,11 +440,18 @@ private struct SubscriberLoop: ~Copyable {
     }
 
     mutating func handle(_ reply: consuming HiredisReply, on context: HiredisContext) throws(RedisError) {
-        if case .authenticating = phase {
+        if case .handshaking(_, let deadline, let replies) = phase {
             if let message = reply.errorMessage {
-                throw RedisError(.authenticationFailed, "Redis refused the password: \(message)")
+                let isAuthError = core.configuration.password != nil && replies == 2 || message.hasPrefix("NOAUTH")
+                throw isAuthError
+                    ? RedisError(.authenticationFailed, "Redis refused the password: \(message)")
+                    : RedisError(.unavailable, "Redis refused the connection: \(message)")
             }
-            becomeReady(context)
+            if replies > 1 {
+                phase = .handshaking(context, deadline: deadline, replies: replies - 1)
+            } else {
+                becomeReady(context)
+            }
             return
         }
         switch reply.pubSub {

@@ -1,4 +1,3 @@
-import Synchronization
 
 /// What a reader of a channel receives.
 public enum RedisSubscriptionEvent: Sendable, Equatable {
@@ -85,11 +84,11 @@ final class SubscriptionSink: Sendable {
     let channel: String
     let id: UInt64
     private let maxBuffered: Int?
-    private let state = Mutex(State())
+    private let state = Locked(State())
     /// Tells the subscriber to free the reader's slot; called once.
     private let onTermination: @Sendable (SubscriptionSink) -> Void
 
-    private struct State: ~Copyable {
+    private struct State {
         var buffer = FIFO<RedisSubscriptionEvent>()
         var waiter: CheckedContinuation<RedisSubscriptionEvent?, any Error>?
         var end: End?

@@ -359,10 +359,6 @@ struct RedisClientTests {
         configuration.requestTimeout = .milliseconds(300)
         let connection = RedisConnection(configuration: configuration, logger: logs.logger("connection"))
         let subscriber = RedisSubscriber(configuration: configuration, logger: logs.logger("subscriber"))
-        defer {
-            connection.shutdown()
-            subscriber.shutdown()
-        }
         let started = ContinuousClock.now
         for _ in 0..<1000 {
             connection.send(RedisCommand("PUBLISH", "nowhere", "x"))
@@ -384,6 +380,18 @@ struct RedisClientTests {
         #expect(!connection.isConnected)
         for label in ["connection", "subscriber"] {
             #expect(logs.records.filter { $0.label == label && $0.level >= .warning }.count == 1)
+        }
+
+        // Shutdown tries to flush for 2 s, then gives up on the unsent commands.
+        let shutdownStarted = ContinuousClock.now
+        connection.shutdown()
+        subscriber.shutdown()
+        #expect(ContinuousClock.now - shutdownStarted < .seconds(3))
+        #expect(connection.droppedCommandCount == 1000)
+        await #expect {
+            try await connection.execute(RedisCommand("PING"))
+        } throws: { error in
+            (error as? RedisError)?.code == .shutDown
         }
     }
 
@@ -550,12 +558,15 @@ private final class RedisTestServer {
         }
     }
 
-    /// SIGTERM, and waits until the process has exited (and so closed its sockets).
+    /// Kills the server and waits until it has exited (and so closed its sockets).
+    ///
+    /// SIGKILL, because `Process` starts the child with the signal mask of the spawning
+    /// thread, and Swift concurrency's threads block SIGTERM.
     func stop() {
         guard let process else { return }
         self.process = nil
         if process.isRunning {
-            process.terminate()
+            kill(process.processIdentifier, SIGKILL)
         }
         process.waitUntilExit()
     }

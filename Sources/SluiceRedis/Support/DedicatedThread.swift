@@ -3,7 +3,6 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import Synchronization
 
 /// An OS thread of its own, for an event loop that blocks (in hiredis, `poll(2)` or a
 /// condition variable) and so must stay off the Swift cooperative pool.
@@ -16,7 +15,7 @@ final class DedicatedThread: @unchecked Sendable {
     // @unchecked: `handle` is written once in `init` and afterwards only read by `join`,
     // whose single effective call is guarded by `joined`.
     private var handle: pthread_t
-    private let joined = Mutex(false)
+    private let joined = Locked(false)
 
     /// Starts a thread named `name` (at most 15 bytes are kept) that runs `body`.
     init(name: String, _ body: @escaping @Sendable () -> Void) {

@@ -4,11 +4,13 @@ import Glibc
 import Darwin
 #endif
 
-/// A value behind a pthread mutex, with one condition variable to wait on.
+/// A value behind a pthread mutex, with a condition variable to wait on.
 ///
-/// The command connection's thread sleeps on the condition until callers enqueue work;
-/// `Synchronization.Mutex` has no condition variable, hence this small type.
-final class ConditionLock<Value>: @unchecked Sendable {
+/// The command connection's thread sleeps on the condition until callers enqueue work
+/// (`Synchronization.Mutex` has no condition variable). Everything else in this module uses
+/// it as a plain lock too, rather than `Mutex`: ThreadSanitizer sees pthread locking, but
+/// not `Mutex`'s futex-based locking on Linux, and would report false races.
+final class Locked<Value>: @unchecked Sendable {
     // @unchecked: `value` is only read or written while `mutex` is held, and the mutex and
     // condition live at stable heap addresses for the lifetime of the object.
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
