@@ -59,11 +59,15 @@ public struct SluiceConfig: Sendable, Codable {
         public var apiKeys: [APIKey] = []
         /// The largest request body accepted, in bytes.
         public var maxBodyBytes = 4 * 1024 * 1024
+        /// Whether a client that disconnects from a synchronous completion endpoint
+        /// (OpenAI, LLMstudio, Portkey, passthrough) before its end cancels the job.
+        public var cancelOnDisconnect = true
 
         enum CodingKeys: String, CodingKey {
             case listen
             case apiKeys = "api_keys"
             case maxBodyBytes = "max_body_bytes"
+            case cancelOnDisconnect = "cancel_on_disconnect"
         }
         public init() {}
     }
@@ -76,12 +80,22 @@ public struct SluiceConfig: Sendable, Codable {
         public var drainSeconds = 30.0
         /// Default job timeout when a job gives no `timeout_s`.
         public var defaultTimeoutSeconds = 600.0
+        /// A provider that sends no byte for this long fails the attempt.
+        public var idleTimeoutSeconds = 120.0
+        /// A provider that sends no content for this long after the request fails the
+        /// attempt; nil for no limit.
+        public var firstTokenTimeoutSeconds: Double?
+        /// Jobs larger than this go to the DLQ unread.
+        public var maxJobBytes = 4 * 1024 * 1024
 
         enum CodingKeys: String, CodingKey {
             case maxInFlight = "max_in_flight"
             case maxAttempts = "max_attempts"
             case drainSeconds = "drain_s"
             case defaultTimeoutSeconds = "default_timeout_s"
+            case idleTimeoutSeconds = "idle_timeout_s"
+            case firstTokenTimeoutSeconds = "first_token_timeout_s"
+            case maxJobBytes = "max_job_bytes"
         }
         public init() {}
     }
@@ -201,6 +215,7 @@ extension SluiceConfig.Gateway {
         listen = try c.decodeIfPresent(String.self, forKey: .listen) ?? listen
         apiKeys = try c.decodeIfPresent([SluiceConfig.APIKey].self, forKey: .apiKeys) ?? apiKeys
         maxBodyBytes = try c.decodeIfPresent(Int.self, forKey: .maxBodyBytes) ?? maxBodyBytes
+        cancelOnDisconnect = try c.decodeIfPresent(Bool.self, forKey: .cancelOnDisconnect) ?? cancelOnDisconnect
     }
 }
 
@@ -212,6 +227,9 @@ extension SluiceConfig.Worker {
         maxAttempts = try c.decodeIfPresent(Int.self, forKey: .maxAttempts) ?? maxAttempts
         drainSeconds = try c.decodeIfPresent(Double.self, forKey: .drainSeconds) ?? drainSeconds
         defaultTimeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .defaultTimeoutSeconds) ?? defaultTimeoutSeconds
+        idleTimeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .idleTimeoutSeconds) ?? idleTimeoutSeconds
+        firstTokenTimeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .firstTokenTimeoutSeconds)
+        maxJobBytes = try c.decodeIfPresent(Int.self, forKey: .maxJobBytes) ?? maxJobBytes
     }
 }
 

@@ -36,6 +36,13 @@ public struct HTTPResponseBody: AsyncSequence, Sendable {
         }
     }
 
+    /// Aborts the transfer from any task or thread; a reader waiting for the next chunk
+    /// gets `error`. For watchdogs such as a first-token timeout, which must stop a
+    /// transfer that another task is reading.
+    public func abort(with error: HTTPClientError = HTTPClientError(.cancelled, "request aborted")) {
+        self.reader.abort(error)
+    }
+
     /// The whole body in one array.
     /// - Throws: ``HTTPClientError`` with code `.bodyTooLarge` (after aborting the
     ///   transfer) once more than `maxBytes` have arrived, or the transfer's error.
@@ -76,6 +83,10 @@ final class BodyReader: Sendable {
 
     func cancel() {
         if self.state.cancel() { self.loop.abort(self.state) }
+    }
+
+    func abort(_ error: HTTPClientError) {
+        if self.state.cancel(error) { self.loop.abort(self.state) }
     }
 
     func next() async throws -> [UInt8]? {

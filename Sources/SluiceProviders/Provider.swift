@@ -15,7 +15,11 @@ public struct ProviderCall: Sendable {
     /// Smarter-style passthrough: this body is sent as it is.
     public var passthroughBody: JSONValue?
     public var connectTimeout: Duration = .seconds(10)
+    /// No byte from the provider for this long fails the attempt.
     public var idleTimeout: Duration? = .seconds(120)
+    /// No content (text or tool call) this long after the request started fails the
+    /// attempt: a provider that accepts a request and then thinks forever.
+    public var firstTokenTimeout: Duration?
     public var totalTimeout: Duration?
 
     public init(provider: SluiceConfig.Provider, model: String, messages: [JSONValue],
@@ -49,6 +53,9 @@ public struct ProviderError: Error, Sendable, CustomStringConvertible {
     public var retryable: Bool
     /// Seconds the provider asked to wait (`Retry-After`).
     public var retryAfter: Double?
+    /// What the attempt produced before it failed (chunks already relayed, usage so
+    /// far), when it failed mid-stream.
+    public var partial: ProviderOutcome?
 
     public init(_ kind: Kind, _ message: String, status: Int? = nil, retryable: Bool, retryAfter: Double? = nil) {
         self.kind = kind

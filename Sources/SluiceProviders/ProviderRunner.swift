@@ -72,8 +72,18 @@ public struct ProviderRunner: Sendable {
         var parser = SSEParser()
         var decoder = format.makeStreamDecoder(call)
         var failure: (any Error)?
+        // The first-token watchdog aborts the transfer; the reader then sees its error.
+        let body = response.body
+        var watchdog: Task<Void, Never>? = call.firstTokenTimeout.map { limit in
+            Task {
+                try? await Task.sleep(for: limit)
+                guard !Task.isCancelled else { return }
+                body.abort(with: HTTPClientError(.idleTimeout, "no token within \(limit) of the request"))
+            }
+        }
+        defer { watchdog?.cancel() }
         do {
-            for try await bytes in response.body {
+            for try await bytes in body {
                 let now = MonotonicClock.now()
                 timing.byteReceived(at: now)
                 parser.feed(bytes) { event in
@@ -81,7 +91,13 @@ public struct ProviderRunner: Sendable {
                     do {
                         for c in try decoder.decode(event) {
                             accumulator.add(c.chunk)
-                            if c.chunk.carriesContent { timing.contentChunk(at: now) }
+                            if c.chunk.carriesContent {
+                                timing.contentChunk(at: now)
+                                if watchdog != nil {
+                                    watchdog?.cancel()
+                                    watchdog = nil
+                                }
+                            }
                             onChunk(c, now)
                         }
                     } catch {
@@ -96,8 +112,13 @@ public struct ProviderRunner: Sendable {
                     onChunk(c, MonotonicClock.now())
                 }
             }
-        } catch let error as HTTPClientError {
-            throw ProviderRunner.mapError(error)
+        } catch {
+            // Keep what was relayed: a cancelled or failed job still reports its usage.
+            var mapped = (error as? HTTPClientError).map(ProviderRunner.mapError)
+                ?? (error as? ProviderError)
+                ?? ProviderError(.protocolError, "\(error)", retryable: false)
+            mapped.partial = ProviderOutcome(accumulator: accumulator, timing: timing, streamComplete: false, raw: nil)
+            throw mapped
         }
         let complete = decoder.isComplete || accumulator.allChoicesFinished
         return ProviderOutcome(accumulator: accumulator, timing: timing, streamComplete: complete, raw: nil)

@@ -15,7 +15,9 @@ struct JobRunner: Sendable {
     let logger: Logger
     let environment: [String: String]
 
-    func run(_ job: Job, producedAtMs: Int64?) async -> UnifiedResponse {
+    /// - Parameter cancelledByUser: whether a cancel request for this job has arrived;
+    ///   tells a user's cancel (a `cancelled` result) from a shutdown (no result at all).
+    func run(_ job: Job, producedAtMs: Int64?, cancelledByUser: @Sendable () -> Bool = { false }) async -> UnifiedResponse {
         let startedWall = WallClock.now()
         let queueWait = producedAtMs.map { max(0, startedWall - Double($0) / 1000) }
         var logger = self.logger
@@ -28,14 +30,22 @@ struct JobRunner: Sendable {
         let deadline = MonotonicClock.now() + (job.timeoutSeconds ?? config.worker.defaultTimeoutSeconds)
         var response: UnifiedResponse
         do {
+            if cancelledByUser() {
+                throw AttemptsError(underlying: SluiceError(.cancelled, "the job was cancelled before it started"), attempts: 0)
+            }
             response = try await attempt(job, events: &events, deadline: deadline, queueWait: queueWait, logger: logger)
         } catch {
-            let failure = JobRunner.errorInfo(error)
+            var failure = JobRunner.errorInfo(error)
+            if cancelledByUser() {
+                failure = .init(type: "cancelled", message: "the job was cancelled on request")
+            }
             let status: UnifiedResponse.Status =
                 failure.type == "cancelled" ? .cancelled : failure.type == "timeout" ? .timedOut : .failed
             logger.warning("job \(status.rawValue): \(failure.message)")
+            let underlying = (error as? AttemptsError)?.underlying ?? error
             response = failedResponse(job, error: failure, status: status, queueWait: queueWait,
-                                      attempts: (error as? AttemptsError)?.attempts ?? 0)
+                                      attempts: (error as? AttemptsError)?.attempts ?? 0,
+                                      partial: (underlying as? ProviderError)?.partial)
             events.emit(.chatResponseFailure, encoding: ["error": failure])
         }
         let json = (try? JSON.encode(response)) ?? []
@@ -76,12 +86,15 @@ struct JobRunner: Sendable {
             var call = ProviderCall(
                 provider: provider, model: model, messages: messages, parameters: request.parameters, stream: job.stream,
                 apiKey: job.apiKey ?? provider.apiKeyEnv.flatMap { environment[$0] }.map(Secret.init))
+            call.idleTimeout = .milliseconds(Int64(config.worker.idleTimeoutSeconds * 1000))
+            call.firstTokenTimeout = config.worker.firstTokenTimeoutSeconds.map { .milliseconds(Int64($0 * 1000)) }
             if case .passthrough(let body) = job.request {
                 call.passthroughBody = body
                 call.stream = body["stream"]?.boolValue ?? false
             }
 
             for retry in 0..<config.worker.maxAttempts {
+                if Task.isCancelled { throw AttemptsError(underlying: CancellationError(), attempts: attempts) }
                 attempts += 1
                 let remaining = deadline - MonotonicClock.now()
                 guard remaining > 0 else {
@@ -96,7 +109,9 @@ struct JobRunner: Sendable {
                 do {
                     let outcome = try await providers.run(call, format: format) { chunk, _ in
                         events.emit(.chunk, data: chunk.json)
-                        published += 1
+                        // Only content counts: a retry after a role-only chunk repeats nothing
+                        // a reader would notice.
+                        if chunk.chunk.carriesContent { published += 1 }
                     }
                     if !outcome.streamComplete {
                         throw ProviderError(.protocolError, "the provider's stream ended before its end marker", retryable: published == 0)
@@ -105,8 +120,19 @@ struct JobRunner: Sendable {
                                      outcome: outcome, attempts: attempts, queueWait: queueWait)
                 } catch {
                     lastError = error
-                    if Task.isCancelled { throw AttemptsError(underlying: SluiceError(.cancelled, "the job was cancelled"), attempts: attempts) }
-                    guard let pe = error as? ProviderError, pe.retryable, published == 0 else { break }
+                    if Task.isCancelled { throw AttemptsError(underlying: error, attempts: attempts) }
+                    // Something of this attempt was relayed: a retry would repeat it.
+                    guard let pe = error as? ProviderError, published == 0 else {
+                        throw AttemptsError(underlying: error, attempts: attempts)
+                    }
+                    if !pe.retryable {
+                        // The provider refused the request itself (400, 401, 403, 404, 422):
+                        // fail at once with its error. Anything else: the next target.
+                        if let status = pe.status, (400..<500).contains(status) {
+                            throw AttemptsError(underlying: error, attempts: attempts)
+                        }
+                        break
+                    }
                     guard retry + 1 < config.worker.maxAttempts else { break }
                     let delay = JobRunner.backoff(retry: retry, retryAfter: pe.retryAfter)
                     guard MonotonicClock.now() + delay < deadline else { break }
@@ -212,21 +238,46 @@ struct JobRunner: Sendable {
     }
 
     func failedResponse(
-        _ job: Job, error: UnifiedResponse.ErrorInfo, status: UnifiedResponse.Status, queueWait: Double?, attempts: Int
+        _ job: Job, error: UnifiedResponse.ErrorInfo, status: UnifiedResponse.Status, queueWait: Double?, attempts: Int,
+        partial: ProviderOutcome? = nil
     ) -> UnifiedResponse {
         let now = WallClock.now()
         let request = try? resolve(job)
         let messages = request?.messages ?? []
         let chatInput = request?.chatInput ?? { if case .chatInput(let s) = job.request { return s } else { return nil } }()
         let resolved = try? config.resolve(provider: request?.provider ?? job.provider, model: request?.model ?? job.model)
+        let model = resolved?.1 ?? job.model ?? ""
+        let provider = resolved?.0.name ?? job.provider ?? ""
+        // What was streamed before the failure or cancel still counts: its tokens were
+        // produced and billed.
+        var usage: Usage?
+        var source = Metrics.UsageSource.estimated
+        var metrics = Metrics(
+            inputTokens: 0, outputTokens: 0, totalTokens: 0, costUSD: nil, latencyS: 0, timeToFirstTokenS: nil,
+            interTokenLatencyS: nil, tokensPerSecond: nil, queueWaitS: queueWait, attempts: attempts,
+            usageSource: .estimated, streamComplete: false)
+        if let partial, partial.accumulator.contentChunks > 0 || partial.accumulator.usage != nil {
+            if let u = partial.accumulator.usage {
+                usage = u
+                source = .provider
+            } else {
+                usage = Usage(promptTokens: TokenEstimator.promptTokens(messages),
+                              completionTokens: TokenEstimator.tokens(in: partial.accumulator.output))
+            }
+            let t = partial.timing
+            metrics = Metrics(
+                inputTokens: usage!.promptTokens, outputTokens: usage!.completionTokens, totalTokens: usage!.totalTokens,
+                costUSD: prices.cost(provider: provider, model: model, inputTokens: usage!.promptTokens, outputTokens: usage!.completionTokens),
+                latencyS: t.latency, timeToFirstTokenS: t.timeToFirstToken, interTokenLatencyS: t.interTokenLatency,
+                tokensPerSecond: t.tokensPerSecond(outputTokens: usage!.completionTokens), queueWaitS: queueWait,
+                attempts: attempts, usageSource: source, streamComplete: false)
+        }
         return UnifiedResponse(
-            id: "chatcmpl-\(job.id)", created: Int(now), model: resolved?.1 ?? job.model ?? "", choices: [],
-            usage: nil, systemFingerprint: nil, sessionID: job.sessionID, chatInput: chatInput, chatOutput: nil,
-            context: messages, provider: resolved?.0.name ?? job.provider ?? "", timestamp: now, parameters: request?.parameters ?? job.parameters,
-            metrics: Metrics(
-                inputTokens: 0, outputTokens: 0, totalTokens: 0, costUSD: nil, latencyS: 0, timeToFirstTokenS: nil,
-                interTokenLatencyS: nil, tokensPerSecond: nil, queueWaitS: queueWait, attempts: attempts,
-                usageSource: .estimated, streamComplete: false),
+            id: partial?.accumulator.id ?? "chatcmpl-\(job.id)", created: Int(now), model: model,
+            choices: partial?.accumulator.completionChoices ?? [],
+            usage: usage, systemFingerprint: nil, sessionID: job.sessionID, chatInput: chatInput,
+            chatOutput: partial.map { $0.accumulator.output }, context: messages, provider: provider, timestamp: now,
+            parameters: request?.parameters ?? job.parameters, metrics: metrics,
             jobID: job.id, status: status, error: error, metadata: job.metadata)
     }
 
@@ -236,6 +287,8 @@ struct JobRunner: Sendable {
         case let e as ProviderError:
             let type = e.kind == .cancelled ? "cancelled" : e.kind == .timeout ? "timeout" : e.kind.rawValue
             return .init(type: type, message: e.message, providerStatus: e.status, retryable: e.retryable)
+        case is CancellationError:
+            return .init(type: "cancelled", message: "the job was cancelled")
         case let e as SluiceError:
             let type = e.code == .cancelled ? "cancelled" : e.code == .timeout ? "timeout" : e.code.rawValue
             return .init(type: type, message: e.message)

@@ -23,6 +23,7 @@ public final class Worker: Service {
     private let logger: Logger
     private let environment: [String: String]
     private let tracker = SharedTracker()
+    private let cancels = CancelRegistry()
 
     public init(config: SluiceConfig, logger: Logger, environment: [String: String] = ProcessInfo.processInfo.environment) {
         self.config = config
@@ -51,6 +52,11 @@ public final class Worker: Service {
                 return due.map { TopicPartitionOffset($0.0, offset: $0.1) }
             }
         }
+        // Every worker reads every cancel: a group of its own, from the start of the
+        // topic's retention, ignoring cancels older than the event TTL.
+        let control = try KafkaConsumer(
+            brokers: kafka.brokers, groupID: "\(kafka.groupID)-control-\(UUID().uuidString.lowercased())",
+            topics: [kafka.controlTopic], properties: kafka.properties, logger: logger)
         let runner = JobRunner(
             config: config, providers: ProviderRunner(client: http), redis: redis,
             prices: PriceTable(overrides: config.pricing), logger: logger, environment: environment)
@@ -64,6 +70,7 @@ public final class Worker: Service {
         await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
                 group.addTask { await self.commitLoop(consumer) }
+                group.addTask { await self.controlLoop(control) }
                 await withDiscardingTaskGroup { jobs in
                     var paused = false
                     for await message in consumer.messages {
@@ -101,6 +108,7 @@ public final class Worker: Service {
         }
 
         commitDue(consumer, synchronously: true)
+        control.close()
         consumer.close()
         producer.shutdown()
         http.shutdown()
@@ -130,9 +138,31 @@ public final class Worker: Service {
         }
     }
 
+    /// Applies cancel requests from the control topic.
+    private func controlLoop(_ control: KafkaConsumer) async {
+        let oldest = { Date().timeIntervalSince1970 - Double(self.config.redis.eventTTLSeconds) }
+        for await message in control.messages {
+            guard let value = try? JSON.decode(JSONValue.self, from: message.value),
+                  value["type"]?.stringValue == "cancel",
+                  let jobID = value["job_id"]?.stringValue ?? message.keyString
+            else {
+                logger.warning("ignoring a control message that is not {\"type\": \"cancel\", \"job_id\": ...}",
+                               metadata: ["offset": "\(message.offset)"])
+                continue
+            }
+            if let ts = message.timestampMs, Double(ts) / 1000 < oldest() { continue }
+            if cancels.cancel(jobID) {
+                logger.info("cancelling job on request", metadata: ["job_id": "\(jobID)"])
+            }
+        }
+    }
+
     private func handle(_ message: KafkaMessage, runner: JobRunner, producer: KafkaProducer) async {
         let job: Job
         do {
+            guard message.value.count <= config.worker.maxJobBytes else {
+                throw SluiceError(.invalidJob, "the job is \(message.value.count) bytes, more than worker.max_job_bytes (\(config.worker.maxJobBytes))")
+            }
             job = try Job.parse(message.value, key: message.keyString)
         } catch {
             let reason = (error as? SluiceError)?.message ?? "\(error)"
@@ -146,7 +176,16 @@ public final class Worker: Service {
             return
         }
 
-        let response = await runner.run(job, producedAtMs: message.timestampMs)
+        // The job runs in a task of its own so a cancel request can stop it alone; a
+        // shutdown (this task cancelled) stops it too, and then no result is produced.
+        let cancels = self.cancels
+        let work = Task {
+            await runner.run(job, producedAtMs: message.timestampMs, cancelledByUser: { cancels.isCancelled(job.id) })
+        }
+        let token = cancels.register(job.id) { work.cancel() }
+        if cancels.isCancelled(job.id) { work.cancel() }
+        let response = await withTaskCancellationHandler { await work.value } onCancel: { work.cancel() }
+        cancels.unregister(job.id, token: token)
         if Task.isCancelled {
             // Cancelled by shutdown's drain deadline: leave it uncommitted, so it is
             // redelivered rather than reported as cancelled.

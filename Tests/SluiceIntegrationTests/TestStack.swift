@@ -44,7 +44,7 @@ struct TestStack: Sendable {
     let http: HTTPClient
 
     static func with(
-        maxInFlight: Int = 64, mock defaults: MockBehavior = MockBehavior(), gateway: Bool = false,
+        maxInFlight: Int = 64, mock defaults: MockBehavior = MockBehavior(), gateway: Bool = false, worker: Bool = true,
         configure: (inout SluiceConfig) -> Void = { _ in },
         _ body: (TestStack) async throws -> Void
     ) async throws {
@@ -83,7 +83,7 @@ struct TestStack: Sendable {
                 http.shutdown()
             }
 
-            var services: [any Service] = [Worker(config: frozen, logger: logger)]
+            var services: [any Service] = worker ? [Worker(config: frozen, logger: logger)] : []
             let gatewayPort = PortBox()
             var gatewayObject: Gateway?
             if gateway {

@@ -1,0 +1,237 @@
+import Foundation
+import SluiceCore
+import SluiceKafka
+import SluiceMockProvider
+import SluiceRedis
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Providers that fail, stall or cut streams short; cancels; bad input. Each fault is
+/// injected through the mock provider's knobs (in the model name, as a Kafka job has no
+/// headers) and the behaviour checked, timings included.
+@Suite(.timeLimit(.minutes(3)))
+struct ProviderFaultTests {
+    func startedTimes(_ events: [JSONValue]) -> [Double] {
+        events.filter { $0["event"] == "chat_started" }.compactMap { $0["ts"]?.doubleValue }
+    }
+
+    @Test func retryableErrorsAreRetriedWithBackoffThenTheFallbackRuns() async throws {
+        try await TestStack.with(configure: { $0.worker.maxAttempts = 3 }) { stack in
+            try await stack.submit(["id": "r503", "provider": "mock", "model": "m-status=503",
+                                    "chat_input": "x", "fallbacks": [["provider": "mock", "model": "m-1"]]])
+            try await stack.submit(["id": "r429", "provider": "mock", "model": "m-status=429,retry-after=1", "chat_input": "x"])
+            let results = try await stack.waitForResults(2, timeout: .seconds(60))
+
+            let r503 = try #require(results["r503"])
+            #expect(r503.status == .succeeded)
+            #expect(r503.metrics.attempts == 4)
+            #expect(r503.model == "m-1")
+            let events = try await stack.events(of: "r503")
+            let started = events.filter { $0["event"] == "chat_started" }
+            #expect(started.map { $0["data"]?["attempt"]?.intValue ?? 0 } == [1, 2, 3, 4])
+            #expect(started.map { $0["data"]?["model"]?.stringValue ?? "" } == ["m-status=503", "m-status=503", "m-status=503", "m-1"])
+            // Backoff: 0.25 s × 2^retry with jitter in [half, full]: ≥ 0.125 s, then ≥ 0.25 s.
+            let t = startedTimes(events)
+            #expect(t[1] - t[0] >= 0.12, "first backoff \(t[1] - t[0])")
+            #expect(t[2] - t[1] >= 0.24, "second backoff \(t[2] - t[1])")
+            #expect(t[2] - t[0] < 3)
+
+            let r429 = try #require(results["r429"])
+            #expect(r429.status == .failed)
+            #expect(r429.metrics.attempts == 3)
+            #expect(r429.error?.providerStatus == 429)
+            #expect(r429.error?.retryable == true)
+            // Retry-After: 1 is honoured between every attempt.
+            let t429 = startedTimes(try await stack.events(of: "r429"))
+            #expect(t429.count == 3)
+            #expect(t429[1] - t429[0] >= 0.99 && t429[2] - t429[1] >= 0.99, "\(t429)")
+        }
+    }
+
+    @Test func clientErrorsFailAtOnceWithTheProvidersError() async throws {
+        try await TestStack.with(configure: { $0.worker.maxAttempts = 3 }) { stack in
+            let statuses = [400, 401, 403, 404, 422]
+            for s in statuses {
+                try await stack.submit(["id": .string("c\(s)"), "provider": "mock", "model": .string("m-status=\(s)"), "chat_input": "x",
+                                        "fallbacks": [["provider": "mock", "model": "m-1"]]])
+            }
+            let results = try await stack.waitForResults(statuses.count)
+            for s in statuses {
+                let r = try #require(results["c\(s)"])
+                #expect(r.status == .failed)
+                #expect(r.metrics.attempts == 1, "status \(s)")
+                #expect(r.error?.providerStatus == s)
+                #expect(r.error?.retryable == false)
+                #expect(r.error?.message.contains("answered \(s)") == true, "\(r.error?.message ?? "")")
+            }
+        }
+    }
+
+    @Test func brokenStreamsAreNeverASuccess() async throws {
+        try await TestStack.with(configure: { $0.worker.maxAttempts = 2 }) { stack in
+            // Cut after 3 chunks: something was published, so no retry.
+            try await stack.submit(["id": "cut3", "provider": "mock", "model": "m-fail-after=3,chunks=10", "chat_input": "x"])
+            // Cut before any content: retried.
+            try await stack.submit(["id": "cut0", "provider": "mock", "model": "m-fail-after=0", "chat_input": "x"])
+            try await stack.submit(["id": "nofinish", "provider": "mock", "model": "m-no-finish=true", "chat_input": "x"])
+            try await stack.submit(["id": "malformed", "provider": "mock", "model": "m-malformed-at=2", "chat_input": "x"])
+            let results = try await stack.waitForResults(4)
+
+            let cut3 = try #require(results["cut3"])
+            #expect(cut3.status == .failed)
+            #expect(cut3.metrics.attempts == 1)
+            #expect(cut3.metrics.streamComplete == false)
+            // What was streamed is reported, and its tokens counted.
+            let streamed = try await stack.events(of: "cut3").filter { $0["event"] == "chunk" }.map { chunkText($0["data"]) }.joined()
+            #expect(!streamed.isEmpty)
+            #expect(cut3.chatOutput == streamed)
+            #expect((cut3.usage?.completionTokens ?? 0) > 0)
+            #expect(cut3.metrics.usageSource == .estimated)
+
+            let cut0 = try #require(results["cut0"])
+            #expect(cut0.status == .failed)
+            #expect(cut0.metrics.attempts == 2)
+
+            for id in ["nofinish", "malformed"] {
+                let r = try #require(results[id])
+                #expect(r.status == .failed, "\(id)")
+                #expect(r.metrics.streamComplete == false)
+                #expect(r.error?.type == "provider_protocol_error", "\(id): \(String(describing: r.error))")
+            }
+        }
+    }
+
+    @Test func idleAndFirstTokenTimeouts() async throws {
+        try await TestStack.with(configure: {
+            $0.worker.maxAttempts = 2
+            $0.worker.firstTokenTimeoutSeconds = 0.5
+            $0.worker.idleTimeoutSeconds = 0.6
+        }) { stack in
+            try await stack.submit(["id": "slowfirst", "provider": "mock", "model": "m-ttft=5000", "chat_input": "x"])
+            try await stack.submit(["id": "stall", "provider": "mock", "model": "m-chunks=3,delay=5000", "chat_input": "x"])
+            try await stack.submit(["id": "ok", "provider": "mock", "model": "m-ttft=100,chunks=4,delay=100", "chat_input": "x"])
+            let results = try await stack.waitForResults(3, timeout: .seconds(30))
+
+            let slow = try #require(results["slowfirst"])
+            #expect(slow.error?.type == "timeout", "\(String(describing: slow.error))")
+            #expect(slow.status == .timedOut)
+            #expect(slow.metrics.attempts == 2)
+            let t = startedTimes(try await stack.events(of: "slowfirst"))
+            #expect(t.count == 2)
+
+            let stall = try #require(results["stall"])
+            #expect(stall.error?.type == "timeout")
+            #expect(stall.metrics.attempts == 1, "a chunk was published: no retry")
+            #expect(stall.chatOutput?.isEmpty == false)
+
+            #expect(results["ok"]?.status == .succeeded)
+        }
+    }
+
+    @Test func aCancelStopsAStreamingJobWithinASecond() async throws {
+        try await TestStack.with(mock: MockBehavior(chunks: 200, chunkDelay: .milliseconds(50))) { stack in
+            // A cancel that arrives before its job: the job is never run.
+            try await stack.submitRaw(try JSON.encode(["type": "cancel", "job_id": "early"] as JSONValue),
+                                      key: "early", topic: stack.config.kafka.controlTopic)
+            try await stack.submit(["id": "long", "model": "default", "chat_input": "a long story"])
+            // Wait until it streams.
+            var chunks = 0
+            for _ in 0..<200 where chunks < 3 {
+                chunks = try await stack.events(of: "long").filter { $0["event"] == "chunk" }.count
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            #expect(chunks >= 3)
+            let sent = ContinuousClock.now
+            try await stack.submitRaw(try JSON.encode(["type": "cancel", "job_id": "long"] as JSONValue),
+                                      key: "long", topic: stack.config.kafka.controlTopic)
+            let results = try await stack.waitForResults(1, timeout: .seconds(20))
+            let took = ContinuousClock.now - sent
+            let r = try #require(results["long"])
+            #expect(r.status == .cancelled)
+            #expect(r.error?.type == "cancelled")
+            #expect(took < .seconds(2), "cancel took \(took)")
+            #expect((r.usage?.completionTokens ?? 0) >= 3)
+            #expect(r.chatOutput?.isEmpty == false)
+            let names = try await stack.events(of: "long").compactMap { $0["event"]?.stringValue }
+            #expect(names.suffix(2) == ["chat_response_failure", "chat_finished"])
+            // The provider saw its stream abandoned.
+            #expect(stack.mock.stats.snapshot.abandonedStreams >= 1)
+
+            try await stack.submit(["id": "early", "model": "default", "chat_input": "never mind"])
+            let early = try #require(try await stack.waitForResults(2)["early"])
+            #expect(early.status == .cancelled)
+            #expect(early.metrics.attempts == 0)
+        }
+    }
+}
+
+@Suite(.timeLimit(.minutes(3)))
+struct BadInputTests {
+    @Test func oversizeAndWrongTypesNeverCrashTheWorker() async throws {
+        try await TestStack.with(configure: { $0.worker.maxJobBytes = 10_000 }) { stack in
+            let dlq = try TopicCollector(brokers: stack.config.kafka.brokers, topic: stack.config.kafka.dlqTopic, logger: TestServices.logger)
+            defer { dlq.close() }
+            let big = String(repeating: "a", count: 20_000)
+            try await stack.submit(["id": "big", "model": "default", "chat_input": .string(big)])
+            try await stack.submitRaw([0xFF, 0xFE, 0x00, 0x01], key: "binary")
+            try await stack.submitRaw(Array(#"{"id": 7, "chat_input": "x"}"#.utf8), key: "wrongtype")
+            try await stack.submitRaw(Array(#"{"chat_input": "x", "fallbacks": "nope"}"#.utf8), key: "wrongfallbacks")
+            try await stack.submit(["id": "after", "model": "default", "chat_input": "still alive"])
+            try await stack.submit(["id": "nomodel", "chat_input": "no model"])
+            let results = try await stack.waitForResults(2)
+            #expect(results["after"]?.status == .succeeded)
+            #expect(results["nomodel"]?.status == .failed)
+            #expect(results["nomodel"]?.error?.message.contains("neither \"provider\" nor \"model\"") == true)
+            let records = try await dlq.waitForDistinctKeys(4, timeout: .seconds(30))
+            let reasons = Dictionary(uniqueKeysWithValues: records.map { ($0.keyString ?? "", (try? JSON.decode(JSONValue.self, from: $0.value))?["error"]?.stringValue ?? "") })
+            #expect(reasons["big"]?.contains("max_job_bytes") == true)
+            #expect(reasons["binary"]?.contains("not valid JSON") == true)
+            #expect(reasons["wrongtype"]?.contains("\"id\" must be a string") == true)
+            #expect(reasons["wrongfallbacks"]?.contains("\"fallbacks\" must be an array") == true)
+        }
+    }
+
+    @Test func secretsNeverAppearInLogsEventsResultsOrTheDLQ() async throws {
+        let jobKey = "sk-job-SECRET-7f3a9c"
+        let envKey = "sk-env-SECRET-51bd20"
+        let logs = CapturedLogs()
+        try await TestStack.with(worker: false, configure: { c in
+            c.providers = c.providers.map { p in
+                var p = p
+                p.apiKeyEnv = "MOCK_PROVIDER_KEY"
+                return p
+            }
+        }) { stack in
+            let dlq = try TopicCollector(brokers: stack.config.kafka.brokers, topic: stack.config.kafka.dlqTopic, logger: TestServices.logger)
+            defer { dlq.close() }
+            let worker = WorkerHandle(config: stack.config, logger: logs.logger("worker"), environment: ["MOCK_PROVIDER_KEY": envKey])
+            try await stack.submit(["id": "k1", "model": "default", "chat_input": "hi", "api_key": .string(jobKey)])
+            try await stack.submit(["id": "k2", "model": "default", "chat_input": "hi"])
+            try await stack.submit(["id": "k3", "provider": "mock", "model": "m-status=401", "chat_input": "hi", "api_key": .string(jobKey)])
+            try await stack.submit(["id": "k4", "provider": "mock", "model": "m-fail-after=2", "chat_input": "hi", "api_key": .string(jobKey)])
+            try await stack.submitRaw(Array(#"{"id": "k5", "messages": 1, "api_key": "\#(jobKey)"}"#.utf8), key: "k5")
+            let results = try await stack.waitForResults(4)
+            _ = try await dlq.waitForDistinctKeys(1, timeout: .seconds(30))
+            try await worker.stop()
+
+            var haystack = logs.all.joined(separator: "\n")
+            for m in stack.results.all { haystack += String(decoding: m.value, as: UTF8.self) }
+            for m in dlq.all {
+                haystack += String(decoding: m.value, as: UTF8.self)
+                if let b64 = (try? JSON.decode(JSONValue.self, from: m.value))?["value_base64"]?.stringValue,
+                   let raw = Data(base64Encoded: b64) { haystack += String(decoding: raw, as: UTF8.self) }
+            }
+            for id in results.keys {
+                for e in try await stack.events(of: id) { haystack += String(decoding: try JSON.encode(e), as: UTF8.self) }
+            }
+            #expect(results.count == 4)
+            #expect(logs.all.count > 5, "the worker logged something to search")
+            #expect(!haystack.contains(jobKey))
+            #expect(!haystack.contains(envKey))
+            #expect(!haystack.contains("SECRET"))
+        }
+    }
+}
