@@ -1,0 +1,157 @@
+import Foundation
+import SluiceCore
+import SluiceKafka
+import SluiceMockProvider
+import SluiceRedis
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// At-least-once end to end: workers killed, stopped, joining and leaving, jobs that run
+/// long, Redis going away. Every job must end with a result on the topic.
+@Suite(.serialized, .timeLimit(.minutes(4)))
+struct DeliveryTests {
+    func jobs(_ prefix: String, _ n: Int) -> [String] { (0..<n).map { "\(prefix)-\($0)" } }
+
+    @Test func aWorkerKilledWithHundredsInFlightLosesNoJob() async throws {
+        try await TestStack.with(mock: MockBehavior(chunks: 20, chunkDelay: .milliseconds(100)), worker: false,
+                                 configure: { $0.worker.maxInFlight = 500 }) { stack in
+            let dir = try TestPaths.tempDir("sigkill")
+            let configPath = try TestPaths.writeConfig(stack.config, to: dir)
+            let binary = try TestPaths.sluiceBinary()
+            let log = dir.appendingPathComponent("worker.log").path
+            let first = try TestProcess(binary, ["worker", "--config", configPath, "--log-level", "warning"], log: log)
+
+            let ids = jobs("kill", 150)
+            for id in ids { try await stack.submit(["id": .string(id), "model": "default", "chat_input": .string("job \(id)")]) }
+            // Wait until at least 100 provider streams are open, then kill the worker.
+            var active = 0
+            for _ in 0..<600 where active < 100 {
+                active = stack.mock.stats.snapshot.activeStreams
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            #expect(active >= 100, "only \(active) jobs in flight")
+            first.signal(SIGKILL)
+            #expect(await first.wait() == 128 + SIGKILL)
+            let before = Set(stack.results.all.compactMap(\.keyString))
+
+            let second = try TestProcess(binary, ["worker", "--config", configPath, "--log-level", "warning"], log: log)
+            let results = try await stack.waitForResults(ids.count, timeout: .seconds(120))
+            #expect(Set(results.keys) == Set(ids))
+            #expect(results.values.allSatisfy { $0.status == .succeeded })
+            #expect(before.count < ids.count, "the kill came before every job had finished")
+            second.signal(SIGTERM)
+            #expect(await second.wait() == 0, "a worker stopped with SIGTERM exits 0")
+        }
+    }
+
+    @Test func gracefulShutdownFinishesJobsInFlightAndCommitsThem() async throws {
+        try await TestStack.with(mock: MockBehavior(chunks: 10, chunkDelay: .milliseconds(150)), worker: false,
+                                 configure: { $0.worker.drainSeconds = 30 }) { stack in
+            let worker = WorkerHandle(config: stack.config)
+            let ids = jobs("drain", 10)
+            for id in ids { try await stack.submit(["id": .string(id), "model": "default", "chat_input": "x"]) }
+            for _ in 0..<400 where stack.mock.stats.snapshot.activeStreams < ids.count {
+                try await Task.sleep(for: .milliseconds(25))
+            }
+            try await worker.stop()
+            // Stopping waited for the jobs: their results are already on the topic.
+            let results = try await stack.waitForResults(ids.count, timeout: .seconds(10))
+            #expect(Set(results.keys) == Set(ids))
+            #expect(results.values.allSatisfy { $0.status == .succeeded })
+
+            // Their offsets were committed: a new worker in the group redoes nothing.
+            let next = WorkerHandle(config: stack.config)
+            try await Task.sleep(for: .seconds(8))
+            try await next.stop()
+            #expect(stack.results.all.count == ids.count, "\(stack.results.all.count) results for \(ids.count) jobs")
+        }
+    }
+
+    @Test func jobsStillRunningWhenTheDrainTimeEndsAreRedelivered() async throws {
+        try await TestStack.with(mock: MockBehavior(chunks: 40, chunkDelay: .milliseconds(100)), worker: false,
+                                 configure: { $0.worker.drainSeconds = 0.5 }) { stack in
+            let worker = WorkerHandle(config: stack.config)
+            let ids = jobs("redo", 6)
+            for id in ids { try await stack.submit(["id": .string(id), "model": "default", "chat_input": "x"]) }
+            for _ in 0..<400 where stack.mock.stats.snapshot.activeStreams < ids.count {
+                try await Task.sleep(for: .milliseconds(25))
+            }
+            try await worker.stop()
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(stack.results.all.isEmpty, "jobs cut by shutdown produce no result")
+
+            let next = WorkerHandle(config: stack.config)
+            let results = try await stack.waitForResults(ids.count, timeout: .seconds(60))
+            try await next.stop()
+            #expect(Set(results.keys) == Set(ids))
+            #expect(results.values.allSatisfy { $0.status == .succeeded })
+        }
+    }
+
+    @Test func aWorkerJoiningAndOneLeavingMidRunLoseNothing() async throws {
+        try await TestStack.with(mock: MockBehavior(chunks: 8, chunkDelay: .milliseconds(100)), worker: false,
+                                 configure: { $0.worker.maxInFlight = 8 }) { stack in
+            let a = WorkerHandle(config: stack.config)
+            let ids = jobs("rebal", 60)
+            for id in ids { try await stack.submit(["id": .string(id), "model": "default", "chat_input": "x"]) }
+            try await Task.sleep(for: .seconds(4))
+            let b = WorkerHandle(config: stack.config)
+            try await Task.sleep(for: .seconds(4))
+            try await a.stop()
+            let results = try await stack.waitForResults(ids.count, timeout: .seconds(90))
+            try await b.stop()
+            #expect(Set(results.keys) == Set(ids))
+            #expect(results.values.allSatisfy { $0.status == .succeeded })
+        }
+    }
+
+    @Test func aJobLongerThanThePollIntervalKeepsItsWorkerInTheGroup() async throws {
+        // librdkafka evicts a consumer that does not poll for max.poll.interval.ms; the poll
+        // loop never waits for a job, so a 12 s job under a 7 s limit is run once.
+        try await TestStack.with(configure: { $0.kafka.properties["max.poll.interval.ms"] = "7000" }) { stack in
+            try await stack.submit(["id": "long-1", "provider": "mock", "model": "m-chunks=12,delay=1000", "chat_input": "x"])
+            let results = try await stack.waitForResults(1, timeout: .seconds(60))
+            #expect(results["long-1"]?.status == .succeeded)
+            #expect(results["long-1"]?.metrics.attempts == 1)
+            try await Task.sleep(for: .seconds(3))
+            #expect(stack.results.all.count == 1)
+            #expect(stack.mock.stats.snapshot.requests == 1)
+        }
+    }
+
+    @Test func redisGoingAwayDoesNotStopResultsAndEventsResume() async throws {
+        let port = TestPaths.freePort()
+        let dir = try TestPaths.tempDir("redis")
+        let args = ["--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        var redisServer: TestProcess? = try TestProcess("/usr/bin/redis-server", args, log: dir.appendingPathComponent("redis.log").path)
+        defer { redisServer?.signal(SIGKILL) }
+        try await Task.sleep(for: .milliseconds(300))
+        try await TestStack.with(configure: { $0.redis.url = "redis://127.0.0.1:\(port)" }) { stack in
+            try await stack.submit(["id": "before", "model": "default", "chat_input": "x"])
+            #expect(try await stack.waitForResults(1)["before"]?.status == .succeeded)
+
+            redisServer?.signal(SIGKILL)
+            await redisServer?.wait()
+            try await stack.submit(["id": "during", "model": "default", "chat_input": "x"])
+            let during = try await stack.waitForResults(2, timeout: .seconds(60))
+            #expect(during["during"]?.status == .succeeded, "results reach Kafka without Redis")
+
+            redisServer = try TestProcess("/usr/bin/redis-server", args, log: dir.appendingPathComponent("redis.log").path)
+            try await Task.sleep(for: .milliseconds(500))
+            try await stack.submit(["id": "after", "model": "default", "chat_input": "x"])
+            let after = try await stack.waitForResults(3, timeout: .seconds(60))
+            #expect(after["after"]?.status == .succeeded)
+            // Events flow again once Redis is back.
+            var names: [String] = []
+            for _ in 0..<100 where names.last != "chat_finished" {
+                names = (try? await stack.events(of: "after"))?.compactMap { $0["event"]?.stringValue } ?? []
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            #expect(names.first == "chat_started")
+            #expect(names.last == "chat_finished")
+        }
+    }
+}
