@@ -42,18 +42,24 @@ final class RDKafkaContext: @unchecked Sendable {
     }
 }
 
+/// For handles without a context (the admin client): errors are returned, not logged.
+let rdkafkaQuietLogCallback: @convention(c) (OpaquePointer?, Int32, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> Void = { _, _, _, _ in }
+
 /// librdkafka's log lines, routed into swift-log.
 let rdkafkaLogCallback: @convention(c) (OpaquePointer?, Int32, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> Void = {
     rk, level, facility, message in
     guard let context = RDKafkaContext.from(rk) else { return }
     let text = message.map { String(cString: $0) } ?? ""
     let fac = facility.map { String(cString: $0) } ?? ""
-    let swiftLevel: Logger.Level = switch level {
+    var swiftLevel: Logger.Level = switch level {
     case 0...3: .error
     case 4: .warning
     case 5, 6: .info
     default: .debug
     }
+    // Connection failures also reach the error callback, which logs them once; here
+    // they would be logged a second time.
+    if fac == "FAIL" || fac == "ERROR" { swiftLevel = .debug }
     context.logger.log(level: swiftLevel, "\(text)", metadata: ["rdkafka.facility": "\(fac)"])
 }
 
