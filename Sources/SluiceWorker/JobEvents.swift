@@ -26,6 +26,9 @@ struct JobEvents {
 
     /// The last `seq` already in the job's replay stream (0 if none or Redis is away).
     static func lastSeq(jobID: String, redis: RedisConnection) async -> Int {
+        // While Redis is away, don't hold every job up for the command timeout: a job
+        // that ran before is rare, and its events would be lost with Redis anyway.
+        guard redis.isConnected else { return 0 }
         guard let reply = try? await redis.execute(RedisCommand("XREVRANGE", RedisKeys.events(jobID), "+", "-", "COUNT", "1")),
               let entry = reply.array?.first?.array?.first?.string,
               let dash = entry.firstIndex(of: "-"),
