@@ -33,7 +33,8 @@ public final class Worker: Service {
 
     public func run() async throws {
         let kafka = config.kafka
-        let redis = RedisConnection(configuration: try RedisConfiguration(url: config.redis.url), logger: logger)
+        let redisConfig = try RedisConfiguration(url: config.redis.url)
+        let redis = RedisConnection(configuration: redisConfig, logger: logger)
         let http = HTTPClient(logger: logger)
         let producer = try KafkaProducer(brokers: kafka.brokers, properties: kafka.properties, logger: logger)
         let tracker = self.tracker
@@ -61,6 +62,11 @@ public final class Worker: Service {
             config: config, providers: ProviderRunner(client: http), redis: redis,
             prices: PriceTable(overrides: config.pricing), logger: logger, environment: environment)
         let limiter = InFlightLimiter(limit: config.worker.maxInFlight)
+        // Connect to Redis before the first job (it connects lazily); if it is down, the
+        // worker still runs jobs and events follow when it is back.
+        if (try? await redis.execute(RedisCommand("PING"))) == nil {
+            logger.warning("Redis at \(redisConfig) is not reachable; jobs run, events resume when it is back")
+        }
 
         logger.info("worker started", metadata: [
             "brokers": "\(kafka.brokers)", "topic": "\(kafka.requestsTopic)", "group": "\(kafka.groupID)",
