@@ -29,6 +29,9 @@ struct GlobalOptions: ParsableArguments {
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
+    @Option(name: .long, help: "Log format: text, or json (one object per line, for log collectors).")
+    var logFormat: LogFormat = .text
+
     func loadConfig() throws -> SluiceConfig {
         let env = ProcessInfo.processInfo.environment
         let path = config ?? env["SLUICE_CONFIG"]
@@ -48,7 +51,7 @@ struct GlobalOptions: ParsableArguments {
 
     func makeLogger(_ label: String) -> Logger {
         let level = Logger.Level(rawValue: logLevel.lowercased()) ?? .info
-        LogSetup.bootstrapOnce(level: level)
+        LogSetup.bootstrapOnce(level: level, format: logFormat)
         var logger = Logger(label: label)
         logger.logLevel = level
         return logger
@@ -60,15 +63,67 @@ enum LogSetup {
     private static let lock = NSLock()
 
     /// Logs go to stderr, so stdout stays for a command's output.
-    static func bootstrapOnce(level: Logger.Level) {
+    static func bootstrapOnce(level: Logger.Level, format: LogFormat) {
         lock.lock()
         defer { lock.unlock() }
         guard !bootstrapped else { return }
         bootstrapped = true
         LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
+            switch format {
+            case .text:
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = level
+                return handler
+            case .json:
+                var handler = JSONLogHandler(label: label)
+                handler.logLevel = level
+                return handler
+            }
+        }
+    }
+}
+
+enum LogFormat: String, ExpressibleByArgument, CaseIterable {
+    case text, json
+}
+
+/// One JSON object per line on stderr: `ts`, `level`, `logger`, `msg`, and the metadata
+/// as fields (`job_id`, `provider`, `attempt`, ...).
+struct JSONLogHandler: LogHandler {
+    let label: String
+    var logLevel: Logger.Level = .info
+    var metadata: Logger.Metadata = [:]
+    private static let lock = NSLock()
+
+    init(label: String) { self.label = label }
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?,
+             source: String, file: String, function: String, line: UInt) {
+        var fields: [String: JSONValue] = [
+            "ts": .string(Date().formatted(.iso8601.time(includingFractionalSeconds: true).year().month().day().dateSeparator(.dash).timeZone(separator: .omitted))),
+            "level": .string(level.rawValue),
+            "logger": .string(label),
+            "msg": .string(message.description),
+        ]
+        for (k, v) in self.metadata.merging(explicit ?? [:], uniquingKeysWith: { $1 }) where fields[k] == nil {
+            fields[k] = JSONLogHandler.json(v)
+        }
+        guard var bytes = try? JSON.sortedEncoder.encode(JSONValue.object(fields)) else { return }
+        bytes.append(0x0A)
+        JSONLogHandler.lock.withLock { FileHandle.standardError.write(bytes) }
+    }
+
+    static func json(_ v: Logger.MetadataValue) -> JSONValue {
+        switch v {
+        case .string(let s): .string(s)
+        case .stringConvertible(let c): .string(c.description)
+        case .array(let a): .array(a.map(json))
+        case .dictionary(let d): .object(d.mapValues(json))
         }
     }
 }
