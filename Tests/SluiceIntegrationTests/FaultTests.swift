@@ -37,7 +37,7 @@ struct ProviderFaultTests {
             let t = startedTimes(events)
             #expect(t[1] - t[0] >= 0.12, "first backoff \(t[1] - t[0])")
             #expect(t[2] - t[1] >= 0.24, "second backoff \(t[2] - t[1])")
-            #expect(t[2] - t[0] < 3)
+            #expect(t[2] - t[0] < 6)
 
             let r429 = try #require(results["r429"])
             #expect(r429.status == .failed)
@@ -107,13 +107,14 @@ struct ProviderFaultTests {
     @Test func idleAndFirstTokenTimeouts() async throws {
         try await TestStack.with(configure: {
             $0.worker.maxAttempts = 2
-            $0.worker.firstTokenTimeoutSeconds = 0.5
-            $0.worker.idleTimeoutSeconds = 0.6
+            // Limits well above the healthy job's pace, so a busy CI machine does not trip them.
+            $0.worker.firstTokenTimeoutSeconds = 1.5
+            $0.worker.idleTimeoutSeconds = 1.5
         }) { stack in
-            try await stack.submit(["id": "slowfirst", "provider": "mock", "model": "m-ttft=5000", "chat_input": "x"])
-            try await stack.submit(["id": "stall", "provider": "mock", "model": "m-chunks=3,delay=5000", "chat_input": "x"])
-            try await stack.submit(["id": "ok", "provider": "mock", "model": "m-ttft=100,chunks=4,delay=100", "chat_input": "x"])
-            let results = try await stack.waitForResults(3, timeout: .seconds(30))
+            try await stack.submit(["id": "slowfirst", "provider": "mock", "model": "m-ttft=8000", "chat_input": "x"])
+            try await stack.submit(["id": "stall", "provider": "mock", "model": "m-chunks=3,delay=8000", "chat_input": "x"])
+            try await stack.submit(["id": "ok", "provider": "mock", "model": "m-ttft=50,chunks=4,delay=50", "chat_input": "x"])
+            let results = try await stack.waitForResults(3, timeout: .seconds(40))
 
             let slow = try #require(results["slowfirst"])
             #expect(slow.error?.type == "timeout", "\(String(describing: slow.error))")
@@ -144,20 +145,27 @@ struct ProviderFaultTests {
                 try await Task.sleep(for: .milliseconds(50))
             }
             #expect(chunks >= 3)
-            let sent = ContinuousClock.now
+            let sentAt = Date().timeIntervalSince1970
             try await stack.submitRaw(try JSON.encode(["type": "cancel", "job_id": "long"] as JSONValue),
                                       key: "long", topic: stack.config.kafka.controlTopic)
             let results = try await stack.waitForResults(1, timeout: .seconds(20))
-            let took = ContinuousClock.now - sent
             let r = try #require(results["long"])
             #expect(r.status == .cancelled)
             #expect(r.error?.type == "cancelled")
-            #expect(took < .seconds(2), "cancel took \(took)")
+            // The transfer stopped within a second of the cancel: no chunk after that
+            // (with slack for a loaded CI machine), though 200 were scripted.
+            let chunkTimes = try await stack.events(of: "long").filter { $0["event"] == "chunk" }.compactMap { $0["ts"]?.doubleValue }
+            let lastChunk = try #require(chunkTimes.max())
+            #expect(lastChunk - sentAt < 1.5, "chunks kept coming \(lastChunk - sentAt) s after the cancel")
+            #expect(chunkTimes.count < 150)
             #expect((r.usage?.completionTokens ?? 0) >= 3)
             #expect(r.chatOutput?.isEmpty == false)
             let names = try await stack.events(of: "long").compactMap { $0["event"]?.stringValue }
             #expect(names.suffix(2) == ["chat_response_failure", "chat_finished"])
-            // The provider saw its stream abandoned.
+            // The provider saw its stream abandoned (it notices a closed socket on its next write).
+            for _ in 0..<100 where stack.mock.stats.snapshot.abandonedStreams == 0 {
+                try await Task.sleep(for: .milliseconds(50))
+            }
             #expect(stack.mock.stats.snapshot.abandonedStreams >= 1)
 
             try await stack.submit(["id": "early", "model": "default", "chat_input": "never mind"])

@@ -376,7 +376,8 @@ struct RedisClientTests {
             (error as? RedisError)?.code == .unavailable
         }
         let elapsed = ContinuousClock.now - started
-        #expect(elapsed >= .milliseconds(300) && elapsed < .seconds(5))
+        // Bounded, not hung: generous, since CI's 2 cores may be busy with other tests.
+        #expect(elapsed >= .milliseconds(300) && elapsed < .seconds(15))
         #expect(!connection.isConnected)
         for label in ["connection", "subscriber"] {
             #expect(logs.records.filter { $0.label == label && $0.level >= .warning }.count == 1)
