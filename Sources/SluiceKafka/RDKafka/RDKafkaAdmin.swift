@@ -1,4 +1,6 @@
 import CRdKafka
+import Dispatch
+import Logging
 
 /// Topic administration for the local stack and tests.
 public enum KafkaAdmin {
@@ -52,6 +54,45 @@ public enum KafkaAdmin {
                 let name = String(cString: rd_kafka_topic_result_name(r))
                 let msg = rd_kafka_topic_result_error_string(r).map { String(cString: $0) } ?? RDKafkaConfig.errorString(err)
                 throw KafkaError(.admin, "creating topic \(name) failed: \(msg)", rdkafkaError: err.rawValue)
+            }
+        }
+    }
+}
+
+/// Readiness checks: whether the cluster answers a metadata request.
+///
+/// One client, created with the probe and kept, serves every check (one connection per
+/// broker rather than a new client per check). The metadata request blocks, so it runs
+/// on a serial queue of the probe's own, never on the cooperative pool.
+public final class KafkaProbe: Sendable {
+    private let client: RDKafkaClient
+    private let queue = DispatchQueue(label: "sluice-kafka-probe")
+
+    public init(brokers: String, properties: [String: String] = [:], logger: Logger) throws {
+        var props = properties
+        props["bootstrap.servers"] = brokers
+        props["log.connection.close"] = "false"
+        client = try RDKafkaClient(kind: .producer, properties: props, context: RDKafkaContext(logger: logger))
+    }
+
+    /// Returns once a broker has answered a metadata request; throws `KafkaError(.client)`
+    /// naming the reason when none does within `timeoutMs`.
+    public func ping(timeoutMs: Int32 = 2_000) async throws {
+        let client = self.client
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            queue.async {
+                var metadata: UnsafePointer<rd_kafka_metadata>?
+                let err = rd_kafka_metadata(client.handle, 0, nil, &metadata, timeoutMs)
+                if let metadata { rd_kafka_metadata_destroy(metadata) }
+                // Serve queued error events so they do not pile up between checks.
+                client.poll(timeoutMs: 0)
+                if err == RD_KAFKA_RESP_ERR_NO_ERROR {
+                    continuation.resume()
+                } else {
+                    continuation.resume(throwing: KafkaError(
+                        .client, "no broker answered a metadata request: \(RDKafkaConfig.errorString(err))",
+                        rdkafkaError: err.rawValue))
+                }
             }
         }
     }
