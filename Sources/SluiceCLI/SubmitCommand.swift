@@ -86,8 +86,8 @@ struct JobTerminal: Sendable {
         try await follower.follow(jobID: job.id, afterSeq: 0, onSubscribed: {
             try await producer.send(topic: config.kafka.requestsTopic, key: job.id, value: try JSON.encode(job.encoded()))
         }) { item in
-            guard case .event(_, let name, let envelope) = item, let peek = EventEnvelope.peek(envelope) else { return }
-            let data = envelope[peek.data]
+            guard case .event(_, let name, let envelope, let dataRange) = item else { return }
+            let data = envelope[dataRange]
             switch EventName(rawValue: name) {
             case .chatStarted where !jsonOutput:
                 if let v = try? JSON.decode(JSONValue.self, from: data) {

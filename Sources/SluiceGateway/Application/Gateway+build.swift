@@ -1,0 +1,31 @@
+import Hummingbird
+
+extension Gateway {
+    /// Every route of the gateway. `/openapi.json` describes exactly these (a test
+    /// compares the two).
+    public func buildRouter() -> Router<BasicRequestContext> {
+        let router = Router()
+        // Middleware first: Hummingbird wraps each route as it is added.
+        router.add(middleware: RequestMetricsMiddleware(metrics: metrics))
+        router.add(middleware: JSONErrorMiddleware(logger: logger))
+
+        addOperationalRoutes(to: router)
+        addDocsRoutes(to: router)
+        addJobRoutes(to: router)
+        addOpenAIRoutes(to: router)
+        addLLMstudioRoutes(to: router)
+        addPortkeyRoutes(to: router)
+        addPassthroughRoutes(to: router)
+        return router
+    }
+
+    /// The application, ready to run as a service; `onServerRunning` learns the port.
+    public func buildApplication(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) throws -> some ApplicationProtocol {
+        let (host, port) = try Gateway.parseListen(config.gateway.listen)
+        return Application(
+            router: buildRouter(),
+            configuration: .init(address: .hostname(host, port: port), serverName: "sluice"),
+            onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? port) },
+            logger: logger)
+    }
+}

@@ -1,0 +1,132 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import SluiceCore
+import ServiceLifecycle
+import SluiceRedis
+
+/// The job API: submit a job of SPEC section 3's shape, read its status and result,
+/// follow its events (resumable), cancel it.
+extension Gateway {
+    func addJobRoutes(to router: Router<BasicRequestContext>) {
+        router.post("/v1/jobs") { request, context in try await self.submitJob(request, context: context) }
+        router.get("/v1/jobs/:id") { request, context in try await self.jobStatus(request, context: context) }
+        router.delete("/v1/jobs/:id") { request, context in try await self.cancelJob(request, context: context) }
+        router.get("/v1/jobs/:id/events") { request, context in try await self.jobEvents(request, context: context) }
+    }
+
+    func submitJob(_ request: Request, context: BasicRequestContext) async throws -> Response {
+        let tenant = try keys.tenant(of: request)
+        var request = request
+        let body = try await readBody(&request)
+        var job: Job
+        do {
+            job = try Job.parse(body)
+        } catch let error as SluiceError {
+            throw APIError.badRequest(error.message, code: error.code.rawValue)
+        }
+        job.tenant = tenant
+        do {
+            _ = try config.resolve(provider: job.provider, model: job.model)
+        } catch let error as SluiceError {
+            throw APIError.badRequest(error.message, param: "model", code: error.code.rawValue)
+        }
+        try await submit(job, api: "jobs")
+        return Response.json([
+            "id": .string(job.id),
+            "status": "queued",
+            "status_url": .string("/v1/jobs/\(job.id)"),
+            "events_url": .string("/v1/jobs/\(job.id)/events"),
+        ], status: .accepted)
+    }
+
+    func jobStatus(_ request: Request, context: BasicRequestContext) async throws -> Response {
+        let tenant = try keys.tenant(of: request)
+        let id = try context.parameters.require("id")
+        let meta = try await requireJob(id, tenant: tenant)
+        let replies = try await redis.execute([
+            RedisCommand("GET", RedisKeys.result(id)),
+            RedisCommand("XREVRANGE", RedisKeys.events(id), "+", "-", "COUNT", "1"),
+        ])
+        if case .bulk(let result) = replies[0], let value = try? JSON.decode(JSONValue.self, from: result) {
+            return Response.json(["id": .string(id), "status": value["status"] ?? "succeeded", "result": value])
+        }
+        var status: JSONValue = "queued"
+        var lastEvent: JSONValue = .null
+        if let entry = replies[1].array?.first, let fields = entry.array?.last?.array, fields.count >= 2,
+           case .bulk(let envelope) = fields[1], let event = try? JSON.decode(JSONValue.self, from: envelope) {
+            status = "running"
+            lastEvent = event
+        }
+        if meta.cancelRequested { status = "cancelling" }
+        return Response.json(["id": .string(id), "status": status, "result": .null, "last_event": lastEvent])
+    }
+
+    /// Produces a cancel message to the control topic; a worker running the job stops it.
+    /// A job already finished is left as it is and its final status answered (200).
+    func cancelJob(_ request: Request, context: BasicRequestContext) async throws -> Response {
+        let tenant = try keys.tenant(of: request)
+        let id = try context.parameters.require("id")
+        try await requireJob(id, tenant: tenant)
+        let result = try? await redis.execute(RedisCommand("GET", RedisKeys.result(id)))
+        if let bytes = result?.bytes, let status = JSONPeek.plainString(of: "status", in: bytes, range: 0..<bytes.count) {
+            return Response.json(["id": .string(id), "status": .string(status)])
+        }
+        try await requestCancel(id, reason: "delete")
+        return Response.json(["id": .string(id), "status": "cancelling"], status: .accepted)
+    }
+
+    /// Server-Sent Events of every event of the job: what already happened, then live,
+    /// until `chat_finished`. `Last-Event-ID` (or `?last_event_id=`) resumes after that
+    /// `seq` with no gap and no repeat.
+    func jobEvents(_ request: Request, context: BasicRequestContext) async throws -> Response {
+        let tenant = try keys.tenant(of: request)
+        let id = try context.parameters.require("id")
+        try await requireJob(id, tenant: tenant)
+        let header = request.headers[.lastEventID]
+        let query = request.uri.queryParameters.get("last_event_id")
+        var resumeAfter = 0
+        if let given = header ?? query {
+            guard let n = Int(given.trimmingCharacters(in: .whitespaces)), n >= 0 else {
+                throw APIError.badRequest("Last-Event-ID must be a non-negative integer (an event's seq)", param: "Last-Event-ID")
+            }
+            resumeAfter = n
+        }
+        let lastEventID = resumeAfter
+        let feed: JobEventFeed
+        do {
+            feed = try await follower.subscribe(jobID: id)
+        } catch {
+            throw APIError.unavailable("the event store is not reachable; try again later")
+        }
+        let gateway = self
+        var headers = SSEFormat.headers
+        headers[.connection] = "close"
+        return Response(status: .ok, headers: headers, body: ResponseBody { writer in
+            gateway.metrics.sseReaderConnected()
+            defer { gateway.metrics.sseReaderDisconnected() }
+            do {
+                _ = try await request.watchingDisconnect { disconnect in
+                    // A gateway shutting down ends its event streams (their readers resume
+                    // elsewhere with Last-Event-ID) rather than wait for every job to end.
+                    try await withGracefulShutdownHandler {
+                        try await feed.follow(afterSeq: lastEventID, disconnect: disconnect) { item in
+                            switch item {
+                            case .event(let seq, let name, let envelope, _):
+                                try await writer.write(SSEFormat.event(id: seq, name: name, data: envelope))
+                            case .heartbeat:
+                                try await writer.write(SSEFormat.heartbeat)
+                            }
+                        }
+                    } onGracefulShutdown: {
+                        disconnect.fire()
+                    }
+                }
+            } catch {
+                gateway.logger.debug("event stream ended: \(error)", metadata: ["job_id": "\(id)"])
+            }
+            feed.cancel()
+            try? await writer.finish(nil)
+        })
+    }
+}

@@ -1,0 +1,170 @@
+import HTTPTypes
+import Hummingbird
+import Logging
+import SluiceCore
+import SluiceRedis
+
+/// How a synchronous completion endpoint answers.
+struct CompletionStyle: Sendable {
+    enum Body: Sendable {
+        /// The final unified response (a `chat.completion` with `usage` and `metrics`).
+        case unified
+        /// The provider's own response (the result's `raw`), for passthrough.
+        case raw
+    }
+
+    /// The endpoint family, for metrics and logs: `openai`, `llmstudio`, `portkey`, `passthrough`.
+    var api: String
+    /// Answer with Server-Sent Events (`data: {chunk}` lines, then `data: [DONE]`).
+    var stream: Bool
+    /// Relay usage-only chunks (`"choices": []`), which OpenAI sends only to clients
+    /// that asked with `stream_options.include_usage`.
+    var includeUsageChunk: Bool
+    var body: Body = .unified
+}
+
+/// The synchronous endpoints: each request becomes a Kafka job like any other, and the
+/// gateway follows the job's events to answer it.
+///
+/// The job's channel is subscribed before the job is produced, so not even its first
+/// event can be missed. A client that goes away before the end frees its subscription
+/// at once and, with `gateway.cancel_on_disconnect` (the default), cancels its job.
+extension Gateway {
+    func runCompletion(_ job: Job, request: Request, style: CompletionStyle) async throws -> Response {
+        let feed: JobEventFeed
+        do {
+            feed = try await follower.subscribe(jobID: job.id)
+        } catch {
+            logger.error("cannot subscribe to a job's events: \(error)", metadata: ["job_id": "\(job.id)"])
+            throw APIError.unavailable("the event store is not reachable; try again later")
+        }
+        do {
+            try await submit(job, api: style.api)
+        } catch {
+            feed.cancel()
+            throw error
+        }
+        if style.stream {
+            return streamCompletion(feed, jobID: job.id, request: request, style: style)
+        }
+        return try await awaitCompletion(feed, jobID: job.id, request: request, style: style)
+    }
+
+    /// Waits for `chat_finished`, then answers with the stored result.
+    private func awaitCompletion(_ feed: JobEventFeed, jobID: String, request: Request, style: CompletionStyle) async throws -> Response {
+        let end: JobEventFollower.End
+        do {
+            end = try await request.watchingDisconnect { disconnect in
+                try await feed.follow(afterSeq: 0, disconnect: disconnect) { _ in }
+            }
+        } catch {
+            feed.cancel()
+            logger.error("lost a job's event feed: \(error)", metadata: ["job_id": "\(jobID)"])
+            throw APIError.unavailable("lost the job's event feed; follow it at /v1/jobs/\(jobID)")
+        }
+        let headers: HTTPFields = [.sluiceJobID: jobID, .connection: "close"]
+        if end == .disconnected {
+            await cancelAfterDisconnect(jobID)
+            return Response(status: .init(code: 499, reasonPhrase: "Client Closed Request"), headers: headers)
+        }
+
+        let result = try await storedResult(jobID)
+        let all = 0..<result.count
+        let status = JSONPeek.plainString(of: "status", in: result, range: all)
+        if status == UnifiedResponse.Status.succeeded.rawValue {
+            if style.body == .raw, let raw = JSONPeek.value(of: "raw", in: result, range: all), result[raw.lowerBound] != UInt8(ascii: "n") {
+                return Response.json(Array(result[raw]), headers: headers)
+            }
+            return Response.json(result, headers: headers)
+        }
+        let error = JSONPeek.value(of: "error", in: result, range: all).flatMap { try? JSON.decode(JSONValue.self, from: result[$0]) }
+        let apiError = APIError.jobFailed(status: status, error: error)
+        return Response.json(apiError.json, status: apiError.status, headers: headers)
+    }
+
+    /// The job's final response as stored by the worker (before it published `chat_finished`).
+    func storedResult(_ jobID: String) async throws -> [UInt8] {
+        let reply: RedisReply
+        do {
+            reply = try await redis.execute(RedisCommand("GET", RedisKeys.result(jobID)))
+        } catch {
+            throw APIError.unavailable("the event store is not reachable; the result is at /v1/jobs/\(jobID)")
+        }
+        guard let bytes = reply.bytes else {
+            throw APIError(.badGateway, "server_error", "job \"\(jobID)\" finished but its result is not in Redis")
+        }
+        return bytes
+    }
+
+    /// Relays the job's chunks as they come.
+    private func streamCompletion(_ feed: JobEventFeed, jobID: String, request: Request, style: CompletionStyle) -> Response {
+        var headers = SSEFormat.headers
+        headers[.sluiceJobID] = jobID
+        headers[.connection] = "close"
+        let gateway = self
+        return Response(status: .ok, headers: headers, body: ResponseBody { writer in
+            gateway.metrics.sseReaderConnected()
+            defer { gateway.metrics.sseReaderDisconnected() }
+            var failure: (any Error)?
+            var disconnected = false
+            do {
+                let end = try await request.watchingDisconnect { disconnect in
+                    try await feed.follow(afterSeq: 0, disconnect: disconnect) { item in
+                        guard let frame = CompletionFrames.frame(for: item, style: style) else { return }
+                        do {
+                            try await writer.write(frame)
+                        } catch {
+                            throw ClientGone()
+                        }
+                    }
+                }
+                disconnected = end == .disconnected
+            } catch is ClientGone {
+                disconnected = true
+            } catch {
+                failure = error
+            }
+            feed.cancel()
+            if disconnected {
+                await gateway.cancelAfterDisconnect(jobID)
+                return
+            }
+            if let failure {
+                gateway.logger.error("lost a job's event feed: \(failure)", metadata: ["job_id": "\(jobID)"])
+                let error = APIError.unavailable("lost the job's event feed; its result will be at /v1/jobs/\(jobID)")
+                try await writer.write(SSEFormat.data(error.jsonBytes))
+                try await writer.write(SSEFormat.done)
+            }
+            try await writer.finish(nil)
+        })
+    }
+}
+
+/// Writing to the client failed: it has gone.
+struct ClientGone: Error {}
+
+/// The OpenAI-style frames of a job's events: each chunk's `data` as a `data:` line, a
+/// failure as an OpenAI error object, `chat_finished` as `data: [DONE]`; the other
+/// events are not sent.
+enum CompletionFrames {
+    static func frame(for item: JobEventFollower.Item, style: CompletionStyle) -> ByteBuffer? {
+        switch item {
+        case .heartbeat:
+            return SSEFormat.heartbeat
+        case .event(_, let name, let envelope, let data):
+            switch name {
+            case EventName.chunk.rawValue:
+                if !style.includeUsageChunk, JSONPeek.isUsageOnlyChunk(envelope, range: data) { return nil }
+                return SSEFormat.data(envelope[data])
+            case EventName.chatResponseFailure.rawValue:
+                let failure = try? JSON.decode(JSONValue.self, from: envelope[data])
+                let error = APIError.jobFailed(status: nil, error: failure?["error"])
+                return SSEFormat.data(error.jsonBytes)
+            case EventName.chatFinished.rawValue:
+                return SSEFormat.done
+            default:
+                return nil
+            }
+        }
+    }
+}

@@ -1,0 +1,156 @@
+import HTTPTypes
+import Hummingbird
+
+/// Writes events in `text/event-stream` framing.
+enum SSEFormat {
+    /// The headers of every event stream: no caching, and no buffering by a proxy in
+    /// front (nginx honours `X-Accel-Buffering`).
+    static let headers: HTTPFields = [
+        .contentType: "text/event-stream",
+        .cacheControl: "no-cache",
+        .xAccelBuffering: "no",
+    ]
+
+    /// `id: N`, `event: name`, `data: {...}` and the blank line.
+    static func event(id: Int, name: String, data: some Collection<UInt8>) -> ByteBuffer {
+        var buffer = ByteBuffer()
+        buffer.reserveCapacity(data.count + name.utf8.count + 32)
+        buffer.writeString("id: \(id)\nevent: \(name)\n")
+        writeData(data, to: &buffer)
+        return buffer
+    }
+
+    /// `data: {...}` and the blank line (OpenAI's style: no `event:` lines).
+    static func data(_ data: some Collection<UInt8>) -> ByteBuffer {
+        var buffer = ByteBuffer()
+        buffer.reserveCapacity(data.count + 8)
+        writeData(data, to: &buffer)
+        return buffer
+    }
+
+    /// `data:` lines and the closing blank line; a value with line breaks (JSON may
+    /// have them as whitespace) takes one `data:` line per line.
+    private static func writeData(_ data: some Collection<UInt8>, to buffer: inout ByteBuffer) {
+        if !data.contains(0x0A) {
+            buffer.writeStaticString("data: ")
+            buffer.writeBytes(data)
+            buffer.writeStaticString("\n\n")
+            return
+        }
+        for line in data.split(separator: 0x0A, omittingEmptySubsequences: false) {
+            buffer.writeStaticString("data: ")
+            buffer.writeBytes(line.filter { $0 != 0x0D })
+            buffer.writeStaticString("\n")
+        }
+        buffer.writeStaticString("\n")
+    }
+
+    static let heartbeat = ByteBuffer(string: ": keep-alive\n\n")
+    /// The end of an OpenAI-style stream.
+    static let done = ByteBuffer(string: "data: [DONE]\n\n")
+}
+
+extension HTTPField.Name {
+    static let xAccelBuffering = HTTPField.Name("X-Accel-Buffering")!
+    static let lastEventID = HTTPField.Name("Last-Event-ID")!
+    /// The job a completion response belongs to, for `GET /v1/jobs/{id}` and its events.
+    static let sluiceJobID = HTTPField.Name("X-Sluice-Job-Id")!
+    static let portkeyAPIKey = HTTPField.Name("x-portkey-api-key")!
+    static let xAPIKey = HTTPField.Name("x-api-key")!
+}
+
+/// Reads top-level fields of a JSON object inside a larger buffer without decoding it
+/// and without allocating: what the relay needs to look at a chunk or a result.
+enum JSONPeek {
+    /// The byte range of the top-level value of `key` in the object at `range` of
+    /// `bytes`; nil if absent or if the bytes are not an object.
+    static func value(of key: StaticString, in bytes: [UInt8], range: Range<Int>) -> Range<Int>? {
+        let keyBytes = UnsafeRawBufferPointer(start: key.utf8Start, count: key.utf8CodeUnitCount)
+        var i = range.lowerBound
+        let n = range.upperBound
+        @inline(__always) func skipSpace() {
+            while i < n, bytes[i] == 0x20 || bytes[i] == 0x0A || bytes[i] == 0x0D || bytes[i] == 0x09 { i += 1 }
+        }
+        func skipString() -> Bool {
+            guard i < n, bytes[i] == UInt8(ascii: "\"") else { return false }
+            i += 1
+            while i < n {
+                let b = bytes[i]
+                if b == UInt8(ascii: "\\") { i += 2; continue }
+                i += 1
+                if b == UInt8(ascii: "\"") { return true }
+            }
+            return false
+        }
+        func skipValue() -> Bool {
+            guard i < n else { return false }
+            switch bytes[i] {
+            case UInt8(ascii: "\""): return skipString()
+            case UInt8(ascii: "{"), UInt8(ascii: "["):
+                var depth = 0
+                while i < n {
+                    let b = bytes[i]
+                    if b == UInt8(ascii: "\"") {
+                        if !skipString() { return false }
+                        continue
+                    }
+                    if b == UInt8(ascii: "{") || b == UInt8(ascii: "[") { depth += 1 }
+                    if b == UInt8(ascii: "}") || b == UInt8(ascii: "]") {
+                        depth -= 1
+                        if depth == 0 { i += 1; return true }
+                    }
+                    i += 1
+                }
+                return false
+            default:
+                let start = i
+                while i < n, bytes[i] != UInt8(ascii: ","), bytes[i] != UInt8(ascii: "}"), bytes[i] != UInt8(ascii: "]"),
+                      bytes[i] != 0x20, bytes[i] != 0x0A, bytes[i] != 0x0D, bytes[i] != 0x09 {
+                    i += 1
+                }
+                return i > start
+            }
+        }
+
+        skipSpace()
+        guard i < n, bytes[i] == UInt8(ascii: "{") else { return nil }
+        i += 1
+        while i < n {
+            skipSpace()
+            if i < n, bytes[i] == UInt8(ascii: "}") { return nil }
+            let keyStart = i + 1
+            guard skipString() else { return nil }
+            let matches = i - 1 - keyStart == keyBytes.count
+                && (0..<keyBytes.count).allSatisfy { bytes[keyStart + $0] == keyBytes[$0] }
+            skipSpace()
+            guard i < n, bytes[i] == UInt8(ascii: ":") else { return nil }
+            i += 1
+            skipSpace()
+            let valueStart = i
+            guard skipValue() else { return nil }
+            if matches { return valueStart..<i }
+            skipSpace()
+            guard i < n else { return nil }
+            if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
+            return nil
+        }
+        return nil
+    }
+
+    /// Whether a `chat.completion.chunk` carries only usage (`"choices": []`): OpenAI
+    /// sends that chunk only to clients that asked with `stream_options.include_usage`.
+    static func isUsageOnlyChunk(_ bytes: [UInt8], range: Range<Int>) -> Bool {
+        guard let choices = value(of: "choices", in: bytes, range: range) else { return false }
+        var i = choices.lowerBound + 1
+        while i < choices.upperBound, bytes[i] == 0x20 || bytes[i] == 0x0A || bytes[i] == 0x0D || bytes[i] == 0x09 { i += 1 }
+        return bytes[choices.lowerBound] == UInt8(ascii: "[") && i < choices.upperBound && bytes[i] == UInt8(ascii: "]")
+    }
+
+    /// The string value of `key` if it has no escapes (enough for `status`).
+    static func plainString(of key: StaticString, in bytes: [UInt8], range: Range<Int>) -> String? {
+        guard let r = value(of: key, in: bytes, range: range), r.count >= 2, bytes[r.lowerBound] == UInt8(ascii: "\"") else {
+            return nil
+        }
+        return String(decoding: bytes[(r.lowerBound + 1)..<(r.upperBound - 1)], as: UTF8.self)
+    }
+}
