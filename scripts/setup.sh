@@ -69,4 +69,14 @@ if ! python3 -c "import jsonschema, referencing" >/dev/null 2>&1; then
   say "installing jsonschema (PyPI) for the schema checks"
   python3 -m pip install -q --disable-pip-version-check jsonschema >/dev/null
 fi
+# The real clients the gateway tests drive (Tests/clients), kept in .deps so nothing
+# system-wide changes; pinned so a new SDK release cannot change a test run.
+clients="$deps/python-clients"
+client_pkgs=(openai==3.54.0 portkey-ai==2.3.4)
+if ! PYTHONPATH="$clients" python3 -c "import openai, portkey_ai; assert openai.__version__ == '3.54.0'" >/dev/null 2>&1; then
+  say "installing the Python clients (${client_pkgs[*]}) into $clients"
+  rm -rf "$clients"
+  python3 -m pip install -q --disable-pip-version-check --no-warn-conflicts --root-user-action=ignore --target "$clients" "${client_pkgs[@]}" >/dev/null
+fi
+say "Python clients at $clients"
 say "setup complete"

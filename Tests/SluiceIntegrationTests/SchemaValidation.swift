@@ -16,24 +16,12 @@ enum SchemaValidator {
             let line = try JSON.encode(["schema": .string(schema), "document": document] as JSONValue)
             input += String(decoding: line, as: UTF8.self) + "\n"
         }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", root.appendingPathComponent("scripts/validate-schemas.py").path,
-                             root.appendingPathComponent("schemas").path]
-        let stdin = Pipe()
-        let stdout = Pipe()
-        let stderr = Pipe()
-        process.standardInput = stdin
-        process.standardOutput = stdout
-        process.standardError = stderr
-        try process.run()
-        stdin.fileHandleForWriting.write(Data(input.utf8))
-        try stdin.fileHandleForWriting.close()
-        let out = stdout.fileHandleForReading.readDataToEndOfFile()
-        let err = stderr.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let report = String(decoding: out, as: UTF8.self) + String(decoding: err, as: UTF8.self)
-        #expect(process.terminationStatus == 0, "schema check failed:\n\(report)", sourceLocation: sourceLocation)
+        // Spawn, not Foundation.Process, whose run() can crash a busy test process (see Spawn).
+        let result = try Spawn.runBlocking(
+            ["python3", root.appendingPathComponent("scripts/validate-schemas.py").path, root.appendingPathComponent("schemas").path],
+            input: Array(input.utf8), timeout: .seconds(120))
+        let report = result.text
+        #expect(result.status == 0, "schema check failed:\n\(report)", sourceLocation: sourceLocation)
         #expect(report.contains("\(documents.count) documents checked"), "\(report)", sourceLocation: sourceLocation)
     }
 }
