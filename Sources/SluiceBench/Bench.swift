@@ -1,0 +1,150 @@
+import Foundation
+import Logging
+import SluiceCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `sluice bench`: starts its own stack and provider, runs the chosen scenarios, writes
+/// BENCHMARKS.md and returns the figures.
+public enum Bench {
+    public enum Scenario: String, CaseIterable, Sendable {
+        case throughput, firstToken = "first-token", concurrency, pickup, ceiling, peer, all
+    }
+
+    public struct Options: Sendable {
+        public var scenario: Scenario
+        public var quick: Bool
+        public var output: String
+        public var runDir: URL
+        public var depsDir: URL
+        public var commandLine: String
+
+        public init(scenario: Scenario, quick: Bool, output: String, runDir: URL, depsDir: URL, commandLine: String) {
+            self.scenario = scenario
+            self.quick = quick
+            self.output = output
+            self.runDir = runDir
+            self.depsDir = depsDir
+            self.commandLine = commandLine
+        }
+
+        func runs(_ s: Scenario) -> Bool { scenario == .all || scenario == s }
+    }
+
+    /// The counts of a run.
+    struct Sizes: Sendable, Encodable {
+        var throughputJobs, throughputChunks, sseEvery: Int
+        var firstTokenSequential, firstTokenConcurrent: Int
+        var concurrencyJobs, concurrencyChunks, concurrencyPace: Int
+        var pickupJobs: Int
+        var publishRequests, pipelinedRequests: Int
+
+        static let full = Sizes(
+            throughputJobs: 2_000, throughputChunks: 20, sseEvery: 10, firstTokenSequential: 200, firstTokenConcurrent: 1_000,
+            concurrencyJobs: 10_000, concurrencyChunks: 40, concurrencyPace: 50, pickupJobs: 200,
+            publishRequests: 300_000, pipelinedRequests: 2_000_000)
+        static let quick = Sizes(
+            throughputJobs: 200, throughputChunks: 20, sseEvery: 10, firstTokenSequential: 20, firstTokenConcurrent: 50,
+            concurrencyJobs: 300, concurrencyChunks: 20, concurrencyPace: 50, pickupJobs: 20,
+            publishRequests: 20_000, pipelinedRequests: 100_000)
+    }
+
+    public static func run(options: Options, tools: BenchTools, children: BenchChildren, logger: Logger) async throws -> BenchReport {
+        let sizes = options.quick ? Sizes.quick : Sizes.full
+        let machine = MachineInfo.current()
+        let initialReport = BenchReport(
+            date: ISO8601DateFormatter().string(from: Date()), mode: options.quick ? "quick" : "full",
+            scenario: options.scenario.rawValue, machine: machine, commandLine: options.commandLine, sizes: sizes)
+        @Sendable func step(_ text: String) { FileHandle.standardError.write(Data("• \(text)\n".utf8)) }
+
+        try FileManager.default.createDirectory(at: children.logDir, withIntermediateDirectories: true)
+        let maxInFlight = max(12_000, sizes.concurrencyJobs + 1_000)
+        return try await TimestampingProvider.withRunning(logger: logger) { provider in
+            var report = initialReport
+            report.logDir = children.logDir.path
+            step("starting Redis, the broker, a worker (max_in_flight \(maxInFlight)) and the gateway; logs in \(children.logDir.path)")
+            let stack = try await BenchStack.start(
+                children: children, tools: tools, providerURL: provider.baseURL, maxInFlight: maxInFlight,
+                runDir: options.runDir, logger: logger)
+            let client = try PipelineClient(config: stack.config, children: children, logger: logger)
+            let consumer = Task { await client.consumeResults() }
+            defer {
+                consumer.cancel()
+                client.shutdown()
+            }
+            let scenarios = Scenarios(stack: stack, client: client, provider: provider, logger: logger,
+                                      runID: String(UUID().uuidString.prefix(8)).lowercased())
+            step("warming up (the worker's first group join takes a few seconds)")
+            try await scenarios.warmUp()
+            report.workerIdleRSSBytes = ProcStats.rssBytes(pid: stack.worker.pid)
+
+            if options.runs(.ceiling) {
+                step("ceiling: redis-benchmark PUBLISH, unpipelined and -P 16")
+                report.ceiling = try await ceiling(tools: tools, children: children, port: stack.redisPort, sizes: sizes)
+            }
+            if options.runs(.pickup) {
+                step("pickup: \(sizes.pickupJobs) jobs one at a time")
+                report.pickup = try await scenarios.pickup(jobs: sizes.pickupJobs)
+            }
+            if options.runs(.concurrency) {
+                step("concurrency: \(sizes.concurrencyJobs) streams of \(sizes.concurrencyChunks) chunks every \(sizes.concurrencyPace) ms")
+                report.concurrency = try await scenarios.concurrency(
+                    jobs: sizes.concurrencyJobs, chunks: sizes.concurrencyChunks, paceMs: sizes.concurrencyPace)
+            }
+            if options.runs(.firstToken) {
+                let path: Scenarios.StreamPath = await scenarios.gatewayHasChatCompletions() ? .chatCompletions : .jobsAndEvents
+                for c in [1, sizes.firstTokenConcurrent] {
+                    step("first-token: \(c == 1 ? sizes.firstTokenSequential : c) streams, \(c) at once, through \(path.rawValue)")
+                    report.firstToken.append(try await scenarios.firstToken(
+                        label: "ft\(c)", path: path, baseURL: stack.gatewayURL, concurrency: c,
+                        total: c == 1 ? sizes.firstTokenSequential : c))
+                }
+            }
+            if options.runs(.throughput) {
+                step("throughput: \(sizes.throughputJobs) jobs × \(sizes.throughputChunks) chunks, SSE readers on every \(sizes.sseEvery)th")
+                report.throughput = try await scenarios.throughput(
+                    jobs: sizes.throughputJobs, chunks: sizes.throughputChunks, sseEvery: sizes.sseEvery)
+            }
+            if options.runs(.peer) {
+                report.peer = try await Peer.run(
+                    options: options, sizes: sizes, tools: tools, children: children, scenarios: scenarios,
+                    provider: provider, step: step)
+            }
+            try report.markdown().write(toFile: options.output, atomically: true, encoding: .utf8)
+            step("wrote \(options.output)")
+            return report
+        }
+    }
+
+    static func ceiling(tools: BenchTools, children: BenchChildren, port: Int, sizes: Sizes) async throws -> CeilingResult {
+        guard let benchmark = tools.redisBenchmark else { throw BenchError("redis-benchmark not found; install redis-tools") }
+        // A content chunk's event as the worker publishes it is 335 bytes with this
+        // provider's chunks (the throughput scenario measures it and shows it beside).
+        let payload = String(repeating: "x", count: 335)
+        func rate(_ name: String, _ extra: [String], requests: Int) async throws -> Double {
+            let child = try children.start(name, benchmark, [
+                "-h", "127.0.0.1", "-p", "\(port)", "-n", "\(requests)", "-c", "50", "--csv",
+            ] + extra + ["PUBLISH", "sluice:bench:ceiling", payload])
+            let deadline = ContinuousClock.now + .seconds(120)
+            while child.isRunning {
+                guard ContinuousClock.now < deadline else {
+                    children.stop(child)
+                    throw BenchError("redis-benchmark did not finish in 120 s")
+                }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            children.stop(child)  // reaped and forgotten: a finished tool is not a dead stack
+            let text = (try? String(contentsOfFile: children.logPath(name), encoding: .utf8)) ?? ""
+            for line in text.split(separator: "\n").reversed() where line.hasPrefix("\"PUBLISH") {
+                let fields = line.split(separator: ",").map { $0.trimmingCharacters(in: CharacterSet(charactersIn: "\"")) }
+                if fields.count > 1, let r = Double(fields[1]) { return r }
+            }
+            throw BenchError("cannot read redis-benchmark's output in \(children.logPath(name))")
+        }
+        let plain = try await rate("redis-benchmark", [], requests: sizes.publishRequests)
+        let pipelined = try await rate("redis-benchmark-p16", ["-P", "16"], requests: sizes.pipelinedRequests)
+        return CeilingResult(payloadBytes: payload.utf8.count, clients: 50, publishPerSecond: plain, publishPipelined16PerSecond: pipelined)
+    }
+}

@@ -1,0 +1,259 @@
+import Foundation
+import SluiceCore
+
+/// One target of issue 6, judged.
+public struct TargetCheck: Sendable, Codable {
+    var name: String
+    var target: String
+    var measured: String
+    /// `met`, `missed` or `not measured`.
+    var status: String
+}
+
+/// Everything one run measured: the JSON summary and BENCHMARKS.md.
+public struct BenchReport: Sendable, Encodable {
+    var date: String
+    var mode: String
+    var scenario: String
+    var machine: MachineInfo
+    var commandLine: String
+    var sizes: Bench.Sizes
+    var workerIdleRSSBytes: Int?
+    var logDir = ""
+    var throughput: ThroughputResult?
+    var firstToken: [FirstTokenResult] = []
+    var concurrency: ConcurrencyResult?
+    var pickup: PickupResult?
+    var ceiling: CeilingResult?
+    var peer: PeerResult?
+
+    init(date: String, mode: String, scenario: String, machine: MachineInfo, commandLine: String, sizes: Bench.Sizes) {
+        self.date = date
+        self.mode = mode
+        self.scenario = scenario
+        self.machine = machine
+        self.commandLine = commandLine
+        self.sizes = sizes
+    }
+
+    var firstTokenLow: FirstTokenResult? { firstToken.first { $0.streams == 1 } }
+    var firstTokenHigh: FirstTokenResult? { firstToken.first { $0.streams > 1 } }
+    var peerLow: FirstTokenResult? { peer?.firstToken.first { $0.streams == 1 } }
+    var peerHigh: FirstTokenResult? { peer?.firstToken.first { $0.streams > 1 } }
+
+    /// Ratios of the pipeline to the ceiling and to the peer.
+    var ratios: [String: Double?] {
+        func r(_ a: Double?, _ b: Double?) -> Double? {
+            guard let a, let b, a.isFinite, b.isFinite, b > 0 else { return nil }
+            return (a / b * 1000).rounded() / 1000
+        }
+        return [
+            "chunks_per_s_vs_publish": r(throughput?.chunksPerSecond, ceiling?.publishPerSecond),
+            "chunks_per_s_vs_publish_p16": r(throughput?.chunksPerSecond, ceiling?.publishPipelined16PerSecond),
+            "peer_vs_sluice_first_token_p50_1": r(peerLow?.latency.p50Ms, firstTokenLow?.latency.p50Ms),
+            "peer_vs_sluice_first_token_p99_1": r(peerLow?.latency.p99Ms, firstTokenLow?.latency.p99Ms),
+            "peer_vs_sluice_first_token_p50_high": r(peerHigh?.latency.p50Ms, firstTokenHigh?.latency.p50Ms),
+            "peer_vs_sluice_first_token_p99_high": r(peerHigh?.latency.p99Ms, firstTokenHigh?.latency.p99Ms),
+        ]
+    }
+
+    static let gib = 1024.0 * 1024 * 1024
+
+    /// Worker memory for 10,000 streams: the peak when 10,000 ran, else projected from
+    /// the per-job figure.
+    var rssFor10kStreams: (bytes: Double, projected: Bool)? {
+        guard let c = concurrency else { return nil }
+        if c.peakInFlight >= 10_000 { return (Double(c.peakRSSBytes), false) }
+        return (Double(c.idleRSSBytes) + c.rssBytesPerInFlightJob * 10_000, true)
+    }
+
+    var targets: [TargetCheck] {
+        func status(_ ok: Bool?) -> String { ok.map { $0 ? "met" : "missed" } ?? "not measured" }
+        let high = firstTokenHigh
+        let at = high.map { " at \($0.streams) streams" } ?? ""
+        var list: [TargetCheck] = []
+        let cpu = throughput?.workerCPUMicrosPerChunk
+        list.append(.init(name: "worker CPU per relayed chunk", target: "≤ 10 µs", measured: cpu.map { fmt($0, 2) + " µs" } ?? "–",
+                          status: status(cpu.map { $0 <= 10 })))
+        list.append(.init(name: "first-token overhead p50" + at, target: "< 1 ms (at 1,000 streams)",
+                          measured: high.map { fmt($0.latency.p50Ms, 3) + " ms" } ?? "–", status: status(high.map { $0.latency.p50Ms < 1 })))
+        list.append(.init(name: "first-token overhead p99" + at, target: "< 5 ms (at 1,000 streams)",
+                          measured: high.map { fmt($0.latency.p99Ms, 3) + " ms" } ?? "–", status: status(high.map { $0.latency.p99Ms < 5 })))
+        let peerRatio = ratios["peer_vs_sluice_first_token_p50_high"] ?? nil
+        list.append(.init(name: "first-token overhead vs LiteLLM (p50" + at + ")", target: "≥ 5× lower",
+                          measured: peerRatio.map { fmt($0, 1) + "× lower" } ?? (peer?.skipped.map { "skipped: \($0)" } ?? "–"),
+                          status: status(peerRatio.map { $0 >= 5 })))
+        let rss = rssFor10kStreams
+        list.append(.init(name: "worker RSS at 10,000 streams" + (rss?.projected == true ? " (projected from \(concurrency!.peakInFlight))" : ""),
+                          target: "< 1 GiB", measured: rss.map { fmt($0.bytes / Self.gib, 3) + " GiB" } ?? "–",
+                          status: status(rss.map { $0.bytes < Self.gib })))
+        list.append(.init(name: "pickup p50", target: "< 10 ms", measured: pickup.map { fmt($0.latency.p50Ms, 2) + " ms" } ?? "–",
+                          status: status(pickup.map { $0.latency.p50Ms < 10 })))
+        let ratio = ratios["chunks_per_s_vs_publish"] ?? nil
+        list.append(.init(name: "pipeline chunks/s vs unpipelined PUBLISH/s", target: "≥ 0.25",
+                          measured: ratio.map { fmt($0, 3) } ?? "–", status: status(ratio.map { $0 >= 0.25 })))
+        return list
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case bench, date, mode, scenario, machine, throughput, concurrency, pickup, ceiling, peer, ratios, targets
+        case firstToken = "first_token"
+        case workerIdleRSSBytes = "worker_idle_rss_bytes"
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode("sluice", forKey: .bench)
+        try c.encode(date, forKey: .date)
+        try c.encode(mode, forKey: .mode)
+        try c.encode(scenario, forKey: .scenario)
+        try c.encode(machine, forKey: .machine)
+        try c.encode(workerIdleRSSBytes, forKey: .workerIdleRSSBytes)
+        try c.encode(throughput, forKey: .throughput)
+        try c.encode(firstToken, forKey: .firstToken)
+        try c.encode(concurrency, forKey: .concurrency)
+        try c.encode(pickup, forKey: .pickup)
+        try c.encode(ceiling, forKey: .ceiling)
+        try c.encode(peer, forKey: .peer)
+        try c.encode(ratios, forKey: .ratios)
+        try c.encode(targets, forKey: .targets)
+    }
+
+    /// The one-line JSON summary.
+    public func jsonLine() throws -> String {
+        String(decoding: try JSON.sortedEncoder.encode(self), as: UTF8.self)
+    }
+
+    // MARK: markdown
+
+    func markdown() -> String {
+        var md = """
+            # Sluice benchmarks
+
+            Written by `sluice bench` (\(mode) run, scenario `\(scenario)`) on \(date).
+
+            ## Machine
+
+            | | |
+            |---|---|
+            | CPUs (nproc) | \(machine.cpus) |
+            | memory | \(fmt(machine.memoryGiB, 1)) GiB |
+            | CPU model | \(machine.cpuModel) |
+            | kernel | \(machine.kernel) |
+
+            Everything runs on this one machine at once: Tansu (in-memory storage), redis-server, one \
+            `sluice worker`, one `sluice gateway`, and the bench process itself, which holds the timestamping \
+            provider, the Kafka producer and results consumer, and the SSE readers. Every timestamp is read \
+            from the bench process's monotonic clock.
+
+            ## Targets (issue 6)
+
+            | target | goal | measured | |
+            |---|---|---|---|
+
+            """
+        for t in targets { md += "| \(t.name) | \(t.target) | \(t.measured) | \(t.status) |\n" }
+
+        md += "\n## Figures\n\n| scenario | measure | value | beside it |\n|---|---|---|---|\n"
+        let r = ratios
+        func ratio(_ key: String) -> String { (r[key] ?? nil).map { fmt($0, 3) } ?? "–" }
+        if let t = throughput {
+            md += "| throughput | jobs/s (\(t.jobs) jobs × \(t.contentChunksPerJob) content chunks) | \(fmt(t.jobsPerSecond, 1)) | |\n"
+            md += "| throughput | relayed chunks/s (content + role + finish + usage) | \(fmt(t.chunksPerSecond, 0)) | \(ratio("chunks_per_s_vs_publish"))× unpipelined PUBLISH/s, \(ratio("chunks_per_s_vs_publish_p16"))× pipelined |\n"
+            md += "| throughput | worker CPU per 1,000 relayed chunks | \(fmt(t.workerCPUSecondsPer1000Chunks * 1000, 1)) ms (\(fmt(t.workerCPUMicrosPerChunk, 2)) µs/chunk) | target ≤ 10 µs/chunk |\n"
+            md += "| throughput | gateway CPU per 1,000 SSE chunks (\(t.sseStreams) SSE readers, \(t.sseChunks) chunks) | \(t.gatewayCPUSecondsPer1000SSEChunks.map { fmt($0 * 1000, 1) + " ms" } ?? "–") | |\n"
+            md += "| throughput | failed jobs | \(t.failed) | |\n"
+        }
+        for f in firstToken {
+            md += "| first-token | overhead at \(f.streams) stream\(f.streams == 1 ? "" : "s") (\(f.latency.count) samples) p50 / p90 / p99 / max | \(lat(f.latency)) | \(peerCell(f.streams)) |\n"
+        }
+        if let c = concurrency {
+            md += "| concurrency | peak streams in flight (\(c.jobs) jobs × \(c.chunksPerJob) chunks every \(c.paceMs) ms) | \(c.peakInFlight) | |\n"
+            md += "| concurrency | worker RSS idle → peak | \(mib(c.idleRSSBytes)) → \(mib(c.peakRSSBytes)) | |\n"
+            md += "| concurrency | worker RSS per in-flight job | \(fmt(c.rssBytesPerInFlightJob / 1024, 1)) KiB | |\n"
+            md += "| concurrency | lateness (result latency_s − scripted \(fmt(Double((c.chunksPerJob - 1) * c.paceMs) / 1000, 2)) s) p50 / p90 / p99 / max | \(lat(c.lateness)) | |\n"
+            md += "| concurrency | failed jobs | \(c.failed) | |\n"
+        }
+        if let p = pickup {
+            md += "| pickup | job produced → provider request, p50 / p90 / p99 / max (\(p.jobs) jobs, one at a time) | \(lat(p.latency)) | |\n"
+        }
+        if let c = ceiling {
+            md += "| ceiling | redis-benchmark PUBLISH/s, \(c.payloadBytes) B, \(c.clients) clients | \(fmt(c.publishPerSecond, 0)) | |\n"
+            md += "| ceiling | redis-benchmark PUBLISH/s, -P 16 | \(fmt(c.publishPipelined16PerSecond, 0)) | |\n"
+        }
+        if let p = peer {
+            if let s = p.skipped {
+                md += "| peer | \(p.name) | skipped | \(s) |\n"
+            }
+            for f in p.firstToken {
+                md += "| peer | \(p.name) \(p.version ?? "") first-token overhead at \(f.streams) stream\(f.streams == 1 ? "" : "s") p50 / p90 / p99 / max | \(lat(f.latency)) | errors: \(f.errors) |\n"
+            }
+        }
+        if let t = throughput, let bytes = t.chunkEventBytes {
+            md += "\nA content chunk's event, as the gateway relays it from Redis, is \(bytes) bytes; the ceiling publishes \(ceiling?.payloadBytes ?? 300)-byte payloads.\n"
+        }
+
+        md += """
+
+            ## How each figure is measured
+
+            - **throughput**: the bench produces every job to `sluice.requests` at once (up to 512 sends in \
+            flight) and waits for every result on `sluice.results`; the window is the first send to the last \
+            result. Each job streams a role chunk, the content chunks, a finish chunk and a usage chunk with no \
+            pause; each is one PUBLISH and one XADD, so chunks/s counts all of them. Worker and gateway CPU are \
+            `utime + stime` from `/proc/PID/stat`, the delta over the window. Every \(sizes.sseEvery)th job is \
+            also followed with `GET /v1/jobs/{id}/events`.
+            - **first-token**: the provider stamps the moment it hands the first content chunk to its socket; \
+            the reader stamps the moment those bytes come out of the HTTP client. Path: \
+            \(firstToken.first?.path ?? "–"). At 1 stream the requests run one after another (5 chunks, 2 ms \
+            apart); under load all streams are opened together and each first token comes 300–1000 ms in, so \
+            they arrive while every stream is open (10 chunks, 50 ms apart).
+            - **concurrency**: slow streams produced at once to a worker with `max_in_flight` above their \
+            number; worker VmRSS sampled every 50 ms; in flight = the most streams the provider had open at \
+            once; lateness = the result's `latency_s` minus the scripted duration.
+            - **pickup**: jobs produced one at a time; the provider's request arrival minus the moment before \
+            the produce call.
+            - **ceiling**: `redis-benchmark -c 50 PUBLISH` on the same redis-server, with and without `-P 16`. \
+            The pipeline does a PUBLISH and an XADD per chunk, plus lifecycle events, so the ratio is a lower \
+            bound of how close it runs to Redis.
+            - **peer**: the LiteLLM proxy (`pip install --target .deps/litellm litellm[proxy]`, one worker) with \
+            the same provider as an OpenAI-compatible model, read by the same readers at the same loads.
+
+            Latencies are HdrHistograms (1 µs resolution, 3 significant digits).
+
+            ## Reproduce
+
+            ```sh
+            swift build -c release
+            .build/release/sluice bench                      # every scenario, writes BENCHMARKS.md
+            .build/release/sluice bench --scenario first-token --output /tmp/ft.md
+            .build/release/sluice bench --quick              # small counts, under a minute, writes to a temp file
+            ```
+
+            This run: `\(commandLine)`. Logs of the stack: `\(logDir)`.
+
+            """
+        return md
+    }
+
+    private func peerCell(_ streams: Int) -> String {
+        let key = streams == 1 ? "1" : "high"
+        guard let p50 = ratios["peer_vs_sluice_first_token_p50_\(key)"] ?? nil else {
+            return peer?.skipped != nil ? "LiteLLM: skipped" : "–"
+        }
+        let p99 = (ratios["peer_vs_sluice_first_token_p99_\(key)"] ?? nil).map { fmt($0, 1) } ?? "–"
+        return "LiteLLM \(fmt(p50, 1))× (p50), \(p99)× (p99) slower"
+    }
+}
+
+func fmt(_ value: Double, _ digits: Int) -> String {
+    guard value.isFinite else { return "–" }
+    return String(format: "%.\(digits)f", value)
+}
+
+func lat(_ s: LatencySummary) -> String {
+    s.count == 0 ? "–" : "\(fmt(s.p50Ms, 3)) / \(fmt(s.p90Ms, 3)) / \(fmt(s.p99Ms, 3)) / \(fmt(s.maxMs, 3)) ms"
+}
+
+func mib(_ bytes: Int) -> String { fmt(Double(bytes) / 1_048_576, 1) + " MiB" }
+

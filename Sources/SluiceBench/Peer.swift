@@ -1,0 +1,84 @@
+import Foundation
+import Logging
+
+/// The LiteLLM proxy relaying the same provider's stream: installed into
+/// `.deps/litellm` with `pip install --target` when missing, started as a child process
+/// with the provider as an OpenAI-compatible model, measured with the same readers.
+enum Peer {
+    static let name = "LiteLLM proxy"
+
+    static func run(
+        options: Bench.Options, sizes: Bench.Sizes, tools: BenchTools, children: BenchChildren,
+        scenarios: Scenarios, provider: TimestampingProvider.Running, step: @Sendable (String) -> Void
+    ) async throws -> PeerResult {
+        func skipped(_ why: String) -> PeerResult {
+            step("peer skipped: \(why)")
+            return PeerResult(name: name, version: nil, firstToken: [], skipped: why)
+        }
+        if options.quick { return skipped("not run in quick mode (installing and starting LiteLLM takes minutes)") }
+        guard let python = tools.python else { return skipped("python3 not found") }
+        let target = options.depsDir.appendingPathComponent("litellm")
+        let fm = FileManager.default
+        if !fm.fileExists(atPath: target.appendingPathComponent("litellm/proxy/proxy_cli.py").path) {
+            step("peer: installing litellm[proxy] into \(target.path) (pip install --target)")
+            let pip = try children.start("pip-litellm", python, [
+                "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target", target.path, "litellm[proxy]",
+            ])
+            let deadline = ContinuousClock.now + .seconds(600)
+            while pip.isRunning {
+                guard ContinuousClock.now < deadline else {
+                    children.stop(pip)
+                    return skipped("pip install litellm[proxy] did not finish in 10 minutes")
+                }
+                try await Task.sleep(for: .milliseconds(200))
+            }
+            children.stop(pip)
+            guard fm.fileExists(atPath: target.appendingPathComponent("litellm/proxy/proxy_cli.py").path) else {
+                return skipped("pip install litellm[proxy] failed; see \(children.logPath("pip-litellm"))")
+            }
+        }
+        let version = (try? fm.contentsOfDirectory(atPath: target.path))?
+            .first { $0.hasPrefix("litellm-") && $0.hasSuffix(".dist-info") }
+            .map { String($0.dropFirst("litellm-".count).dropLast(".dist-info".count)) }
+
+        let port = LoopbackPort.free()
+        let configPath = options.runDir.appendingPathComponent("litellm.yaml").path
+        try """
+            model_list:
+              - model_name: \(BenchStack.model)
+                litellm_params:
+                  model: openai/bench-1
+                  api_base: \(provider.baseURL)
+                  api_key: sk-bench
+            litellm_settings:
+              drop_params: true
+              telemetry: false
+            """.write(toFile: configPath, atomically: true, encoding: .utf8)
+        step("peer: starting LiteLLM \(version ?? "") on 127.0.0.1:\(port)")
+        let proxy = try children.start("litellm", "/usr/bin/env", [
+            "PYTHONPATH=\(target.path)", "LITELLM_LOCAL_MODEL_COST_MAP=True", "LITELLM_LOG=ERROR", "PYTHONUNBUFFERED=1",
+            python, "-m", "litellm.proxy.proxy_cli", "--config", configPath, "--host", "127.0.0.1", "--port", "\(port)",
+            "--num_workers", "1",
+        ])
+        defer { children.stop(proxy) }
+        do {
+            try await children.waitForPort(port, name: "litellm", timeout: .seconds(240))
+        } catch {
+            return PeerResult(name: name, version: version, firstToken: [],
+                              skipped: "LiteLLM did not start: \(error)".prefix(400).description)
+        }
+        let base = "http://127.0.0.1:\(port)"
+        for i in 0..<3 {
+            let script = BenchScript(token: scenarios.token("peerwarm", i), chunks: 2)
+            _ = try? await scenarios.client.readStream(
+                PipelineClient.chatCompletionRequest(url: base + "/v1/chat/completions", script: script), counting: "data: ")
+        }
+        var results: [FirstTokenResult] = []
+        for c in [1, sizes.firstTokenConcurrent] {
+            step("peer first-token: \(c == 1 ? sizes.firstTokenSequential : c) streams, \(c) at once, through LiteLLM")
+            results.append(try await scenarios.firstToken(
+                label: "peer\(c)", path: .peer, baseURL: base, concurrency: c, total: c == 1 ? sizes.firstTokenSequential : c))
+        }
+        return PeerResult(name: name, version: version, firstToken: results, skipped: nil)
+    }
+}

@@ -1,0 +1,192 @@
+import Foundation
+import Logging
+import SluiceCore
+import SluiceHTTPClient
+import SluiceKafka
+
+/// A job's final result as the bench's results consumer saw it.
+struct ResultRecord: Sendable {
+    var arrivalNs: UInt64
+    var status: String
+    var latencySeconds: Double?
+}
+
+/// Results from `sluice.results`, by job id, filled by one consumer for the whole run.
+final class ResultBoard: @unchecked Sendable {
+    // @unchecked: `results` is behind `lock`.
+    private let lock = NSLock()
+    private var results: [String: ResultRecord] = [:]
+
+    func add(_ id: String, _ record: ResultRecord) { lock.withLock { results[id] = record } }
+
+    func records(_ ids: [String]) -> [String: ResultRecord] {
+        lock.withLock {
+            var out: [String: ResultRecord] = [:]
+            for id in ids { if let r = results[id] { out[id] = r } }
+            return out
+        }
+    }
+
+    func count(_ ids: [String]) -> Int { lock.withLock { ids.reduce(0) { $0 + (results[$1] == nil ? 0 : 1) } } }
+
+    func forget(_ ids: [String]) { lock.withLock { for id in ids { results[id] = nil } } }
+}
+
+/// The bench's side of the pipeline: it produces jobs to Kafka, consumes results, and
+/// reads streams over HTTP, all on the bench's clock.
+final class PipelineClient: Sendable {
+    let producer: KafkaProducer
+    let consumer: KafkaConsumer
+    let board = ResultBoard()
+    let http: HTTPClient
+    let config: SluiceConfig
+    let children: BenchChildren
+
+    init(config: SluiceConfig, children: BenchChildren, logger: Logger) throws {
+        self.config = config
+        self.children = children
+        self.producer = try KafkaProducer(brokers: config.kafka.brokers, properties: ["linger.ms": "1"], logger: logger)
+        self.consumer = try KafkaConsumer(
+            brokers: config.kafka.brokers, groupID: "sluice-bench-results-\(UUID().uuidString.prefix(8))",
+            topics: [config.kafka.resultsTopic], properties: ["enable.auto.commit": "true", "fetch.wait.max.ms": "10"],
+            logger: logger)
+        self.http = HTTPClient(logger: logger)
+    }
+
+    /// Reads results until the consumer closes; run it as a task for the whole run.
+    func consumeResults() async {
+        let board = self.board
+        for await message in consumer.messages {
+            let now = MonotonicClock.nanoseconds()
+            guard let value = try? JSON.decode(JSONValue.self, from: message.value),
+                  let id = value["job_id"]?.stringValue ?? message.keyString else { continue }
+            board.add(id, ResultRecord(
+                arrivalNs: now, status: value["status"]?.stringValue ?? "unknown",
+                latencySeconds: value["metrics"]?["latency_s"]?.doubleValue))
+        }
+    }
+
+    func shutdown() {
+        consumer.stopDelivering()
+        consumer.close()
+        producer.shutdown(timeoutMs: 2_000)
+        http.shutdown()
+    }
+
+    static func jobJSON(id: String, script: BenchScript) -> [UInt8] {
+        Array(#"{"id":"\#(id)","model":"\#(BenchStack.model)","messages":[{"role":"user","content":"\#(script.message)"}],"stream":true,"timeout_s":900}"#.utf8)
+    }
+
+    /// Produces one job; returns when the broker acknowledged it.
+    func produce(id: String, script: BenchScript) async throws {
+        try await producer.send(topic: config.kafka.requestsTopic, key: id, value: Self.jobJSON(id: id, script: script))
+    }
+
+    /// Produces jobs with up to `window` sends in flight; returns the time of the first send.
+    @discardableResult
+    func produceAll(_ jobs: [(id: String, script: BenchScript)], window: Int = 512,
+                    onSent: @escaping @Sendable (Int) -> Void = { _ in }) async throws -> UInt64 {
+        let start = MonotonicClock.nanoseconds()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for (index, job) in jobs.enumerated() {
+                if index >= window { try await group.next() }
+                group.addTask {
+                    try await self.produce(id: job.id, script: job.script)
+                    onSent(index)
+                }
+            }
+            try await group.waitForAll()
+        }
+        return start
+    }
+
+    /// Waits until every job has a result, a child dies, or `timeout` passes.
+    func waitForResults(_ ids: [String], timeout: Duration) async throws -> [String: ResultRecord] {
+        let deadline = ContinuousClock.now + timeout
+        while board.count(ids) < ids.count {
+            if let dead = children.deadChild() { throw BenchError("a process of the stack died: \(dead)") }
+            guard ContinuousClock.now < deadline else {
+                throw BenchError("only \(board.count(ids)) of \(ids.count) results arrived within \(timeout); see \(children.logDir.path)")
+            }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        return board.records(ids)
+    }
+}
+
+/// What a stream reader saw.
+struct StreamReading: Sendable {
+    var status: Int
+    /// When the bytes of the first content chunk (`Tk0 `) arrived.
+    var firstTokenNs: UInt64?
+    /// Occurrences of the counted pattern (one per relayed chunk).
+    var counted: Int
+    /// The whole stream, when asked to keep it.
+    var text: String?
+}
+
+/// Counts a byte pattern across chunk boundaries.
+struct PatternCounter {
+    let pattern: [UInt8]
+    private var carry: [UInt8] = []
+
+    init(_ pattern: String) { self.pattern = Array(pattern.utf8) }
+
+    mutating func feed(_ chunk: [UInt8]) -> Int {
+        let bytes = carry + chunk
+        var count = 0
+        var from = bytes.startIndex
+        while let r = bytes[from...].firstRange(of: pattern) {
+            count += 1
+            from = r.upperBound
+        }
+        carry = Array(bytes.suffix(pattern.count - 1))
+        return count
+    }
+}
+
+extension PipelineClient {
+    /// Sends `request` and reads its stream to the end, noting when the first token arrived.
+    func readStream(_ request: HTTPRequest, counting pattern: String, keepText: Bool = false) async throws -> StreamReading {
+        let response = try await http.execute(request)
+        var marker = PatternCounter("Tk0 ")
+        var counter = PatternCounter(pattern)
+        var reading = StreamReading(status: response.status, firstTokenNs: nil, counted: 0, text: keepText ? "" : nil)
+        for try await chunk in response.body {
+            let now = MonotonicClock.nanoseconds()
+            if reading.firstTokenNs == nil, marker.feed(chunk) > 0 { reading.firstTokenNs = now }
+            reading.counted += counter.feed(chunk)
+            if keepText { reading.text?.append(String(decoding: chunk, as: UTF8.self)) }
+        }
+        return reading
+    }
+
+    /// Follows a job's events from the gateway; the gateway knows a job once the worker
+    /// started it (404 before), so a reader that comes early asks again every 10 ms, up to 30 s.
+    func followEvents(gateway: String, jobID: String, keepText: Bool = false) async throws -> StreamReading {
+        var reading = StreamReading(status: 0, firstTokenNs: nil, counted: 0, text: nil)
+        for _ in 0..<3_000 {
+            reading = try await readStream(Self.eventsRequest(gateway: gateway, jobID: jobID), counting: "event: chunk", keepText: keepText)
+            guard reading.status == 404 else { return reading }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        return reading
+    }
+
+    static func chatCompletionRequest(url: String, script: BenchScript) -> HTTPRequest {
+        let body = #"{"model":"\#(BenchStack.model)","messages":[{"role":"user","content":"\#(script.message)"}],"stream":true}"#
+        return HTTPRequest(
+            method: "POST", url: url, headers: ["content-type": "application/json", "authorization": "Bearer sk-bench"],
+            body: Array(body.utf8), connectTimeout: .seconds(30), idleTimeout: .seconds(120), totalTimeout: .seconds(600))
+    }
+
+    static func eventsRequest(gateway: String, jobID: String) -> HTTPRequest {
+        HTTPRequest(method: "GET", url: "\(gateway)/v1/jobs/\(jobID)/events", headers: ["accept": "text/event-stream"],
+                    connectTimeout: .seconds(30), idleTimeout: .seconds(120), totalTimeout: .seconds(600))
+    }
+
+    static func submitRequest(gateway: String, id: String, script: BenchScript) -> HTTPRequest {
+        HTTPRequest(method: "POST", url: "\(gateway)/v1/jobs", headers: ["content-type": "application/json"],
+                    body: jobJSON(id: id, script: script), connectTimeout: .seconds(30), totalTimeout: .seconds(60))
+    }
+}

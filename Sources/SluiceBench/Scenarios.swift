@@ -1,0 +1,311 @@
+import Foundation
+import Logging
+import SluiceHTTPClient
+
+/// The figures of each scenario, as the JSON summary and BENCHMARKS.md show them.
+public struct ThroughputResult: Sendable, Codable {
+    var jobs: Int
+    var contentChunksPerJob: Int
+    var relayedChunks: Int
+    var seconds: Double
+    var jobsPerSecond: Double
+    var chunksPerSecond: Double
+    var workerCPUSeconds: Double
+    var workerCPUSecondsPer1000Chunks: Double
+    var workerCPUMicrosPerChunk: Double
+    var sseStreams: Int
+    var sseChunks: Int
+    var gatewayCPUSeconds: Double
+    var gatewayCPUSecondsPer1000SSEChunks: Double?
+    var failed: Int
+    var chunkEventBytes: Int?
+
+    enum CodingKeys: String, CodingKey {
+        case jobs, seconds, failed
+        case contentChunksPerJob = "content_chunks_per_job"
+        case relayedChunks = "relayed_chunks"
+        case jobsPerSecond = "jobs_per_s"
+        case chunksPerSecond = "chunks_per_s"
+        case workerCPUSeconds = "worker_cpu_s"
+        case workerCPUSecondsPer1000Chunks = "worker_cpu_s_per_1000_chunks"
+        case workerCPUMicrosPerChunk = "worker_cpu_us_per_chunk"
+        case sseStreams = "sse_streams"
+        case sseChunks = "sse_chunks"
+        case gatewayCPUSeconds = "gateway_cpu_s"
+        case gatewayCPUSecondsPer1000SSEChunks = "gateway_cpu_s_per_1000_sse_chunks"
+        case chunkEventBytes = "chunk_event_bytes"
+    }
+}
+
+public struct FirstTokenResult: Sendable, Codable {
+    var path: String
+    var streams: Int
+    var latency: LatencySummary
+    var errors: Int
+}
+
+public struct ConcurrencyResult: Sendable, Codable {
+    var jobs: Int
+    var chunksPerJob: Int
+    var paceMs: Int
+    var peakInFlight: Int
+    var idleRSSBytes: Int
+    var peakRSSBytes: Int
+    var rssBytesPerInFlightJob: Double
+    var lateness: LatencySummary
+    var seconds: Double
+    var failed: Int
+
+    enum CodingKeys: String, CodingKey {
+        case jobs, lateness, seconds, failed
+        case chunksPerJob = "chunks_per_job"
+        case paceMs = "pace_ms"
+        case peakInFlight = "peak_in_flight"
+        case idleRSSBytes = "idle_rss_bytes"
+        case peakRSSBytes = "peak_rss_bytes"
+        case rssBytesPerInFlightJob = "rss_bytes_per_in_flight_job"
+    }
+}
+
+public struct PickupResult: Sendable, Codable {
+    var jobs: Int
+    var latency: LatencySummary
+}
+
+public struct CeilingResult: Sendable, Codable {
+    var payloadBytes: Int
+    var clients: Int
+    var publishPerSecond: Double
+    var publishPipelined16PerSecond: Double
+
+    enum CodingKeys: String, CodingKey {
+        case clients
+        case payloadBytes = "payload_bytes"
+        case publishPerSecond = "publish_per_s"
+        case publishPipelined16PerSecond = "publish_pipelined16_per_s"
+    }
+}
+
+public struct PeerResult: Sendable, Codable {
+    var name: String
+    var version: String?
+    var firstToken: [FirstTokenResult]
+    var skipped: String?
+
+    enum CodingKeys: String, CodingKey {
+        case name, version, skipped
+        case firstToken = "first_token"
+    }
+}
+
+/// One run of the scenarios against one stack.
+struct Scenarios: Sendable {
+    let stack: BenchStack
+    let client: PipelineClient
+    let provider: TimestampingProvider.Running
+    let logger: Logger
+    let runID: String
+
+    func token(_ scenario: String, _ index: Int) -> String { "\(scenario)-\(runID)-\(index)" }
+
+    /// One job through Kafka and one stream through the gateway, so the worker has joined
+    /// its group and every connection is warm before anything is timed.
+    func warmUp() async throws {
+        let id = token("warm", 0)
+        try await client.produce(id: id, script: BenchScript(token: id, chunks: 2))
+        _ = try await client.waitForResults([id], timeout: .seconds(90))
+        for i in 1...3 {
+            let script = BenchScript(token: token("warm", i), chunks: 2)
+            _ = try await client.readStream(
+                PipelineClient.chatCompletionRequest(url: stack.gatewayURL + "/v1/chat/completions", script: script), counting: "data: ")
+        }
+    }
+
+    /// Whether the gateway serves `POST /v1/chat/completions` (else jobs + events are used).
+    func gatewayHasChatCompletions() async -> Bool {
+        let script = BenchScript(token: token("probe", 0), chunks: 1)
+        guard let reading = try? await client.readStream(
+            PipelineClient.chatCompletionRequest(url: stack.gatewayURL + "/v1/chat/completions", script: script), counting: "data: ")
+        else { return false }
+        return reading.status == 200
+    }
+
+    // MARK: throughput
+
+    func throughput(jobs: Int, chunks: Int, sseEvery: Int) async throws -> ThroughputResult {
+        let list = (0..<jobs).map { i in (id: token("tp", i), script: BenchScript(token: token("tp", i), chunks: chunks)) }
+        let ids = list.map(\.id)
+        let workerCPU0 = ProcStats.cpuSeconds(pid: stack.worker.pid) ?? 0
+        let gatewayCPU0 = ProcStats.cpuSeconds(pid: stack.gateway.pid) ?? 0
+        let gateway = stack.gatewayURL
+        let client = self.client
+
+        let (readings, start) = try await withThrowingTaskGroup(of: StreamReading?.self) { group in
+            // SSE readers on a subset, each following its job from before it is produced.
+            for i in stride(from: 0, to: jobs, by: sseEvery) {
+                let id = list[i].id
+                let keep = i == 0
+                group.addTask { try await client.followEvents(gateway: gateway, jobID: id, keepText: keep) }
+            }
+            let start = try await client.produceAll(list)
+            var readings: [StreamReading] = []
+            for try await r in group { if let r { readings.append(r) } }
+            return (readings, start)
+        }
+        let records = try await client.waitForResults(ids, timeout: .seconds(300))
+        let workerCPU = (ProcStats.cpuSeconds(pid: stack.worker.pid) ?? 0) - workerCPU0
+        let gatewayCPU = (ProcStats.cpuSeconds(pid: stack.gateway.pid) ?? 0) - gatewayCPU0
+        let end = records.values.map(\.arrivalNs).max() ?? start
+        let seconds = Double(end - start) / 1e9
+        // Role, content, finish and usage chunks: each is one PUBLISH and one XADD.
+        let relayed = jobs * (chunks + 3)
+        let sseChunks = readings.reduce(0) { $0 + $1.counted }
+        let badSSE = readings.filter { $0.status != 200 }
+        if !badSSE.isEmpty { logger.warning("\(badSSE.count) SSE readers got status \(badSSE[0].status): \(badSSE[0].text ?? "")") }
+        client.board.forget(ids)
+        provider.ledger.forget(ids)
+        return ThroughputResult(
+            jobs: jobs, contentChunksPerJob: chunks, relayedChunks: relayed, seconds: seconds,
+            jobsPerSecond: Double(jobs) / seconds, chunksPerSecond: Double(relayed) / seconds,
+            workerCPUSeconds: workerCPU, workerCPUSecondsPer1000Chunks: workerCPU / Double(relayed) * 1000,
+            workerCPUMicrosPerChunk: workerCPU / Double(relayed) * 1e6,
+            sseStreams: readings.count, sseChunks: sseChunks, gatewayCPUSeconds: gatewayCPU,
+            gatewayCPUSecondsPer1000SSEChunks: sseChunks > 0 ? gatewayCPU / Double(sseChunks) * 1000 : nil,
+            failed: records.values.filter { $0.status != "succeeded" }.count,
+            chunkEventBytes: readings.compactMap(\.text).first.flatMap(Self.chunkEventBytes))
+    }
+
+    /// The size of one content chunk's event as the gateway relays it from Redis.
+    static func chunkEventBytes(_ sse: String) -> Int? {
+        sse.split(separator: "\n").first { $0.hasPrefix("data: ") && $0.contains("Tk1 ") }.map { $0.utf8.count - 6 }
+    }
+
+    // MARK: first token
+
+    enum StreamPath: String {
+        case chatCompletions = "POST /v1/chat/completions (stream: true)"
+        case jobsAndEvents = "POST /v1/jobs + GET /v1/jobs/{id}/events"
+        case peer = "peer: POST /v1/chat/completions (stream: true)"
+    }
+
+    /// Provider's first content chunk written → the reader has it, for `total` streams of
+    /// which `concurrency` are open at once.
+    func firstToken(label: String, path: StreamPath, baseURL: String, concurrency: Int, total: Int) async throws -> FirstTokenResult {
+        let client = self.client
+        let ledger = provider.ledger
+        let runID = self.runID
+        let stream: @Sendable (Int) async -> Int64? = { i in
+            let tok = "\(label)-\(runID)-\(i)"
+            // Under load the first token comes once every stream is open: 300–1000 ms in.
+            let script = concurrency == 1
+                ? BenchScript(token: tok, chunks: 5, paceMs: 2)
+                : BenchScript(token: tok, chunks: 10, paceMs: 50, firstDelayMs: 300 + (i * 7919) % 700)
+            do {
+                let reading: StreamReading
+                switch path {
+                case .chatCompletions, .peer:
+                    reading = try await client.readStream(
+                        PipelineClient.chatCompletionRequest(url: baseURL + "/v1/chat/completions", script: script), counting: "data: ")
+                case .jobsAndEvents:
+                    let submitted = try await client.http.execute(PipelineClient.submitRequest(gateway: baseURL, id: tok, script: script))
+                    _ = try await submitted.body.collect(upTo: 1 << 16)
+                    guard submitted.status == 202 else { return nil }
+                    reading = try await client.followEvents(gateway: baseURL, jobID: tok)
+                }
+                guard reading.status == 200, let got = reading.firstTokenNs, let sent = ledger.stamp(tok)?.firstContentNs else { return nil }
+                ledger.forget([tok])
+                return Int64(bitPattern: got &- sent)
+            } catch {
+                return nil
+            }
+        }
+        var histogram = LatencyHistogram()
+        var errors = 0
+        if concurrency == 1 {
+            for i in 0..<total {
+                if let d = await stream(i) { histogram.record(nanoseconds: d) } else { errors += 1 }
+            }
+        } else {
+            await withTaskGroup(of: Int64?.self) { group in
+                for i in 0..<total {
+                    if i >= concurrency, let d = await group.next() {
+                        if let d { histogram.record(nanoseconds: d) } else { errors += 1 }
+                    }
+                    group.addTask { await stream(i) }
+                }
+                for await d in group {
+                    if let d { histogram.record(nanoseconds: d) } else { errors += 1 }
+                }
+            }
+        }
+        if errors > 0 { logger.warning("\(errors) of \(total) \(label) streams failed or saw no first token") }
+        return FirstTokenResult(path: path.rawValue, streams: concurrency, latency: histogram.summary, errors: errors)
+    }
+
+    // MARK: concurrency
+
+    func concurrency(jobs: Int, chunks: Int, paceMs: Int) async throws -> ConcurrencyResult {
+        let list = (0..<jobs).map { i in (id: token("cc", i), script: BenchScript(token: token("cc", i), chunks: chunks, paceMs: paceMs)) }
+        let ids = list.map(\.id)
+        let pid = stack.worker.pid
+        try await Task.sleep(for: .seconds(1))
+        let idle = ProcStats.rssBytes(pid: pid) ?? 0
+        provider.ledger.resetPeak()
+        let ledger = provider.ledger
+        let started = ContinuousClock.now
+        let peakRSS = try await withThrowingTaskGroup(of: Int.self) { group in
+            group.addTask {
+                var peak = idle
+                while !Task.isCancelled {
+                    peak = max(peak, ProcStats.rssBytes(pid: pid) ?? 0)
+                    try? await Task.sleep(for: .milliseconds(50))
+                }
+                return max(peak, ProcStats.rssBytes(pid: pid) ?? 0)
+            }
+            try await client.produceAll(list)
+            _ = try await client.waitForResults(ids, timeout: .seconds(600))
+            group.cancelAll()
+            return try await group.next() ?? idle
+        }
+        let records = client.board.records(ids)
+        let seconds = (ContinuousClock.now - started) / .seconds(1)
+        let scripted = Double((chunks - 1) * paceMs) / 1000
+        var lateness = LatencyHistogram()
+        for r in records.values where r.status == "succeeded" {
+            if let l = r.latencySeconds { lateness.record(nanoseconds: Int64(max(0, l - scripted) * 1e9)) }
+        }
+        let peakInFlight = max(1, ledger.peakOpenStreams)
+        client.board.forget(ids)
+        ledger.forget(ids)
+        return ConcurrencyResult(
+            jobs: jobs, chunksPerJob: chunks, paceMs: paceMs, peakInFlight: ledger.peakOpenStreams, idleRSSBytes: idle,
+            peakRSSBytes: peakRSS, rssBytesPerInFlightJob: Double(peakRSS - idle) / Double(peakInFlight),
+            lateness: lateness.summary, seconds: seconds, failed: records.values.filter { $0.status != "succeeded" }.count)
+    }
+
+    // MARK: pickup
+
+    func pickup(jobs: Int) async throws -> PickupResult {
+        var histogram = LatencyHistogram()
+        var ids: [String] = []
+        for i in 0..<jobs {
+            let id = token("pu", i)
+            ids.append(id)
+            let produced = MonotonicClock.nanoseconds()
+            try await client.produce(id: id, script: BenchScript(token: id, chunks: 1))
+            let deadline = ContinuousClock.now + .seconds(30)
+            var stamp = provider.ledger.stamp(id)
+            while stamp == nil && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(1))
+                stamp = provider.ledger.stamp(id)
+            }
+            guard let stamp else { throw BenchError("job \(id) never reached the provider within 30 s") }
+            histogram.record(nanoseconds: Int64(stamp.requestNs) - Int64(produced))
+            try await Task.sleep(for: .milliseconds(15))
+        }
+        _ = try await client.waitForResults(ids, timeout: .seconds(60))
+        client.board.forget(ids)
+        provider.ledger.forget(ids)
+        return PickupResult(jobs: jobs, latency: histogram.summary)
+    }
+}

@@ -1,0 +1,193 @@
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import ServiceLifecycle
+
+/// What a bench request asks of the provider, carried in its user message as
+/// `[[bench id=TOKEN n=CHUNKS d=PACE_MS f=FIRST_MS]]`: the token keys the timestamps, the
+/// rest scripts the stream. The same words reach the provider through Sluice and through
+/// a peer, so both are measured against the same stream.
+public struct BenchScript: Sendable, Hashable {
+    public var token: String
+    public var chunks: Int
+    public var paceMs: Int
+    public var firstDelayMs: Int
+
+    public init(token: String, chunks: Int, paceMs: Int = 0, firstDelayMs: Int = 0) {
+        self.token = token
+        self.chunks = chunks
+        self.paceMs = paceMs
+        self.firstDelayMs = firstDelayMs
+    }
+
+    public var message: String { "[[bench id=\(token) n=\(chunks) d=\(paceMs) f=\(firstDelayMs)]]" }
+
+    /// The script in a request body, found by scanning its bytes (no JSON parse on the hot path).
+    static func find(in body: ByteBuffer) -> BenchScript? {
+        let bytes = body.readableBytesView
+        let open = Array("[[bench ".utf8)
+        guard let start = bytes.firstRange(of: open) else { return nil }
+        guard let end = bytes[start.upperBound...].firstRange(of: Array("]]".utf8)) else { return nil }
+        let text = String(decoding: bytes[start.upperBound..<end.lowerBound], as: UTF8.self)
+        var fields: [Substring: Substring] = [:]
+        for part in text.split(separator: " ") {
+            guard let eq = part.firstIndex(of: "=") else { continue }
+            fields[part[..<eq]] = part[part.index(after: eq)...]
+        }
+        guard let token = fields["id"] else { return nil }
+        return BenchScript(
+            token: String(token), chunks: fields["n"].flatMap { Int($0) } ?? 1,
+            paceMs: fields["d"].flatMap { Int($0) } ?? 0, firstDelayMs: fields["f"].flatMap { Int($0) } ?? 0)
+    }
+}
+
+/// Per token, when the provider got the request and wrote the first content chunk.
+public struct ProviderStamp: Sendable {
+    public var requestNs: UInt64
+    public var firstContentNs: UInt64?
+}
+
+/// The provider's timestamps and how many streams it has open, shared with the readers.
+public final class ProviderLedger: @unchecked Sendable {
+    // @unchecked: every field is behind `lock`.
+    private let lock = NSLock()
+    private var stamps: [String: ProviderStamp] = [:]
+    private var open = 0
+    private var peakOpen = 0
+    private var requests = 0
+
+    init() {}
+
+    func received(_ token: String, at ns: UInt64) {
+        lock.withLock {
+            stamps[token] = ProviderStamp(requestNs: ns, firstContentNs: nil)
+            requests += 1
+        }
+    }
+
+    func firstContent(_ token: String, at ns: UInt64) {
+        lock.withLock { stamps[token]?.firstContentNs = ns }
+    }
+
+    func streamOpened() {
+        lock.withLock {
+            open += 1
+            peakOpen = max(peakOpen, open)
+        }
+    }
+
+    func streamClosed() { lock.withLock { open -= 1 } }
+
+    public func stamp(_ token: String) -> ProviderStamp? { lock.withLock { stamps[token] } }
+
+    public var openStreams: Int { lock.withLock { open } }
+    public var requestCount: Int { lock.withLock { requests } }
+
+    /// The most streams open at once since the last reset.
+    public func resetPeak() { lock.withLock { peakOpen = open } }
+    public var peakOpenStreams: Int { lock.withLock { peakOpen } }
+
+    /// Drops the stamps of finished scenarios, so a long run does not keep them all.
+    public func forget(_ tokens: some Sequence<String>) {
+        lock.withLock { for t in tokens { stamps[t] = nil } }
+    }
+}
+
+/// The bench's own provider: OpenAI streaming chat completions (a role chunk, N content
+/// chunks at the scripted pace, a finish chunk, a usage chunk, `[DONE]`), each event its
+/// own flushed write, stamping the request's arrival and the first content chunk on the
+/// bench's monotonic clock. Content chunk i carries the text `Tk<i> `, which readers
+/// look for to see the first token arrive.
+public enum TimestampingProvider {
+    public struct Running: Sendable {
+        public let port: Int
+        public let ledger: ProviderLedger
+        /// `http://127.0.0.1:PORT/v1`.
+        public var baseURL: String { "http://127.0.0.1:\(port)/v1" }
+    }
+
+    /// Runs the provider on a free loopback port for the duration of `body`.
+    public static func withRunning<Result: Sendable>(
+        logger: Logger, _ body: @Sendable (Running) async throws -> Result
+    ) async throws -> Result {
+        let ledger = ProviderLedger()
+        let router = Router(context: BasicRequestContext.self)
+        router.get("/healthz") { _, _ in HTTPResponse.Status.ok }
+        for path in ["/v1/chat/completions", "/chat/completions"] {
+            router.post(RouterPath(path)) { request, _ in try await respond(request, ledger: ledger) }
+        }
+        let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
+        let app = Application(
+            router: router,
+            configuration: ApplicationConfiguration(
+                address: .hostname("127.0.0.1", port: 0), serverName: "sluice-bench-provider", backlog: 4096),
+            onServerRunning: { channel in
+                portContinuation.yield(channel.localAddress?.port ?? 0)
+                portContinuation.finish()
+            },
+            logger: logger
+        )
+        var configuration = ServiceGroupConfiguration(services: [app], logger: logger)
+        configuration.maximumGracefulShutdownDuration = .seconds(2)
+        let group = ServiceGroup(configuration: configuration)
+        return try await withThrowingTaskGroup(of: Void.self, returning: Result.self) { tasks in
+            tasks.addTask {
+                defer { portContinuation.finish() }
+                try await group.run()
+            }
+            var iterator = ports.makeAsyncIterator()
+            guard let port = await iterator.next(), port > 0 else {
+                try await tasks.waitForAll()
+                throw BenchError("the bench provider stopped before it listened")
+            }
+            let result: Swift.Result<Result, any Error>
+            do {
+                result = .success(try await body(Running(port: port, ledger: ledger)))
+            } catch {
+                result = .failure(error)
+            }
+            await group.triggerGracefulShutdown()
+            try? await tasks.waitForAll()
+            return try result.get()
+        }
+    }
+
+    private static func respond(_ request: Request, ledger: ProviderLedger) async throws -> Response {
+        let arrived = MonotonicClock.nanoseconds()
+        let body = try await request.body.collect(upTo: 1 << 20)
+        let script = BenchScript.find(in: body) ?? BenchScript(token: "unscripted-\(UUID().uuidString)", chunks: 1)
+        ledger.received(script.token, at: arrived)
+        let id = "chatcmpl-" + script.token
+        let created = Int(Date().timeIntervalSince1970)
+        // Fields as OpenAI sends them, so a chunk is the size of a real one (~230 bytes).
+        let prefix = #"{"id":"\#(id)","object":"chat.completion.chunk","created":\#(created),"model":"bench-1","service_tier":"default","system_fingerprint":"fp_bench00001","choices":["#
+        @Sendable func event(_ json: String) -> ByteBuffer { ByteBuffer(string: "data: " + json + "\n\n") }
+
+        let responseBody = ResponseBody { writer in
+            ledger.streamOpened()
+            defer { ledger.streamClosed() }
+            try await writer.write(event(prefix + #"{"index":0,"delta":{"role":"assistant","content":"","refusal":null},"logprobs":null,"finish_reason":null}]}"#))
+            for index in 0..<script.chunks {
+                let pause = index == 0 ? script.firstDelayMs : script.paceMs
+                if pause > 0 { try await Task.sleep(for: .milliseconds(pause)) }
+                let chunk = event(prefix + #"{"index":0,"delta":{"content":"Tk\#(index) "},"logprobs":null,"finish_reason":null}]}"#)
+                if index == 0 { ledger.firstContent(script.token, at: MonotonicClock.nanoseconds()) }
+                try await writer.write(chunk)
+            }
+            try await writer.write(event(prefix + #"{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}]}"#))
+            let usage = #"{"id":"\#(id)","object":"chat.completion.chunk","created":\#(created),"model":"bench-1","choices":[],"usage":{"prompt_tokens":12,"completion_tokens":\#(script.chunks),"total_tokens":\#(script.chunks + 12)}}"#
+            try await writer.write(event(usage))
+            try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
+            try await writer.finish(nil)
+        }
+        return Response(
+            status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: responseBody)
+    }
+}
+
+public struct BenchError: Error, CustomStringConvertible, Sendable {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
