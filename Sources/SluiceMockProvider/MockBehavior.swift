@@ -12,7 +12,7 @@ import HTTPTypes
 /// | `x-mock-chunks: 20`             | `chunks=20`    | content chunks, one token each (default 8)                      |
 /// | `x-mock-chunk-delay-ms: 50`     | `delay=50`     | pause between content chunks                                   |
 /// | `x-mock-first-token-delay-ms: 200` | `ttft=200`  | pause before the first content chunk                           |
-/// | `x-mock-status: 429`            | `status=429`   | answer with this error status and an OpenAI error body          |
+/// | `x-mock-status: 429`            | `status=429`   | this error status, with an error body in the request's format   |
 /// | `x-mock-retry-after: 2`         | `retry-after=2`| `retry-after` header of that error                              |
 /// | `x-mock-fail-after-chunks: 3`   | `fail-after=3` | drop the connection after that many content chunks              |
 /// | `x-mock-no-finish: true`        | `no-finish=true` | end the stream without finish reason, usage or `[DONE]`       |

@@ -1,142 +1,116 @@
 import Foundation
 
-/// The part of an OpenAI chat completions request the mock reads.
-struct ChatRequest: Decodable {
-    struct Message: Decodable {
-        var role: String
-        /// `content` flattened: a string, or the text parts of a content array.
-        var text: String
-
-        enum CodingKeys: String, CodingKey { case role, content }
-        struct Part: Decodable { var type: String?; var text: String? }
-
-        init(from decoder: any Decoder) throws {
-            let container = try decoder.container(keyedBy: CodingKeys.self)
-            self.role = try container.decode(String.self, forKey: .role)
-            if let text = try? container.decodeIfPresent(String.self, forKey: .content) {
-                self.text = text
-            } else if let parts = try? container.decodeIfPresent([Part].self, forKey: .content) {
-                self.text = parts.compactMap(\.text).joined(separator: "\n")
-            } else {
-                self.text = ""
-            }
-        }
-    }
-
-    struct StreamOptions: Decodable {
-        var includeUsage: Bool?
-        enum CodingKeys: String, CodingKey { case includeUsage = "include_usage" }
-    }
-
-    var model: String?
-    var messages: [Message]
-    var stream: Bool?
-    var streamOptions: StreamOptions?
-    var maxTokens: Int?
-    var maxCompletionTokens: Int?
-
-    enum CodingKeys: String, CodingKey {
-        case model, messages, stream
-        case streamOptions = "stream_options"
-        case maxTokens = "max_tokens"
-        case maxCompletionTokens = "max_completion_tokens"
-    }
-}
-
-/// One deterministic completion, rendered in OpenAI's wire format.
+/// One deterministic completion, whatever the wire format it is rendered in.
 ///
 /// - Text: words drawn from a fixed vocabulary by a generator seeded with the FNV-1a hash
 ///   of the last user message, so equal requests get equal text, streamed or not, and the
 ///   words do not depend on the chunk count. Content chunk 0 is a capitalized word, every
 ///   later one a space and a word; the last one ends with a period.
-/// - `completion_tokens`: the number of content chunks (one token per chunk), capped by
-///   `max_tokens`/`max_completion_tokens` (then `finish_reason` is `length`).
+/// - A tool call instead, when the request offers tools and its last message is the
+///   user's and mentions "weather" (``MockRequest/wantsToolCall``): a call to the first
+///   tool, with arguments made from its schema (each property in name order: the first
+///   `enum` value, a word for a string, 1 to 100 for a number, `true`, `[]`, a nested
+///   object), split into as many fragments as there would be content chunks.
+/// - `completion_tokens`: the number of content pieces (one token per piece), capped by
+///   the request's max tokens for text (then the finish reason is `length`).
 /// - `prompt_tokens`: for each message, 4 + ⌈UTF-8 bytes of its text / 4⌉.
-/// - `id`: derived from the hash of the whole request body.
-struct MockCompletion {
-    let id: String
+/// - ids: derived from the hash of the whole request body.
+struct MockCompletion: Sendable {
+    enum Finish: Sendable { case stop, length, toolCalls }
+
+    struct ToolCall: Sendable {
+        var name: String
+        /// The whole arguments object, as JSON text.
+        var arguments: String
+    }
+
+    /// The request body's hash in hex: the root of every id.
+    let hash: String
     let model: String
     let created: Int
+    /// The text's pieces, or the tool call's argument fragments.
     let pieces: [String]
+    let toolCall: ToolCall?
     let promptTokens: Int
-    let finishReason: String
+    let finish: Finish
+    /// OpenAI's `stream_options.include_usage`.
     let includeUsage: Bool
 
     var completionTokens: Int { self.pieces.count }
-    var text: String { self.pieces.joined() }
+    var text: String { self.toolCall == nil ? self.pieces.joined() : "" }
 
-    init(request: ChatRequest, body: some Sequence<UInt8>, behavior: MockBehavior, created: Int) {
-        self.id = "chatcmpl-mock-" + String(fnv1a(body), radix: 16)
+    init(request: MockRequest, body: some Sequence<UInt8>, behavior: MockBehavior, created: Int) {
+        self.hash = String(fnv1a(body), radix: 16)
         self.model = request.model ?? "mock"
         self.created = created
-        self.includeUsage = request.streamOptions?.includeUsage ?? false
+        self.includeUsage = request.includeUsage
         self.promptTokens = request.messages.reduce(0) { $0 + 4 + ($1.text.utf8.count + 3) / 4 }
 
-        let lastUser = request.messages.last { $0.role == "user" } ?? request.messages.last
-        var random = SplitMix64(seed: fnv1a(lastUser?.text.utf8 ?? "".utf8))
+        let seed = fnv1a(request.lastUserText.utf8)
+        if request.wantsToolCall, let tool = request.tools.first {
+            var random = SplitMix64(seed: seed &+ 1)
+            let arguments = Self.arguments(tool.parameters, &random)
+            self.toolCall = ToolCall(name: tool.name, arguments: arguments)
+            self.pieces = Self.split(arguments, into: behavior.chunks)
+            self.finish = .toolCalls
+            return
+        }
+        self.toolCall = nil
+        var random = SplitMix64(seed: seed)
         var count = behavior.chunks
-        self.finishReason = {
-            if let limit = request.maxCompletionTokens ?? request.maxTokens, limit < count {
-                count = max(limit, 0)
-                return "length"
-            }
-            return "stop"
-        }()
+        if let limit = request.maxTokens, limit < count {
+            count = max(limit, 0)
+            self.finish = .length
+        } else {
+            self.finish = .stop
+        }
         self.pieces = (0..<count).map { index in
-            let word = vocabulary[Int(random.next() % UInt64(vocabulary.count))]
-            var piece = index == 0 ? word.prefix(1).uppercased() + word.dropFirst() : " " + word
+            var piece = index == 0 ? Self.capitalizedWord(&random) : " " + Self.word(&random)
             if index == count - 1 { piece += "." }
             return piece
         }
     }
 
-    // MARK: Rendering
-
-    private var header: String {
-        "\"id\":\"\(self.id)\",\"created\":\(self.created),\"model\":\(jsonString(self.model)),\"system_fingerprint\":\"fp_mock\""
+    private static func word(_ random: inout SplitMix64) -> String {
+        vocabulary[Int(random.next() % UInt64(vocabulary.count))]
     }
 
-    private var usage: String {
-        "{\"prompt_tokens\":\(self.promptTokens),\"completion_tokens\":\(self.completionTokens),\"total_tokens\":\(self.promptTokens + self.completionTokens)}"
+    private static func capitalizedWord(_ random: inout SplitMix64) -> String {
+        let word = self.word(&random)
+        return word.prefix(1).uppercased() + word.dropFirst()
     }
 
-    /// The `chat.completion` object of a non-streaming response.
-    func completionJSON(finished: Bool) -> String {
-        let finish = finished ? "\"\(self.finishReason)\"" : "null"
-        return "{\"object\":\"chat.completion\",\(self.header),\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\(jsonString(self.text)),\"refusal\":null},\"logprobs\":null,\"finish_reason\":\(finish)}],\"usage\":\(self.usage)}"
+    /// Arguments for a tool with this JSON Schema (see the type's documentation).
+    static func arguments(_ schema: MockJSON?, _ random: inout SplitMix64) -> String {
+        guard let properties = schema?["properties"]?.object, !properties.isEmpty else { return "{}" }
+        let fields = properties.keys.sorted().map { name in
+            jsonString(name) + ":" + self.value(properties[name]!, &random)
+        }
+        return "{" + fields.joined(separator: ",") + "}"
     }
 
-    /// One SSE event carrying a `chat.completion.chunk` with a single choice.
-    private func chunkEvent(delta: String, finishReason: String? = nil) -> String {
-        let finish = finishReason.map { "\"\($0)\"" } ?? "null"
-        // With include_usage, OpenAI sends `"usage": null` on every chunk but the last.
-        let usage = self.includeUsage ? ",\"usage\":null" : ""
-        return "data: {\"object\":\"chat.completion.chunk\",\(self.header),\"choices\":[{\"index\":0,\"delta\":\(delta),\"logprobs\":null,\"finish_reason\":\(finish)}]\(usage)}\n\n"
+    private static func value(_ schema: MockJSON, _ random: inout SplitMix64) -> String {
+        if let first = schema["enum"]?.array?.first { return first.text }
+        let type = schema["type"]?.string ?? schema["type"]?.array?.first?.string ?? "string"
+        switch type.lowercased() {
+        case "integer", "number": return String(random.next() % 100 + 1)
+        case "boolean": return "true"
+        case "array": return "[]"
+        case "object": return self.arguments(schema, &random)
+        case "null": return "null"
+        default: return jsonString(self.capitalizedWord(&random))
+        }
     }
 
-    var roleEvent: String { self.chunkEvent(delta: "{\"role\":\"assistant\",\"content\":\"\",\"refusal\":null}") }
-
-    func contentEvent(_ index: Int) -> String {
-        self.chunkEvent(delta: "{\"content\":\(jsonString(self.pieces[index]))}")
+    /// `text` cut into `count` pieces of about equal length (at least one, at most one per
+    /// character), wherever the cuts fall.
+    static func split(_ text: String, into count: Int) -> [String] {
+        let characters = Array(text)
+        let n = max(1, min(count, characters.count))
+        return (0..<n).map { i in
+            String(characters[(i * characters.count / n)..<((i + 1) * characters.count / n)])
+        }
     }
-
-    /// Content chunk `index` cut off in the middle of its JSON.
-    func malformedEvent(_ index: Int) -> String {
-        "data: {\"object\":\"chat.completion.chunk\",\(self.header),\"choices\":[{\"index\":0,\"delta\":{\"content\":\(jsonString(self.pieces[index]))\n\n"
-    }
-
-    var finishEvent: String { self.chunkEvent(delta: "{}", finishReason: self.finishReason) }
-
-    var usageEvent: String {
-        "data: {\"object\":\"chat.completion.chunk\",\(self.header),\"choices\":[],\"usage\":\(self.usage)}\n\n"
-    }
-
-    static let doneEvent = "data: [DONE]\n\n"
-}
-
-/// An OpenAI error body: `{"error": {"message", "type", "param", "code"}}`.
-func openAIError(message: String, type: String, code: String?) -> String {
-    "{\"error\":{\"message\":\(jsonString(message)),\"type\":\(jsonString(type)),\"param\":null,\"code\":\(code.map(jsonString) ?? "null")}}"
 }
 
 /// `value` as a JSON string literal.

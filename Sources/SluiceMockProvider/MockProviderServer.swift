@@ -6,16 +6,29 @@ import NIOCore
 import ServiceLifecycle
 
 /// A deterministic LLM provider for tests, the demo and benchmarks: a real HTTP server
-/// speaking OpenAI's chat completions wire format, with paced streaming and fault
-/// injection (see ``MockBehavior`` for the knobs).
+/// speaking the OpenAI, Azure OpenAI, Anthropic and Gemini wire formats on one port, with
+/// paced streaming and fault injection (see ``MockBehavior`` for the knobs, which work
+/// the same in every format).
 ///
-/// - `POST /v1/chat/completions`: a `chat.completion`, or with `"stream": true` a
-///   `text/event-stream` of `chat.completion.chunk`s (role, content, finish, the usage
-///   chunk only with `stream_options.include_usage`, then `[DONE]`), each flushed as it
-///   is written. Output is a function of the request (see ``MockCompletion``).
+/// - `POST /v1/chat/completions` (also `/chat/completions`): OpenAI. A `chat.completion`,
+///   or with `"stream": true` a `text/event-stream` of `chat.completion.chunk`s (role,
+///   content or tool-call deltas, finish, the usage chunk only with
+///   `stream_options.include_usage`, then `[DONE]`). Base URL `http://host:port/v1`.
+/// - `POST /openai/deployments/{deployment}/chat/completions?api-version=...`: Azure
+///   OpenAI (needs `api-version` and an `api-key` header; the deployment is the model).
+///   Base URL `http://host:port`.
+/// - `POST /v1/messages` (also `/v1/v1/messages`): Anthropic's Messages API, streaming
+///   (`message_start` … `ping` … `message_stop`) or not. Needs `anthropic-version` and
+///   `x-api-key` headers and `max_tokens`. Base URL `http://host:port` (or `…/v1`).
+/// - `POST /v1beta/models/{model}:streamGenerateContent?alt=sse` and
+///   `…:generateContent` (also under `/v1/models/` and `/v1/v1beta/models/`): Gemini. Needs
+///   an `x-goog-api-key` header (or `key` query item). Base URL `http://host:port`.
 /// - `GET /healthz`: 200.
 ///
-/// Any `Authorization` is accepted and neither checked, logged nor stored. A `Service`:
+/// Output is a function of the request (see ``MockCompletion``): the same words in every
+/// format, or a tool call when the request offers tools and its last message is the
+/// user's and mentions "weather". Keys are required where the real provider requires
+/// them, but any non-empty key is accepted, and none is logged or stored. A `Service`:
 /// run it in a `ServiceGroup`, or call `run()`.
 public struct MockProviderServer: Service {
     public let stats: MockProviderStats
@@ -50,10 +63,21 @@ public struct MockProviderServer: Service {
 
     func makeApplication() -> some ApplicationProtocol {
         let router = Router(context: BasicRequestContext.self)
-        let provider = OpenAIMock(defaults: self.defaults, stats: self.stats)
+        let provider = MockEndpoints(defaults: self.defaults, stats: self.stats)
         router.get("/healthz") { _, _ in HTTPResponse.Status.ok }
-        router.post("/v1/chat/completions") { request, _ in
-            try await provider.respond(to: request)
+        for path in ["/v1/chat/completions", "/chat/completions"] {
+            router.post(RouterPath(path)) { request, _ in try await provider.openAI(request) }
+        }
+        router.post("/openai/deployments/{deployment}/chat/completions") { request, context in
+            try await provider.azure(request, deployment: context.parameters.get("deployment") ?? "")
+        }
+        for path in ["/v1/messages", "/v1/v1/messages"] {
+            router.post(RouterPath(path)) { request, _ in try await provider.anthropic(request) }
+        }
+        for path in ["/v1beta/models/{target}", "/v1/models/{target}", "/v1/v1beta/models/{target}"] {
+            router.post(RouterPath(path)) { request, context in
+                try await provider.gemini(request, target: context.parameters.get("target") ?? "")
+            }
         }
         let onServerRunning = self.onServerRunning
         return Application(
@@ -124,96 +148,167 @@ public struct MockProviderError: Error, Sendable, CustomStringConvertible {
     public var description: String { self.message }
 }
 
-/// The `/v1/chat/completions` handler.
-private struct OpenAIMock: Sendable {
+/// The handlers: each reads its format's request into a ``MockRequest``, then the same
+/// completion, knobs and stream driver serve every format.
+private struct MockEndpoints: Sendable {
     let defaults: MockBehavior
     let stats: MockProviderStats
 
     static let maxBodyBytes = 16 << 20
 
-    func respond(to request: Request) async throws -> Response {
+    func openAI(_ request: Request) async throws -> Response {
+        try await self.serve(request, wire: .openAI) { body in
+            let chat = try JSONDecoder().decode(ChatRequest.self, from: Data(body.readableBytesView))
+            guard !chat.messages.isEmpty else { throw RequestError(message: "'messages' must contain at least one message") }
+            return chat.mockRequest
+        }
+    }
+
+    func azure(_ request: Request, deployment: String) async throws -> Response {
+        guard request.uri.queryParameters["api-version"] != nil else {
+            return Self.error(.azure, 404, "Resource not found")
+        }
+        guard request.headers[Self.azureKey].map({ !$0.isEmpty }) == true else {
+            return Self.error(
+                .azure, 401, "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key for an active subscription and use a correct regional API endpoint for your resource.")
+        }
+        let deployment = deployment.removingPercentEncoding ?? deployment
+        return try await self.serve(request, wire: .azure) { body in
+            let chat = try JSONDecoder().decode(ChatRequest.self, from: Data(body.readableBytesView))
+            guard !chat.messages.isEmpty else { throw RequestError(message: "'messages' must contain at least one message") }
+            var mock = chat.mockRequest
+            mock.model = deployment  // Azure serves the deployment, whatever the body says
+            return mock
+        }
+    }
+
+    func anthropic(_ request: Request) async throws -> Response {
+        guard request.headers[Self.anthropicVersion] != nil else {
+            return Self.error(.anthropic, 400, "anthropic-version: header is required")
+        }
+        guard request.headers[Self.anthropicKey].map({ !$0.isEmpty }) == true || request.headers[.authorization] != nil else {
+            return Self.error(.anthropic, 401, "x-api-key header is required")
+        }
+        return try await self.serve(request, wire: .anthropic) { body in
+            try JSONDecoder().decode(AnthropicRequest.self, from: Data(body.readableBytesView)).mockRequest()
+        }
+    }
+
+    /// `target` is the path's last segment: `{model}:streamGenerateContent` or
+    /// `{model}:generateContent`.
+    func gemini(_ request: Request, target: String) async throws -> Response {
+        let decoded = target.removingPercentEncoding ?? target
+        guard let colon = decoded.lastIndex(of: ":") else {
+            return Self.error(.gemini(sse: true), 404, "Method not found: give models/{model}:generateContent or :streamGenerateContent")
+        }
+        let model = String(decoded[..<colon])
+        let stream: Bool
+        switch decoded[decoded.index(after: colon)...] {
+        case "streamGenerateContent": stream = true
+        case "generateContent": stream = false
+        default: return Self.error(.gemini(sse: true), 404, "Method not found: \(decoded[colon...])")
+        }
+        let sse = request.uri.queryParameters["alt"] == "sse"
+        let keyed = request.headers[Self.googleKey].map { !$0.isEmpty } == true || request.uri.queryParameters["key"] != nil
+        guard keyed else {
+            return Self.error(.gemini(sse: sse), 403, "Method doesn't allow unregistered callers (callers without established identity). Please use API Key or other form of API consumer identity to call this API.")
+        }
+        return try await self.serve(request, wire: .gemini(sse: sse)) { body in
+            try JSONDecoder().decode(GeminiRequest.self, from: Data(body.readableBytesView)).mockRequest(model: model, stream: stream)
+        }
+    }
+
+    private static let azureKey = HTTPField.Name("api-key")!
+    private static let anthropicKey = HTTPField.Name("x-api-key")!
+    private static let anthropicVersion = HTTPField.Name("anthropic-version")!
+    private static let googleKey = HTTPField.Name("x-goog-api-key")!
+
+    /// Reads and parses the body, applies the knobs, and answers: a scripted error, a
+    /// stream, or a whole response.
+    private func serve(_ request: Request, wire: MockWire, parse: (ByteBuffer) throws -> MockRequest) async throws -> Response {
         self.stats.requestReceived()
         let body: ByteBuffer
         do {
             body = try await request.body.collect(upTo: Self.maxBodyBytes)
         } catch {
-            return Self.error(413, "request body larger than \(Self.maxBodyBytes) bytes", type: "invalid_request_error", code: nil)
+            return Self.error(wire, 413, "request body larger than \(Self.maxBodyBytes) bytes")
         }
-        let chat: ChatRequest
+        let mock: MockRequest
         do {
-            chat = try JSONDecoder().decode(ChatRequest.self, from: Data(body.readableBytesView))
+            mock = try parse(body)
+        } catch let error as RequestError {
+            return Self.error(wire, 400, error.message)
         } catch {
-            return Self.error(400, "could not parse the JSON body of your request: \(error)", type: "invalid_request_error", code: nil)
-        }
-        guard !chat.messages.isEmpty else {
-            return Self.error(400, "'messages' must contain at least one message", type: "invalid_request_error", code: nil)
+            return Self.error(wire, 400, "could not parse the JSON body of your request: \(error)")
         }
         let behavior: MockBehavior
         do {
-            behavior = try self.defaults.applying(model: chat.model, headers: request.headers)
+            behavior = try self.defaults.applying(model: mock.model, headers: request.headers)
         } catch {
-            return Self.error(400, "invalid value \"\(error.value)\" for mock knob \(error.knob)", type: "invalid_request_error", code: "invalid_mock_knob")
+            return Self.error(wire, 400, "invalid value \"\(error.value)\" for mock knob \(error.knob)", code: "invalid_mock_knob")
         }
         if let status = behavior.status, status != 200 {
-            return Self.scriptedError(status, retryAfter: behavior.retryAfter)
+            let (message, code) = wire.scriptedError(status)
+            var response = Self.error(wire, status, message, code: code)
+            if let retryAfter = behavior.retryAfter { response.headers[.retryAfter] = retryAfter }
+            return response
         }
 
         let completion = MockCompletion(
-            request: chat,
-            body: body.readableBytesView,
-            behavior: behavior,
-            created: Int(Date().timeIntervalSince1970)
-        )
-        if chat.stream == true {
-            return self.stream(completion, behavior)
+            request: mock, body: body.readableBytesView, behavior: behavior, created: Int(Date().timeIntervalSince1970))
+        let renderer = wire.renderer(completion)
+        if mock.stream {
+            return self.stream(renderer, behavior)
         }
-        return try await self.complete(completion, behavior)
+        return try await self.complete(renderer, behavior)
     }
 
     /// A streaming response: each event is its own write, and each write is flushed.
-    private func stream(_ completion: MockCompletion, _ behavior: MockBehavior) -> Response {
+    private func stream(_ renderer: any MockRenderer, _ behavior: MockBehavior) -> Response {
         let stats = self.stats
+        let count = renderer.contentCount
         let body = ResponseBody { writer in
             stats.streamStarted()
             var finished = false
             defer { stats.streamEnded(completed: finished) }
-            try await writer.write(ByteBuffer(string: completion.roleEvent))
-            for index in 0..<completion.pieces.count {
+            let head = renderer.head()
+            if !head.isEmpty { try await writer.write(ByteBuffer(string: head)) }
+            for index in 0..<count {
                 if index == behavior.failAfterChunks {
                     finished = true
                     throw MockProviderError(message: "connection dropped after \(index) chunks (x-mock-fail-after-chunks)")
                 }
                 try await pace(index == 0 ? behavior.firstTokenDelay : behavior.chunkDelay)
-                let event = index + 1 == behavior.malformedChunkAt ? completion.malformedEvent(index) : completion.contentEvent(index)
+                let event =
+                    index + 1 == behavior.malformedChunkAt
+                    ? renderer.malformed(index) : renderer.content(index, final: index == count - 1 && !behavior.noFinish)
                 try await writer.write(ByteBuffer(string: event))
             }
-            if let failAfter = behavior.failAfterChunks, failAfter >= completion.pieces.count {
+            if let failAfter = behavior.failAfterChunks, failAfter >= count {
                 finished = true
-                throw MockProviderError(message: "connection dropped after \(completion.pieces.count) chunks (x-mock-fail-after-chunks)")
+                throw MockProviderError(message: "connection dropped after \(count) chunks (x-mock-fail-after-chunks)")
             }
             if !behavior.noFinish {
-                var tail = completion.finishEvent
-                if completion.includeUsage { tail += completion.usageEvent }
-                tail += MockCompletion.doneEvent
-                try await writer.write(ByteBuffer(string: tail))
+                let tail = renderer.tail()
+                if !tail.isEmpty { try await writer.write(ByteBuffer(string: tail)) }
             }
             try await writer.finish(nil)
             finished = true
         }
         return Response(
             status: .ok,
-            headers: [.contentType: "text/event-stream; charset=utf-8", .cacheControl: "no-cache"],
+            headers: [.contentType: renderer.streamContentType, .cacheControl: "no-cache"],
             body: body
         )
     }
 
     /// A non-streaming response, sent once the stream would have finished.
-    private func complete(_ completion: MockCompletion, _ behavior: MockBehavior) async throws -> Response {
-        let count = completion.pieces.count
+    private func complete(_ renderer: any MockRenderer, _ behavior: MockBehavior) async throws -> Response {
+        let count = renderer.contentCount
         let generation = behavior.firstTokenDelay + behavior.chunkDelay * max(count - 1, 0)
         try await pace(generation)
 
-        let json = completion.completionJSON(finished: !behavior.noFinish)
+        let json = renderer.body(finished: !behavior.noFinish)
         let headers: HTTPFields = [.contentType: "application/json"]
         if behavior.failAfterChunks != nil {
             // Half the body, then the connection drops.
@@ -229,27 +324,11 @@ private struct OpenAIMock: Sendable {
         return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: json)))
     }
 
-    private static func scriptedError(_ status: Int, retryAfter: String?) -> Response {
-        let (type, code, message): (String, String?, String) =
-            switch status {
-            case 400: ("invalid_request_error", nil, "Invalid request (scripted by x-mock-status).")
-            case 401: ("invalid_request_error", "invalid_api_key", "Incorrect API key provided (scripted by x-mock-status).")
-            case 403: ("permission_denied", nil, "Permission denied (scripted by x-mock-status).")
-            case 404: ("invalid_request_error", "model_not_found", "The model does not exist (scripted by x-mock-status).")
-            case 429: ("requests", "rate_limit_exceeded", "Rate limit reached for requests (scripted by x-mock-status).")
-            case 500..<600: ("server_error", nil, "The server had an error while processing your request (scripted by x-mock-status).")
-            default: ("invalid_request_error", nil, "Scripted error status \(status).")
-            }
-        var response = Self.error(status, message, type: type, code: code)
-        if let retryAfter { response.headers[.retryAfter] = retryAfter }
-        return response
-    }
-
-    private static func error(_ status: Int, _ message: String, type: String, code: String?) -> Response {
+    private static func error(_ wire: MockWire, _ status: Int, _ message: String, code: String? = nil) -> Response {
         Response(
             status: HTTPResponse.Status(code: status),
             headers: [.contentType: "application/json"],
-            body: ResponseBody(byteBuffer: ByteBuffer(string: openAIError(message: message, type: type, code: code)))
+            body: ResponseBody(byteBuffer: ByteBuffer(string: wire.errorBody(status: status, message: message, code: code)))
         )
     }
 }

@@ -5,7 +5,7 @@ import NIOConcurrencyHelpers
 /// that cancelled really went away (`abandonedStreams`, `activeStreams` back to 0).
 public final class MockProviderStats: Sendable {
     public struct Snapshot: Sendable, Hashable {
-        /// Requests to `/v1/chat/completions`.
+        /// Completion requests, in any of the wire formats.
         public var requests = 0
         /// Streams being written now.
         public var activeStreams = 0

@@ -71,9 +71,15 @@ public struct OpenAIWireFormat: WireFormat {
                 }
                 throw ProviderError(.protocolError, "the provider sent a chunk that is not JSON", retryable: true)
             }
-            // Azure's content-filter results arrive as chunks with no choices and no
-            // usage: nothing for the client.
-            if chunk.choices.isEmpty && chunk.usage == nil { return [] }
+            if chunk.usage == nil, chunk.choices.allSatisfy({ $0.delta == nil && $0.finishReason == nil }) {
+                // An error reported inside the stream decodes as an empty chunk.
+                if chunk.choices.isEmpty, chunk.id.isEmpty, let message = OpenAIWireFormat().errorMessage(bytes) {
+                    throw ProviderError(.http, "the provider sent an error in its stream: \(message)", retryable: false)
+                }
+                // Azure's content-filter results: chunks with no choices (prompt filter)
+                // or with choices that carry no delta: nothing for the client.
+                return []
+            }
             return [ProviderChunk(json: bytes, chunk: chunk)]
         }
     }

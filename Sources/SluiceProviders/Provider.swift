@@ -99,7 +99,8 @@ public protocol WireFormat: Sendable {
 public protocol StreamDecoder: Sendable {
     /// Decodes one event. Returns the chunks it yields (often one, sometimes none).
     mutating func decode(_ event: SSEEvent) throws -> [ProviderChunk]
-    /// Whether the provider's end-of-stream marker has been seen.
+    /// Whether the provider's proper end of stream has been seen: OpenAI's `[DONE]`,
+    /// Anthropic's `message_stop`, a `finishReason` on every Gemini candidate.
     var isComplete: Bool { get }
 }
 
@@ -118,8 +119,8 @@ public enum WireFormats {
         switch kind {
         case .openai, .openaiCompatible, .mock: OpenAIWireFormat()
         case .azure: OpenAIWireFormat(azure: true)
-        case .anthropic, .gemini:
-            throw SluiceError(.unsupported, "provider kind \"\(kind.rawValue)\" is not implemented yet")
+        case .anthropic: AnthropicWireFormat()
+        case .gemini: GeminiWireFormat()
         }
     }
 }

@@ -107,9 +107,11 @@ public struct ProviderRunner: Sendable {
                 if let failure { throw failure }
             }
             if let last = parser.finish() {
+                let now = MonotonicClock.now()
                 for c in try decoder.decode(last) {
                     accumulator.add(c.chunk)
-                    onChunk(c, MonotonicClock.now())
+                    if c.chunk.carriesContent { timing.contentChunk(at: now) }
+                    onChunk(c, now)
                 }
             }
         } catch {
