@@ -63,6 +63,8 @@ let package = Package(
         .target(name: "SluiceWorker", dependencies: [
             "SluiceCore", "SluiceProviders", "SluiceKafka", "SluiceRedis",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         .target(name: "SluiceGateway", dependencies: [
@@ -95,6 +97,7 @@ let package = Package(
             "SluiceCore", "SluiceKafka", "SluiceRedis", "SluiceHTTPClient", "SluiceProviders",
             "SluiceWorker", "SluiceGateway", "SluiceMockProvider", "SluiceBench",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),

@@ -23,13 +23,33 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "Override worker.max_in_flight.")
     var maxInFlight: Int?
 
+    @Option(help: "Serve Prometheus metrics at http://HOST:PORT/metrics (and /healthz); off when not given.")
+    var metricsListen: String?
+
     func run() async throws {
         var config = try global.loadConfig()
         if let maxInFlight { config.worker.maxInFlight = maxInFlight }
         let logger = global.makeLogger("sluice.worker")
         let worker = Worker(config: config, logger: logger)
+        var services: [any Service] = [worker]
+        if let metricsListen {
+            guard let colon = metricsListen.lastIndex(of: ":"), let port = Int(metricsListen[metricsListen.index(after: colon)...]) else {
+                throw ValidationError("--metrics-listen must be host:port, e.g. 0.0.0.0:9464")
+            }
+            let router = Router()
+            let metrics = worker.metrics
+            router.get("/metrics") { _, _ in
+                Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                         body: .init(byteBuffer: ByteBuffer(bytes: metrics.render())))
+            }
+            router.get("/healthz") { _, _ in HTTPResponse.Status.ok }
+            let host = String(metricsListen[..<colon])
+            services.append(Application(
+                router: router, configuration: .init(address: .hostname(host.isEmpty ? "0.0.0.0" : host, port: port)),
+                logger: logger))
+        }
         let group = ServiceGroup(
-            configuration: .init(services: [worker], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }
 }

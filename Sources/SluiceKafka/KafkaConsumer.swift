@@ -93,6 +93,10 @@ public final class KafkaConsumer: Sendable {
         try client.commit(offsets, synchronously: synchronously)
     }
 
+    /// Messages behind each assigned partition's end, from what the consumer already
+    /// knows (no broker round trip).
+    public func lag() -> [(TopicPartition, Int64)] { client.lag() }
+
     /// Stops fetching from every assigned partition (messages already fetched still arrive).
     public func pause() { client.setPaused(true) }
     public func resume() { client.setPaused(false) }

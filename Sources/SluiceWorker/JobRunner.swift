@@ -14,6 +14,7 @@ struct JobRunner: Sendable {
     let prices: PriceTable
     let logger: Logger
     let environment: [String: String]
+    let metrics: WorkerMetrics
 
     /// - Parameter cancelledByUser: whether a cancel request for this job has arrived;
     ///   tells a user's cancel (a `cancelled` result) from a shutdown (no result at all).
@@ -66,7 +67,6 @@ struct JobRunner: Sendable {
     ) async throws -> UnifiedResponse {
         let request = try resolve(job)
         let messages = request.messages
-        let chatInput = request.chatInput
         var targets = [ModelTarget(provider: request.provider, model: request.model ?? "")]
         targets += job.fallbacks
         var attempts = 0
@@ -137,6 +137,7 @@ struct JobRunner: Sendable {
                     let delay = JobRunner.backoff(retry: retry, retryAfter: pe.retryAfter)
                     guard MonotonicClock.now() + delay < deadline else { break }
                     logger.info("retrying after \(pe)", metadata: ["attempt": "\(attempts)", "delay_s": "\(delay)"])
+                    metrics.retried(provider: provider.name)
                     try? await Task.sleep(for: .milliseconds(Int64(delay * 1000)))
                 }
             }

@@ -25,10 +25,14 @@ public final class Worker: Service {
     private let tracker = SharedTracker()
     private let cancels = CancelRegistry()
 
-    public init(config: SluiceConfig, logger: Logger, environment: [String: String] = ProcessInfo.processInfo.environment) {
+    public let metrics: WorkerMetrics
+
+    public init(config: SluiceConfig, logger: Logger, environment: [String: String] = ProcessInfo.processInfo.environment,
+                metrics: WorkerMetrics = WorkerMetrics()) {
         self.config = config
         self.logger = logger
         self.environment = environment
+        self.metrics = metrics
     }
 
     public func run() async throws {
@@ -60,7 +64,7 @@ public final class Worker: Service {
             topics: [kafka.controlTopic], properties: kafka.properties, logger: logger)
         let runner = JobRunner(
             config: config, providers: ProviderRunner(client: http), redis: redis,
-            prices: PriceTable(overrides: config.pricing), logger: logger, environment: environment)
+            prices: PriceTable(overrides: config.pricing), logger: logger, environment: environment, metrics: metrics)
         let limiter = InFlightLimiter(limit: config.worker.maxInFlight)
         // Connect to Redis before the first job (it connects lazily); if it is down, the
         // worker still runs jobs and events follow when it is back.
@@ -90,8 +94,12 @@ public final class Worker: Service {
                             paused = false
                         }
                         tracker.withLock { $0.begin(message.topicPartition, offset: message.offset) }
+                        self.metrics.jobStarted()
                         jobs.addTask {
-                            defer { limiter.release() }
+                            defer {
+                                limiter.release()
+                                self.metrics.jobEnded()
+                            }
                             await self.handle(message, runner: runner, producer: producer)
                         }
                     }
@@ -124,9 +132,14 @@ public final class Worker: Service {
 
     /// Commits what is committable, every 100 ms.
     private func commitLoop(_ consumer: KafkaConsumer) async {
+        var ticks = 0
         while !Task.isCancelled {
             try? await Task.sleep(for: .milliseconds(100))
             commitDue(consumer, synchronously: false)
+            ticks += 1
+            if ticks % 50 == 0 {
+                for (tp, behind) in consumer.lag() { metrics.lag(partition: tp.partition, behind: behind) }
+            }
         }
     }
 
@@ -175,6 +188,7 @@ public final class Worker: Service {
             logger.warning("message sent to the DLQ: \(reason)", metadata: [
                 "topic": "\(message.topic)", "partition": "\(message.partition)", "offset": "\(message.offset)",
             ])
+            metrics.sentToDLQ()
             let record = DLQRecord(message: message, error: reason)
             if await deliver(producer, topic: config.kafka.dlqTopic, key: message.key, value: (try? JSON.encode(record)) ?? []) {
                 complete(message)
@@ -197,6 +211,7 @@ public final class Worker: Service {
             // redelivered rather than reported as cancelled.
             return
         }
+        metrics.finished(response)
         guard let value = try? JSON.encode(response) else { return }
         if await deliver(producer, topic: config.kafka.resultsTopic, key: Array(job.id.utf8), value: value) {
             complete(message)

@@ -16,9 +16,11 @@ final class WorkerHandle: Sendable {
     private let group: ServiceGroup
     private let task: Task<Void, any Error>
 
+    let metrics = WorkerMetrics()
+
     init(config: SluiceConfig, logger: Logger = TestServices.logger, environment: [String: String] = [:]) {
         let group = ServiceGroup(configuration: .init(
-            services: [Worker(config: config, logger: logger, environment: environment)], logger: logger))
+            services: [Worker(config: config, logger: logger, environment: environment, metrics: metrics)], logger: logger))
         self.group = group
         self.task = Task { try await group.run() }
     }

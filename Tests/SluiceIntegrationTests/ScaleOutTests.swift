@@ -44,3 +44,33 @@ struct ScaleOutTests {
         }
     }
 }
+
+@Suite(.timeLimit(.minutes(2)))
+struct WorkerMetricsTests {
+    @Test func prometheusMetricsCountJobsTokensRetriesAndTheDLQ() async throws {
+        try await TestStack.with(worker: false, configure: {
+            $0.worker.maxAttempts = 2
+            $0.pricing["mock/priced"] = .init(input: 1_000_000, output: 1_000_000)
+        }) { stack in
+            let worker = WorkerHandle(config: stack.config)
+            try await stack.submit(["id": "m1", "model": "default", "chat_input": "x"])
+            try await stack.submit(["id": "m2", "provider": "mock", "model": "priced", "chat_input": "x"])
+            try await stack.submit(["id": "m3", "provider": "mock", "model": "m-status=503", "chat_input": "x"])
+            try await stack.submitRaw(Array("nope".utf8), key: "m4")
+            let results = try await stack.waitForResults(3)
+            let text = String(decoding: worker.metrics.render(), as: UTF8.self)
+            try await worker.stop()
+            let m2 = try #require(results["m2"])
+            #expect(text.contains(#"sluice_worker_jobs_total{status="succeeded",provider="mock"} 2"#), "\(text)")
+            #expect(text.contains(#"sluice_worker_jobs_total{status="failed",provider="mock"} 1"#))
+            #expect(text.contains(#"sluice_worker_retries_total{provider="mock"} 1"#))
+            #expect(text.contains("sluice_worker_dlq_total 1"))
+            #expect(text.contains("sluice_worker_jobs_in_flight 0"))
+            #expect(text.contains(#"sluice_worker_tokens_total{provider="mock",kind="output"}"#))
+            #expect((m2.metrics.costUSD ?? 0) > 0)
+            #expect(text.contains(#"sluice_worker_cost_usd_total{provider="mock"}"#))
+            #expect(text.contains("sluice_worker_provider_latency_seconds_bucket"))
+            #expect(text.contains("sluice_worker_time_to_first_token_seconds_count"))
+        }
+    }
+}

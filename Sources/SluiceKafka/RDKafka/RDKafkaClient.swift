@@ -144,6 +144,27 @@ final class RDKafkaClient: @unchecked Sendable {
         if paused { rd_kafka_pause_partitions(handle, list) } else { rd_kafka_resume_partitions(handle, list) }
     }
 
+    /// Messages behind the end of each assigned partition: the high watermark (as last
+    /// seen in fetch responses; no broker round trip) minus the consumer's position.
+    func lag() -> [(TopicPartition, Int64)] {
+        var list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?
+        guard rd_kafka_assignment(handle, &list) == RD_KAFKA_RESP_ERR_NO_ERROR, let list else { return [] }
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        rd_kafka_position(handle, list)
+        guard list.pointee.cnt > 0, let elems = list.pointee.elems else { return [] }
+        var out: [(TopicPartition, Int64)] = []
+        for i in 0..<Int(list.pointee.cnt) {
+            let e = elems[i]
+            var low: Int64 = 0
+            var high: Int64 = 0
+            guard rd_kafka_get_watermark_offsets(handle, e.topic, e.partition, &low, &high) == RD_KAFKA_RESP_ERR_NO_ERROR,
+                  high >= 0 else { continue }
+            let position = e.offset >= 0 ? e.offset : low
+            out.append((TopicPartition(topic: String(cString: e.topic), partition: e.partition), max(0, high - position)))
+        }
+        return out
+    }
+
     /// Leaves the group (serving the final revoke) and stops fetching.
     func consumerClose() {
         rd_kafka_consumer_close(handle)

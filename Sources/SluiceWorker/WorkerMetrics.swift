@@ -1,0 +1,77 @@
+import CoreMetrics
+import Metrics
+import Prometheus
+import SluiceCore
+
+/// The worker's metrics, through swift-metrics into a Prometheus registry of the
+/// worker's own. `sluice worker --metrics-listen HOST:PORT` serves it at `/metrics`.
+///
+/// | metric | labels | what |
+/// |---|---|---|
+/// | `sluice_worker_jobs_total` | `status`, `provider` | jobs finished, by final status |
+/// | `sluice_worker_jobs_in_flight` | | jobs running now |
+/// | `sluice_worker_retries_total` | `provider` | provider attempts retried after a retryable failure |
+/// | `sluice_worker_dlq_total` | | messages sent to the DLQ |
+/// | `sluice_worker_provider_latency_seconds` | `provider` | request start to last byte of successful attempts (histogram) |
+/// | `sluice_worker_time_to_first_token_seconds` | `provider` | request start to first content chunk (histogram) |
+/// | `sluice_worker_tokens_total` | `provider`, `kind` (`input`/`output`) | tokens, as reported or estimated |
+/// | `sluice_worker_cost_usd_total` | `provider` | cost of priced models |
+/// | `sluice_worker_consumer_lag` | `partition` | messages behind the partition's end, per assigned partition of the requests topic |
+public final class WorkerMetrics: Sendable {
+    public let registry = PrometheusCollectorRegistry()
+    private let factory: PrometheusMetricsFactory
+    private let inFlight: Meter
+    private let dlq: CoreMetrics.Counter
+
+    public init() {
+        var factory = PrometheusMetricsFactory(registry: registry)
+        let latencyBuckets: [Double] = [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300]
+        factory.defaultDurationHistogramBuckets = latencyBuckets.map { .milliseconds(Int64($0 * 1000)) }
+        self.factory = factory
+        inFlight = Meter(label: "sluice_worker_jobs_in_flight", factory: factory)
+        inFlight.set(0)
+        dlq = CoreMetrics.Counter(label: "sluice_worker_dlq_total", factory: factory)
+    }
+
+    func jobStarted() { inFlight.increment() }
+    func jobEnded() { inFlight.decrement() }
+    func sentToDLQ() { dlq.increment() }
+
+    func retried(provider: String) {
+        CoreMetrics.Counter(label: "sluice_worker_retries_total", dimensions: [("provider", provider)], factory: factory).increment()
+    }
+
+    func finished(_ r: UnifiedResponse) {
+        let provider = r.provider.isEmpty ? "none" : r.provider
+        CoreMetrics.Counter(label: "sluice_worker_jobs_total", dimensions: [("status", r.status.rawValue), ("provider", provider)],
+                factory: factory).increment()
+        let m = r.metrics
+        if m.inputTokens > 0 {
+            CoreMetrics.Counter(label: "sluice_worker_tokens_total", dimensions: [("provider", provider), ("kind", "input")], factory: factory)
+                .increment(by: m.inputTokens)
+        }
+        if m.outputTokens > 0 {
+            CoreMetrics.Counter(label: "sluice_worker_tokens_total", dimensions: [("provider", provider), ("kind", "output")], factory: factory)
+                .increment(by: m.outputTokens)
+        }
+        if let cost = m.costUSD, cost > 0 {
+            CoreMetrics.FloatingPointCounter(label: "sluice_worker_cost_usd_total", dimensions: [("provider", provider)], factory: factory)
+                .increment(by: cost)
+        }
+        guard r.status == .succeeded else { return }
+        CoreMetrics.Timer(label: "sluice_worker_provider_latency_seconds", dimensions: [("provider", provider)], factory: factory)
+            .recordNanoseconds(Int64(m.latencyS * 1e9))
+        if let ttft = m.timeToFirstTokenS {
+            CoreMetrics.Timer(label: "sluice_worker_time_to_first_token_seconds", dimensions: [("provider", provider)], factory: factory)
+                .recordNanoseconds(Int64(ttft * 1e9))
+        }
+    }
+
+    func lag(partition: Int32, behind: Int64) {
+        CoreMetrics.Gauge(label: "sluice_worker_consumer_lag", dimensions: [("partition", String(partition))], factory: factory)
+            .record(behind)
+    }
+
+    /// The Prometheus text exposition format.
+    public func render() -> [UInt8] { registry.emitToBuffer() }
+}
