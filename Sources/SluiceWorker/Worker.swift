@@ -82,22 +82,21 @@ public final class Worker: Service {
                 group.addTask { await self.commitLoop(consumer) }
                 group.addTask { await self.controlLoop(control) }
                 await withDiscardingTaskGroup { jobs in
-                    var paused = false
+                    let flow = FlowControl(consumer)
                     for await message in consumer.messages {
-                        if limiter.isFull, !paused {
-                            consumer.pause()
-                            paused = true
-                        }
+                        if limiter.isFull { flow.pause() }
                         await limiter.acquire()
-                        if paused, !limiter.isFull {
-                            consumer.resume()
-                            paused = false
-                        }
+                        // Resume here too: the jobs may all have finished between the
+                        // pause and the acquire, and then no release would resume.
+                        if !limiter.isFull { flow.resume() }
                         tracker.withLock { $0.begin(message.topicPartition, offset: message.offset) }
                         self.metrics.jobStarted()
                         jobs.addTask {
                             defer {
                                 limiter.release()
+                                // A freed slot resumes fetching; waiting for the next
+                                // message to do it would wait forever on paused partitions.
+                                if !limiter.isFull { flow.resume() }
                                 self.metrics.jobEnded()
                             }
                             await self.handle(message, runner: runner, producer: producer)
@@ -292,5 +291,30 @@ final class SharedTracker: Sendable {
 
     func withLock<R>(_ body: (inout OffsetTracker) -> R) -> R {
         mutex.withLock { body(&$0) }
+    }
+}
+
+/// Pauses the consumer's partitions when the worker is full and resumes them when a slot
+/// frees, whichever task sees it first.
+final class FlowControl: Sendable {
+    private let consumer: KafkaConsumer
+    private let paused = Mutex(false)
+
+    init(_ consumer: KafkaConsumer) { self.consumer = consumer }
+
+    // The librdkafka calls happen under the lock, so a pause and a resume from two tasks
+    // reach the consumer in the order their flag changes did.
+    func pause() {
+        paused.withLock { p in
+            if !p { consumer.pause() }
+            p = true
+        }
+    }
+
+    func resume() {
+        paused.withLock { p in
+            if p { consumer.resume() }
+            p = false
+        }
     }
 }

@@ -58,6 +58,19 @@ struct PipelineTests {
         }
     }
 
+    @Test func aFullWorkerResumesFetchingWhenASlotFrees() async throws {
+        // Full → partitions paused. When the jobs finish, fetching must resume even though
+        // no message is waiting: a second wave submitted later must still run.
+        try await TestStack.with(maxInFlight: 2, mock: MockBehavior(chunks: 4, chunkDelay: .milliseconds(50))) { stack in
+            for i in 0..<3 { try await stack.submit(["id": .string("wave1-\(i)"), "model": "default", "chat_input": "x"]) }
+            _ = try await stack.waitForResults(3, timeout: .seconds(60))
+            try await Task.sleep(for: .milliseconds(500))
+            for i in 0..<3 { try await stack.submit(["id": .string("wave2-\(i)"), "model": "default", "chat_input": "x"]) }
+            let results = try await stack.waitForResults(6, timeout: .seconds(60))
+            #expect(results.count == 6)
+        }
+    }
+
     @Test func aWorkerGivenMoreJobsThanMaxInFlightFinishesThemAll() async throws {
         try await TestStack.with(maxInFlight: 2, mock: MockBehavior(chunks: 5, chunkDelay: .milliseconds(30))) { stack in
             let ids = (0..<12).map { "slow-\($0)-\(UUID().uuidString.prefix(6))" }
