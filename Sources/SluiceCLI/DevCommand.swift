@@ -51,8 +51,12 @@ struct DevCommand: AsyncParsableCommand {
         config.kafka.brokers = "127.0.0.1:\(kafkaPort)"
         config.redis.url = "redis://127.0.0.1:\(redisPort)"
         config.gateway.listen = "127.0.0.1:\(gatewayPort)"
-        config.providers.removeAll { $0.name == "mock" }
+        // The mock speaks every wire format: one provider per format, so each can be tried
+        // locally (`--provider mock-anthropic --model claude-mock`).
+        config.providers.removeAll { $0.name.hasPrefix("mock") }
         config.providers.append(.init(name: "mock", kind: .mock, baseURL: "http://127.0.0.1:\(mockPort)/v1"))
+        config.providers.append(.init(name: "mock-anthropic", kind: .anthropic, baseURL: "http://127.0.0.1:\(mockPort)", apiKeyEnv: "SLUICE_DEV_MOCK_KEY"))
+        config.providers.append(.init(name: "mock-gemini", kind: .gemini, baseURL: "http://127.0.0.1:\(mockPort)", apiKeyEnv: "SLUICE_DEV_MOCK_KEY"))
         config.models["default"] = ModelTarget(provider: "mock", model: "mock-1")
         let dir = URL(fileURLWithPath: runDir, isDirectory: true)
         let logs = dir.appendingPathComponent("logs", isDirectory: true)
@@ -60,6 +64,8 @@ struct DevCommand: AsyncParsableCommand {
         let configPath = dir.appendingPathComponent("sluice.yaml").path
         try YAMLEncoder().encode(config).write(toFile: configPath, atomically: true, encoding: .utf8)
 
+        // The mock checks only that a key is there; the worker child inherits this one.
+        setenv("SLUICE_DEV_MOCK_KEY", "dev-mock-key", 0)
         let children = Children(logDir: logs, logger: logger)
         defer { children.stopAll() }
         let signals = SignalWatcher([SIGINT, SIGTERM])

@@ -82,10 +82,12 @@ struct GatewayCommand: AsyncParsableCommand {
 struct MockProviderCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mock-provider",
-        abstract: "A deterministic LLM provider (OpenAI wire format) with paced streaming and fault injection.",
+        abstract: "A deterministic LLM provider (OpenAI, Azure, Anthropic and Gemini wire formats) with paced streaming and fault injection.",
         discussion: """
-            POST /v1/chat/completions. Per request, headers such as x-mock-chunks, x-mock-chunk-delay-ms, \
-            x-mock-first-token-delay-ms and x-mock-status script the reply; see the README.
+            OpenAI: POST /v1/chat/completions; Azure: /openai/deployments/{d}/chat/completions; Anthropic: \
+            POST /v1/messages; Gemini: /v1beta/models/{model}:streamGenerateContent. Per request, headers \
+            such as x-mock-chunks, x-mock-chunk-delay-ms, x-mock-first-token-delay-ms and x-mock-status (or \
+            the same knobs in the model name, e.g. mock-chunks=20,delay=50) script the reply; see the README.
             """)
 
     @OptionGroup var global: GlobalOptions
