@@ -16,7 +16,7 @@ struct Sluice: AsyncParsableCommand {
             """,
         subcommands: [
             WorkerCommand.self, GatewayCommand.self, DevCommand.self, SubmitCommand.self,
-            MockProviderCommand.self, TopicsCommand.self, BenchCommand.self,
+            MockProviderCommand.self, TopicsCommand.self, BatchCommand.self, BenchCommand.self,
         ]
     )
 }

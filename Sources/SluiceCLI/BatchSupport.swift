@@ -1,0 +1,371 @@
+import Foundation
+import Logging
+import SluiceCore
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// The parts of `sluice batch` that touch files and the terminal: the input read line by
+// line, the output scanned for resuming then appended to, the progress display, and the
+// bound on jobs in flight.
+
+/// A failure of the batch's own machinery (files, broker), as opposed to a failed job.
+struct BatchError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// The bytes of a custom_id hashed for the sets that detect duplicates and skip what the
+/// output already has: 8 bytes per id, so a run of millions of lines stays small. The
+/// seed is per process, which is all these sets need. A collision (about 1 in 10^7 for a
+/// million ids) would make a line look like a duplicate, and it would be reported as one.
+func customIDHash(_ id: String) -> Int {
+    var hasher = Hasher()
+    var id = id
+    id.withUTF8 { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
+    return hasher.finalize()
+}
+
+/// Reads a file line by line with `getline`, so that only one line is in memory.
+/// Not Sendable: used by the one task that reads the input.
+final class LineReader {
+    private let file: UnsafeMutablePointer<FILE>
+    private var buffer: UnsafeMutablePointer<CChar>?
+    private var capacity = 0
+    let path: String
+
+    init(path: String, mode: String = "r") throws {
+        guard let file = fopen(path, mode) else {
+            throw BatchError("cannot open \(path): \(String(cString: strerror(errno)))")
+        }
+        self.file = file
+        self.path = path
+    }
+
+    /// The next line, its newline included if it has one; nil at the end of the file.
+    func next() throws -> [UInt8]? {
+        let n = getline(&buffer, &capacity, file)
+        if n < 0 {
+            if ferror(file) != 0 { throw BatchError("cannot read \(path): \(String(cString: strerror(errno)))") }
+            return nil
+        }
+        return buffer.map { Array(UnsafeRawBufferPointer(start: $0, count: n)) } ?? []
+    }
+
+    deinit {
+        free(buffer)
+        fclose(file)
+    }
+}
+
+extension Array where Element == UInt8 {
+    /// The line without its trailing newline (`\n` or `\r\n`).
+    var withoutNewline: ArraySlice<UInt8> {
+        var end = count
+        if end > 0, self[end - 1] == 0x0A { end -= 1 }
+        if end > 0, self[end - 1] == 0x0D { end -= 1 }
+        return self[0..<end]
+    }
+}
+
+extension Collection where Element == UInt8 {
+    var isBlank: Bool { allSatisfy { $0 == 0x20 || $0 == 0x09 || $0 == 0x0D || $0 == 0x0A } }
+}
+
+/// The output file: scanned once for the custom_ids it already has, then appended to,
+/// one `write(2)` per result line so that each line is whole on disk as soon as it is
+/// written and an interrupted run loses nothing it had received.
+final class BatchOutput: Sendable {
+    struct Existing {
+        /// Hashes of the custom_ids already present.
+        var done: Set<Int> = []
+        var lines = 0
+        /// Lines that are not result lines (they are left alone, and their requests run).
+        var unreadable: [Int] = []
+        /// A torn last line (an interrupted write) that was cut off.
+        var repairedTail = false
+    }
+
+    let path: String
+    private let fd: Int32
+
+    /// Reads what `path` already holds (creating it if it does not exist), repairs a torn
+    /// last line, and opens it for appending.
+    static func open(_ path: String) throws -> (BatchOutput, Existing) {
+        var existing = Existing()
+        let fm = FileManager.default
+        var isDir: ObjCBool = false
+        if fm.fileExists(atPath: path, isDirectory: &isDir) {
+            guard !isDir.boolValue else { throw BatchError("the output \(path) is a directory; give a file path") }
+            let reader = try LineReader(path: path)
+            var goodEnd: off_t = 0
+            var tornTail: [UInt8]?
+            while let line = try reader.next() {
+                guard line.last == 0x0A else {
+                    tornTail = line
+                    break
+                }
+                existing.lines += 1
+                goodEnd += off_t(line.count)
+                let body = line.withoutNewline
+                if body.isBlank { continue }
+                if let id = BatchFormat.customID(ofOutputLine: body) {
+                    existing.done.insert(customIDHash(id))
+                } else {
+                    existing.unreadable.append(existing.lines)
+                }
+            }
+            if let tail = tornTail {
+                if let id = BatchFormat.customID(ofOutputLine: tail) {
+                    // A whole line that only lacks its newline (an editor may drop it).
+                    existing.lines += 1
+                    existing.done.insert(customIDHash(id))
+                    goodEnd += off_t(tail.count)
+                    let fd = Glibc.open(path, O_WRONLY | O_APPEND)
+                    guard fd >= 0 else { throw BatchError("cannot write to \(path): \(String(cString: strerror(errno)))") }
+                    defer { _ = Glibc.close(fd) }
+                    guard Glibc.write(fd, "\n", 1) == 1 else { throw BatchError("cannot write to \(path): \(String(cString: strerror(errno)))") }
+                } else {
+                    guard truncate(path, goodEnd) == 0 else {
+                        throw BatchError("cannot repair the torn last line of \(path): \(String(cString: strerror(errno)))")
+                    }
+                    existing.repairedTail = true
+                }
+            }
+        }
+        let fd = Glibc.open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw BatchError("cannot open the output \(path) for writing: \(String(cString: strerror(errno)))") }
+        return (BatchOutput(path: path, fd: fd), existing)
+    }
+
+    private init(path: String, fd: Int32) {
+        self.path = path
+        self.fd = fd
+    }
+
+    /// Appends one line in a single write (retried only for the part not yet written).
+    func append(_ line: [UInt8]) throws {
+        try line.withUnsafeBytes { raw in
+            var offset = 0
+            while offset < raw.count {
+                let n = Glibc.write(fd, raw.baseAddress! + offset, raw.count - offset)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw BatchError("cannot write to \(path): \(String(cString: strerror(errno)))")
+                }
+                offset += n
+            }
+        }
+    }
+
+    /// Flushes to disk and closes.
+    func close() {
+        _ = fsync(fd)
+        _ = Glibc.close(fd)
+    }
+}
+
+/// At most `limit` jobs in flight. One task (the reader of the input) acquires; the
+/// reader of results releases.
+final class InFlightSlots: Sendable {
+    private struct State {
+        var free: Int
+        var waiter: CheckedContinuation<Bool, Never>?
+        var cancelled = false
+    }
+    private let state: Mutex<State>
+
+    init(limit: Int) { state = Mutex(State(free: limit)) }
+
+    /// Waits for a free slot; false if the waiting task was cancelled.
+    func acquire() async -> Bool {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+                let resume: Bool? = state.withLock { s in
+                    if s.cancelled { return false }
+                    if s.free > 0 {
+                        s.free -= 1
+                        return true
+                    }
+                    s.waiter = continuation
+                    return nil
+                }
+                if let resume { continuation.resume(returning: resume) }
+            }
+        } onCancel: {
+            let waiter = state.withLock { s in
+                s.cancelled = true
+                defer { s.waiter = nil }
+                return s.waiter
+            }
+            waiter?.resume(returning: false)
+        }
+    }
+
+    func release() {
+        let waiter: CheckedContinuation<Bool, Never>? = state.withLock { s in
+            if let w = s.waiter {
+                s.waiter = nil
+                return w  // the slot passes straight to the waiter
+            }
+            s.free += 1
+            return nil
+        }
+        waiter?.resume(returning: true)
+    }
+}
+
+/// Progress on stderr: on a terminal one line redrawn in place, otherwise a plain line
+/// every `interval` seconds. Other messages (bad lines, logs) go through `note`, which
+/// keeps them from being drawn over.
+final class ProgressDisplay: Sendable {
+    let isTerminal: Bool
+    let enabled: Bool
+    let interval: Double
+    private struct State {
+        var shown = ""
+        var lastDraw = -Double.infinity
+    }
+    private let state = Mutex(State())
+
+    init(enabled: Bool, interval: Double) {
+        self.isTerminal = isatty(STDERR_FILENO) == 1
+        self.enabled = enabled
+        self.interval = interval
+    }
+
+    /// How often the caller should offer an update.
+    var refresh: Double { isTerminal ? 0.25 : interval }
+
+    /// A message that stays: clears the progress line, writes, redraws.
+    func note(_ text: String) {
+        state.withLock { s in
+            if isTerminal, !s.shown.isEmpty {
+                ProgressDisplay.write("\r\u{1B}[K" + text + "\n" + s.shown)
+            } else {
+                ProgressDisplay.write(text + "\n")
+            }
+        }
+    }
+
+    /// Draws the progress line if it is time (`force` draws now).
+    func update(_ line: @autoclosure () -> String, now: Double, force: Bool = false) {
+        guard enabled else { return }
+        state.withLock { s in
+            guard force || now - s.lastDraw >= refresh else { return }
+            s.lastDraw = now
+            let text = line()
+            if isTerminal {
+                let fitted = ProgressDisplay.fit(text, width: ProgressDisplay.terminalWidth() - 1)
+                s.shown = fitted
+                ProgressDisplay.write("\r\u{1B}[K" + fitted)
+            } else {
+                ProgressDisplay.write(text + "\n")
+            }
+        }
+    }
+
+    /// Removes the progress line (before the summary).
+    func clear() {
+        state.withLock { s in
+            if isTerminal, !s.shown.isEmpty { ProgressDisplay.write("\r\u{1B}[K") }
+            s.shown = ""
+        }
+    }
+
+    private static func write(_ text: String) {
+        var text = text
+        text.withUTF8 { buf in
+            var offset = 0
+            while offset < buf.count {
+                let n = Glibc.write(STDERR_FILENO, buf.baseAddress! + offset, buf.count - offset)
+                if n <= 0 {
+                    if n < 0, errno == EINTR { continue }
+                    return
+                }
+                offset += n
+            }
+        }
+    }
+
+    /// A line longer than the terminal would wrap, and `\r` would then redraw only its
+    /// last row.
+    private static func fit(_ text: String, width: Int) -> String {
+        guard width > 4, text.count > width else { return text }
+        return String(text.prefix(width - 1)) + "…"
+    }
+
+    private static func terminalWidth() -> Int {
+        var size = winsize()
+        if ioctl(STDERR_FILENO, UInt(TIOCGWINSZ), &size) == 0, size.ws_col > 0 { return Int(size.ws_col) }
+        return Int(ProcessInfo.processInfo.environment["COLUMNS"] ?? "") ?? 100
+    }
+}
+
+/// Log lines of the batch (and of the Kafka client under it) through the display, so a
+/// warning never lands in the middle of the progress line.
+struct BatchLogHandler: LogHandler {
+    let label: String
+    let display: ProgressDisplay
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        let all = metadata.merging(event.metadata ?? [:], uniquingKeysWith: { $1 })
+        let meta = all.isEmpty ? "" : " " + all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+        display.note("\(event.level): \(event.message)\(meta)")
+    }
+}
+
+/// SIGINT and SIGTERM counted, not acted on: the batch decides what the first and the
+/// second mean. A recording C handler (not SIG_IGN) so nothing is inherited by children.
+enum BatchSignals {
+    static func install() {
+        signal(SIGINT, batchCountSignal)
+        signal(SIGTERM, batchCountSignal)
+    }
+
+    static var count: Int { batchSignalCount.load(ordering: .relaxed) }
+}
+
+private let batchSignalCount = Atomic<Int>(0)
+private let batchCountSignal: @convention(c) (Int32) -> Void = { _ in
+    // Lock-free, so safe in a signal handler.
+    batchSignalCount.add(1, ordering: .relaxed)
+}
+
+/// Numbers for people.
+enum Human {
+    static func count(_ n: Int) -> String {
+        switch abs(n) {
+        case 0..<10_000: return "\(n)"
+        case 10_000..<1_000_000: return String(format: "%.1fk", Double(n) / 1_000)
+        case 1_000_000..<1_000_000_000: return String(format: "%.2fM", Double(n) / 1_000_000)
+        default: return String(format: "%.2fG", Double(n) / 1_000_000_000)
+        }
+    }
+
+    static func duration(_ s: Double) -> String {
+        guard s.isFinite, s >= 0 else { return "--" }
+        let t = Int(s.rounded())
+        if s < 10 { return String(format: "%.1fs", s) }
+        if t < 60 { return "\(t)s" }
+        if t < 3600 { return "\(t / 60)m\(String(format: "%02d", t % 60))s" }
+        return "\(t / 3600)h\(String(format: "%02d", (t % 3600) / 60))m"
+    }
+
+    static func cost(_ usd: Double) -> String {
+        usd < 1 ? String(format: "$%.4f", usd) : String(format: "$%.2f", usd)
+    }
+
+    static func rate(_ r: Double) -> String {
+        r < 10 ? String(format: "%.1f/s", r) : String(format: "%.0f/s", r)
+    }
+}
