@@ -20,6 +20,8 @@ public enum Bench {
         public var runDir: URL
         public var depsDir: URL
         public var commandLine: String
+        /// Extra librdkafka properties for the stack's worker and gateway (`kafka.properties`).
+        public var kafkaProperties: [String: String] = [:]
 
         public init(scenario: Scenario, quick: Bool, output: String, runDir: URL, depsDir: URL, commandLine: String) {
             self.scenario = scenario
@@ -67,6 +69,7 @@ public enum Bench {
             step("starting Redis, the broker, a worker (max_in_flight \(maxInFlight)) and the gateway; logs in \(children.logDir.path)")
             let stack = try await BenchStack.start(
                 children: children, tools: tools, providerURL: provider.baseURL, maxInFlight: maxInFlight,
+                kafkaProperties: options.kafkaProperties,
                 runDir: options.runDir, logger: logger)
             let client = try PipelineClient(config: stack.config, children: children, logger: logger)
             let consumer = Task { await client.consumeResults() }
@@ -112,7 +115,13 @@ public enum Bench {
                     options: options, sizes: sizes, tools: tools, children: children, scenarios: scenarios,
                     provider: provider, step: step)
             }
-            try report.markdown().write(toFile: options.output, atomically: true, encoding: .utf8)
+            // Notes written by hand below the marker (a profile, say) survive a rerun.
+            var text = report.markdown()
+            if let old = try? String(contentsOfFile: options.output, encoding: .utf8),
+               let marker = old.range(of: BenchReport.handWrittenMarker) {
+                text += "\n" + old[marker.lowerBound...]
+            }
+            try text.write(toFile: options.output, atomically: true, encoding: .utf8)
             step("wrote \(options.output)")
             return report
         }

@@ -59,6 +59,9 @@ public struct BenchReport: Sendable, Encodable {
 
     static let gib = 1024.0 * 1024 * 1024
 
+    /// Everything from this line on in an existing report is kept when the bench rewrites it.
+    public static let handWrittenMarker = "<!-- sluice bench: hand-written notes below are kept -->"
+
     /// Worker memory for 10,000 streams: the peak when 10,000 ran, else projected from
     /// the per-job figure.
     var rssFor10kStreams: (bytes: Double, projected: Bool)? {

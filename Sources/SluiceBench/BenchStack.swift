@@ -130,7 +130,8 @@ struct BenchStack: Sendable {
     static let model = "bench"
 
     static func start(
-        children: BenchChildren, tools: BenchTools, providerURL: String, maxInFlight: Int, runDir: URL, logger: Logger
+        children: BenchChildren, tools: BenchTools, providerURL: String, maxInFlight: Int,
+        kafkaProperties: [String: String] = [:], runDir: URL, logger: Logger
     ) async throws -> BenchStack {
         let redisPort = LoopbackPort.free()
         let kafkaPort = LoopbackPort.free()
@@ -148,6 +149,7 @@ struct BenchStack: Sendable {
         var config = SluiceConfig()
         config.kafka.brokers = "127.0.0.1:\(kafkaPort)"
         config.kafka.groupID = "sluice-bench-workers"
+        config.kafka.properties = kafkaProperties
         config.redis.url = "redis://127.0.0.1:\(redisPort)"
         config.redis.eventTTLSeconds = 600
         config.gateway.listen = "127.0.0.1:\(gatewayPort)"

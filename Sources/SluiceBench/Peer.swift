@@ -55,8 +55,10 @@ enum Peer {
               telemetry: false
             """.write(toFile: configPath, atomically: true, encoding: .utf8)
         step("peer: starting LiteLLM \(version ?? "") on 127.0.0.1:\(port)")
+        // LiteLLM refuses to start without a master key that is not publicly known.
+        let masterKey = "sk-bench-" + UUID().uuidString.lowercased()
         let proxy = try children.start("litellm", "/usr/bin/env", [
-            "PYTHONPATH=\(target.path)", "LITELLM_LOCAL_MODEL_COST_MAP=True", "LITELLM_LOG=ERROR", "PYTHONUNBUFFERED=1",
+            "PYTHONPATH=\(target.path)", "LITELLM_MASTER_KEY=\(masterKey)", "LITELLM_LOCAL_MODEL_COST_MAP=True", "LITELLM_LOG=ERROR", "PYTHONUNBUFFERED=1",
             python, "-m", "litellm.proxy.proxy_cli", "--config", configPath, "--host", "127.0.0.1", "--port", "\(port)",
             "--num_workers", "1",
         ])
@@ -64,20 +66,22 @@ enum Peer {
         do {
             try await children.waitForPort(port, name: "litellm", timeout: .seconds(240))
         } catch {
+            step("peer: LiteLLM did not start: \(error)")
             return PeerResult(name: name, version: version, firstToken: [],
-                              skipped: "LiteLLM did not start: \(error)".prefix(400).description)
+                              skipped: "LiteLLM did not start; see \(children.logPath("litellm"))")
         }
         let base = "http://127.0.0.1:\(port)"
         for i in 0..<3 {
             let script = BenchScript(token: scenarios.token("peerwarm", i), chunks: 2)
             _ = try? await scenarios.client.readStream(
-                PipelineClient.chatCompletionRequest(url: base + "/v1/chat/completions", script: script), counting: "data: ")
+                PipelineClient.chatCompletionRequest(url: base + "/v1/chat/completions", script: script, bearer: masterKey),
+                counting: "data: ")
         }
         var results: [FirstTokenResult] = []
         for c in [1, sizes.firstTokenConcurrent] {
             step("peer first-token: \(c == 1 ? sizes.firstTokenSequential : c) streams, \(c) at once, through LiteLLM")
             results.append(try await scenarios.firstToken(
-                label: "peer\(c)", path: .peer, baseURL: base, concurrency: c, total: c == 1 ? sizes.firstTokenSequential : c))
+                label: "peer\(c)", path: .peer, baseURL: base, bearer: masterKey, concurrency: c, total: c == 1 ? sizes.firstTokenSequential : c))
         }
         return PeerResult(name: name, version: version, firstToken: results, skipped: nil)
     }

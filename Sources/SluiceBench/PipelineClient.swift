@@ -173,10 +173,10 @@ extension PipelineClient {
         return reading
     }
 
-    static func chatCompletionRequest(url: String, script: BenchScript) -> HTTPRequest {
+    static func chatCompletionRequest(url: String, script: BenchScript, bearer: String = "sk-bench") -> HTTPRequest {
         let body = #"{"model":"\#(BenchStack.model)","messages":[{"role":"user","content":"\#(script.message)"}],"stream":true}"#
         return HTTPRequest(
-            method: "POST", url: url, headers: ["content-type": "application/json", "authorization": "Bearer sk-bench"],
+            method: "POST", url: url, headers: ["content-type": "application/json", "authorization": "Bearer \(bearer)"],
             body: Array(body.utf8), connectTimeout: .seconds(30), idleTimeout: .seconds(120), totalTimeout: .seconds(600))
     }
 

@@ -190,7 +190,7 @@ struct Scenarios: Sendable {
 
     /// Provider's first content chunk written → the reader has it, for `total` streams of
     /// which `concurrency` are open at once.
-    func firstToken(label: String, path: StreamPath, baseURL: String, concurrency: Int, total: Int) async throws -> FirstTokenResult {
+    func firstToken(label: String, path: StreamPath, baseURL: String, bearer: String = "sk-bench", concurrency: Int, total: Int) async throws -> FirstTokenResult {
         let client = self.client
         let ledger = provider.ledger
         let runID = self.runID
@@ -205,7 +205,8 @@ struct Scenarios: Sendable {
                 switch path {
                 case .chatCompletions, .peer:
                     reading = try await client.readStream(
-                        PipelineClient.chatCompletionRequest(url: baseURL + "/v1/chat/completions", script: script), counting: "data: ")
+                        PipelineClient.chatCompletionRequest(url: baseURL + "/v1/chat/completions", script: script, bearer: bearer),
+                        counting: "data: ")
                 case .jobsAndEvents:
                     let submitted = try await client.http.execute(PipelineClient.submitRequest(gateway: baseURL, id: tok, script: script))
                     _ = try await submitted.body.collect(upTo: 1 << 16)

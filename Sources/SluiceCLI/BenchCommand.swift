@@ -30,6 +30,9 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Where the markdown report goes (default BENCHMARKS.md; a temporary file with --quick).")
     var output: String?
 
+    @Option(name: .customLong("kafka-property"), help: "KEY=VALUE: a librdkafka property for the stack's worker and gateway (repeatable), to try a setting.")
+    var kafkaProperties: [String] = []
+
     @Option(help: "Where the stack's config and logs go.")
     var runDir: String = ".run/bench"
 
@@ -60,12 +63,19 @@ struct BenchCommand: AsyncParsableCommand {
         }
         defer { children.stopAll() }
         let signals = SignalWatcher([SIGINT, SIGTERM])
-        let options = Bench.Options(
+        var options = Bench.Options(
             scenario: scenario, quick: quick, output: outputPath, runDir: runDir, depsDir: depsDir,
             commandLine: (["sluice"] + CommandLine.arguments.dropFirst()).joined(separator: " "))
+        for property in kafkaProperties {
+            guard let eq = property.firstIndex(of: "="), eq != property.startIndex else {
+                throw ValidationError("--kafka-property takes KEY=VALUE, got \"\(property)\"")
+            }
+            options.kafkaProperties[String(property[..<eq])] = String(property[property.index(after: eq)...])
+        }
 
+        let runOptions = options
         let report = try await withThrowingTaskGroup(of: BenchReport?.self) { group in
-            group.addTask { try await Bench.run(options: options, tools: tools, children: children, logger: logger) }
+            group.addTask { try await Bench.run(options: runOptions, tools: tools, children: children, logger: logger) }
             group.addTask {
                 let s = await signals.next()
                 if Task.isCancelled { return nil }
