@@ -17,7 +17,7 @@ say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # --- Debian packages --------------------------------------------------------
-pkgs=(libcurl4-openssl-dev libhiredis-dev redis-server redis-tools pkg-config
+pkgs=(libcurl4-openssl-dev libhiredis-dev redis-server redis-tools pkg-config chromium
       build-essential liblz4-dev libsasl2-dev libssl-dev libzstd-dev zlib1g-dev dpkg-dev)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -25,6 +25,10 @@ public final class KafkaConsumer: Sendable {
         "enable.auto.commit": "false",
         "enable.auto.offset.store": "false",
         "auto.offset.reset": "earliest",
+        // A job waiting in the topic is picked up in milliseconds, not after the default
+        // 500 ms fetch wait (some brokers, Tansu among them, do not answer a waiting fetch
+        // early when a record arrives). Costs more idle fetches; a queue wants low pickup.
+        "fetch.wait.max.ms": "10",
         "session.timeout.ms": "6000",
         "heartbeat.interval.ms": "500",
         "log.connection.close": "false",

@@ -725,6 +725,28 @@ enum OpenAPIDocument {
         }
       }
     },
+    "/": {
+      "get": {
+        "tags": [
+          "Operations"
+        ],
+        "operationId": "console",
+        "summary": "The live console: submit a prompt, watch its tokens stream, see its metrics",
+        "security": [],
+        "responses": {
+          "200": {
+            "description": "A self-contained HTML page.",
+            "content": {
+              "text/html": {
+                "schema": {
+                  "type": "string"
+                }
+              }
+            }
+          }
+        }
+      }
+    },
     "/docs": {
       "get": {
         "tags": [
