@@ -10,6 +10,7 @@ public enum KafkaAdmin {
     ) throws {
         guard !topics.isEmpty else { return }
         let conf = try RDKafkaConfig.make(["bootstrap.servers": brokers, "log.connection.close": "false"])
+        rd_kafka_conf_set_log_cb(conf, rdkafkaQuietLogCallback)
         var errstr = [CChar](repeating: 0, count: 512)
         guard let rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, &errstr, errstr.count) else {
             rd_kafka_conf_destroy(conf)
