@@ -59,16 +59,21 @@ public enum EventEnvelope {
     }
 }
 
-/// A minimal, allocation-light scanner over a JSON object's top-level fields.
+/// A minimal, allocation-free scanner over a JSON object's top-level fields: what the
+/// relays need to look at an envelope, a chunk or a result without decoding it.
 public enum JSONScanner {
-    /// Calls `body` with each top-level key (unescaped only if it has no escapes, which
-    /// holds for every key Sluice looks for) and the byte range of its raw value.
-    /// Returns false if `bytes` is not a well-formed object at the top level.
+    /// Calls `body` with the byte ranges of each top-level key (without its quotes) and
+    /// raw value of the object at `range` of `bytes`, until `body` returns false.
+    /// Returns false if the bytes are not a well-formed object at the top level.
     @discardableResult
-    public static func forEachTopLevelField(in bytes: [UInt8], _ body: (String, Range<Int>) -> Void) -> Bool {
-        var i = 0
-        let n = bytes.count
-        func skipSpace() { while i < n, bytes[i] == 0x20 || bytes[i] == 0x0A || bytes[i] == 0x0D || bytes[i] == 0x09 { i += 1 } }
+    public static func scanTopLevel(
+        _ bytes: [UInt8], range: Range<Int>, _ body: (_ key: Range<Int>, _ value: Range<Int>) -> Bool
+    ) -> Bool {
+        var i = range.lowerBound
+        let n = range.upperBound
+        @inline(__always) func skipSpace() {
+            while i < n, bytes[i] == 0x20 || bytes[i] == 0x0A || bytes[i] == 0x0D || bytes[i] == 0x09 { i += 1 }
+        }
         func skipString() -> Bool {
             guard i < n, bytes[i] == UInt8(ascii: "\"") else { return false }
             i += 1
@@ -81,7 +86,6 @@ public enum JSONScanner {
             return false
         }
         func skipValue() -> Bool {
-            skipSpace()
             guard i < n else { return false }
             switch bytes[i] {
             case UInt8(ascii: "\""): return skipString()
@@ -120,14 +124,14 @@ public enum JSONScanner {
             skipSpace()
             let keyStart = i
             guard skipString() else { return false }
-            let key = String(decoding: bytes[(keyStart + 1)..<(i - 1)], as: UTF8.self)
+            let key = (keyStart + 1)..<(i - 1)
             skipSpace()
             guard i < n, bytes[i] == UInt8(ascii: ":") else { return false }
             i += 1
             skipSpace()
             let valueStart = i
             guard skipValue() else { return false }
-            body(key, valueStart..<i)
+            if !body(key, valueStart..<i) { return true }
             skipSpace()
             guard i < n else { return false }
             if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
@@ -135,6 +139,32 @@ public enum JSONScanner {
             return false
         }
         return false
+    }
+
+    /// Calls `body` with each top-level key (unescaped only if it has no escapes, which
+    /// holds for every key Sluice looks for) and the byte range of its raw value.
+    /// Returns false if `bytes` is not a well-formed object at the top level.
+    @discardableResult
+    public static func forEachTopLevelField(in bytes: [UInt8], _ body: (String, Range<Int>) -> Void) -> Bool {
+        scanTopLevel(bytes, range: 0..<bytes.count) { key, value in
+            body(String(decoding: bytes[key], as: UTF8.self), value)
+            return true
+        }
+    }
+
+    /// The byte range of the raw top-level value of `key` in the object at `range`; nil
+    /// if absent or not an object. Compares key bytes: no string is made.
+    public static func value(of key: StaticString, in bytes: [UInt8], range: Range<Int>) -> Range<Int>? {
+        let wanted = UnsafeRawBufferPointer(start: key.utf8Start, count: key.utf8CodeUnitCount)
+        var found: Range<Int>?
+        scanTopLevel(bytes, range: range) { k, v in
+            if k.count == wanted.count, (0..<wanted.count).allSatisfy({ bytes[k.lowerBound + $0] == wanted[$0] }) {
+                found = v
+                return false
+            }
+            return true
+        }
+        return found
     }
 }
 

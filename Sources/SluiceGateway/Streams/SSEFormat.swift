@@ -1,5 +1,6 @@
 import HTTPTypes
 import Hummingbird
+import SluiceCore
 
 /// Writes events in `text/event-stream` framing.
 enum SSEFormat {
@@ -65,76 +66,7 @@ enum JSONPeek {
     /// The byte range of the top-level value of `key` in the object at `range` of
     /// `bytes`; nil if absent or if the bytes are not an object.
     static func value(of key: StaticString, in bytes: [UInt8], range: Range<Int>) -> Range<Int>? {
-        let keyBytes = UnsafeRawBufferPointer(start: key.utf8Start, count: key.utf8CodeUnitCount)
-        var i = range.lowerBound
-        let n = range.upperBound
-        @inline(__always) func skipSpace() {
-            while i < n, bytes[i] == 0x20 || bytes[i] == 0x0A || bytes[i] == 0x0D || bytes[i] == 0x09 { i += 1 }
-        }
-        func skipString() -> Bool {
-            guard i < n, bytes[i] == UInt8(ascii: "\"") else { return false }
-            i += 1
-            while i < n {
-                let b = bytes[i]
-                if b == UInt8(ascii: "\\") { i += 2; continue }
-                i += 1
-                if b == UInt8(ascii: "\"") { return true }
-            }
-            return false
-        }
-        func skipValue() -> Bool {
-            guard i < n else { return false }
-            switch bytes[i] {
-            case UInt8(ascii: "\""): return skipString()
-            case UInt8(ascii: "{"), UInt8(ascii: "["):
-                var depth = 0
-                while i < n {
-                    let b = bytes[i]
-                    if b == UInt8(ascii: "\"") {
-                        if !skipString() { return false }
-                        continue
-                    }
-                    if b == UInt8(ascii: "{") || b == UInt8(ascii: "[") { depth += 1 }
-                    if b == UInt8(ascii: "}") || b == UInt8(ascii: "]") {
-                        depth -= 1
-                        if depth == 0 { i += 1; return true }
-                    }
-                    i += 1
-                }
-                return false
-            default:
-                let start = i
-                while i < n, bytes[i] != UInt8(ascii: ","), bytes[i] != UInt8(ascii: "}"), bytes[i] != UInt8(ascii: "]"),
-                      bytes[i] != 0x20, bytes[i] != 0x0A, bytes[i] != 0x0D, bytes[i] != 0x09 {
-                    i += 1
-                }
-                return i > start
-            }
-        }
-
-        skipSpace()
-        guard i < n, bytes[i] == UInt8(ascii: "{") else { return nil }
-        i += 1
-        while i < n {
-            skipSpace()
-            if i < n, bytes[i] == UInt8(ascii: "}") { return nil }
-            let keyStart = i + 1
-            guard skipString() else { return nil }
-            let matches = i - 1 - keyStart == keyBytes.count
-                && (0..<keyBytes.count).allSatisfy { bytes[keyStart + $0] == keyBytes[$0] }
-            skipSpace()
-            guard i < n, bytes[i] == UInt8(ascii: ":") else { return nil }
-            i += 1
-            skipSpace()
-            let valueStart = i
-            guard skipValue() else { return nil }
-            if matches { return valueStart..<i }
-            skipSpace()
-            guard i < n else { return nil }
-            if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
-            return nil
-        }
-        return nil
+        JSONScanner.value(of: key, in: bytes, range: range)
     }
 
     /// Whether a `chat.completion.chunk` carries only usage (`"choices": []`): OpenAI
