@@ -374,7 +374,7 @@ struct AnthropicStreamDecoder: StreamDecoder {
         guard !isComplete else { return [] }
         let event: AnthropicWireFormat.Event
         do {
-            event = try JSON.decode(AnthropicWireFormat.Event.self, from: sse.data.utf8)
+            event = try JSON.decode(AnthropicWireFormat.Event.self, from: sse.bytes)
         } catch {
             throw ProviderError(.protocolError, "\(provider) sent a stream event that is not JSON", retryable: true)
         }

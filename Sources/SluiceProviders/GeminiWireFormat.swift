@@ -360,7 +360,7 @@ struct GeminiStreamDecoder: StreamDecoder {
     mutating func decode(_ sse: SSEEvent) throws -> [ProviderChunk] {
         let response: GeminiWireFormat.Response
         do {
-            response = try JSON.decode(GeminiWireFormat.Response.self, from: sse.data.utf8)
+            response = try JSON.decode(GeminiWireFormat.Response.self, from: sse.bytes)
         } catch {
             throw ProviderError(.protocolError, "\(provider) sent a stream event that is not JSON", retryable: true)
         }

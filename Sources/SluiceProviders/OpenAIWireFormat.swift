@@ -55,22 +55,23 @@ public struct OpenAIWireFormat: WireFormat {
 
     struct Decoder: StreamDecoder {
         private(set) var isComplete = false
+        /// The last chunk read, whose id and model strings the next one reuses.
+        private var previous: ChatCompletionChunk?
 
         mutating func decode(_ event: SSEEvent) throws -> [ProviderChunk] {
-            if event.data == "[DONE]" {
+            if event.dataEquals("[DONE]") {
                 isComplete = true
                 return []
             }
-            let bytes = Array(event.data.utf8)
-            let chunk: ChatCompletionChunk
-            do {
-                chunk = try JSON.decode(ChatCompletionChunk.self, from: bytes)
-            } catch {
+            let bytes = event.bytes
+            // The common chunk is read in place; anything unusual takes JSONDecoder.
+            guard let chunk = ChunkReader.read(bytes, previous: previous) ?? (try? JSON.decode(ChatCompletionChunk.self, from: bytes)) else {
                 if let message = OpenAIWireFormat().errorMessage(bytes) {
                     throw ProviderError(.http, message, retryable: false)
                 }
                 throw ProviderError(.protocolError, "the provider sent a chunk that is not JSON", retryable: true)
             }
+            previous = chunk
             if chunk.usage == nil, chunk.choices.allSatisfy({ $0.delta == nil && $0.finishReason == nil }) {
                 // An error reported inside the stream decodes as an empty chunk.
                 if chunk.choices.isEmpty, chunk.id.isEmpty, let message = OpenAIWireFormat().errorMessage(bytes) {

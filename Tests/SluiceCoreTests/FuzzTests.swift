@@ -93,6 +93,30 @@ import Testing
         }
     }
 
+    /// The in-place parser against the byte-at-a-time one it replaced, on mutated input
+    /// fed in random pieces.
+    @Test func sseParserAgreesWithTheReferenceParser() {
+        var rng = Rng(state: Self.seed &+ 3)
+        for _ in 0..<Self.iterations / 4 {
+            let input = Self.mutate(Array(Self.corpus[4].utf8) + Array(Self.corpus[4].utf8), &rng)
+            var reference = ReferenceSSEParser()
+            var expected = reference.feed(input)
+            if let last = reference.finish() { expected.append(last) }
+            var parser = SSEParser()
+            var got: [SSEEvent] = []
+            var i = 0
+            while i < input.count {
+                let n = Int.random(in: 1...max(1, input.count - i), using: &rng)
+                got += parser.feed(Array(input[i..<(i + n)]))
+                i += n
+            }
+            if let last = parser.finish() { got.append(last) }
+            // The reference made text of the data (repairing bad UTF-8); compare as text.
+            #expect(got.map { [$0.event, $0.data, $0.id, $0.retry.map(String.init)] }
+                == expected.map { [$0.event, $0.data, $0.id, $0.retry.map(String.init)] })
+        }
+    }
+
     @Test func envelopePeekNeverCrashes() {
         var rng = Rng(state: Self.seed &+ 2)
         let envelope = EventEnvelope.encode(jobID: "j", seq: 3, event: .chunk, data: Array(Self.corpus[0].utf8), ts: 1)
