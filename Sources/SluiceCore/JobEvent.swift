@@ -17,18 +17,49 @@ public enum EventEnvelope {
     public static func encode(jobID: String, seq: Int, event: EventName, data: [UInt8], ts: Double) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(data.count + jobID.utf8.count + 96)
-        out.append(contentsOf: #"{"job_id":"#.utf8)
+        write(prefix: prefix(jobID: jobID), seq: seq, event: event, data: data, ts: ts, into: &out)
+        return out
+    }
+
+    /// `{"job_id":"…"`: the start every event of a job shares, made once per job.
+    public static func prefix(jobID: String) -> [UInt8] {
+        var out = Array(#"{"job_id":"#.utf8)
         JSON.appendString(jobID, to: &out)
+        return out
+    }
+
+    /// Appends an envelope to `out`, with no intermediate strings: the per-chunk path.
+    /// `ts` is written with microsecond precision.
+    public static func write(prefix: [UInt8], seq: Int, event: EventName, data: [UInt8], ts: Double, into out: inout [UInt8]) {
+        out.append(contentsOf: prefix)
         out.append(contentsOf: #","seq":"#.utf8)
-        out.append(contentsOf: String(seq).utf8)
+        appendDecimal(seq, to: &out)
         out.append(contentsOf: #","event":""#.utf8)
         out.append(contentsOf: event.rawValue.utf8)
         out.append(contentsOf: #"","ts":"#.utf8)
-        out.append(contentsOf: String(ts).utf8)
+        let micros = Int((ts * 1_000_000).rounded())
+        appendDecimal(micros / 1_000_000, to: &out)
+        out.append(UInt8(ascii: "."))
+        var fraction = micros % 1_000_000
+        var divisor = 100_000
+        for _ in 0..<6 {
+            out.append(0x30 + UInt8(fraction / divisor))
+            fraction %= divisor
+            divisor /= 10
+        }
         out.append(contentsOf: #","data":"#.utf8)
         out.append(contentsOf: data)
         out.append(UInt8(ascii: "}"))
-        return out
+    }
+
+    /// A non-negative integer in decimal, without making a string.
+    static func appendDecimal(_ n: Int, to out: inout [UInt8]) {
+        guard n >= 10 else {
+            out.append(0x30 + UInt8(clamping: max(0, n)))
+            return
+        }
+        appendDecimal(n / 10, to: &out)
+        out.append(0x30 + UInt8(n % 10))
     }
 
     /// The fields a relay needs, located without decoding the whole event.

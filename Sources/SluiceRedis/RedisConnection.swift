@@ -381,7 +381,7 @@ private struct CommandLoop: ~Copyable {
                     switch batch[written - 1] {
                     case .command(let command):
                         try connection.append(command)
-                        pipelined += 1
+                        pipelined += command.replyCount
                     case .request(let request):
                         for command in request.commands {
                             try connection.append(command)
@@ -392,9 +392,11 @@ private struct CommandLoop: ~Copyable {
                 while answered < written {
                     switch batch[answered] {
                     case .command(let command):
-                        let reply = try connection.readReply()
-                        if let message = reply.errorMessage {
-                            reportFailedCommand(command, message)
+                        for _ in 0..<command.replyCount {
+                            let reply = try connection.readReply()
+                            if let message = reply.errorMessage {
+                                reportFailedCommand(command, message)
+                            }
                         }
                     case .request(let request):
                         var replies: [RedisReply] = []

@@ -15,6 +15,11 @@ struct JobEvents {
     private let channel: [UInt8]
     private let streamKey: [UInt8]
 
+    /// `{"job_id":"…"`, the start of every envelope of the job.
+    private let envelopePrefix: [UInt8]
+    /// Scratch for the envelope being written, reused across events.
+    private var envelope: [UInt8] = []
+
     init(jobID: String, redis: RedisConnection, ttlSeconds: Int, lastSeq: Int) {
         self.jobID = jobID
         self.redis = redis
@@ -22,6 +27,7 @@ struct JobEvents {
         self.seq = lastSeq
         self.channel = Array(RedisKeys.channel(jobID).utf8)
         self.streamKey = Array(RedisKeys.events(jobID).utf8)
+        self.envelopePrefix = EventEnvelope.prefix(jobID: jobID)
     }
 
     /// The last `seq` already in the job's replay stream (0 if none or Redis is away).
@@ -37,20 +43,38 @@ struct JobEvents {
         return n
     }
 
-    /// Publishes an event whose `data` is already JSON. The per-chunk hot path: one
-    /// envelope, one pipelined batch, no waiting.
+    /// Publishes an event whose `data` is already JSON. The per-chunk hot path: the
+    /// envelope and both commands are written straight into one RESP buffer, queued as
+    /// one unit, with no waiting.
     mutating func emit(_ event: EventName, data: [UInt8]) {
         seq += 1
-        let envelope = EventEnvelope.encode(jobID: jobID, seq: seq, event: event, data: data, ts: WallClock.now())
-        let id = Array("0-\(seq)".utf8)
-        var commands = [
-            RedisCommand([RedisCommand.publish, channel, envelope]),
-            RedisCommand([RedisCommand.xadd, streamKey, id, RedisCommand.eventField, envelope]),
-        ]
-        if seq == 1 || event == .chatFinished {
-            commands.append(RedisCommand([RedisCommand.expire, streamKey, Array(String(ttlSeconds).utf8)]))
+        envelope.removeAll(keepingCapacity: true)
+        EventEnvelope.write(prefix: envelopePrefix, seq: seq, event: event, data: data, ts: WallClock.now(), into: &envelope)
+        let expire = seq == 1 || event == .chatFinished
+        var out: [UInt8] = []
+        out.reserveCapacity(2 * envelope.count + channel.count + 3 * streamKey.count + 112)
+        RESPWriter.command(3, into: &out)
+        RESPWriter.bulk("PUBLISH", into: &out)
+        RESPWriter.bulk(channel, into: &out)
+        RESPWriter.bulk(envelope, into: &out)
+        RESPWriter.command(5, into: &out)
+        RESPWriter.bulk("XADD", into: &out)
+        RESPWriter.bulk(streamKey, into: &out)
+        // The entry ID `0-seq`.
+        out.append(UInt8(ascii: "$"))
+        RESPWriter.decimal(2 + RESPWriter.decimalLength(seq), into: &out)
+        out.append(contentsOf: "\r\n0-".utf8)
+        RESPWriter.decimal(seq, into: &out)
+        out.append(contentsOf: "\r\n".utf8)
+        RESPWriter.bulk("e", into: &out)
+        RESPWriter.bulk(envelope, into: &out)
+        if expire {
+            RESPWriter.command(3, into: &out)
+            RESPWriter.bulk("EXPIRE", into: &out)
+            RESPWriter.bulk(streamKey, into: &out)
+            RESPWriter.bulk(ttlSeconds, into: &out)
         }
-        redis.send(commands)
+        redis.send(.formatted(out, commands: expire ? 3 : 2))
     }
 
     mutating func emit(_ event: EventName, _ data: JSONValue) {
@@ -69,10 +93,5 @@ struct JobEvents {
 }
 
 extension RedisCommand {
-    static let publish = Array("PUBLISH".utf8)
-    static let xadd = Array("XADD".utf8)
-    static let expire = Array("EXPIRE".utf8)
     static let set = Array("SET".utf8)
-    /// The field of a replay-stream entry that holds the event envelope.
-    static let eventField = Array("e".utf8)
 }

@@ -123,6 +123,8 @@ struct RedisClientTests {
         }
     }
 
+    /// Plain, batched and pre-formatted sends interleaved: every reply is read for the
+    /// right command (else the LRANGE below would get someone else's reply).
     @Test func fireAndForgetCommandsArriveInOrder() async throws {
         try await withRedis { url, _ in
             let configuration = try RedisConfiguration(url: url)
@@ -138,7 +140,19 @@ struct RedisClientTests {
             let count = 10_000
 
             for index in 0..<count {
-                if index % 2 == 0 {
+                if index % 3 == 2 {
+                    // Pre-formatted RESP, two commands in one unit (the per-chunk path).
+                    var resp: [UInt8] = []
+                    RESPWriter.command(3, into: &resp)
+                    RESPWriter.bulk("RPUSH", into: &resp)
+                    RESPWriter.bulk(Array(key.utf8), into: &resp)
+                    RESPWriter.bulk(index, into: &resp)
+                    RESPWriter.command(3, into: &resp)
+                    RESPWriter.bulk("PUBLISH", into: &resp)
+                    RESPWriter.bulk(Array(channel.utf8), into: &resp)
+                    RESPWriter.bulk(index, into: &resp)
+                    connection.send(.formatted(resp, commands: 2))
+                } else if index % 2 == 0 {
                     connection.send(RedisCommand("RPUSH", key, String(index)))
                     connection.send(RedisCommand("PUBLISH", channel, String(index)))
                 } else {

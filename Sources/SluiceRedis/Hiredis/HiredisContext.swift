@@ -91,6 +91,13 @@ final class HiredisContext {
 
     /// Formats `command` into the output buffer (no I/O). `command` must not be empty.
     func append(_ command: RedisCommand) throws(RedisError) {
+        if command.formattedCommands > 0 {
+            let status = command.bytes.withUnsafeBytes { buffer in
+                redisAppendFormattedCommand(context, buffer.baseAddress?.assumingMemoryBound(to: CChar.self), buffer.count)
+            }
+            if status != REDIS_OK { throw failure() }
+            return
+        }
         let count = command.count
         if count > argvCapacity {
             argv.deallocate()
