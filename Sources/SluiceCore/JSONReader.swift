@@ -1,3 +1,5 @@
+import Foundation
+
 /// A strict JSON cursor for hot paths: reads the few values a caller wants straight from
 /// the bytes and skips the rest, validating everything it passes.
 ///
@@ -342,5 +344,109 @@ extension UnsafeRawBufferPointer {
         let wanted = text.utf8Start
         for k in 0..<count where self[k] != wanted[k] { return false }
         return true
+    }
+}
+
+extension JSONReader {
+    /// Nesting allowed in a `JSONValue` (JSONDecoder's own limit).
+    static let maxValueDepth = 512
+
+    /// Any JSON value, read directly (no Codable round of try-this-type-then-that).
+    public mutating func value(depth: Int = 0) throws(Unsupported) -> JSONValue {
+        guard depth < Self.maxValueDepth else { throw Unsupported() }
+        switch try peek() {
+        case UInt8(ascii: "\""):
+            return .string(try readString())
+        case UInt8(ascii: "{"):
+            i += 1
+            var object: [String: JSONValue] = [:]
+            var first = true
+            while try nextKeyForValue(first: &first) {
+                let key = try readString()
+                try expect(UInt8(ascii: ":"))
+                // A repeated key: which one JSONDecoder keeps is its business.
+                guard object.updateValue(try value(depth: depth + 1), forKey: key) == nil else { throw Unsupported() }
+            }
+            return .object(object)
+        case UInt8(ascii: "["):
+            i += 1
+            var array: [JSONValue] = []
+            var first = true
+            while try nextElement(first: &first) {
+                array.append(try value(depth: depth + 1))
+            }
+            return .array(array)
+        case UInt8(ascii: "t"):
+            try literal("true")
+            return .bool(true)
+        case UInt8(ascii: "f"):
+            try literal("false")
+            return .bool(false)
+        case UInt8(ascii: "n"):
+            try literal("null")
+            return .null
+        default:
+            let start = i
+            try skipNumber()
+            let text = UnsafeRawBufferPointer(rebasing: bytes[start..<i])
+            // Exponents (rare, with edge cases JSONDecoder has its own view of) go to it.
+            guard !text.contains(UInt8(ascii: "e")), !text.contains(UInt8(ascii: "E")),
+                  let n = Self.double(text), n.isFinite
+            else { throw Unsupported() }
+            return .number(n)
+        }
+    }
+
+    /// Positions at the next key's opening quote, or consumes the closing brace.
+    mutating func nextKeyForValue(first: inout Bool) throws(Unsupported) -> Bool {
+        let b = try peek()
+        if b == UInt8(ascii: "}") {
+            i += 1
+            return false
+        }
+        if first {
+            first = false
+        } else {
+            guard b == UInt8(ascii: ",") else { throw Unsupported() }
+            i += 1
+        }
+        guard try peek() == UInt8(ascii: "\"") else { throw Unsupported() }
+        return true
+    }
+
+    /// A JSON number's text as a Double: small integers exactly without parsing text,
+    /// the rest by the standard library's correctly rounded parser.
+    static func double(_ text: UnsafeRawBufferPointer) -> Double? {
+        if text.count <= 15 {
+            var v = 0
+            var negative = false
+            var plain = true
+            for (k, b) in text.enumerated() {
+                if k == 0, b == UInt8(ascii: "-") {
+                    negative = true
+                } else if b &- 0x30 < 10 {
+                    v = v * 10 + Int(b &- 0x30)
+                } else {
+                    plain = false
+                    break
+                }
+            }
+            if plain { return negative ? (v == 0 ? -0.0 : -Double(v)) : Double(v) }
+        }
+        return Double(String(decoding: text, as: UTF8.self))
+    }
+}
+
+extension JSONValue {
+    /// Parses JSON text. Fast for everything ordinary; what the direct reader declines
+    /// (see `JSONReader`) is decoded by JSONDecoder, which also words the errors.
+    public static func parse(_ bytes: some Collection<UInt8>) throws -> JSONValue {
+        let fast: JSONValue?? = bytes.withContiguousStorageIfAvailable { buffer in
+            var reader = JSONReader(UnsafeRawBufferPointer(buffer))
+            guard let value = try? reader.value(), (try? reader.end()) != nil else { return nil }
+            return value
+        }
+        if let fast = fast ?? nil { return fast }
+        return try JSON.decoder.decode(JSONValue.self, from: Data(bytes))
     }
 }

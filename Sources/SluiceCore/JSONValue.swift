@@ -123,11 +123,19 @@ public enum JSON {
     public static let decoder = JSONDecoder()
 
     public static func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
-        Array(try encoder.encode(value))
+        if let value = value as? JSONValue {
+            var out: [UInt8] = []
+            try value.write(to: &out)
+            return out
+        }
+        return Array(try encoder.encode(value))
     }
 
     public static func decode<T: Decodable>(_ type: T.Type, from bytes: some Collection<UInt8>) throws -> T {
-        try decoder.decode(type, from: Data(bytes))
+        if T.self == JSONValue.self {
+            return try JSONValue.parse(bytes) as! T
+        }
+        return try decoder.decode(type, from: Data(bytes))
     }
 
     /// Appends `s` as a JSON string literal (quotes included) to `out`.
@@ -147,5 +155,46 @@ public enum JSON {
             }
         }
         out.append(UInt8(ascii: "\""))
+    }
+}
+
+extension JSONValue {
+    public struct NotEncodable: Error, CustomStringConvertible {
+        public var description: String { "a JSON number must be finite" }
+    }
+
+    /// Appends the value as compact JSON (what `JSONEncoder` writes, without its Codable
+    /// machinery): integers without a fraction, strings escaped like `JSON.appendString`.
+    public func write(to out: inout [UInt8]) throws {
+        switch self {
+        case .null: out.append(contentsOf: "null".utf8)
+        case .bool(let b): out.append(contentsOf: (b ? "true" : "false").utf8)
+        case .number(let n):
+            guard n.isFinite else { throw NotEncodable() }
+            if n.rounded() == n, abs(n) < 9.0e15 {
+                out.append(contentsOf: String(Int64(n)).utf8)
+            } else {
+                out.append(contentsOf: n.description.utf8)
+            }
+        case .string(let s): JSON.appendString(s, to: &out)
+        case .array(let a):
+            out.append(UInt8(ascii: "["))
+            for (k, element) in a.enumerated() {
+                if k > 0 { out.append(UInt8(ascii: ",")) }
+                try element.write(to: &out)
+            }
+            out.append(UInt8(ascii: "]"))
+        case .object(let o):
+            out.append(UInt8(ascii: "{"))
+            var first = true
+            for (key, element) in o {
+                if !first { out.append(UInt8(ascii: ",")) }
+                first = false
+                JSON.appendString(key, to: &out)
+                out.append(UInt8(ascii: ":"))
+                try element.write(to: &out)
+            }
+            out.append(UInt8(ascii: "}"))
+        }
     }
 }

@@ -13,10 +13,11 @@ public struct ProviderRunner: Sendable {
     /// The largest non-streaming or error body read.
     static let maxBodyBytes = 32 * 1024 * 1024
 
+    /// - Parameter request: `format.makeRequest(call)`, if the caller has made it already.
     public func run(
-        _ call: ProviderCall, format: any WireFormat, onChunk: (ProviderChunk, Double) -> Void
+        _ call: ProviderCall, format: any WireFormat, request: HTTPRequest? = nil, onChunk: (ProviderChunk, Double) -> Void
     ) async throws -> ProviderOutcome {
-        let request = try format.makeRequest(call)
+        let request = try request ?? format.makeRequest(call)
         let start = MonotonicClock.now()
         var timing = TimingRecorder(start: start)
         var accumulator = StreamAccumulator()

@@ -18,7 +18,8 @@ struct JobRunner: Sendable {
 
     /// - Parameter cancelledByUser: whether a cancel request for this job has arrived;
     ///   tells a user's cancel (a `cancelled` result) from a shutdown (no result at all).
-    func run(_ job: Job, producedAtMs: Int64?, cancelledByUser: @Sendable () -> Bool = { false }) async -> UnifiedResponse {
+    /// Returns the response and its JSON, encoded once for Redis and the result topic.
+    func run(_ job: Job, producedAtMs: Int64?, cancelledByUser: @Sendable () -> Bool = { false }) async -> (response: UnifiedResponse, json: [UInt8]) {
         let startedWall = WallClock.now()
         let queueWait = producedAtMs.map { max(0, startedWall - Double($0) / 1000) }
         var logger = self.logger
@@ -53,7 +54,22 @@ struct JobRunner: Sendable {
         if response.status == .succeeded { events.emit(.chatCompletionResponse, data: json) }
         events.storeResult(json)
         events.emit(.chatFinished, ["status": .string(response.status.rawValue)])
-        return response
+        return (response, json)
+    }
+
+    /// `chat_completion_request`'s data: the body sent, spliced in as it is (it is JSON
+    /// Sluice just wrote; the key travels in a header, never in it).
+    static func requestEvent(provider: String, model: String, body: [UInt8]) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(body.count + provider.utf8.count + model.utf8.count + 40)
+        out.append(contentsOf: #"{"provider":"#.utf8)
+        JSON.appendString(provider, to: &out)
+        out.append(contentsOf: #","model":"#.utf8)
+        JSON.appendString(model, to: &out)
+        out.append(contentsOf: #","body":"#.utf8)
+        out.append(contentsOf: body.isEmpty ? Array("null".utf8) : body)
+        out.append(UInt8(ascii: "}"))
+        return out
     }
 
     /// The failure of a job after every attempt, carrying how many there were.
@@ -102,12 +118,12 @@ struct JobRunner: Sendable {
                 }
                 call.totalTimeout = .milliseconds(Int64(remaining * 1000))
                 events.emit(.chatStarted, ["provider": .string(provider.name), "model": .string(model), "attempt": .number(Double(attempts))])
-                let requestBody = (try? JSON.decode(JSONValue.self, from: format.makeRequest(call).body)) ?? .null
-                events.emit(.chatCompletionRequest, ["provider": .string(provider.name), "model": .string(model), "body": requestBody])
 
                 var published = 0
                 do {
-                    let outcome = try await providers.run(call, format: format) { chunk, _ in
+                    let httpRequest = try format.makeRequest(call)
+                    events.emit(.chatCompletionRequest, data: JobRunner.requestEvent(provider: provider.name, model: model, body: httpRequest.body))
+                    let outcome = try await providers.run(call, format: format, request: httpRequest) { chunk, _ in
                         events.emit(.chunk, data: chunk.json)
                         // Only content counts: a retry after a role-only chunk repeats nothing
                         // a reader would notice.

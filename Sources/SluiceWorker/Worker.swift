@@ -203,7 +203,7 @@ public final class Worker: Service {
         }
         let token = cancels.register(job.id) { work.cancel() }
         if cancels.isCancelled(job.id) { work.cancel() }
-        let response = await withTaskCancellationHandler { await work.value } onCancel: { work.cancel() }
+        let (response, value) = await withTaskCancellationHandler { await work.value } onCancel: { work.cancel() }
         cancels.unregister(job.id, token: token)
         if Task.isCancelled {
             // Cancelled by shutdown's drain deadline: leave it uncommitted, so it is
@@ -211,7 +211,7 @@ public final class Worker: Service {
             return
         }
         metrics.finished(response)
-        guard let value = try? JSON.encode(response) else { return }
+        guard !value.isEmpty else { return }
         if await deliver(producer, topic: config.kafka.resultsTopic, key: Array(job.id.utf8), value: value) {
             complete(message)
         }

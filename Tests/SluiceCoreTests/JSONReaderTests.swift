@@ -90,3 +90,52 @@ import Testing
         #expect(accepted > 0 && declined > 0, "the mutations reach both outcomes")
     }
 }
+
+/// `JSONValue.parse` and `JSONValue.write` replace JSONDecoder and JSONEncoder for the
+/// JSON the worker and gateway carry through (jobs, request bodies, event data). The
+/// Codable path is the reference.
+@Suite struct JSONValueFastPathTests {
+    static func foundation(_ bytes: [UInt8]) -> JSONValue? {
+        try? JSONDecoder().decode(JSONValue.self, from: Data(bytes))
+    }
+
+    static let corpus: [String] = FuzzTests.corpus.filter { !$0.hasPrefix("data:") } + [
+        #"{"a":[1,-2,3.25,-0,1e3,1E-2,12345678901234567890,0.1,true,false,null,"x\u00e9\ud83e\udd80\n"],"b":{},"c":[],"d":{"e":{"f":[[[]]]}}}"#,
+        #"  [ 1 , "two" , { "three" : 3 } ]  "#,
+        #""just a string""#, "42", "null", "-1.5e-7",
+    ]
+
+    @Test func parsesWhatJSONDecoderParses() throws {
+        for text in Self.corpus {
+            let bytes = Array(text.utf8)
+            let reference = try #require(Self.foundation(bytes), "\(text)")
+            #expect(try JSONValue.parse(bytes) == reference, "\(text)")
+        }
+    }
+
+    @Test func neverDisagreesWithJSONDecoder() {
+        var rng = FuzzTests.Rng(state: FuzzTests.seed &+ 11)
+        var accepted = 0
+        var rejected = 0
+        for _ in 0..<FuzzTests.iterations {
+            let input = FuzzTests.mutate(Array(Self.corpus.randomElement(using: &rng)!.utf8), &rng)
+            let reference = Self.foundation(input)
+            let fast = try? JSONValue.parse(input)
+            #expect(fast == reference, "\(String(decoding: input, as: UTF8.self))")
+            if fast != nil { accepted += 1 } else { rejected += 1 }
+        }
+        #expect(accepted > 0 && rejected > 0, "the mutations reach both outcomes")
+    }
+
+    /// What `write` produces reads back, through JSONDecoder, as the same value.
+    @Test func writesWhatReadsBack() throws {
+        for text in Self.corpus {
+            let value = try JSONValue.parse(Array(text.utf8))
+            let written = try JSON.encode(value)
+            #expect(Self.foundation(written) == value, "\(String(decoding: written, as: UTF8.self))")
+        }
+        let awkward: JSONValue = ["q": "\"\\/\u{0}\u{1F}\t\r\n\u{7F}\u{2028}é", "n": [0.1, -3, 1e300, 5e-324, 9.1e15, -0.5]]
+        #expect(Self.foundation(try JSON.encode(awkward)) == awkward)
+        #expect(throws: (any Error).self) { try JSON.encode(JSONValue.number(.infinity)) }
+    }
+}
