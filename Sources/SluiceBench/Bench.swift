@@ -22,6 +22,9 @@ public enum Bench {
         public var commandLine: String
         /// Extra librdkafka properties for the stack's worker and gateway (`kafka.properties`).
         public var kafkaProperties: [String: String] = [:]
+        /// Content chunks per throughput job, instead of the run's default; the job count
+        /// shrinks to keep the chunk count.
+        public var throughputChunks: Int?
 
         public init(scenario: Scenario, quick: Bool, output: String, runDir: URL, depsDir: URL, commandLine: String) {
             self.scenario = scenario
@@ -47,6 +50,15 @@ public enum Bench {
             throughputJobs: 2_000, throughputChunks: 20, sseEvery: 10, firstTokenSequential: 200, firstTokenConcurrent: 1_000,
             concurrencyJobs: 10_000, concurrencyChunks: 40, concurrencyPace: 50, pickupJobs: 200,
             publishRequests: 300_000, pipelinedRequests: 2_000_000)
+        static func of(_ options: Options) -> Sizes {
+            var sizes = options.quick ? Sizes.quick : Sizes.full
+            if let chunks = options.throughputChunks, chunks != sizes.throughputChunks {
+                sizes.throughputJobs = max(10, sizes.throughputJobs * sizes.throughputChunks / chunks)
+                sizes.throughputChunks = chunks
+            }
+            return sizes
+        }
+
         static let quick = Sizes(
             throughputJobs: 200, throughputChunks: 20, sseEvery: 10, firstTokenSequential: 20, firstTokenConcurrent: 50,
             concurrencyJobs: 300, concurrencyChunks: 20, concurrencyPace: 50, pickupJobs: 20,
@@ -54,7 +66,7 @@ public enum Bench {
     }
 
     public static func run(options: Options, tools: BenchTools, children: BenchChildren, logger: Logger) async throws -> BenchReport {
-        let sizes = options.quick ? Sizes.quick : Sizes.full
+        let sizes = Sizes.of(options)
         let machine = MachineInfo.current()
         let initialReport = BenchReport(
             date: ISO8601DateFormatter().string(from: Date()), mode: options.quick ? "quick" : "full",

@@ -36,6 +36,9 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Where the stack's config and logs go.")
     var runDir: String = ".run/bench"
 
+    @Option(help: "Content chunks per job in the throughput scenario (default 20; more shows the per-chunk cost apart from the per-job one).")
+    var chunksPerJob: Int?
+
     func run() async throws {
         guard let scenario = Bench.Scenario(rawValue: scenario) else {
             throw ValidationError("unknown scenario \"\(self.scenario)\"; use one of \(Bench.Scenario.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -66,6 +69,10 @@ struct BenchCommand: AsyncParsableCommand {
         var options = Bench.Options(
             scenario: scenario, quick: quick, output: outputPath, runDir: runDir, depsDir: depsDir,
             commandLine: (["sluice"] + CommandLine.arguments.dropFirst()).joined(separator: " "))
+        if let chunksPerJob {
+            guard chunksPerJob > 0 else { throw ValidationError("--chunks-per-job must be at least 1") }
+            options.throughputChunks = chunksPerJob
+        }
         for property in kafkaProperties {
             guard let eq = property.firstIndex(of: "="), eq != property.startIndex else {
                 throw ValidationError("--kafka-property takes KEY=VALUE, got \"\(property)\"")

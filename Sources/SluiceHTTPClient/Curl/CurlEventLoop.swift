@@ -11,17 +11,21 @@ import Darwin
 
 /// One libcurl multi handle driven by one dedicated thread.
 ///
-/// The thread loops on `curl_multi_poll`, which waits for socket activity, libcurl's own
-/// timers, our timeouts, or `curl_multi_wakeup`. Other threads never touch the multi
-/// handle or a submitted easy handle: they append commands to a lock-protected inbox and
-/// wake the thread. Finished and aborted easy handles are removed from the multi handle,
-/// whose connection cache keeps their connections for reuse.
+/// The thread waits in `epoll_wait` on the sockets libcurl asks for (its socket callback),
+/// an eventfd for commands, and the earlier of libcurl's own timer and our timeouts; it
+/// then hands libcurl only the sockets that are ready (`curl_multi_socket_action`). The
+/// cost of a wakeup is the work it brings, not the number of open transfers: with
+/// thousands of streams open, `curl_multi_perform` + `curl_multi_poll` walked every one of
+/// them on every chunk.
 ///
-/// `@unchecked Sendable`: `multi`, `active` and `timers` are used only by the loop thread
-/// (the multi handle is created before the thread starts and freed after it stopped
-/// taking commands); the inbox is behind a lock, and `curl_multi_wakeup`, the one libcurl
-/// call made from other threads, is thread-safe and only made under the inbox lock while the
-/// inbox is open, that is while the multi handle exists.
+/// Other threads never touch the multi handle or a submitted easy handle: they append
+/// commands to a lock-protected inbox and wake the thread through the eventfd. Finished
+/// and aborted easy handles are removed from the multi handle, whose connection cache
+/// keeps their connections for reuse.
+///
+/// `@unchecked Sendable`: `multi`, `active`, `timers` and `curlTimer` are used only by the
+/// loop thread (libcurl calls its callbacks from inside the loop's own libcurl calls); the
+/// inbox is behind a lock, and the eventfd write is the one thing other threads do.
 final class CurlEventLoop: @unchecked Sendable {
     private enum Command {
         case add(CurlTransfer)
@@ -38,18 +42,61 @@ final class CurlEventLoop: @unchecked Sendable {
     private let inbox = Locked(Inbox())
     private let logger: Logger
     private let thread = Locked<pthread_t?>(nil)
+    private let epoll: Int32
+    /// Written to wake the loop for commands.
+    private let wakeup: Int32
 
     // Loop thread only.
     private var active: [ObjectIdentifier: CurlTransfer] = [:]
     private let timers = TimerSchedule()
+    /// When libcurl wants `curl_multi_socket_action(CURL_SOCKET_TIMEOUT)` (its timer callback).
+    private var curlTimer: ContinuousClock.Instant?
 
     init(logger: Logger) {
         _ = curlGlobalInit
         guard let multi = curl_multi_init() else { fatalError("curl_multi_init failed (out of memory)") }
         self.multi = multi
         self.logger = logger
+        self.epoll = epoll_create1(Int32(EPOLL_CLOEXEC))
+        self.wakeup = eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))
+        precondition(self.epoll >= 0 && self.wakeup >= 0, "epoll/eventfd: errno \(errno)")
+        precondition(sluice_epoll_set(self.epoll, self.wakeup, EPOLLIN.rawValue) == 0, "epoll_ctl: errno \(errno)")
+
+        let context = Unmanaged.passUnretained(self).toOpaque()
+        _ = sluice_curl_multi_setopt_ptr(multi, CURLMOPT_SOCKETDATA, context)
+        _ = sluice_curl_multi_setopt_socketfn(multi) { _, socket, what, context, _ in
+            let loop = Unmanaged<CurlEventLoop>.fromOpaque(context!).takeUnretainedValue()
+            loop.watch(socket, what)
+            return 0
+        }
+        _ = sluice_curl_multi_setopt_ptr(multi, CURLMOPT_TIMERDATA, context)
+        _ = sluice_curl_multi_setopt_timerfn(multi) { _, milliseconds, context in
+            let loop = Unmanaged<CurlEventLoop>.fromOpaque(context!).takeUnretainedValue()
+            loop.curlTimer = milliseconds < 0 ? nil : .now + .milliseconds(milliseconds)
+            return 0
+        }
         let thread = startThread(name: "sluice-curl") { [self] in self.run() }
         self.thread.withLock { $0 = thread }
+    }
+
+    deinit {
+        close(self.epoll)
+        close(self.wakeup)
+    }
+
+    /// libcurl's socket callback: what to wait for on `socket`.
+    private func watch(_ socket: curl_socket_t, _ what: Int32) {
+        switch what {
+        case CURL_POLL_REMOVE:
+            _ = sluice_epoll_remove(self.epoll, socket)  // may be closed already: nothing to do
+        default:
+            var events: UInt32 = 0
+            if what & CURL_POLL_IN != 0 { events |= EPOLLIN.rawValue }
+            if what & CURL_POLL_OUT != 0 { events |= EPOLLOUT.rawValue }
+            if sluice_epoll_set(self.epoll, socket, events) != 0 {
+                self.logger.error("epoll_ctl failed", metadata: ["errno": "\(errno)"])
+            }
+        }
     }
 
     // MARK: Commands (any thread)
@@ -75,8 +122,8 @@ final class CurlEventLoop: @unchecked Sendable {
             guard !inbox.closed else { return false }
             inbox.commands.append(command)
             // One wakeup per batch: the loop takes the whole inbox at once, and a wakeup
-            // sent while it is not polling makes its next poll return at once.
-            if inbox.commands.count == 1 { curl_multi_wakeup(self.multi) }
+            // sent while it is not waiting makes its next wait return at once.
+            if inbox.commands.count == 1 { self.wake() }
             return true
         }
     }
@@ -88,7 +135,7 @@ final class CurlEventLoop: @unchecked Sendable {
             guard let running = thread else { return }
             self.inbox.withLock { inbox in
                 inbox.closed = true
-                curl_multi_wakeup(self.multi)
+                self.wake()
             }
             pthread_join(running, nil)
             thread = nil
@@ -97,8 +144,20 @@ final class CurlEventLoop: @unchecked Sendable {
 
     // MARK: The loop thread
 
+    private func wake() {
+        var one: UInt64 = 1
+        _ = write(self.wakeup, &one, 8)
+    }
+
     private func run() {
         var running: Int32 = 0
+        let capacity = 512
+        let fds = UnsafeMutablePointer<Int32>.allocate(capacity: capacity)
+        let events = UnsafeMutablePointer<UInt32>.allocate(capacity: capacity)
+        defer {
+            fds.deallocate()
+            events.deallocate()
+        }
         while true {
             let (commands, closed) = self.inbox.withLock { inbox in
                 defer { inbox.commands.removeAll(keepingCapacity: true) }
@@ -110,17 +169,35 @@ final class CurlEventLoop: @unchecked Sendable {
             }
             if closed { break }
 
-            let performed = curl_multi_perform(self.multi, &running)
-            if performed != CURLM_OK {
-                self.logger.error("curl_multi_perform failed", metadata: ["error": "\(String(cString: curl_multi_strerror(performed)))"])
+            if let due = self.curlTimer, due <= .now {
+                self.curlTimer = nil
+                self.act(on: sluice_curl_socket_timeout, 0, &running)
             }
             self.collectFinished()
-            let timeout = self.expireTimeouts(now: .now)
-
-            let polled = curl_multi_poll(self.multi, nil, 0, timeout, nil)
-            if polled != CURLM_OK {
-                self.logger.error("curl_multi_poll failed", metadata: ["error": "\(String(cString: curl_multi_strerror(polled)))"])
+            var timeout = self.expireTimeouts(now: .now)
+            if let due = self.curlTimer {
+                timeout = max(0, min(timeout, Self.milliseconds(from: .now, to: due, max: timeout)))
             }
+
+            let ready = sluice_epoll_wait(self.epoll, fds, events, Int32(capacity), timeout)
+            if ready < 0, errno != EINTR {
+                self.logger.error("epoll_wait failed", metadata: ["errno": "\(errno)"])
+            }
+            for i in 0..<Int(max(0, ready)) {
+                let fd = fds[i]
+                if fd == self.wakeup {
+                    var count: UInt64 = 0
+                    _ = read(self.wakeup, &count, 8)
+                    continue
+                }
+                let e = events[i]
+                var flags: Int32 = 0
+                if e & EPOLLIN.rawValue != 0 { flags |= CURL_CSELECT_IN }
+                if e & EPOLLOUT.rawValue != 0 { flags |= CURL_CSELECT_OUT }
+                if e & (EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0 { flags |= CURL_CSELECT_ERR }
+                self.act(on: fd, flags, &running)
+            }
+            if ready > 0 { self.collectFinished() }
         }
 
         let error = HTTPClientError(.shutdown, "HTTP client shut down")
@@ -130,6 +207,13 @@ final class CurlEventLoop: @unchecked Sendable {
         }
         self.active.removeAll()
         curl_multi_cleanup(self.multi)
+    }
+
+    private func act(on socket: curl_socket_t, _ flags: Int32, _ running: inout Int32) {
+        let code = curl_multi_socket_action(self.multi, socket, flags, &running)
+        if code != CURLM_OK {
+            self.logger.error("curl_multi_socket_action failed", metadata: ["error": "\(String(cString: curl_multi_strerror(code)))"])
+        }
     }
 
     private func apply(_ command: Command, now: ContinuousClock.Instant, closed: Bool) {
@@ -187,7 +271,7 @@ final class CurlEventLoop: @unchecked Sendable {
     }
 
     /// Fails the transfers whose idle or total deadline has passed and returns how long
-    /// `curl_multi_poll` may sleep.
+    /// the loop may sleep.
     ///
     /// A transfer's deadline only moves later while bytes flow, and every new or earlier
     /// one is reported to `timers`, so `timers.earliest` is a lower bound of all of them:
