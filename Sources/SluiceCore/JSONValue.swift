@@ -128,6 +128,9 @@ public enum JSON {
             try value.write(to: &out)
             return out
         }
+        if let value = value as? UnifiedResponse {
+            return try value.json()
+        }
         return Array(try encoder.encode(value))
     }
 

@@ -115,6 +115,51 @@ import Testing
     }
 }
 
+extension ResponseEncodingTests {
+    /// The hand-written encoder (what `JSON.encode` uses for a response) against the
+    /// Codable one: the same document, field for field, full and sparse.
+    @Test func directEncodingMatchesCodable() throws {
+        let full = UnifiedResponse(
+            id: "chatcmpl-1", created: 1_700_000_000, model: "gpt-4o",
+            choices: [
+                CompletionChoice(index: 0, message: AssistantMessage(content: "say \"hi\"\n\u{1}é🦀", refusal: "no"), finishReason: "stop",
+                                 logprobs: ["content": []]),
+                CompletionChoice(index: 1, message: AssistantMessage(content: nil, toolCalls: [
+                    ToolCall(id: "call_1", function: .init(name: "f", arguments: #"{"a":1}"#)),
+                    ToolCall(id: "call_2", type: "function", function: .init(name: "g", arguments: "{}")),
+                ]), finishReason: "tool_calls"),
+            ],
+            usage: Usage(promptTokens: 10, completionTokens: 20, totalTokens: 30,
+                         promptTokensDetails: ["cached_tokens": 2], completionTokensDetails: ["reasoning_tokens": 0]),
+            systemFingerprint: "fp_1", sessionID: "s", chatInput: "q", chatOutput: "a",
+            context: [["role": "user", "content": "q"]], provider: "openai", timestamp: 1_795_000_000.123456,
+            parameters: ["temperature": 0.7, "max_tokens": 100, "stop": ["x"]],
+            metrics: Metrics(inputTokens: 10, outputTokens: 20, totalTokens: 30, costUSD: 0.000123, latencyS: 1.25,
+                             timeToFirstTokenS: 0.3, interTokenLatencyS: 0.05, tokensPerSecond: 21.05, queueWaitS: 0.001,
+                             attempts: 2, usageSource: .estimated, streamComplete: false),
+            jobID: "j-1", status: .failed, error: .init(type: "timeout", message: "too slow", providerStatus: 504, retryable: true),
+            metadata: ["user": "u", "n": 1], raw: ["id": "x"])
+        var sparse = full
+        sparse.choices = []
+        sparse.usage = nil
+        sparse.systemFingerprint = nil
+        sparse.sessionID = nil
+        sparse.chatInput = nil
+        sparse.chatOutput = nil
+        sparse.error = nil
+        sparse.raw = nil
+        sparse.metadata = .null
+        sparse.metrics.costUSD = nil
+        sparse.metrics.timeToFirstTokenS = nil
+        for response in [full, sparse] {
+            let direct = try response.json()
+            let codable = try JSONEncoder().encode(response)
+            #expect(try JSONValue.parse(direct) == JSONValue.parse(Array(codable)))
+            #expect(try JSON.encode(response) == direct)
+        }
+    }
+}
+
 @Suite struct ConfigTests {
     @Test func defaultsNeedNoFile() throws {
         let c = try SluiceConfig.parse(yaml: "")
