@@ -7,7 +7,7 @@ DEMO_FLAGS ?=
 
 .PHONY: setup build release test unit-test demo dev clean
 
-## setup: install what a fresh machine needs (Debian packages, librdkafka 2.8, Tansu); idempotent
+## setup: install what a fresh machine needs (Debian packages, librdkafka 2.10+, Tansu); idempotent
 setup:
 	@bash scripts/setup.sh
 

@@ -2,8 +2,8 @@
 // Sluice: asynchronous LLM completions over Kafka, streamed through Redis.
 import PackageDescription
 
-// librdkafka >= 2.8 is built by `make setup` into .deps/librdkafka (Debian bookworm's
-// 2.0.2 cannot talk to the Tansu broker). pkg-config finds it through PKG_CONFIG_PATH,
+// librdkafka >= 2.10 is built by `make setup` into .deps/librdkafka (Debian bookworm's
+// 2.0.2 cannot talk to the Tansu broker; 2.4 to 2.9 crash on a recreated topic). pkg-config finds it through PKG_CONFIG_PATH,
 // which the Makefile sets; the rpath lets the built binary load it with no environment.
 // A system-wide install (the Docker image) is found by pkg-config as usual.
 let rdkafkaLibDir = Context.packageDirectory + "/.deps/librdkafka/lib"

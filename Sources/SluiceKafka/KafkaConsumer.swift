@@ -75,16 +75,17 @@ public final class KafkaConsumer: Sendable {
         self.client = client
         self.logger = logger
         self.pollThread = PollThread(name: "sluice-kafka-consumer") { isRunning in
-            var lastError = ""
             while isRunning() {
                 switch client.consumerPoll(timeoutMs: 100) {
-                case .message(let m): delivering.yield(m)
+                case .message(let m):
+                    context.brokerAnswered()
+                    delivering.yield(m)
                 case .error(let e):
-                    // The same error repeats while a broker is away: log it once per change.
-                    if e != lastError { logger.warning("consumer: \(e)") }
-                    lastError = e
+                    // The same errors repeat while a broker is away or a topic is missing.
+                    context.warnThrottled(e, "consumer: \(e)")
                 case .none: break
                 }
+                client.checkOutage()
             }
             client.consumerClose()
             delivering.stop()

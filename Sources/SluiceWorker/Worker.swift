@@ -24,6 +24,9 @@ public final class Worker: Service {
     private let environment: [String: String]
     private let tracker = SharedTracker()
     private let cancels = CancelRegistry()
+    /// Every job in flight retries its result while the broker is away: one line per
+    /// topic per 30 s, not one per retry.
+    private let deliveryFailures = LogThrottle()
 
     public let metrics: WorkerMetrics
 
@@ -227,7 +230,11 @@ public final class Worker: Service {
                 return true
             } catch {
                 if Task.isCancelled { return false }
-                logger.warning("producing to \(topic) failed, retrying: \(error)")
+                switch deliveryFailures.admit(topic) {
+                case .first: logger.warning("producing to \(topic) failed, retrying until the broker takes it: \(error)")
+                case .summary(let count): logger.warning("producing to \(topic) still fails (\(count) times in the last \(deliveryFailures.interval)), retrying: \(error)")
+                case .suppressed: break
+                }
                 try? await Task.sleep(for: .milliseconds(Int64(delay * 1000)))
                 delay = min(delay * 2, 5)
             }

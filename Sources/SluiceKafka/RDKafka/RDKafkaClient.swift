@@ -89,6 +89,46 @@ final class RDKafkaClient: @unchecked Sendable {
 
     var outQueueLength: Int { Int(rd_kafka_outq_len(handle)) }
 
+    /// Fails every message not yet delivered (queued or in flight) and serves their
+    /// delivery reports, for up to `timeoutMs`; before a producer is let go.
+    func purgeAndDrain(timeoutMs: Int) {
+        rd_kafka_purge(handle, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT)
+        var waited = 0
+        repeat {
+            rd_kafka_poll(handle, 50)
+            waited += 50
+        } while outQueueLength > 0 && waited < timeoutMs
+    }
+
+    // MARK: Health
+
+    /// The fatal error this client raised, if any: it will deliver nothing more and must
+    /// be replaced (for a producer, an idempotence state it cannot reconcile with the
+    /// broker's).
+    func fatalError() -> String? {
+        guard rd_kafka_fatal_error(handle, nil, 0) != RD_KAFKA_RESP_ERR_NO_ERROR else { return nil }
+        var errstr = [CChar](repeating: 0, count: 512)
+        let err = rd_kafka_fatal_error(handle, &errstr, errstr.count)
+        let text = String(decoding: errstr.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return "\(RDKafkaConfig.errorString(err)): \(text)"
+    }
+
+    /// During an outage, asks (at most once a second, for up to `timeoutMs`) whether a
+    /// broker answers again; librdkafka reports failed connections but not restored ones.
+    /// Called from the client's poll thread.
+    func checkOutage(timeoutMs: Int32 = 1_000) {
+        guard context.outage.probeDue() else { return }
+        var metadata: UnsafePointer<rd_kafka_metadata>?
+        let err = rd_kafka_metadata(handle, 0, nil, &metadata, timeoutMs)
+        if let metadata { rd_kafka_metadata_destroy(metadata) }
+        if err == RD_KAFKA_RESP_ERR_NO_ERROR { context.brokerAnswered() }
+    }
+
+    /// Raises a fabricated fatal error, as a broker that lost the producer's state would.
+    func injectFatalError(_ reason: String) {
+        _ = rd_kafka_test_fatal_error(handle, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER, reason)
+    }
+
     // MARK: Consumer
 
     func subscribe(_ topics: [String]) throws {
@@ -198,11 +238,12 @@ final class DeliveryPromise: @unchecked Sendable {
 /// Delivery reports: called on the producer's poll thread. Balances the `passRetained`
 /// of `produce`.
 private let deliveryCallback: @convention(c) (OpaquePointer?, UnsafePointer<rd_kafka_message_t>?, UnsafeMutableRawPointer?) -> Void = {
-    _, message, _ in
+    rk, message, _ in
     guard let message, let opaque = message.pointee._private else { return }
     let promise = Unmanaged<DeliveryPromise>.fromOpaque(opaque).takeRetainedValue()
     let err = message.pointee.err
     if err == RD_KAFKA_RESP_ERR_NO_ERROR {
+        RDKafkaContext.from(rk)?.brokerAnswered()
         promise.continuation.resume()
     } else {
         promise.continuation.resume(throwing: KafkaError(
@@ -247,8 +288,9 @@ private let offsetCommitCallback: @convention(c) (
     OpaquePointer?, rd_kafka_resp_err_t, UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?, UnsafeMutableRawPointer?
 ) -> Void = { rk, err, _, _ in
     guard err != RD_KAFKA_RESP_ERR_NO_ERROR, err != RD_KAFKA_RESP_ERR__NO_OFFSET else { return }
-    RDKafkaContext.from(rk)?.logger.warning(
-        "offset commit failed; the messages will be read again after a restart",
+    // Commits fail in a row while the brokers are away: one line per 30 s.
+    RDKafkaContext.from(rk)?.warnThrottled(
+        "commit", "offset commit failed; the messages will be read again after a restart",
         metadata: ["rdkafka.error": "\(RDKafkaConfig.errorString(err))"])
 }
 

@@ -30,10 +30,33 @@ final class RDKafkaContext: @unchecked Sendable {
     // closures are themselves @Sendable.
     let logger: Logger
     let onRebalance: (@Sendable (RDKafkaClient.Rebalance) -> Void)?
+    /// Connection failures, collapsed into an outage's first line, summaries and last line.
+    let outage = BrokerOutage()
+    /// Every other repeating error, logged once per 30 s with a count.
+    let errors = LogThrottle()
 
     init(logger: Logger, onRebalance: (@Sendable (RDKafkaClient.Rebalance) -> Void)? = nil) {
         self.logger = logger
         self.onRebalance = onRebalance
+    }
+
+    /// Logs `message` unless the same `key` was logged less than 30 s ago; then a summary
+    /// with the count.
+    func warnThrottled(_ key: String, _ message: @autoclosure () -> String, metadata: Logger.Metadata? = nil) {
+        switch errors.admit(key) {
+        case .first: logger.warning("\(message())", metadata: metadata)
+        case .summary(let count): logger.warning("\(message()) (\(count) times in the last \(errors.interval))", metadata: metadata)
+        case .suppressed: break
+        }
+    }
+
+    func connectionFailed(_ text: String) {
+        if let report = outage.failed(text) { outage.log(report, to: logger) }
+    }
+
+    /// Called whenever a broker has answered (a delivery, a message, a probe).
+    func brokerAnswered() {
+        if let report = outage.answered() { outage.log(report, to: logger) }
     }
 
     static func from(_ rk: OpaquePointer?) -> RDKafkaContext? {
@@ -63,16 +86,21 @@ let rdkafkaLogCallback: @convention(c) (OpaquePointer?, Int32, UnsafePointer<CCh
     context.logger.log(level: swiftLevel, "\(text)", metadata: ["rdkafka.facility": "\(fac)"])
 }
 
-/// Client-level errors (brokers down, authentication): logged. librdkafka recovers from
-/// these itself; the ones it cannot recover from are reported as fatal.
+/// Client-level errors (brokers down, authentication): logged, without flooding.
+/// librdkafka recovers from these itself, retrying each connection with backoff and
+/// reporting every failed attempt; they are collapsed into one outage (`BrokerOutage`).
+/// The ones it cannot recover from are reported as fatal.
 let rdkafkaErrorCallback: @convention(c) (OpaquePointer?, Int32, UnsafePointer<CChar>?, UnsafeMutableRawPointer?) -> Void = {
     rk, err, reason, _ in
     guard let context = RDKafkaContext.from(rk) else { return }
     let text = reason.map { String(cString: $0) } ?? ""
     let code = rd_kafka_resp_err_t(rawValue: err)
-    if code == RD_KAFKA_RESP_ERR__FATAL {
+    switch code {
+    case RD_KAFKA_RESP_ERR__FATAL:
         context.logger.critical("fatal Kafka client error: \(text)")
-    } else {
-        context.logger.warning("Kafka: \(text)", metadata: ["rdkafka.error": "\(RDKafkaConfig.errorString(code))"])
+    case RD_KAFKA_RESP_ERR__TRANSPORT, RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN, RD_KAFKA_RESP_ERR__RESOLVE:
+        context.connectionFailed(text)
+    default:
+        context.warnThrottled("error \(err)", "Kafka: \(text)", metadata: ["rdkafka.error": "\(RDKafkaConfig.errorString(code))"])
     }
 }
