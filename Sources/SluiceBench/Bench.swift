@@ -48,7 +48,7 @@ public enum Bench {
 
         static let full = Sizes(
             throughputJobs: 2_000, throughputChunks: 20, sseEvery: 10, firstTokenSequential: 200, firstTokenConcurrent: 1_000,
-            concurrencyJobs: 10_000, concurrencyChunks: 40, concurrencyPace: 50, pickupJobs: 200,
+            concurrencyJobs: 10_000, concurrencyChunks: 30, concurrencyPace: 1_000, pickupJobs: 200,
             publishRequests: 300_000, pipelinedRequests: 2_000_000)
         static func of(_ options: Options) -> Sizes {
             var sizes = options.quick ? Sizes.quick : Sizes.full

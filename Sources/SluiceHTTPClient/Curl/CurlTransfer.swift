@@ -71,6 +71,10 @@ final class CurlTransfer: @unchecked Sendable {
         try self.set(CURLOPT_NOSIGNAL, 1)  // we are multi-threaded: no SIGALRM for DNS timeouts
         try self.set(CURLOPT_CONNECTTIMEOUT_MS, request.connectTimeout.milliseconds)
         try self.set(CURLOPT_TCP_KEEPALIVE, 1)  // completions can stream for minutes
+        // The receive buffer each open transfer holds (libcurl's default is 16 KiB). A
+        // streamed chunk is a few hundred bytes, and with 10,000 streams open the default
+        // alone is 160 MiB; a large body just takes a few more reads.
+        try self.set(CURLOPT_BUFFERSIZE, 4096)
         try self.set(CURLOPT_SUPPRESS_CONNECT_HEADERS, 1)  // a proxy's CONNECT reply is not the response
         try self.check(sluice_curl_setopt_ptr(self.easy, CURLOPT_ERRORBUFFER, self.errorBuffer))
         try self.check(sluice_curl_setopt_ptr(self.easy, CURLOPT_PRIVATE, context))
