@@ -23,6 +23,7 @@ static inline CURLcode sluice_curl_getinfo_ptr(CURL *h, CURLINFO i, void **v) { 
 // callbacks, and epoll/eventfd wrappers (struct epoll_event is packed; Swift reads it
 // badly), so the event loop touches only the sockets that have something to do.
 static inline CURLMcode sluice_curl_multi_setopt_ptr(CURLM *m, CURLMoption o, void *v) { return curl_multi_setopt(m, o, v); }
+static inline CURLMcode sluice_curl_multi_setopt_long(CURLM *m, CURLMoption o, long v) { return curl_multi_setopt(m, o, v); }
 static inline CURLMcode sluice_curl_multi_setopt_socketfn(CURLM *m, int (*f)(CURL *, curl_socket_t, int, void *, void *)) {
     return curl_multi_setopt(m, CURLMOPT_SOCKETFUNCTION, f);
 }

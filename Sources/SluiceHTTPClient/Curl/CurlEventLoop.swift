@@ -62,6 +62,10 @@ final class CurlEventLoop: @unchecked Sendable {
         precondition(self.epoll >= 0 && self.wakeup >= 0, "epoll/eventfd: errno \(errno)")
         precondition(sluice_epoll_set(self.epoll, self.wakeup, EPOLLIN.rawValue) == 0, "epoll_ctl: errno \(errno)")
 
+        // Idle connections kept for reuse. libcurl's default scales with the transfers in
+        // progress, so after a burst it closes the connections the next burst needs
+        // again (a TCP handshake per job against the same provider).
+        _ = sluice_curl_multi_setopt_long(multi, CURLMOPT_MAXCONNECTS, 1024)
         let context = Unmanaged.passUnretained(self).toOpaque()
         _ = sluice_curl_multi_setopt_ptr(multi, CURLMOPT_SOCKETDATA, context)
         _ = sluice_curl_multi_setopt_socketfn(multi) { _, socket, what, context, _ in

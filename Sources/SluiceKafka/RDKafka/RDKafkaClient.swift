@@ -178,6 +178,8 @@ final class RDKafkaClient: @unchecked Sendable {
 
     /// Pauses (or resumes) fetching for every partition currently assigned.
     func setPaused(_ paused: Bool) {
+        // Stored first: a rebalance racing with this call then sees the new state.
+        context.wantsPaused.store(paused, ordering: .sequentiallyConsistent)
         var list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?
         guard rd_kafka_assignment(handle, &list) == RD_KAFKA_RESP_ERR_NO_ERROR, let list else { return }
         defer { rd_kafka_topic_partition_list_destroy(list) }
@@ -269,6 +271,16 @@ private let rebalanceCallback: @convention(c) (
             if let e = rd_kafka_incremental_assign(rk, partitions) { rd_kafka_error_destroy(e) }
         } else {
             rd_kafka_assign(rk, partitions)
+        }
+        // A full worker must not fetch from new partitions, and one that has room must
+        // not be left with partitions still paused from before the rebalance (newer
+        // librdkafka keeps a re-assigned partition's pause): nobody would resume them.
+        if let partitions {
+            if context?.wantsPaused.load(ordering: .sequentiallyConsistent) == true {
+                rd_kafka_pause_partitions(rk, partitions)
+            } else {
+                rd_kafka_resume_partitions(rk, partitions)
+            }
         }
     case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
         context?.logger.info("partitions revoked", metadata: ["partitions": "\(tps)"])

@@ -1,3 +1,4 @@
+import Synchronization
 import CRdKafka
 import Logging
 
@@ -34,6 +35,10 @@ final class RDKafkaContext: @unchecked Sendable {
     let outage = BrokerOutage()
     /// Every other repeating error, logged once per 30 s with a count.
     let errors = LogThrottle()
+    /// Whether the owner wants fetching paused: applied to partitions as they are
+    /// assigned, since whether librdkafka keeps a partition's pause across a rebalance
+    /// differs between versions.
+    let wantsPaused = Atomic<Bool>(false)
 
     init(logger: Logger, onRebalance: (@Sendable (RDKafkaClient.Rebalance) -> Void)? = nil) {
         self.logger = logger
