@@ -73,16 +73,29 @@ public enum EventEnvelope {
     /// Reads `seq`, `event` and the range of `data` from an encoded envelope; nil if it
     /// is not one.
     public static func peek(_ bytes: [UInt8]) -> Peek? {
+        // Per relayed chunk in the gateway: keys are compared as bytes, no strings made.
         var seq: Int?
         var event: String?
         var data: Range<Int>?
-        let ok = JSONScanner.forEachTopLevelField(in: bytes) { key, value in
-            switch key {
-            case "seq": seq = Int(String(decoding: bytes[value], as: UTF8.self))
-            case "event":
-                if value.count >= 2 { event = String(decoding: bytes[(value.lowerBound + 1)..<(value.upperBound - 1)], as: UTF8.self) }
-            case "data": data = value
-            default: break
+        let ok = bytes.withUnsafeBytes { buffer in
+            JSONScanner.scanTopLevel(bytes, range: 0..<bytes.count) { key, value in
+                let k = UnsafeRawBufferPointer(rebasing: buffer[key])
+                if k.equals("seq") {
+                    var n = 0
+                    var digits = 0
+                    for i in value {
+                        let d = bytes[i] &- 0x30
+                        guard d < 10, digits < 18 else { return false }
+                        n = n * 10 + Int(d)
+                        digits += 1
+                    }
+                    if digits > 0 { seq = n }
+                } else if k.equals("event") {
+                    if value.count >= 2 { event = String(decoding: buffer[(value.lowerBound + 1)..<(value.upperBound - 1)], as: UTF8.self) }
+                } else if k.equals("data") {
+                    data = value
+                }
+                return true
             }
         }
         guard ok, let seq, let event, let data else { return nil }

@@ -98,7 +98,11 @@ public struct JobEventFeed: Sendable {
 
         // Returns true once chat_finished went out.
         func deliver(_ envelope: [UInt8]) async throws -> Bool {
-            guard let peek = EventEnvelope.peek(envelope), peek.seq > last else { return false }
+            guard let peek = EventEnvelope.peek(envelope) else { return false }
+            return try await deliver(envelope, peek)
+        }
+        func deliver(_ envelope: [UInt8], _ peek: EventEnvelope.Peek) async throws -> Bool {
+            guard peek.seq > last else { return false }
             last = peek.seq
             try await emit(.event(seq: peek.seq, name: peek.event, envelope: envelope, data: peek.data))
             return peek.event == EventName.chatFinished.rawValue
@@ -154,12 +158,13 @@ public struct JobEventFeed: Sendable {
             case .live(.resubscribed):
                 if try await replay() { return .finished }
             case .live(.message(let envelope)):
-                if let peek = EventEnvelope.peek(envelope), peek.seq > last + 1 {
+                guard let peek = EventEnvelope.peek(envelope) else { continue }
+                if peek.seq > last + 1 {
                     // Missed something: take it from the replay stream, in order.
                     if try await replay() { return .finished }
                     continue
                 }
-                if try await deliver(envelope) { return .finished }
+                if try await deliver(envelope, peek) { return .finished }
             }
             if disconnect?.hasFired == true { return .disconnected }
         }
