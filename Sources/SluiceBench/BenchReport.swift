@@ -175,6 +175,7 @@ public struct BenchReport: Sendable, Encodable {
             md += "| concurrency | worker RSS idle → peak | \(mib(c.idleRSSBytes)) → \(mib(c.peakRSSBytes)) | |\n"
             md += "| concurrency | worker RSS per in-flight job | \(fmt(c.rssBytesPerInFlightJob / 1024, 1)) KiB | |\n"
             md += "| concurrency | lateness (result latency_s − scripted \(fmt(Double((c.chunksPerJob - 1) * c.paceMs) / 1000, 2)) s) p50 / p90 / p99 / max | \(lat(c.lateness)) | |\n"
+            md += "| concurrency | last chunk's lateness after the first (latency_s − time_to_first_token_s − \(fmt(Double((c.chunksPerJob - 1) * c.paceMs) / 1000, 2)) s) p50 / p90 / p99 / max | \(lat(c.streamLateness)) | |\n"
             md += "| concurrency | failed jobs | \(c.failed) | |\n"
         }
         if let p = pickup {

@@ -9,6 +9,7 @@ struct ResultRecord: Sendable {
     var arrivalNs: UInt64
     var status: String
     var latencySeconds: Double?
+    var timeToFirstTokenSeconds: Double?
 }
 
 /// Results from `sluice.results`, by job id, filled by one consumer for the whole run.
@@ -62,7 +63,8 @@ final class PipelineClient: Sendable {
                   let id = value["job_id"]?.stringValue ?? message.keyString else { continue }
             board.add(id, ResultRecord(
                 arrivalNs: now, status: value["status"]?.stringValue ?? "unknown",
-                latencySeconds: value["metrics"]?["latency_s"]?.doubleValue))
+                latencySeconds: value["metrics"]?["latency_s"]?.doubleValue,
+                timeToFirstTokenSeconds: value["metrics"]?["time_to_first_token_s"]?.doubleValue))
         }
     }
 

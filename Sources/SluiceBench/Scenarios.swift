@@ -53,11 +53,16 @@ public struct ConcurrencyResult: Sendable, Codable {
     var peakRSSBytes: Int
     var rssBytesPerInFlightJob: Double
     var lateness: LatencySummary
+    /// The last chunk's lateness against the first one's: result latency minus time to
+    /// first token minus the scripted gap between them. Leaves out how long the request
+    /// waited for the provider to take it.
+    var streamLateness: LatencySummary
     var seconds: Double
     var failed: Int
 
     enum CodingKeys: String, CodingKey {
         case jobs, lateness, seconds, failed
+        case streamLateness = "stream_lateness"
         case chunksPerJob = "chunks_per_job"
         case paceMs = "pace_ms"
         case peakInFlight = "peak_in_flight"
@@ -272,8 +277,13 @@ struct Scenarios: Sendable {
         let seconds = (ContinuousClock.now - started) / .seconds(1)
         let scripted = Double((chunks - 1) * paceMs) / 1000
         var lateness = LatencyHistogram()
+        var streamLateness = LatencyHistogram()
+        let afterFirst = Double((chunks - 1) * paceMs) / 1000
         for r in records.values where r.status == "succeeded" {
             if let l = r.latencySeconds { lateness.record(nanoseconds: Int64(max(0, l - scripted) * 1e9)) }
+            if let l = r.latencySeconds, let first = r.timeToFirstTokenSeconds {
+                streamLateness.record(nanoseconds: Int64(max(0, l - first - afterFirst) * 1e9))
+            }
         }
         let peakInFlight = max(1, ledger.peakOpenStreams)
         client.board.forget(ids)
@@ -281,7 +291,7 @@ struct Scenarios: Sendable {
         return ConcurrencyResult(
             jobs: jobs, chunksPerJob: chunks, paceMs: paceMs, peakInFlight: ledger.peakOpenStreams, idleRSSBytes: idle,
             peakRSSBytes: peakRSS, rssBytesPerInFlightJob: Double(peakRSS - idle) / Double(peakInFlight),
-            lateness: lateness.summary, seconds: seconds, failed: records.values.filter { $0.status != "succeeded" }.count)
+            lateness: lateness.summary, streamLateness: streamLateness.summary, seconds: seconds, failed: records.values.filter { $0.status != "succeeded" }.count)
     }
 
     // MARK: pickup

@@ -168,9 +168,12 @@ public enum TimestampingProvider {
             ledger.streamOpened()
             defer { ledger.streamClosed() }
             try await writer.write(event(prefix + #"{"index":0,"delta":{"role":"assistant","content":"","refusal":null},"logprobs":null,"finish_reason":null}]}"#))
+            // Chunks are due at fixed times from the start (not a sleep after each write),
+            // so a stream's lateness is the pipeline's, not this provider's drift.
+            let start = ContinuousClock.now
             for index in 0..<script.chunks {
-                let pause = index == 0 ? script.firstDelayMs : script.paceMs
-                if pause > 0 { try await Task.sleep(for: .milliseconds(pause)) }
+                let due = start + .milliseconds(script.firstDelayMs + index * script.paceMs)
+                if due > .now { try await Task.sleep(until: due, clock: .continuous) }
                 let chunk = event(prefix + #"{"index":0,"delta":{"content":"Tk\#(index) "},"logprobs":null,"finish_reason":null}]}"#)
                 if index == 0 { ledger.firstContent(script.token, at: MonotonicClock.nanoseconds()) }
                 try await writer.write(chunk)
