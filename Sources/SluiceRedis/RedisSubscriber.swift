@@ -105,6 +105,9 @@ private struct SubscriberState {
 
     var channels: [String: Channel] = [:]
     var waiters: [UInt64: Waiter] = [:]
+    /// Channels whose readers changed since the thread last copied them into its routes;
+    /// `SubscriberCore.routesChanged` says whether this is empty.
+    var rerouted: Set<String> = []
     /// Channels whose readers changed since the thread last looked.
     var dirty: Set<String> = []
     /// Connected and authenticated.
@@ -118,6 +121,12 @@ private struct SubscriberState {
         defer { wakePending = true }
         return !wakePending
     }
+
+    /// Notes that the readers of `channel` changed, for the thread's routes.
+    mutating func reroute(_ channel: String, _ flag: borrowing Atomic<Bool>) {
+        rerouted.insert(channel)
+        flag.store(true, ordering: .sequentiallyConsistent)
+    }
 }
 
 private final class SubscriberCore: Sendable {
@@ -125,6 +134,9 @@ private final class SubscriberCore: Sendable {
     let logger: Logger
     let state = Locked(SubscriberState())
     let nextReaderID = Atomic<UInt64>(0)
+    /// Set (under the lock) when a channel's readers change, so that the thread, which
+    /// routes each message with its own copy of the readers, takes the lock only then.
+    let routesChanged = Atomic<Bool>(false)
     /// The wake-up pipe, non-blocking at both ends; closed in `deinit`, when no caller can
     /// write to it any more.
     let wakeReadEnd: Int32
@@ -169,6 +181,7 @@ private final class SubscriberCore: Sendable {
             let channel = state.channels[sink.channel, default: .init()]
             let live = state.isReady && channel.subscribedOnServer && channel.unconfirmed == 0
             state.channels[sink.channel, default: .init()].readers[sink.id] = sink
+            state.reroute(sink.channel, routesChanged)
             if live {
                 return .confirmed
             }
@@ -189,6 +202,7 @@ private final class SubscriberCore: Sendable {
             guard state.channels[sink.channel]?.readers.removeValue(forKey: sink.id) != nil else {
                 return (nil, false)
             }
+            state.reroute(sink.channel, routesChanged)
             let waiter = state.waiters.removeValue(forKey: sink.id)
             guard state.channels[sink.channel]?.readers.isEmpty == true else {
                 return (waiter, false)
@@ -247,6 +261,9 @@ private struct SubscriberLoop: ~Copyable {
     var lastError = RedisError(.unavailable, "not connected yet")
     /// Scratch list of the readers a message goes to.
     var recipients: [SubscriptionSink] = []
+    /// Each channel's readers, as of the last `refreshRoutes`: the thread routes messages
+    /// with this copy, so the per-message path takes no lock shared with other readers.
+    var routes: [String: [SubscriptionSink]] = [:]
     var pollDescriptors = [pollfd](repeating: pollfd(), count: 2)
 
     init(core: SubscriberCore) {
@@ -267,6 +284,7 @@ private struct SubscriberLoop: ~Copyable {
                     waiter.continuation.resume(throwing: error)
                 }
             }
+            refreshRoutes()
             startConnectingIfDue(wanted: sync.wantsConnection)
             if case .ready(let context) = phase, !sync.commands.isEmpty {
                 do {
@@ -299,6 +317,7 @@ private struct SubscriberLoop: ~Copyable {
                         sync.expired.append(waiter)
                         state.channels[waiter.channel]?.readers[id] = nil
                         state.dirty.insert(waiter.channel)
+                        state.reroute(waiter.channel, core.routesChanged)
                     } else {
                         sync.earliestDeadline = earliest(sync.earliestDeadline, waiter.deadline)
                     }
@@ -511,15 +530,26 @@ private struct SubscriberLoop: ~Copyable {
     }
 
     mutating func deliver(_ event: RedisSubscriptionEvent, to name: String) {
-        core.state.withLock { state in
-            if let readers = state.channels[name]?.readers.values {
-                recipients.append(contentsOf: readers)
-            }
-        }
-        for sink in recipients {
+        refreshRoutes()
+        guard let sinks = routes[name] else { return }
+        for sink in sinks {
             sink.deliver(event)
         }
-        recipients.removeAll(keepingCapacity: true)
+    }
+
+    /// Copies the readers of the channels whose readers changed into `routes`, if any
+    /// did. A reader is added (and the flag set) before its `subscribe` returns, so every
+    /// message published after that finds it here.
+    mutating func refreshRoutes() {
+        guard core.routesChanged.load(ordering: .sequentiallyConsistent) else { return }
+        let changes = core.state.withLock { state -> [(String, [SubscriptionSink])] in
+            core.routesChanged.store(false, ordering: .sequentiallyConsistent)
+            defer { state.rerouted.removeAll(keepingCapacity: true) }
+            return state.rerouted.map { name in (name, state.channels[name].map { Array($0.readers.values) } ?? []) }
+        }
+        for (name, sinks) in changes {
+            routes[name] = sinks.isEmpty ? nil : sinks
+        }
     }
 
     /// Drops the connection (or the attempt) and schedules the next attempt. Channels keep
@@ -565,6 +595,7 @@ private struct SubscriberLoop: ~Copyable {
                 sink.finish(.finished)
             }
         }
+        routes = [:]
         phase = .idle
         core.logger.debug("Redis subscriber stopped")
     }
