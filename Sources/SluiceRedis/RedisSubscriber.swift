@@ -256,6 +256,9 @@ private struct SubscriberLoop: ~Copyable {
     var phase = Phase.idle
     /// Output is waiting in hiredis's buffer for the socket to become writable.
     var needsWrite = false
+    /// The next turn must apply the shared state (`synchronize`): set when the wake-up
+    /// pipe was read, when `poll` timed out, and when the connection changed phase.
+    var mustSynchronize = true
     var backoff = Backoff()
     var outage: OutageLog
     var lastError = RedisError(.unavailable, "not connected yet")
@@ -272,7 +275,19 @@ private struct SubscriberLoop: ~Copyable {
     }
 
     mutating func run() {
-        while let sync = synchronize() {
+        var sync = Sync()
+        while true {
+            // A turn that only read messages leaves the shared state as it was: the
+            // thread takes the lock callers share only when one of them woke it, a
+            // deadline passed, or the connection changed phase.
+            if mustSynchronize || sync.earliestDeadline.map({ $0 <= .now }) == true {
+                guard let fresh = synchronize() else { break }
+                sync = fresh
+                mustSynchronize = false
+            } else {
+                sync.commands.removeAll(keepingCapacity: true)
+                sync.expired.removeAll(keepingCapacity: true)
+            }
             if !sync.expired.isEmpty {
                 let code: RedisError.Code = lastError.code == .authenticationFailed ? .authenticationFailed : .unavailable
                 let reason = outage.isDown ? " (\(lastError.message))" : ""
@@ -295,6 +310,9 @@ private struct SubscriberLoop: ~Copyable {
                 } catch {
                     connectionFailed(error)
                 }
+            }
+            if case .ready = phase {} else {
+                mustSynchronize = true
             }
             pollOnce(until: earliest(sync.earliestDeadline, phaseDeadline))
         }
@@ -400,8 +418,12 @@ private struct SubscriberLoop: ~Copyable {
             break
         }
         let ready = pollDescriptors.withUnsafeMutableBufferPointer { poll($0.baseAddress, count, timeout) }
-        guard ready > 0 else { return }  // timeout, or EINTR: the next turn re-evaluates
+        guard ready > 0 else {  // timeout, or EINTR: the next turn re-evaluates
+            mustSynchronize = true
+            return
+        }
         if pollDescriptors[0].revents != 0 {
+            mustSynchronize = true
             drainWakePipe()
         }
         if count == 2, pollDescriptors[1].revents != 0 {
@@ -487,6 +509,7 @@ private struct SubscriberLoop: ~Copyable {
 
     mutating func becomeReady(_ context: HiredisContext) {
         phase = .ready(context)
+        mustSynchronize = true
         backoff.reset()
         outage.connected()
         core.state.withLock { state in
@@ -559,6 +582,7 @@ private struct SubscriberLoop: ~Copyable {
         if case .ready = phase { wasReady = true } else { wasReady = false }
         lastError = error
         needsWrite = false
+        mustSynchronize = true
         if wasReady {
             outage.lost(error)
             // A server that closed one connection is usually still there: try again at once.

@@ -52,6 +52,28 @@ struct SSERelayTests {
         }
     }
 
+    /// The subscriber routes with its own copy of each channel's readers; a reader that
+    /// joins a channel already subscribed (confirmed at once, without waking the thread)
+    /// must still get the very next message, and one that left must get nothing more.
+    @Test func readersJoiningAndLeavingALiveChannelAreRoutedAtOnce() async throws {
+        try await withRedis { redis, subscriber in
+            let channel = "sluice-test:routes:\(UUID().uuidString)"
+            let anchor = try await subscriber.subscribe(to: channel)
+            var anchorBatch: [RedisSubscriptionEvent] = []
+            var batch: [RedisSubscriptionEvent] = []
+            for round in 0..<100 {
+                let joining = try await subscriber.subscribe(to: channel)
+                _ = try await redis.execute(RedisCommand("PUBLISH", channel, String(round)))
+                #expect(try await withWatchdog(joining) { try await joining.nextBatch(into: &batch) })
+                #expect(batch == [.message(Array(String(round).utf8))], "round \(round)")
+                joining.cancel()
+                #expect(try await withWatchdog(anchor) { try await anchor.nextBatch(into: &anchorBatch) })
+                #expect(anchorBatch == [.message(Array(String(round).utf8))], "round \(round)")
+            }
+            anchor.cancel()
+        }
+    }
+
     @Test func aBurstIsWrittenOnceInOrderWithItsIDs() async throws {
         try await withRedis { redis, subscriber in
             let jobID = "relay-\(UUID().uuidString)"
