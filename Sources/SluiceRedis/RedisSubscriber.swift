@@ -17,6 +17,10 @@ import Darwin
 ///   subscribe and then start the publisher without missing the first message.
 /// - Readers of the same channel share one `SUBSCRIBE`; when the last one leaves, the
 ///   channel is `UNSUBSCRIBE`d.
+/// - A message goes from the thread to each reader's own buffer under that reader's lock
+///   only: the thread routes with its own copy of every channel's readers, refreshed when
+///   a flag says some changed, and looks at the state shared with callers only when
+///   woken, so readers coming and going never contend with the per-message path.
 /// - The connection is opened with the first subscription and kept. When it breaks, the
 ///   thread reconnects with capped exponential backoff (50 ms doubling to 2 s, ±20 %
 ///   jitter), subscribes again every channel that still has readers, and sends each of

@@ -10,7 +10,8 @@ public enum RedisSubscriptionEvent: Sendable, Equatable {
 }
 
 /// One reader's view of a channel, from `RedisSubscriber.subscribe(to:)`: an asynchronous
-/// sequence of events, single-pass and single-consumer.
+/// sequence of events, single-pass and single-consumer; or, for a reader that handles
+/// whatever has piled up at once, `nextBatch(into:)` (not both on one subscription).
 ///
 /// The reader's slot (and, if it was the last reader, the channel's `SUBSCRIBE`) is given
 /// back as soon as any of these happens: iteration ends (`break`, `return`, a thrown

@@ -178,5 +178,4 @@ enum CompletionFrames {
             }
         }
     }
-
 }

@@ -93,8 +93,8 @@ public struct JobEventFeed: Sendable {
     ///
     /// `flush` runs after `emit` whenever no further event is ready (after each batch of
     /// events that arrived together, and before returning `.finished`), so a caller may
-    /// collect what `emit` gets and write it to its client in one piece. It is not called when this
-    /// returns `.disconnected` or throws.
+    /// collect what `emit` gets and write it to its client in one piece. It is not
+    /// called when this returns `.disconnected` or throws.
     ///
     /// The live feed is read on the caller's task, a batch at a time: messages that
     /// arrive while the caller writes are taken together with one wake-up. Heartbeats and
