@@ -10,7 +10,8 @@ public enum RedisSubscriptionEvent: Sendable, Equatable {
 }
 
 /// One reader's view of a channel, from `RedisSubscriber.subscribe(to:)`: an asynchronous
-/// sequence of events, single-pass and single-consumer.
+/// sequence of events, single-pass and single-consumer; or, for a reader that handles
+/// whatever has piled up at once, `nextBatch(into:)` (not both on one subscription).
 ///
 /// The reader's slot (and, if it was the last reader, the channel's `SUBSCRIBE`) is given
 /// back as soon as any of these happens: iteration ends (`break`, `return`, a thrown
@@ -49,6 +50,27 @@ public struct RedisSubscription: AsyncSequence, Sendable {
         sink.cancel()
     }
 
+    /// Waits until at least one event is buffered, then moves every buffered event into
+    /// `events` (emptied first), oldest first: one wake-up and one lock for any number of
+    /// events, for a reader that can handle them together (an SSE relay writing them to
+    /// its socket at once).
+    ///
+    /// Returns true with `events` possibly empty after `wake()`, and false once the
+    /// subscription has ended (as `next()` returning nil). Throws as `next()` does; the
+    /// subscription is cancelled if the task is. Pass the same array each time: its
+    /// storage is swapped with the subscription's, so a steady reader allocates nothing.
+    /// One consumer at a time, and not mixed with iteration.
+    public func nextBatch(into events: inout [RedisSubscriptionEvent]) async throws -> Bool {
+        try await sink.nextBatch(into: &events)
+    }
+
+    /// Makes a pending `nextBatch` return now (or the next one return at once), even
+    /// with nothing buffered: how another task (a heartbeat timer, a disconnect handler)
+    /// gets the reader's attention without a second queue.
+    public func wake() {
+        sink.wake()
+    }
+
     public func makeAsyncIterator() -> AsyncIterator {
         AsyncIterator(sink: sink, subscription: lifetime, iteration: SubscriptionLifetime(sink))
     }
@@ -80,6 +102,10 @@ private final class SubscriptionLifetime: Sendable {
 }
 
 /// The per-reader buffer between the subscriber's thread and the reading task.
+///
+/// The thread appends under the sink's own lock (never a lock shared with other readers)
+/// and resumes the reader only if it is waiting; events that arrive before the reader
+/// runs pile up and are taken together by `nextBatch`.
 final class SubscriptionSink: Sendable {
     let channel: String
     let id: UInt64
@@ -89,14 +115,66 @@ final class SubscriptionSink: Sendable {
     private let onTermination: @Sendable (SubscriptionSink) -> Void
 
     private struct State {
-        var buffer = FIFO<RedisSubscriptionEvent>()
-        var waiter: CheckedContinuation<RedisSubscriptionEvent?, any Error>?
+        /// Buffered events; those before `head` were already taken by `next()`.
+        var buffer: [RedisSubscriptionEvent] = []
+        var head = 0
+        var waiter: Waiter?
         var end: End?
+        /// `wake()` was called since `nextBatch` last returned.
+        var woken = false
+
+        enum Waiter {
+            /// `next()`: handed the event itself.
+            case one(CheckedContinuation<RedisSubscriptionEvent?, any Error>)
+            /// `nextBatch`: resumed, then takes what is buffered. Unsafe (no checking
+            /// object allocated per wait, on the per-chunk path): it is only ever taken
+            /// out of `waiter` under the lock, so it is resumed exactly once.
+            case batch(UnsafeContinuation<Void, Never>)
+        }
+
+        var count: Int { buffer.count - head }
 
         enum Taken { case event(RedisSubscriptionEvent), ended(RedisError?), empty }
 
         mutating func take() -> Taken {
-            if let event = buffer.popFirst() { return .event(event) }
+            if head < buffer.count {
+                let event = buffer[head]
+                head += 1
+                if head == buffer.count {
+                    buffer.removeAll(keepingCapacity: true)
+                    head = 0
+                }
+                return .event(event)
+            }
+            return takeEnd()
+        }
+
+        enum Batch { case events, ended(RedisError?), empty }
+
+        /// Moves everything buffered into `events` (empty on entry).
+        mutating func takeAll(into events: inout [RedisSubscriptionEvent]) -> Batch {
+            if head < buffer.count {
+                if head == 0 {
+                    swap(&events, &buffer)
+                } else {
+                    events.append(contentsOf: buffer[head...])
+                    buffer.removeAll(keepingCapacity: true)
+                    head = 0
+                }
+                woken = false
+                return .events
+            }
+            if woken {
+                woken = false
+                return .events
+            }
+            switch takeEnd() {
+            case .ended(let error): return .ended(error)
+            default: return .empty
+            }
+        }
+
+        private mutating func takeEnd() -> Taken {
             switch end {
             case nil:
                 return .empty
@@ -133,22 +211,28 @@ final class SubscriptionSink: Sendable {
 
     /// Called by the subscriber's thread.
     func deliver(_ event: RedisSubscriptionEvent) {
-        enum Action { case none, resume(CheckedContinuation<RedisSubscriptionEvent?, any Error>), overflow }
+        enum Action { case none, resumeOne(CheckedContinuation<RedisSubscriptionEvent?, any Error>), resumeBatch(UnsafeContinuation<Void, Never>), overflow }
         let action = state.withLock { state -> Action in
             if state.end != nil { return .none }
-            if let waiter = state.waiter {
+            if case .one(let waiter) = state.waiter {
                 state.waiter = nil
-                return .resume(waiter)
+                return .resumeOne(waiter)
             }
-            if let maxBuffered, state.buffer.count >= maxBuffered { return .overflow }
+            if let maxBuffered, state.count >= maxBuffered { return .overflow }
             state.buffer.append(event)
+            if case .batch(let waiter) = state.waiter {
+                state.waiter = nil
+                return .resumeBatch(waiter)
+            }
             return .none
         }
         switch action {
         case .none:
             break
-        case .resume(let waiter):
+        case .resumeOne(let waiter):
             waiter.resume(returning: event)
+        case .resumeBatch(let waiter):
+            waiter.resume()
         case .overflow:
             finish(.failed(RedisError(
                 .subscriptionOverflow,
@@ -174,7 +258,7 @@ final class SubscriptionSink: Sendable {
                     let taken = state.take()
                     if case .empty = taken {
                         precondition(state.waiter == nil, "a RedisSubscription supports one consumer at a time")
-                        state.waiter = continuation
+                        state.waiter = .one(continuation)
                     }
                     return taken
                 }
@@ -190,6 +274,48 @@ final class SubscriptionSink: Sendable {
         }
     }
 
+    func nextBatch(into events: inout [RedisSubscriptionEvent]) async throws -> Bool {
+        events.removeAll(keepingCapacity: true)
+        if Task.isCancelled {
+            cancel()
+            return false
+        }
+        while true {
+            switch state.withLock({ $0.takeAll(into: &events) }) {
+            case .events: return true
+            case .ended(let error?): throw error
+            case .ended(nil): return false
+            case .empty: break
+            }
+            await withTaskCancellationHandler {
+                await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
+                    let ready = state.withLock { state -> Bool in
+                        if state.count > 0 || state.woken || state.end != nil { return true }
+                        precondition(state.waiter == nil, "a RedisSubscription supports one consumer at a time")
+                        state.waiter = .batch(continuation)
+                        return false
+                    }
+                    if ready { continuation.resume() }
+                }
+            } onCancel: {
+                cancel()
+            }
+        }
+    }
+
+    func wake() {
+        let waiter = state.withLock { state -> UnsafeContinuation<Void, Never>? in
+            guard state.end == nil else { return nil }
+            state.woken = true
+            if case .batch(let waiter) = state.waiter {
+                state.waiter = nil
+                return waiter
+            }
+            return nil
+        }
+        waiter?.resume()
+    }
+
     func cancel() {
         finish(.cancelled)
     }
@@ -197,25 +323,31 @@ final class SubscriptionSink: Sendable {
     /// Ends the sequence. `.finished` keeps what is buffered for the reader; the others
     /// discard it. The first call tells the subscriber to free the slot.
     func finish(_ end: End) {
-        let (waiter, first) = state.withLock { state -> (CheckedContinuation<RedisSubscriptionEvent?, any Error>?, Bool) in
+        let (waiter, first) = state.withLock { state -> (State.Waiter?, Bool) in
             guard state.end == nil else { return (nil, false) }
             state.end = end
             if case .finished = end {} else {
                 state.buffer.removeAll()
+                state.head = 0
             }
             let waiter = state.waiter
             state.waiter = nil
-            if waiter != nil, case .failed = end {
+            if case .one = waiter, case .failed = end {
                 state.end = .finished  // the waiter reports the error
             }
             return (waiter, true)
         }
-        if let waiter {
+        switch waiter {
+        case .one(let waiter):
             if case .failed(let error) = end {
                 waiter.resume(throwing: error)
             } else {
                 waiter.resume(returning: nil)
             }
+        case .batch(let waiter):
+            waiter.resume()  // it takes the end (and an error) from the state
+        case nil:
+            break
         }
         if first {
             onTermination(self)

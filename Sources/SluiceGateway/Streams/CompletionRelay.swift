@@ -107,15 +107,21 @@ extension Gateway {
             defer { gateway.metrics.sseReaderDisconnected() }
             var failure: (any Error)?
             var disconnected = false
+            // Frames collect here and go out together once no further event is ready:
+            // one body write (and one flush to the socket) for a burst of chunks.
+            var pending = ByteBuffer()
             do {
                 let end = try await request.watchingDisconnect { disconnect in
                     try await feed.follow(afterSeq: 0, disconnect: disconnect) { item in
-                        guard let frame = CompletionFrames.frame(for: item, style: style) else { return }
+                        CompletionFrames.write(item, style: style, to: &pending)
+                    } flush: {
+                        guard pending.readableBytes > 0 else { return }
                         do {
-                            try await writer.write(frame)
+                            try await writer.write(pending)
                         } catch {
                             throw ClientGone()
                         }
+                        pending.clear()
                     }
                 }
                 disconnected = end == .disconnected
@@ -132,8 +138,11 @@ extension Gateway {
             if let failure {
                 gateway.logger.error("lost a job's event feed: \(failure)", metadata: ["job_id": "\(jobID)"])
                 let error = APIError.unavailable("lost the job's event feed; its result will be at /v1/jobs/\(jobID)")
-                try await writer.write(SSEFormat.data(error.jsonBytes))
-                try await writer.write(SSEFormat.done)
+                // What was relayed before the failure goes first, as it would have alone.
+                let bytes = error.jsonBytes
+                SSEFormat.writeData(bytes, range: 0..<bytes.count, to: &pending)
+                pending.writeImmutableBuffer(SSEFormat.done)
+                try await writer.write(pending)
             }
             try await writer.finish(nil)
         })
@@ -147,23 +156,25 @@ struct ClientGone: Error {}
 /// failure as an OpenAI error object, `chat_finished` as `data: [DONE]`; the other
 /// events are not sent.
 enum CompletionFrames {
-    static func frame(for item: JobEventFollower.Item, style: CompletionStyle) -> ByteBuffer? {
+    /// Appends the frame of `item`, if it has one, to `buffer`.
+    static func write(_ item: JobEventFollower.Item, style: CompletionStyle, to buffer: inout ByteBuffer) {
         switch item {
         case .heartbeat:
-            return SSEFormat.heartbeat
+            buffer.writeImmutableBuffer(SSEFormat.heartbeat)
         case .event(_, let name, let envelope, let data):
             switch name {
             case EventName.chunk.rawValue:
-                if !style.includeUsageChunk, JSONPeek.isUsageOnlyChunk(envelope, range: data) { return nil }
-                return SSEFormat.data(envelope[data])
+                if !style.includeUsageChunk, JSONPeek.isUsageOnlyChunk(envelope, range: data) { return }
+                SSEFormat.writeData(envelope, range: data, to: &buffer)
             case EventName.chatResponseFailure.rawValue:
                 let failure = try? JSON.decode(JSONValue.self, from: envelope[data])
                 let error = APIError.jobFailed(status: nil, error: failure?["error"])
-                return SSEFormat.data(error.jsonBytes)
+                let bytes = error.jsonBytes
+                SSEFormat.writeData(bytes, range: 0..<bytes.count, to: &buffer)
             case EventName.chatFinished.rawValue:
-                return SSEFormat.done
+                buffer.writeImmutableBuffer(SSEFormat.done)
             default:
-                return nil
+                return
             }
         }
     }

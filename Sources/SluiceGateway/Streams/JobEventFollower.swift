@@ -1,4 +1,5 @@
 import Logging
+import Synchronization
 import SluiceCore
 import SluiceRedis
 
@@ -89,93 +90,198 @@ public struct JobEventFeed: Sendable {
 
     /// As `follow(afterSeq:emit:)`, and returns `.disconnected` at once when `disconnect`
     /// fires. The subscription is freed whenever this returns or throws.
+    ///
+    /// `flush` runs after `emit` whenever no further event is ready (after each batch of
+    /// events that arrived together, and before returning `.finished`), so a caller may
+    /// collect what `emit` gets and write it to its client in one piece. It is not
+    /// called when this returns `.disconnected` or throws.
+    ///
+    /// The live feed is read on the caller's task, a batch at a time: messages that
+    /// arrive while the caller writes are taken together with one wake-up. Heartbeats and
+    /// the client's departure wake the same wait.
     func follow(
-        afterSeq: Int, disconnect: ClientDisconnect?, emit: (JobEventFollower.Item) async throws -> Void
+        afterSeq: Int,
+        disconnect: ClientDisconnect?,
+        emit: (JobEventFollower.Item) async throws -> Void,
+        flush: () async throws -> Void = {}
     ) async throws -> JobEventFollower.End {
+        let subscription = self.subscription
         defer { subscription.cancel() }
         let jobID = self.jobID
         var last = afterSeq
+        // Something was emitted since the last flush.
+        var unflushed = false
 
         // Returns true once chat_finished went out.
-        func deliver(_ envelope: [UInt8]) async throws -> Bool {
-            guard let peek = EventEnvelope.peek(envelope) else { return false }
-            return try await deliver(envelope, peek)
+        func deliver(_ envelope: [UInt8], _ fields: EnvelopeFields) async throws -> Bool {
+            guard fields.seq > last else { return false }
+            last = fields.seq
+            unflushed = true
+            try await emit(.event(seq: fields.seq, name: fields.event, envelope: envelope, data: fields.data))
+            return fields.isFinished
         }
-        func deliver(_ envelope: [UInt8], _ peek: EventEnvelope.Peek) async throws -> Bool {
-            guard peek.seq > last else { return false }
-            last = peek.seq
-            try await emit(.event(seq: peek.seq, name: peek.event, envelope: envelope, data: peek.data))
-            return peek.event == EventName.chatFinished.rawValue
+        func flushIfNeeded() async throws {
+            guard unflushed else { return }
+            unflushed = false
+            try await flush()
         }
         func replay() async throws -> Bool {
             for envelope in try await follower.readStream(jobID: jobID, after: last) {
                 if disconnect?.hasFired == true { return false }
-                if try await deliver(envelope) { return true }
+                guard let fields = EnvelopeFields(envelope) else { continue }
+                if try await deliver(envelope, fields) { return true }
             }
             return false
         }
 
         if disconnect?.hasFired == true { return .disconnected }
-        if try await replay() { return .finished }
+        if try await replay() {
+            try await flushIfNeeded()
+            return .finished
+        }
+        try await flushIfNeeded()
 
-        // Merge the live feed, a heartbeat tick and the client's departure, so that one
-        // loop owns the writer.
-        let (merged, continuation) = AsyncStream.makeStream(of: Tick.self)
+        // The heartbeat timer and the client's departure wake the reader's wait on the
+        // subscription; nothing else stands between the subscriber's thread and this task.
+        let heartbeatDue = HeartbeatFlag()
         let heartbeat = follower.heartbeat
         let ticker = Task {
             while !Task.isCancelled {
                 try? await Task.sleep(for: heartbeat)
                 if Task.isCancelled { break }
-                continuation.yield(.heartbeat)
+                heartbeatDue.raise()
+                subscription.wake()
             }
         }
-        let subscription = self.subscription
-        let pump = Task {
-            do {
-                for try await event in subscription { continuation.yield(.live(event)) }
-                continuation.yield(.ended(nil))
-            } catch {
-                continuation.yield(.ended(error))
-            }
-        }
-        let token = disconnect?.onFire { continuation.yield(.disconnected) }
+        let token = disconnect?.onFire { subscription.wake() }
         defer {
             if let token { disconnect?.remove(token) }
             ticker.cancel()
-            pump.cancel()
-            continuation.finish()
         }
 
-        for await tick in merged {
-            switch tick {
-            case .heartbeat:
+        var batch: [RedisSubscriptionEvent] = []
+        batch.reserveCapacity(8)
+        while try await subscription.nextBatch(into: &batch) {
+            if disconnect?.hasFired == true { return .disconnected }
+            if heartbeatDue.lower() {
+                unflushed = true
                 try await emit(.heartbeat)
-            case .disconnected:
-                return .disconnected
-            case .ended(let error):
-                if let error { throw error }
-                throw SluiceError(.internal, "the event feed of job \"\(jobID)\" ended before chat_finished")
-            case .live(.resubscribed):
-                if try await replay() { return .finished }
-            case .live(.message(let envelope)):
-                guard let peek = EventEnvelope.peek(envelope) else { continue }
-                if peek.seq > last + 1 {
-                    // Missed something: take it from the replay stream, in order.
-                    if try await replay() { return .finished }
-                    continue
+            }
+            for event in batch {
+                switch event {
+                case .resubscribed:
+                    if try await replay() {
+                        try await flushIfNeeded()
+                        return .finished
+                    }
+                case .message(let envelope):
+                    guard let fields = EnvelopeFields(envelope) else { continue }
+                    if fields.seq > last + 1 {
+                        // Missed something: take it from the replay stream, in order.
+                        if try await replay() {
+                            try await flushIfNeeded()
+                            return .finished
+                        }
+                        continue
+                    }
+                    if try await deliver(envelope, fields) {
+                        try await flushIfNeeded()
+                        return .finished
+                    }
                 }
-                if try await deliver(envelope, peek) { return .finished }
             }
             if disconnect?.hasFired == true { return .disconnected }
+            try await flushIfNeeded()
         }
-        // The merged stream only ends when this task is cancelled.
-        throw CancellationError()
+        if Task.isCancelled { throw CancellationError() }
+        throw SluiceError(.internal, "the event feed of job \"\(jobID)\" ended before chat_finished")
+    }
+}
+
+/// Set by a follow's heartbeat timer, taken by its loop.
+private final class HeartbeatFlag: Sendable {
+    private let due = Atomic<Bool>(false)
+
+    func raise() { due.store(true, ordering: .relaxed) }
+
+    /// Whether a heartbeat was due; clears it.
+    func lower() -> Bool { due.exchange(false, ordering: .relaxed) }
+}
+
+/// `seq`, `event` and where `data` sits in an event envelope, read in one pass over its
+/// top-level fields without decoding it or making a string per key (what
+/// `EventEnvelope.peek` gives, for the per-chunk path).
+struct EnvelopeFields {
+    var seq: Int
+    /// The event's name; one of `EventName`'s own strings when it is one of them, so no
+    /// string is made per event.
+    var event: String
+    /// Byte range of the `data` value within the envelope.
+    var data: Range<Int>
+
+    var isFinished: Bool { event == EventName.chatFinished.rawValue }
+
+    init?(_ bytes: [UInt8]) {
+        var seq: Int?
+        var event: String?
+        var data: Range<Int>?
+        let ok = JSONScanner.scanTopLevel(bytes, range: 0..<bytes.count) { key, value in
+            if Self.matches(bytes, key, "seq") {
+                seq = Self.integer(bytes, value)
+            } else if Self.matches(bytes, key, "event") {
+                event = Self.eventName(bytes, value)
+            } else if Self.matches(bytes, key, "data") {
+                data = value
+            }
+            return seq == nil || event == nil || data == nil
+        }
+        guard ok, let seq, let event, let data else { return nil }
+        self.seq = seq
+        self.event = event
+        self.data = data
     }
 
-    private enum Tick: Sendable {
-        case heartbeat
-        case live(RedisSubscriptionEvent)
-        case ended((any Error)?)
-        case disconnected
+    private static func matches(_ bytes: [UInt8], _ key: Range<Int>, _ name: StaticString) -> Bool {
+        guard key.count == name.utf8CodeUnitCount else { return false }
+        let wanted = name.utf8Start
+        for offset in 0..<key.count where bytes[key.lowerBound + offset] != wanted[offset] {
+            return false
+        }
+        return true
+    }
+
+    /// A JSON integer (as `Int(String)` reads it); nil for anything else.
+    private static func integer(_ bytes: [UInt8], _ range: Range<Int>) -> Int? {
+        var i = range.lowerBound
+        var negative = false
+        if i < range.upperBound, bytes[i] == UInt8(ascii: "-") {
+            negative = true
+            i += 1
+        } else if i < range.upperBound, bytes[i] == UInt8(ascii: "+") {
+            i += 1
+        }
+        guard i < range.upperBound else { return nil }
+        var value = 0
+        while i < range.upperBound {
+            let digit = bytes[i] &- UInt8(ascii: "0")
+            guard digit < 10 else { return nil }
+            let (times10, o1) = value.multipliedReportingOverflow(by: 10)
+            let (next, o2) = negative ? times10.subtractingReportingOverflow(Int(digit)) : times10.addingReportingOverflow(Int(digit))
+            guard !o1, !o2 else { return nil }
+            value = next
+            i += 1
+        }
+        return value
+    }
+
+    /// The string value's contents, as `EventEnvelope.peek` reads them (no unescaping).
+    private static func eventName(_ bytes: [UInt8], _ range: Range<Int>) -> String? {
+        guard range.count >= 2 else { return nil }
+        let inner = (range.lowerBound + 1)..<(range.upperBound - 1)
+        for name in EventName.allCases {
+            let raw = name.rawValue
+            if raw.utf8.count == inner.count, raw.utf8.elementsEqual(bytes[inner]) { return raw }
+        }
+        return String(decoding: bytes[inner], as: UTF8.self)
     }
 }

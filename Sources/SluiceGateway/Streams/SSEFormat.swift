@@ -13,37 +13,70 @@ enum SSEFormat {
     ]
 
     /// `id: N`, `event: name`, `data: {...}` and the blank line.
-    static func event(id: Int, name: String, data: some Collection<UInt8>) -> ByteBuffer {
+    static func event(id: Int, name: String, data: [UInt8]) -> ByteBuffer {
         var buffer = ByteBuffer()
-        buffer.reserveCapacity(data.count + name.utf8.count + 32)
-        buffer.writeString("id: \(id)\nevent: \(name)\n")
-        writeData(data, to: &buffer)
+        writeEvent(id: id, name: name, data: data, range: 0..<data.count, to: &buffer)
         return buffer
     }
 
     /// `data: {...}` and the blank line (OpenAI's style: no `event:` lines).
-    static func data(_ data: some Collection<UInt8>) -> ByteBuffer {
+    static func data(_ data: [UInt8]) -> ByteBuffer {
         var buffer = ByteBuffer()
-        buffer.reserveCapacity(data.count + 8)
-        writeData(data, to: &buffer)
+        writeData(data, range: 0..<data.count, to: &buffer)
         return buffer
     }
 
-    /// `data:` lines and the closing blank line; a value with line breaks (JSON may
-    /// have them as whitespace) takes one `data:` line per line.
-    private static func writeData(_ data: some Collection<UInt8>, to buffer: inout ByteBuffer) {
-        if !data.contains(0x0A) {
-            buffer.writeStaticString("data: ")
-            buffer.writeBytes(data)
-            buffer.writeStaticString("\n\n")
-            return
-        }
-        for line in data.split(separator: 0x0A, omittingEmptySubsequences: false) {
-            buffer.writeStaticString("data: ")
-            buffer.writeBytes(line.filter { $0 != 0x0D })
+    /// Appends `id: N`, `event: name`, the `data:` lines of `bytes[range]` and the blank
+    /// line to `buffer`, where other events may already be waiting to go out with it.
+    static func writeEvent(id: Int, name: String, data bytes: [UInt8], range: Range<Int>, to buffer: inout ByteBuffer) {
+        buffer.reserveCapacity(minimumWritableBytes: range.count + name.utf8.count + 40)
+        buffer.writeStaticString("id: ")
+        writeDecimal(id, to: &buffer)
+        buffer.writeStaticString("\nevent: ")
+        buffer.writeString(name)
+        buffer.writeStaticString("\n")
+        writeData(bytes, range: range, to: &buffer)
+    }
+
+    /// Appends the `data:` lines of `bytes[range]` and the closing blank line to
+    /// `buffer`; a value with line breaks (JSON may have them as whitespace) takes one
+    /// `data:` line per line.
+    static func writeData(_ bytes: [UInt8], range: Range<Int>, to buffer: inout ByteBuffer) {
+        buffer.reserveCapacity(minimumWritableBytes: range.count + 8)
+        bytes.withUnsafeBufferPointer { all in
+            let value = UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: all[range]))
+            guard value.contains(0x0A) else {
+                buffer.writeStaticString("data: ")
+                buffer.writeBytes(value)
+                buffer.writeStaticString("\n\n")
+                return
+            }
+            for line in value.split(separator: 0x0A, omittingEmptySubsequences: false) {
+                buffer.writeStaticString("data: ")
+                buffer.writeBytes(line.filter { $0 != 0x0D })
+                buffer.writeStaticString("\n")
+            }
             buffer.writeStaticString("\n")
         }
-        buffer.writeStaticString("\n")
+    }
+
+    /// A non-negative decimal (an event id) without making a string; others via one.
+    private static func writeDecimal(_ n: Int, to buffer: inout ByteBuffer) {
+        guard n >= 0 else {
+            buffer.writeString(String(n))
+            return
+        }
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes, enough for Int.max
+        withUnsafeMutableBytes(of: &digits) { out in
+            var i = out.count
+            var rest = n
+            repeat {
+                i -= 1
+                out[i] = UInt8(ascii: "0") + UInt8(rest % 10)
+                rest /= 10
+            } while rest > 0
+            buffer.writeBytes(UnsafeRawBufferPointer(rebasing: out[i...]))
+        }
     }
 
     static let heartbeat = ByteBuffer(string: ": keep-alive\n\n")
