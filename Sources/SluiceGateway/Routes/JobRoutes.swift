@@ -109,14 +109,20 @@ extension Gateway {
                 _ = try await request.watchingDisconnect { disconnect in
                     // A gateway shutting down ends its event streams (their readers resume
                     // elsewhere with Last-Event-ID) rather than wait for every job to end.
+                    // Events that arrive together go out in one body write.
+                    var pending = ByteBuffer()
                     try await withGracefulShutdownHandler {
                         try await feed.follow(afterSeq: lastEventID, disconnect: disconnect) { item in
                             switch item {
                             case .event(let seq, let name, let envelope, _):
-                                try await writer.write(SSEFormat.event(id: seq, name: name, data: envelope))
+                                SSEFormat.writeEvent(id: seq, name: name, data: envelope, range: 0..<envelope.count, to: &pending)
                             case .heartbeat:
-                                try await writer.write(SSEFormat.heartbeat)
+                                pending.writeImmutableBuffer(SSEFormat.heartbeat)
                             }
+                        } flush: {
+                            guard pending.readableBytes > 0 else { return }
+                            try await writer.write(pending)
+                            pending.clear()
                         }
                     } onGracefulShutdown: {
                         disconnect.fire()
