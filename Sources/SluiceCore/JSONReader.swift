@@ -67,10 +67,20 @@ public struct JSONReader {
     /// The next key of the object (its raw bytes; keys with escapes are unsupported), or
     /// nil at the closing brace. `first` is true for the first call on an object.
     public mutating func nextKey(first: inout Bool) throws(Unsupported) -> UnsafeRawBufferPointer? {
+        guard try atNextKey(first: &first) else { return nil }
+        let (range, plain) = try stringRange(validateUTF8: true)
+        guard plain else { throw Unsupported() }
+        try expect(UInt8(ascii: ":"))
+        return UnsafeRawBufferPointer(rebasing: bytes[range])
+    }
+
+    /// Moves past the comma before the next key (none before the first) and stops at its
+    /// opening quote; false, with the closing brace consumed, at the end of the object.
+    mutating func atNextKey(first: inout Bool) throws(Unsupported) -> Bool {
         var b = try peek()
         if b == UInt8(ascii: "}") {
             i += 1
-            return nil
+            return false
         }
         if first {
             first = false
@@ -80,10 +90,7 @@ public struct JSONReader {
             b = try peek()
         }
         guard b == UInt8(ascii: "\"") else { throw Unsupported() }
-        let (range, plain) = try stringRange(validateUTF8: true)
-        guard plain else { throw Unsupported() }
-        try expect(UInt8(ascii: ":"))
-        return UnsafeRawBufferPointer(rebasing: bytes[range])
+        return true
     }
 
     public mutating func beginArray() throws(Unsupported) { try expect(UInt8(ascii: "[")) }
@@ -189,19 +196,7 @@ public struct JSONReader {
 
     /// Like `nextKey`, but any key (escaped ones too) is fine: it is only skipped.
     mutating func nextKeyForSkip(first: inout Bool) throws(Unsupported) -> Bool {
-        var b = try peek()
-        if b == UInt8(ascii: "}") {
-            i += 1
-            return false
-        }
-        if first {
-            first = false
-        } else {
-            guard b == UInt8(ascii: ",") else { throw Unsupported() }
-            i += 1
-            b = try peek()
-        }
-        guard b == UInt8(ascii: "\"") else { throw Unsupported() }
+        guard try atNextKey(first: &first) else { return false }
         _ = try stringRange(validateUTF8: true)
         try expect(UInt8(ascii: ":"))
         return true
@@ -361,7 +356,7 @@ extension JSONReader {
             i += 1
             var object: [String: JSONValue] = [:]
             var first = true
-            while try nextKeyForValue(first: &first) {
+            while try atNextKey(first: &first) {
                 let key = try readString()
                 try expect(UInt8(ascii: ":"))
                 // A repeated key: which one JSONDecoder keeps is its business.
@@ -395,23 +390,6 @@ extension JSONReader {
             else { throw Unsupported() }
             return .number(n)
         }
-    }
-
-    /// Positions at the next key's opening quote, or consumes the closing brace.
-    mutating func nextKeyForValue(first: inout Bool) throws(Unsupported) -> Bool {
-        let b = try peek()
-        if b == UInt8(ascii: "}") {
-            i += 1
-            return false
-        }
-        if first {
-            first = false
-        } else {
-            guard b == UInt8(ascii: ",") else { throw Unsupported() }
-            i += 1
-        }
-        guard try peek() == UInt8(ascii: "\"") else { throw Unsupported() }
-        return true
     }
 
     /// A JSON number's text as a Double: small integers exactly without parsing text,

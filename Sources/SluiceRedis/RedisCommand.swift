@@ -125,6 +125,14 @@ public enum RESPWriter {
     }
 
     @inline(__always) public static func bulk(_ bytes: [UInt8], into out: inout [UInt8]) {
+        bytes.withUnsafeBytes { bulk($0, into: &out) }
+    }
+
+    public static func bulk(_ text: StaticString, into out: inout [UInt8]) {
+        text.withUTF8Buffer { bulk(UnsafeRawBufferPointer($0), into: &out) }
+    }
+
+    @inline(__always) public static func bulk(_ bytes: UnsafeRawBufferPointer, into out: inout [UInt8]) {
         out.append(UInt8(ascii: "$"))
         decimal(bytes.count, into: &out)
         out.append(0x0D)
@@ -132,18 +140,6 @@ public enum RESPWriter {
         out.append(contentsOf: bytes)
         out.append(0x0D)
         out.append(0x0A)
-    }
-
-    public static func bulk(_ text: StaticString, into out: inout [UInt8]) {
-        text.withUTF8Buffer { bytes in
-            out.append(UInt8(ascii: "$"))
-            decimal(bytes.count, into: &out)
-            out.append(0x0D)
-            out.append(0x0A)
-            out.append(contentsOf: bytes)
-            out.append(0x0D)
-            out.append(0x0A)
-        }
     }
 
     /// An integer argument, in decimal.
