@@ -52,6 +52,13 @@ public enum EventEnvelope {
         out.append(UInt8(ascii: "}"))
     }
 
+    /// The event's name: one of `EventName`'s own strings when it is one of them, so
+    /// no string is made per relayed event.
+    static func eventName(_ raw: UnsafeRawBufferPointer) -> String {
+        for name in EventName.allCases where name.rawValue.utf8.elementsEqual(raw) { return name.rawValue }
+        return String(decoding: raw, as: UTF8.self)
+    }
+
     /// A non-negative integer in decimal, without making a string.
     static func appendDecimal(_ n: Int, to out: inout [UInt8]) {
         guard n >= 10 else {
@@ -91,7 +98,7 @@ public enum EventEnvelope {
                     }
                     if digits > 0 { seq = n }
                 } else if k.equals("event") {
-                    if value.count >= 2 { event = String(decoding: buffer[(value.lowerBound + 1)..<(value.upperBound - 1)], as: UTF8.self) }
+                    if value.count >= 2 { event = eventName(UnsafeRawBufferPointer(rebasing: buffer[(value.lowerBound + 1)..<(value.upperBound - 1)])) }
                 } else if k.equals("data") {
                     data = value
                 }

@@ -111,7 +111,7 @@ extension Gateway {
                     // elsewhere with Last-Event-ID) rather than wait for every job to end.
                     // Events that arrive together go out in one body write.
                     var pending = ByteBuffer()
-                    try await withGracefulShutdownHandler {
+                    _ = try await withGracefulShutdownHandler {
                         try await feed.follow(afterSeq: lastEventID, disconnect: disconnect) { item in
                             switch item {
                             case .event(let seq, let name, let envelope, _):

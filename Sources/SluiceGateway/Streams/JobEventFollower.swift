@@ -113,12 +113,12 @@ public struct JobEventFeed: Sendable {
         var unflushed = false
 
         // Returns true once chat_finished went out.
-        func deliver(_ envelope: [UInt8], _ fields: EnvelopeFields) async throws -> Bool {
+        func deliver(_ envelope: [UInt8], _ fields: EventEnvelope.Peek) async throws -> Bool {
             guard fields.seq > last else { return false }
             last = fields.seq
             unflushed = true
             try await emit(.event(seq: fields.seq, name: fields.event, envelope: envelope, data: fields.data))
-            return fields.isFinished
+            return fields.event == EventName.chatFinished.rawValue
         }
         func flushIfNeeded() async throws {
             guard unflushed else { return }
@@ -128,7 +128,7 @@ public struct JobEventFeed: Sendable {
         func replay() async throws -> Bool {
             for envelope in try await follower.readStream(jobID: jobID, after: last) {
                 if disconnect?.hasFired == true { return false }
-                guard let fields = EnvelopeFields(envelope) else { continue }
+                guard let fields = EventEnvelope.peek(envelope) else { continue }
                 if try await deliver(envelope, fields) { return true }
             }
             return false
@@ -175,7 +175,7 @@ public struct JobEventFeed: Sendable {
                         return .finished
                     }
                 case .message(let envelope):
-                    guard let fields = EnvelopeFields(envelope) else { continue }
+                    guard let fields = EventEnvelope.peek(envelope) else { continue }
                     if fields.seq > last + 1 {
                         // Missed something: take it from the replay stream, in order.
                         if try await replay() {
@@ -206,82 +206,4 @@ private final class HeartbeatFlag: Sendable {
 
     /// Whether a heartbeat was due; clears it.
     func lower() -> Bool { due.exchange(false, ordering: .relaxed) }
-}
-
-/// `seq`, `event` and where `data` sits in an event envelope, read in one pass over its
-/// top-level fields without decoding it or making a string per key (what
-/// `EventEnvelope.peek` gives, for the per-chunk path).
-struct EnvelopeFields {
-    var seq: Int
-    /// The event's name; one of `EventName`'s own strings when it is one of them, so no
-    /// string is made per event.
-    var event: String
-    /// Byte range of the `data` value within the envelope.
-    var data: Range<Int>
-
-    var isFinished: Bool { event == EventName.chatFinished.rawValue }
-
-    init?(_ bytes: [UInt8]) {
-        var seq: Int?
-        var event: String?
-        var data: Range<Int>?
-        let ok = JSONScanner.scanTopLevel(bytes, range: 0..<bytes.count) { key, value in
-            if Self.matches(bytes, key, "seq") {
-                seq = Self.integer(bytes, value)
-            } else if Self.matches(bytes, key, "event") {
-                event = Self.eventName(bytes, value)
-            } else if Self.matches(bytes, key, "data") {
-                data = value
-            }
-            return seq == nil || event == nil || data == nil
-        }
-        guard ok, let seq, let event, let data else { return nil }
-        self.seq = seq
-        self.event = event
-        self.data = data
-    }
-
-    private static func matches(_ bytes: [UInt8], _ key: Range<Int>, _ name: StaticString) -> Bool {
-        guard key.count == name.utf8CodeUnitCount else { return false }
-        let wanted = name.utf8Start
-        for offset in 0..<key.count where bytes[key.lowerBound + offset] != wanted[offset] {
-            return false
-        }
-        return true
-    }
-
-    /// A JSON integer (as `Int(String)` reads it); nil for anything else.
-    private static func integer(_ bytes: [UInt8], _ range: Range<Int>) -> Int? {
-        var i = range.lowerBound
-        var negative = false
-        if i < range.upperBound, bytes[i] == UInt8(ascii: "-") {
-            negative = true
-            i += 1
-        } else if i < range.upperBound, bytes[i] == UInt8(ascii: "+") {
-            i += 1
-        }
-        guard i < range.upperBound else { return nil }
-        var value = 0
-        while i < range.upperBound {
-            let digit = bytes[i] &- UInt8(ascii: "0")
-            guard digit < 10 else { return nil }
-            let (times10, o1) = value.multipliedReportingOverflow(by: 10)
-            let (next, o2) = negative ? times10.subtractingReportingOverflow(Int(digit)) : times10.addingReportingOverflow(Int(digit))
-            guard !o1, !o2 else { return nil }
-            value = next
-            i += 1
-        }
-        return value
-    }
-
-    /// The string value's contents, as `EventEnvelope.peek` reads them (no unescaping).
-    private static func eventName(_ bytes: [UInt8], _ range: Range<Int>) -> String? {
-        guard range.count >= 2 else { return nil }
-        let inner = (range.lowerBound + 1)..<(range.upperBound - 1)
-        for name in EventName.allCases {
-            let raw = name.rawValue
-            if raw.utf8.count == inner.count, raw.utf8.elementsEqual(bytes[inner]) { return raw }
-        }
-        return String(decoding: bytes[inner], as: UTF8.self)
-    }
 }
