@@ -102,7 +102,7 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
 
-        .testTarget(name: "SluiceCoreTests", dependencies: ["SluiceCore", "SluiceKafka", "SluiceProviders"]),
+        .testTarget(name: "SluiceCoreTests", dependencies: ["SluiceCore", "SluiceKafka", "SluiceProviders", "SluiceBench"]),
         .testTarget(name: "SluiceIntegrationTests", dependencies: [
             "SluiceCore", "SluiceKafka", "SluiceRedis", "SluiceHTTPClient", "SluiceProviders",
             "SluiceWorker", "SluiceGateway", "SluiceMockProvider",

@@ -127,22 +127,50 @@ struct StreamReading: Sendable {
     var text: String?
 }
 
-/// Counts a byte pattern across chunk boundaries.
+/// Counts a byte pattern across chunk boundaries: a KMP matcher whose state carries over
+/// from one chunk to the next, so the bench's readers (a thousand at once, sharing the
+/// machine with what they measure) scan each byte once and allocate nothing.
 struct PatternCounter {
     let pattern: [UInt8]
-    private var carry: [UInt8] = []
+    /// `fallback[i]`: the longest proper border of `pattern[0...i]`.
+    private let fallback: [Int]
+    /// Bytes of `pattern` matched at the end of what was fed so far.
+    private var matched = 0
 
-    init(_ pattern: String) { self.pattern = Array(pattern.utf8) }
+    init(_ pattern: String) {
+        let p = Array(pattern.utf8)
+        precondition(!p.isEmpty, "an empty pattern counts nothing")
+        var fallback = [Int](repeating: 0, count: p.count)
+        var k = 0
+        for i in 1..<p.count {
+            while k > 0, p[i] != p[k] { k = fallback[k - 1] }
+            if p[i] == p[k] { k += 1 }
+            fallback[i] = k
+        }
+        self.pattern = p
+        self.fallback = fallback
+    }
 
     mutating func feed(_ chunk: [UInt8]) -> Int {
-        let bytes = carry + chunk
         var count = 0
-        var from = bytes.startIndex
-        while let r = bytes[from...].firstRange(of: pattern) {
-            count += 1
-            from = r.upperBound
+        var k = matched
+        let last = pattern.count - 1
+        pattern.withUnsafeBufferPointer { p in
+            fallback.withUnsafeBufferPointer { f in
+                for byte in chunk {
+                    while k > 0, byte != p[k] { k = f[k - 1] }
+                    if byte == p[k] {
+                        if k == last {
+                            count += 1
+                            k = 0  // occurrences do not overlap, as before
+                        } else {
+                            k += 1
+                        }
+                    }
+                }
+            }
         }
-        carry = Array(bytes.suffix(pattern.count - 1))
+        matched = k
         return count
     }
 }

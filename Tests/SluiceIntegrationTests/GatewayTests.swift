@@ -410,6 +410,26 @@ struct GatewayTests {
         }
     }
 
+    /// A batch that opens a thousand streams at once must not overflow the listen queue:
+    /// each SYN the kernel drops costs its client a 1 s retransmit (Hummingbird's default
+    /// backlog, 256, did that in the bench). `ss` shows a listener's backlog as Send-Q.
+    @Test func listensWithABacklogForBursts() async throws {
+        var config = SluiceConfig()
+        config.kafka.brokers = "127.0.0.1:9"
+        config.redis.url = try TestServices.redisURL()
+        config.gateway.listen = "127.0.0.1:0"
+        try await withGatewayOnly(config) { base in
+            let port = try #require(base.split(separator: ":").last)
+            let ss = try await Spawn.run(["/usr/bin/env", "ss", "-Hltn", "sport = :\(port)"])
+            let fields = ss.text.split(whereSeparator: \.isWhitespace)
+            // State Recv-Q Send-Q Local Peer; the kernel caps the backlog at net.core.somaxconn.
+            let backlog = try #require(fields.count >= 3 ? Int(fields[2]) : nil, "ss said: \(fields)")
+            let somaxconn = Int((try? String(contentsOfFile: "/proc/sys/net/core/somaxconn", encoding: .utf8))?
+                .trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 4096
+            #expect(backlog >= min(4096, somaxconn))
+        }
+    }
+
     /// A gateway that is told to stop ends its event streams at once (their readers
     /// resume elsewhere with Last-Event-ID) instead of waiting for their jobs.
     @Test(.timeLimit(.minutes(1))) func shuttingDownEndsEventStreams() async throws {

@@ -24,7 +24,10 @@ extension Gateway {
         let (host, port) = try Gateway.parseListen(config.gateway.listen)
         return Application(
             router: buildRouter(),
-            configuration: .init(address: .hostname(host, port: port), serverName: "sluice"),
+            // Hummingbird's default backlog of 256 overflows when a batch opens a thousand
+            // streams at once; each dropped SYN costs the client a 1 s retransmit. The
+            // kernel caps it at net.core.somaxconn.
+            configuration: .init(address: .hostname(host, port: port), serverName: "sluice", backlog: 4096),
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? port) },
             logger: logger)
     }
