@@ -12,6 +12,21 @@ public struct StreamAccumulator: Sendable {
         var refusal: String?
         var toolCalls: [Int: ToolCallState] = [:]
         var finishReason: String?
+
+        mutating func add(_ choice: ChunkChoice) {
+            if let delta = choice.delta {
+                if let role = delta.role { self.role = role }
+                if let text = delta.content {
+                    content += text
+                    hasContent = true
+                }
+                if let r = delta.refusal { refusal = (refusal ?? "") + r }
+                for (position, call) in (delta.toolCalls ?? []).enumerated() {
+                    toolCalls[call.index ?? position, default: ToolCallState()].add(call)
+                }
+            }
+            if let reason = choice.finishReason { finishReason = reason }
+        }
     }
 
     private struct ToolCallState: Sendable {
@@ -19,6 +34,13 @@ public struct StreamAccumulator: Sendable {
         var type = "function"
         var name = ""
         var arguments = ""
+
+        mutating func add(_ call: ToolCallDelta) {
+            if let id = call.id { self.id = id }
+            if let type = call.type { self.type = type }
+            if let name = call.function?.name { self.name += name }
+            if let args = call.function?.arguments { arguments += args }
+        }
     }
 
     private var choices: [Int: ChoiceState] = [:]
@@ -39,28 +61,9 @@ public struct StreamAccumulator: Sendable {
         if let fp = chunk.systemFingerprint { systemFingerprint = fp }
         if let u = chunk.usage { usage = u }
         if chunk.carriesContent { contentChunks += 1 }
-        for choice in chunk.choices {
-            var state = choices[choice.index] ?? ChoiceState()
-            if let delta = choice.delta {
-                if let role = delta.role { state.role = role }
-                if let text = delta.content {
-                    state.content += text
-                    state.hasContent = true
-                }
-                if let r = delta.refusal { state.refusal = (state.refusal ?? "") + r }
-                for (position, call) in (delta.toolCalls ?? []).enumerated() {
-                    let key = call.index ?? position
-                    var tool = state.toolCalls[key] ?? ToolCallState()
-                    if let id = call.id { tool.id = id }
-                    if let type = call.type { tool.type = type }
-                    if let name = call.function?.name { tool.name += name }
-                    if let args = call.function?.arguments { tool.arguments += args }
-                    state.toolCalls[key] = tool
-                }
-            }
-            if let reason = choice.finishReason { state.finishReason = reason }
-            choices[choice.index] = state
-        }
+        // In place through the dictionary: a copy taken out and stored back shares its
+        // strings with the entry, so appending to it would copy the whole text so far.
+        for choice in chunk.choices { choices[choice.index, default: ChoiceState()].add(choice) }
     }
 
     /// Whether every choice seen so far has a finish reason.
