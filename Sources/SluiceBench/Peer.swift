@@ -78,10 +78,10 @@ enum Peer {
                 counting: "data: ")
         }
         var results: [FirstTokenResult] = []
-        for c in [1, sizes.firstTokenConcurrent] {
-            step("peer first-token: \(c == 1 ? sizes.firstTokenSequential : c) streams, \(c) at once, through LiteLLM")
+        for c in sizes.firstTokenLevels {
+            step("peer first-token: \(sizes.firstTokenStreams(at: c)) streams, \(c) at once, through LiteLLM")
             results.append(try await scenarios.firstToken(
-                label: "peer\(c)", path: .peer, baseURL: base, bearer: masterKey, concurrency: c, total: c == 1 ? sizes.firstTokenSequential : c))
+                label: "peer\(c)", path: .peer, baseURL: base, bearer: masterKey, concurrency: c, total: sizes.firstTokenStreams(at: c)))
         }
         return PeerResult(name: name, version: version, firstToken: results, skipped: nil)
     }
