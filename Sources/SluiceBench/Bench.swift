@@ -134,6 +134,7 @@ public enum Bench {
                     options: options, sizes: sizes, tools: tools, children: children, scenarios: scenarios,
                     provider: provider, step: step)
             }
+            report.plots = try await Plots.draw(report: report, options: options, tools: tools, children: children, step: step)
             // Notes written by hand below the marker (a profile, say) survive a rerun.
             var text = report.markdown()
             if let old = try? String(contentsOfFile: options.output, encoding: .utf8),
