@@ -41,13 +41,21 @@ public enum Bench {
     /// The counts of a run.
     struct Sizes: Sendable, Encodable {
         var throughputJobs, throughputChunks, sseEvery: Int
-        var firstTokenSequential, firstTokenConcurrent: Int
+        /// Streams open at once at each point of the first-token curve; 1 runs them one
+        /// after another, the highest is the one the targets judge.
+        var firstTokenLevels: [Int]
+        /// The fewest streams a first-token level measures, so a low level's p99 is more
+        /// than its slowest stream.
+        var firstTokenSamples: Int
         var concurrencyJobs, concurrencyChunks, concurrencyPace: Int
         var pickupJobs: Int
         var publishRequests, pipelinedRequests: Int
 
+        /// How many streams the first-token level of `concurrency` streams at once measures.
+        func firstTokenStreams(at concurrency: Int) -> Int { max(concurrency, firstTokenSamples) }
+
         static let full = Sizes(
-            throughputJobs: 2_000, throughputChunks: 20, sseEvery: 10, firstTokenSequential: 200, firstTokenConcurrent: 1_000,
+            throughputJobs: 2_000, throughputChunks: 20, sseEvery: 10, firstTokenLevels: [1, 10, 100, 300, 1_000], firstTokenSamples: 200,
             concurrencyJobs: 10_000, concurrencyChunks: 30, concurrencyPace: 1_000, pickupJobs: 200,
             publishRequests: 300_000, pipelinedRequests: 2_000_000)
         static func of(_ options: Options) -> Sizes {
@@ -60,7 +68,7 @@ public enum Bench {
         }
 
         static let quick = Sizes(
-            throughputJobs: 200, throughputChunks: 20, sseEvery: 10, firstTokenSequential: 20, firstTokenConcurrent: 50,
+            throughputJobs: 200, throughputChunks: 20, sseEvery: 10, firstTokenLevels: [1, 50], firstTokenSamples: 20,
             concurrencyJobs: 300, concurrencyChunks: 20, concurrencyPace: 50, pickupJobs: 20,
             publishRequests: 20_000, pipelinedRequests: 100_000)
     }
@@ -110,11 +118,10 @@ public enum Bench {
             }
             if options.runs(.firstToken) {
                 let path: Scenarios.StreamPath = await scenarios.gatewayHasChatCompletions() ? .chatCompletions : .jobsAndEvents
-                for c in [1, sizes.firstTokenConcurrent] {
-                    step("first-token: \(c == 1 ? sizes.firstTokenSequential : c) streams, \(c) at once, through \(path.rawValue)")
+                for c in sizes.firstTokenLevels {
+                    step("first-token: \(sizes.firstTokenStreams(at: c)) streams, \(c) at once, through \(path.rawValue)")
                     report.firstToken.append(try await scenarios.firstToken(
-                        label: "ft\(c)", path: path, baseURL: stack.gatewayURL, concurrency: c,
-                        total: c == 1 ? sizes.firstTokenSequential : c))
+                        label: "ft\(c)", path: path, baseURL: stack.gatewayURL, concurrency: c, total: sizes.firstTokenStreams(at: c)))
                 }
             }
             if options.runs(.throughput) {
@@ -127,6 +134,7 @@ public enum Bench {
                     options: options, sizes: sizes, tools: tools, children: children, scenarios: scenarios,
                     provider: provider, step: step)
             }
+            report.plots = try await Plots.draw(report: report, options: options, tools: tools, children: children, step: step)
             // Notes written by hand below the marker (a profile, say) survive a rerun.
             var text = report.markdown()
             if let old = try? String(contentsOfFile: options.output, encoding: .utf8),

@@ -18,26 +18,14 @@ enum Peer {
         if options.quick { return skipped("not run in quick mode (installing and starting LiteLLM takes minutes)") }
         guard let python = tools.python else { return skipped("python3 not found") }
         let target = options.depsDir.appendingPathComponent("litellm")
-        let fm = FileManager.default
-        if !fm.fileExists(atPath: target.appendingPathComponent("litellm/proxy/proxy_cli.py").path) {
-            step("peer: installing litellm[proxy] into \(target.path) (pip install --target)")
-            let pip = try children.start("pip-litellm", python, [
-                "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target", target.path, "litellm[proxy]",
-            ])
-            let deadline = ContinuousClock.now + .seconds(600)
-            while pip.isRunning {
-                guard ContinuousClock.now < deadline else {
-                    children.stop(pip)
-                    return skipped("pip install litellm[proxy] did not finish in 10 minutes")
-                }
-                try await Task.sleep(for: .milliseconds(200))
-            }
-            children.stop(pip)
-            guard fm.fileExists(atPath: target.appendingPathComponent("litellm/proxy/proxy_cli.py").path) else {
-                return skipped("pip install litellm[proxy] failed; see \(children.logPath("pip-litellm"))")
-            }
+        do {
+            try await Pip.ensure(
+                "litellm[proxy]", into: target, marker: "litellm/proxy/proxy_cli.py", timeout: .seconds(600),
+                python: python, children: children, step: { step("peer: \($0)") })
+        } catch let error as BenchError {
+            return skipped(error.message)
         }
-        let version = (try? fm.contentsOfDirectory(atPath: target.path))?
+        let version = (try? FileManager.default.contentsOfDirectory(atPath: target.path))?
             .first { $0.hasPrefix("litellm-") && $0.hasSuffix(".dist-info") }
             .map { String($0.dropFirst("litellm-".count).dropLast(".dist-info".count)) }
 
@@ -78,10 +66,10 @@ enum Peer {
                 counting: "data: ")
         }
         var results: [FirstTokenResult] = []
-        for c in [1, sizes.firstTokenConcurrent] {
-            step("peer first-token: \(c == 1 ? sizes.firstTokenSequential : c) streams, \(c) at once, through LiteLLM")
+        for c in sizes.firstTokenLevels {
+            step("peer first-token: \(sizes.firstTokenStreams(at: c)) streams, \(c) at once, through LiteLLM")
             results.append(try await scenarios.firstToken(
-                label: "peer\(c)", path: .peer, baseURL: base, bearer: masterKey, concurrency: c, total: c == 1 ? sizes.firstTokenSequential : c))
+                label: "peer\(c)", path: .peer, baseURL: base, bearer: masterKey, concurrency: c, total: sizes.firstTokenStreams(at: c)))
         }
         return PeerResult(name: name, version: version, firstToken: results, skipped: nil)
     }

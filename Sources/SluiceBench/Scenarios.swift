@@ -59,6 +59,9 @@ public struct ConcurrencyResult: Sendable, Codable {
     var streamLateness: LatencySummary
     var seconds: Double
     var failed: Int
+    /// Worker RSS against streams in flight over the run, for the plot; left out of the
+    /// JSON summary, which stays one short line.
+    var memory: [MemorySample] = []
 
     enum CodingKeys: String, CodingKey {
         case jobs, lateness, seconds, failed
@@ -69,6 +72,21 @@ public struct ConcurrencyResult: Sendable, Codable {
         case idleRSSBytes = "idle_rss_bytes"
         case peakRSSBytes = "peak_rss_bytes"
         case rssBytesPerInFlightJob = "rss_bytes_per_in_flight_job"
+    }
+}
+
+/// One reading of the concurrency scenario's sampler.
+public struct MemorySample: Sendable, Codable {
+    /// Since the jobs started to be produced.
+    var seconds: Double
+    var rssBytes: Int
+    /// Streams the provider had open at that moment.
+    var inFlight: Int
+
+    enum CodingKeys: String, CodingKey {
+        case seconds = "t_s"
+        case rssBytes = "rss_bytes"
+        case inFlight = "in_flight"
     }
 }
 
@@ -259,20 +277,27 @@ struct Scenarios: Sendable {
         provider.ledger.resetPeak()
         let ledger = provider.ledger
         let started = ContinuousClock.now
-        let peakRSS = try await withThrowingTaskGroup(of: Int.self) { group in
+        let memory = try await withThrowingTaskGroup(of: [MemorySample].self) { group in
             group.addTask {
-                var peak = idle
+                var samples: [MemorySample] = []
+                func sample() {
+                    guard let rss = ProcStats.rssBytes(pid: pid) else { return }
+                    samples.append(MemorySample(
+                        seconds: (ContinuousClock.now - started) / .seconds(1), rssBytes: rss, inFlight: ledger.openStreams))
+                }
                 while !Task.isCancelled {
-                    peak = max(peak, ProcStats.rssBytes(pid: pid) ?? 0)
+                    sample()
                     try? await Task.sleep(for: .milliseconds(50))
                 }
-                return max(peak, ProcStats.rssBytes(pid: pid) ?? 0)
+                sample()
+                return samples
             }
             try await client.produceAll(list)
             _ = try await client.waitForResults(ids, timeout: .seconds(600))
             group.cancelAll()
-            return try await group.next() ?? idle
+            return try await group.next() ?? []
         }
+        let peakRSS = max(idle, memory.map(\.rssBytes).max() ?? 0)
         let records = client.board.records(ids)
         let seconds = (ContinuousClock.now - started) / .seconds(1)
         let scripted = Double((chunks - 1) * paceMs) / 1000
@@ -291,7 +316,8 @@ struct Scenarios: Sendable {
         return ConcurrencyResult(
             jobs: jobs, chunksPerJob: chunks, paceMs: paceMs, peakInFlight: ledger.peakOpenStreams, idleRSSBytes: idle,
             peakRSSBytes: peakRSS, rssBytesPerInFlightJob: Double(peakRSS - idle) / Double(peakInFlight),
-            lateness: lateness.summary, streamLateness: streamLateness.summary, seconds: seconds, failed: records.values.filter { $0.status != "succeeded" }.count)
+            lateness: lateness.summary, streamLateness: streamLateness.summary, seconds: seconds,
+            failed: records.values.filter { $0.status != "succeeded" }.count, memory: memory)
     }
 
     // MARK: pickup

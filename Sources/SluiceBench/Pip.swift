@@ -1,0 +1,33 @@
+import Foundation
+
+/// Python packages the bench needs but Sluice does not (the peer, the plots), installed
+/// on first use with `pip install --target` into a folder of `.deps`, so nothing touches
+/// the system's Python.
+enum Pip {
+    /// Installs `requirement` into `target` unless `marker` (a path inside it) is there.
+    /// Throws a ``BenchError`` that says why when pip fails or runs out of time.
+    static func ensure(
+        _ requirement: String, into target: URL, marker: String, timeout: Duration,
+        python: String, children: BenchChildren, step: @Sendable (String) -> Void
+    ) async throws {
+        let installed = target.appendingPathComponent(marker).path
+        if FileManager.default.fileExists(atPath: installed) { return }
+        step("installing \(requirement) into \(target.path) (pip install --target)")
+        let name = "pip-" + requirement.prefix { $0.isLetter || $0.isNumber }
+        let pip = try children.start(name, python, [
+            "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target", target.path, requirement,
+        ])
+        let deadline = ContinuousClock.now + timeout
+        while pip.isRunning {
+            guard ContinuousClock.now < deadline else {
+                children.stop(pip)
+                throw BenchError("pip install \(requirement) did not finish in \(timeout.components.seconds) s")
+            }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        children.stop(pip)
+        guard FileManager.default.fileExists(atPath: installed) else {
+            throw BenchError("pip install \(requirement) failed; see \(children.logPath(name))")
+        }
+    }
+}
