@@ -6,7 +6,6 @@ final class InFlightLimiter: Sendable {
     private struct State {
         var inFlight = 0
         var waiters: [CheckedContinuation<Void, Never>] = []
-        var drainWaiters: [CheckedContinuation<Void, Never>] = []
     }
 
     private let limit: Int
@@ -32,29 +31,14 @@ final class InFlightLimiter: Sendable {
     }
 
     func release() {
-        let resume = state.withLock { s -> [CheckedContinuation<Void, Never>] in
+        let next = state.withLock { s -> CheckedContinuation<Void, Never>? in
             if s.waiters.isEmpty {
                 s.inFlight -= 1
-                guard s.inFlight == 0 else { return [] }
-                defer { s.drainWaiters = [] }
-                return s.drainWaiters
+                return nil
             }
             // The slot passes straight to the next waiter.
-            return [s.waiters.removeFirst()]
+            return s.waiters.removeFirst()
         }
-        for continuation in resume { continuation.resume() }
-    }
-
-    /// Returns once nothing is in flight. Not cancellable: it is how a worker waits for
-    /// jobs it has cancelled to wind down.
-    func waitUntilEmpty() async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let empty = state.withLock { s -> Bool in
-                if s.inFlight == 0 { return true }
-                s.drainWaiters.append(continuation)
-                return false
-            }
-            if empty { continuation.resume() }
-        }
+        next?.resume()
     }
 }

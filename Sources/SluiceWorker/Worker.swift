@@ -84,8 +84,7 @@ public final class Worker: Service {
             await withDiscardingTaskGroup { group in
                 group.addTask { await self.commitLoop(consumer) }
                 group.addTask { await self.controlLoop(control) }
-                let jobs = RunningJobs()
-                await withTaskCancellationHandler {
+                await withDiscardingTaskGroup { jobs in
                     let flow = FlowControl(consumer)
                     for await message in consumer.messages {
                         if limiter.isFull { flow.pause() }
@@ -95,7 +94,7 @@ public final class Worker: Service {
                         if !limiter.isFull { flow.resume() }
                         tracker.withLock { $0.begin(message.topicPartition, offset: message.offset) }
                         self.metrics.jobStarted()
-                        jobs.start {
+                        jobs.addTask {
                             defer {
                                 limiter.release()
                                 // A freed slot resumes fetching; waiting for the next
@@ -108,7 +107,7 @@ public final class Worker: Service {
                     }
                     // Intake stopped: let running jobs finish within the drain time.
                     let drainDeadline = MonotonicClock.now() + self.config.worker.drainSeconds
-                    while limiter.inFlight > 0, !Task.isCancelled {
+                    while limiter.inFlight > 0 {
                         if MonotonicClock.now() > drainDeadline {
                             logger.warning("drain time is up; cancelling \(limiter.inFlight) jobs, they will be redelivered")
                             jobs.cancelAll()
@@ -116,10 +115,6 @@ public final class Worker: Service {
                         }
                         try? await Task.sleep(for: .milliseconds(50))
                     }
-                    // Cancelled jobs end quickly, without producing results.
-                    await limiter.waitUntilEmpty()
-                } onCancel: {
-                    jobs.cancelAll()
                 }
                 group.cancelAll()
             }
