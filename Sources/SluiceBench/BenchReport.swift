@@ -225,7 +225,8 @@ public struct BenchReport: Sendable, Encodable {
             pause; each is one PUBLISH and one XADD, so chunks/s counts all of them. Worker and gateway CPU are \
             `utime + stime` from `/proc/PID/stat`, the delta over the window. Every \(sizes.sseEvery)th job is \
             also followed with `GET /v1/jobs/{id}/events`.
-            - **first-token**: the provider stamps the moment it hands the first content chunk to its socket; \
+            - **first-token**: the provider stamps the moment its write of the first content chunk has been \
+            handed to the connection (NIO puts it on the socket after that, so the figure is an upper bound); \
             the reader stamps the moment those bytes come out of the HTTP client. Path: \
             \(firstToken.first?.path ?? "–"). At 1 stream the requests run one after another (5 chunks, 2 ms \
             apart). At N streams (\(sizes.firstTokenLevels.filter { $0 > 1 }.map(String.init).joined(separator: ", "))) N are \

@@ -175,8 +175,12 @@ public enum TimestampingProvider {
                 let due = start + .milliseconds(script.firstDelayMs + index * script.paceMs)
                 if due > .now { try await Task.sleep(until: due, clock: .continuous) }
                 let chunk = event(prefix + #"{"index":0,"delta":{"content":"Tk\#(index) "},"logprobs":null,"finish_reason":null}]}"#)
-                if index == 0 { ledger.firstContent(script.token, at: MonotonicClock.nanoseconds()) }
                 try await writer.write(chunk)
+                // Stamped once the write is handed to the connection's channel, not before:
+                // time this busy process takes to get to it is not the pipeline's. NIO
+                // writes to the socket after this returns, so the figure stays an upper
+                // bound of the true overhead.
+                if index == 0 { ledger.firstContent(script.token, at: MonotonicClock.nanoseconds()) }
             }
             try await writer.write(event(prefix + #"{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}]}"#))
             let usage = #"{"id":"\#(id)","object":"chat.completion.chunk","created":\#(created),"model":"bench-1","choices":[],"usage":{"prompt_tokens":12,"completion_tokens":\#(script.chunks),"total_tokens":\#(script.chunks + 12)}}"#
