@@ -51,7 +51,9 @@ final class PipelineClient: Sendable {
             brokers: config.kafka.brokers, groupID: "sluice-bench-results-\(UUID().uuidString.prefix(8))",
             topics: [config.kafka.resultsTopic], properties: ["enable.auto.commit": "true", "fetch.wait.max.ms": "10"],
             logger: logger)
-        self.http = HTTPClient(logger: logger)
+        // Up to 10,000 readers at once; below that libcurl would close and reopen
+        // connections to the gateway, costing the machine the bench measures.
+        self.http = HTTPClient(logger: logger, maxConnections: 16_384)
     }
 
     /// Reads results until the consumer closes; run it as a task for the whole run.

@@ -20,8 +20,12 @@ import Logging
 public final class HTTPClient: Sendable {
     let loop: CurlEventLoop
 
-    public init(logger: Logger = Logger(label: "sluice.http-client")) {
-        self.loop = CurlEventLoop(logger: logger)
+    /// - Parameter maxConnections: connections kept open, in use or idle, across all
+    ///   hosts. Give it at least the number of requests that run at once: beyond it,
+    ///   libcurl closes an idle connection every time a transfer ends, after scanning
+    ///   every open connection for the oldest.
+    public init(logger: Logger = Logger(label: "sluice.http-client"), maxConnections: Int = 1024) {
+        self.loop = CurlEventLoop(logger: logger, maxConnections: maxConnections)
     }
 
     deinit {

@@ -112,6 +112,38 @@ struct HTTPClientTests {
         }
     }
 
+    /// The connection cache holds as many connections as requests run at once: two waves
+    /// of 16 concurrent streams open 16 connections, not a new one per request. With room
+    /// for only 4, libcurl closes connections as transfers end and the second wave
+    /// connects again (and, beyond the limit, scans every connection per ended transfer).
+    @Test(arguments: [(32, true), (4, false)])
+    func concurrentRequestsKeepTheirConnectionsWhenTheCacheHasRoom(maxConnections: Int, allReused: Bool) async throws {
+        let client = HTTPClient(logger: quietLogger, maxConnections: maxConnections)
+        defer { client.shutdown() }
+        try await MockProviderServer.withRunning(logger: quietLogger) { provider in
+            for _ in 0..<2 {
+                try await withThrowingTaskGroup(of: Int.self) { group in
+                    for _ in 0..<16 {
+                        group.addTask {
+                            // Slow enough that all 16 are open at once.
+                            let request = chatRequest(provider, stream: true, headers: ["x-mock-chunks": "3", "x-mock-chunk-delay-ms": "100"])
+                            let response = try await client.execute(request)
+                            _ = try await response.body.collect()
+                            return response.status
+                        }
+                    }
+                    for try await status in group { #expect(status == 200) }
+                }
+            }
+            let opened = provider.stats.snapshot.connectionsOpened
+            if allReused {
+                #expect(opened <= 16, "the second wave reuses the first wave's connections")
+            } else {
+                #expect(opened > 16, "with room for 4, the second wave reconnects")
+            }
+        }
+    }
+
     @Test func slowReaderPausesTheTransferWithoutTrippingTheIdleTimeout() async throws {
         try await withProvider { client, provider in
             // About 4 MB as fast as the server can write, far beyond the 256 KiB buffer.

@@ -52,7 +52,7 @@ final class CurlEventLoop: @unchecked Sendable {
     /// When libcurl wants `curl_multi_socket_action(CURL_SOCKET_TIMEOUT)` (its timer callback).
     private var curlTimer: ContinuousClock.Instant?
 
-    init(logger: Logger) {
+    init(logger: Logger, maxConnections: Int) {
         _ = curlGlobalInit
         guard let multi = curl_multi_init() else { fatalError("curl_multi_init failed (out of memory)") }
         self.multi = multi
@@ -62,10 +62,14 @@ final class CurlEventLoop: @unchecked Sendable {
         precondition(self.epoll >= 0 && self.wakeup >= 0, "epoll/eventfd: errno \(errno)")
         precondition(sluice_epoll_set(self.epoll, self.wakeup, EPOLLIN.rawValue) == 0, "epoll_ctl: errno \(errno)")
 
-        // Idle connections kept for reuse. libcurl's default scales with the transfers in
-        // progress, so after a burst it closes the connections the next burst needs
-        // again (a TCP handshake per job against the same provider).
-        _ = sluice_curl_multi_setopt_long(multi, CURLMOPT_MAXCONNECTS, 1024)
+        // The connection cache's size, connections in use included. libcurl's default
+        // scales with the transfers in progress, so after a burst it closes the
+        // connections the next burst needs again (a TCP handshake per job against the
+        // same provider). Too small is worse: every transfer that ends over the limit
+        // makes libcurl walk all open connections for the oldest idle one and close it,
+        // and the next job connects anew (with 2,000 jobs in flight against a limit of
+        // 1,024, that walk was the biggest per-job cost in the worker's profile).
+        _ = sluice_curl_multi_setopt_long(multi, CURLMOPT_MAXCONNECTS, max(1, maxConnections))
         let context = Unmanaged.passUnretained(self).toOpaque()
         _ = sluice_curl_multi_setopt_ptr(multi, CURLMOPT_SOCKETDATA, context)
         _ = sluice_curl_multi_setopt_socketfn(multi) { _, socket, what, context, _ in
