@@ -153,18 +153,10 @@ public enum Bench {
         // provider's chunks (the throughput scenario measures it and shows it beside).
         let payload = String(repeating: "x", count: 335)
         func rate(_ name: String, _ extra: [String], requests: Int) async throws -> Double {
-            let child = try children.start(name, benchmark, [
+            let finished = try await children.run(name, benchmark, [
                 "-h", "127.0.0.1", "-p", "\(port)", "-n", "\(requests)", "-c", "50", "--csv",
-            ] + extra + ["PUBLISH", "sluice:bench:ceiling", payload])
-            let deadline = ContinuousClock.now + .seconds(120)
-            while child.isRunning {
-                guard ContinuousClock.now < deadline else {
-                    children.stop(child)
-                    throw BenchError("redis-benchmark did not finish in 120 s")
-                }
-                try await Task.sleep(for: .milliseconds(50))
-            }
-            children.stop(child)  // reaped and forgotten: a finished tool is not a dead stack
+            ] + extra + ["PUBLISH", "sluice:bench:ceiling", payload], timeout: .seconds(120))
+            guard finished else { throw BenchError("redis-benchmark did not finish in 120 s") }
             let text = (try? String(contentsOfFile: children.logPath(name), encoding: .utf8)) ?? ""
             for line in text.split(separator: "\n").reversed() where line.hasPrefix("\"PUBLISH") {
                 let fields = line.split(separator: ",").map { $0.trimmingCharacters(in: CharacterSet(charactersIn: "\"")) }

@@ -44,6 +44,19 @@ public final class BenchChildren: @unchecked Sendable {
         }
     }
 
+    /// Runs a tool to its end: false, having stopped it, if it is still running after
+    /// `timeout`. Reaped and forgotten either way: a finished tool is not a dead stack.
+    public func run(_ name: String, _ path: String, _ arguments: [String], timeout: Duration) async throws -> Bool {
+        let child = try start(name, path, arguments)
+        let deadline = ContinuousClock.now + timeout
+        while child.isRunning, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        let finished = !child.isRunning
+        stop(child)
+        return finished
+    }
+
     /// Stops one child and waits (up to 10 s, then SIGKILL) for it to exit.
     public func stop(_ child: any BenchProcess) {
         child.signal(SIGTERM)

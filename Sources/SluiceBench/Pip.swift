@@ -14,18 +14,12 @@ enum Pip {
         if FileManager.default.fileExists(atPath: installed) { return }
         step("installing \(requirement) into \(target.path) (pip install --target)")
         let name = "pip-" + requirement.prefix { $0.isLetter || $0.isNumber }
-        let pip = try children.start(name, python, [
+        let finished = try await children.run(name, python, [
             "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target", target.path, requirement,
-        ])
-        let deadline = ContinuousClock.now + timeout
-        while pip.isRunning {
-            guard ContinuousClock.now < deadline else {
-                children.stop(pip)
-                throw BenchError("pip install \(requirement) did not finish in \(timeout.components.seconds) s")
-            }
-            try await Task.sleep(for: .milliseconds(200))
+        ], timeout: timeout)
+        guard finished else {
+            throw BenchError("pip install \(requirement) did not finish in \(timeout.components.seconds) s")
         }
-        children.stop(pip)
         guard FileManager.default.fileExists(atPath: installed) else {
             throw BenchError("pip install \(requirement) failed; see \(children.logPath(name))")
         }

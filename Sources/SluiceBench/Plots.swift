@@ -51,21 +51,15 @@ enum Plots {
         try JSON.sortedEncoder.encode(input).write(to: URL(fileURLWithPath: dataPath))
 
         step("plots: drawing \(input.files.joined(separator: ", ")) into \(outputDir.path)")
-        let plot = try children.start("plot", "/usr/bin/env", [
+        // The first import builds matplotlib's font cache: seconds, not minutes.
+        let finished = try await children.run("plot", "/usr/bin/env", [
             "PYTHONPATH=\(target.path)", "MPLBACKEND=Agg",
             "MPLCONFIGDIR=\(options.runDir.appendingPathComponent("matplotlib").path)",
             python, scriptPath, dataPath, outputDir.path,
-        ])
-        // The first import builds matplotlib's font cache: seconds, not minutes.
-        let deadline = ContinuousClock.now + .seconds(120)
-        while plot.isRunning {
-            guard ContinuousClock.now < deadline else {
-                children.stop(plot)
-                return skipped("the plotting script did not finish in 120 s; see \(children.logPath("plot"))")
-            }
-            try await Task.sleep(for: .milliseconds(100))
+        ], timeout: .seconds(120))
+        guard finished else {
+            return skipped("the plotting script did not finish in 120 s; see \(children.logPath("plot"))")
         }
-        children.stop(plot)
         let missing = input.files.filter { !fm.fileExists(atPath: outputDir.appendingPathComponent($0).path) }
         guard missing.isEmpty else {
             return skipped("the plotting script did not write \(missing.joined(separator: ", ")); see \(children.logPath("plot"))")
