@@ -141,6 +141,9 @@ public enum Bench {
                let marker = old.range(of: BenchReport.handWrittenMarker) {
                 text += "\n" + old[marker.lowerBound...]
             }
+            // Minutes of measuring must not be lost to a folder that is not there yet.
+            try FileManager.default.createDirectory(
+                at: URL(fileURLWithPath: options.output).deletingLastPathComponent(), withIntermediateDirectories: true)
             try text.write(toFile: options.output, atomically: true, encoding: .utf8)
             step("wrote \(options.output)")
             return report
