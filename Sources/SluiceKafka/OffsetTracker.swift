@@ -40,6 +40,10 @@ public struct OffsetTracker: Sendable {
             pending.append(Entry(offset: offset, done: false))
         }
 
+        mutating func markCommitted(_ offset: Int64) {
+            if committed.map({ offset > $0 }) ?? true { committed = offset }
+        }
+
         mutating func complete(_ offset: Int64) -> Bool {
             guard let first = pending.first, offset >= first.offset else { return false }
             // Offsets are ascending but may have gaps (compaction, transactions): binary search.
@@ -96,8 +100,8 @@ public struct OffsetTracker: Sendable {
     }
 
     public mutating func markCommitted(_ tp: TopicPartition, offset: Int64) {
-        guard let committed = partitions[tp].map({ $0.committed }) else { return }
-        if committed.map({ offset > $0 }) ?? true { partitions[tp]!.committed = offset }
+        guard partitions[tp] != nil else { return }
+        partitions[tp]!.markCommitted(offset)
     }
 
     /// Forgets partitions the consumer lost; returns what was committable for them, to
