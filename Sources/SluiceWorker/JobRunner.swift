@@ -50,6 +50,7 @@ struct JobRunner: Sendable {
                                       partial: (underlying as? ProviderError)?.partial)
             events.emit(.chatResponseFailure, encoding: ["error": failure])
         }
+        response.omitInput(largerThan: config.worker.echoInputMaxBytes)
         let json = (try? JSON.encode(response)) ?? []
         if response.status == .succeeded { events.emit(.chatCompletionResponse, data: json) }
         events.storeResult(json)

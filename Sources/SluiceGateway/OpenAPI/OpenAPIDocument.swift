@@ -834,7 +834,7 @@ enum OpenAPIDocument {
         }
       },
       "TooLarge": {
-        "description": "The body is larger than `gateway.max_body_bytes`.",
+        "description": "The body is larger than `gateway.max_body_bytes`, or the job it makes is larger than the requests topic takes (`kafka.max_message_bytes`).",
         "content": {
           "application/json": {
             "schema": {
