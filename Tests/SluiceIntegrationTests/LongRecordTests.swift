@@ -10,7 +10,7 @@ import Testing
 @Suite(.timeLimit(.minutes(4)))
 struct LongRecordTests {
     /// Two MiB of prompt, past librdkafka's default 1 MB message limit.
-    static let longPrompt = String(repeating: "A long context line, one of many. ", count: (2 << 20) / 34)
+    static let longPrompt = String(repeating: "A long context line, one of many. ", count: (2 << 20) / 34 + 1)
 
     @Test func aTwoMiBPromptRunsThroughTheGatewayAndTheResultDoesNotRepeatIt() async throws {
         try await TestStack.with(gateway: true) { stack in
@@ -49,8 +49,10 @@ struct LongRecordTests {
         }
     }
 
-    /// The results topic takes 64 KiB; a job's result is larger (it echoes a 48 KiB
-    /// prompt twice). The job ends with a cut-down `failed` result, its offset is
+    /// Records of 64 KiB at most; a job's result is larger (it echoes a 48 KiB prompt
+    /// twice). The worker's producer refuses it (Tansu does not enforce a topic's
+    /// `max.message.bytes`; a Kafka broker's refusal is the same permanent error, in the
+    /// delivery report). The job ends with a cut-down `failed` result, its offset is
     /// committed, and the worker goes on. The DLQ refusing a record too large is handled
     /// the same way, and a secret in a broken message is masked there.
     @Test func recordsTheBrokerRefusesForGoodAreCutDownAndTheirJobsEnd() async throws {

@@ -45,7 +45,6 @@ struct TestStack: Sendable {
 
     static func with(
         maxInFlight: Int = 64, mock defaults: MockBehavior = MockBehavior(), gateway: Bool = false, worker: Bool = true,
-        resultsTopicConfig: [String: String] = [:],
         configure: (inout SluiceConfig) -> Void = { _ in },
         _ body: (TestStack) async throws -> Void
     ) async throws {
@@ -72,10 +71,8 @@ struct TestStack: Sendable {
             // As `sluice topics` makes them: sized by kafka.max_message_bytes.
             let kafka = frozen.kafka
             try KafkaAdmin.createTopics(brokers: kafka.brokers, topics: [
-                (kafka.requestsTopic, 3), (kafka.dlqTopic, 1), (kafka.controlTopic, 1),
+                (kafka.requestsTopic, 3), (kafka.resultsTopic, 3), (kafka.dlqTopic, 1), (kafka.controlTopic, 1),
             ], config: kafka.topicConfig)
-            try KafkaAdmin.createTopics(brokers: kafka.brokers, topics: [(kafka.resultsTopic, 3)],
-                                        config: kafka.topicConfig.merging(resultsTopicConfig) { $1 })
 
             let results = try TopicCollector(brokers: kafka.brokers, topic: kafka.resultsTopic, properties: kafka.consumerProperties,
                                              logger: logger)
