@@ -191,13 +191,19 @@ extension UnifiedResponse {
         return out
     }
 
-    /// The `error` of a result too large for the results topic: its size, the limit,
+    /// The `error` of a cut-down result: for one too large (`result_too_large`) its
+    /// size and the limit, for another refusal (`result_rejected`) the broker's reason;
     /// and where the full result is kept.
-    public static func tooLargeError(resultBytes: Int, limitBytes: Int, jobID: String, keptSeconds: Int) -> ErrorInfo {
-        ErrorInfo(type: "result_too_large", message: """
+    public static func refusedError(
+        tooLarge: Bool, reason: String, resultBytes: Int, limitBytes: Int, jobID: String, keptSeconds: Int
+    ) -> ErrorInfo {
+        let kept = "the full result is kept at \(RedisKeys.result(jobID)) (GET /v1/jobs/\(jobID)) for \(keptSeconds) s"
+        guard tooLarge else {
+            return ErrorInfo(type: "result_rejected", message: "the broker refused the result for good (\(reason)); \(kept)")
+        }
+        return ErrorInfo(type: "result_too_large", message: """
             the result is \(resultBytes) bytes, more than the results topic takes (kafka.max_message_bytes is \(limitBytes), \
-            and the topic's max.message.bytes may be lower); the full result is kept at \(RedisKeys.result(jobID)) \
-            (GET /v1/jobs/\(jobID)) for \(keptSeconds) s
+            and the topic's max.message.bytes may be lower); \(kept)
             """)
     }
 }

@@ -10,7 +10,8 @@ struct DLQRecord: Encodable {
     var topic: String
     var partition: Int32
     var offset: Int64
-    var key: String?
+    /// The message's key, masked; also the DLQ record's own key.
+    var key: [UInt8]?
     var value: [UInt8]
     var at: String
     /// Set in a cut-down record: the size of the masked value before it was cut.
@@ -25,7 +26,7 @@ struct DLQRecord: Encodable {
         self.topic = message.topic
         self.partition = message.partition
         self.offset = message.offset
-        self.key = message.key.map { String(decoding: SecretMasker.masked($0), as: UTF8.self) }
+        self.key = message.key.map(SecretMasker.masked)
         self.value = SecretMasker.masked(message.value)
         self.at = ISO8601DateFormatter().string(from: Date())
     }
@@ -37,7 +38,7 @@ struct DLQRecord: Encodable {
         var out = self
         out.valueBytes = value.count
         out.value = Array(value.prefix(DLQRecord.cutValueBytes))
-        if let key, key.utf8.count > DLQRecord.cutKeyBytes { out.key = nil }
+        if let key, key.count > DLQRecord.cutKeyBytes { out.key = nil }
         return out
     }
 
@@ -54,7 +55,7 @@ struct DLQRecord: Encodable {
         try c.encode(topic, forKey: .topic)
         try c.encode(partition, forKey: .partition)
         try c.encode(offset, forKey: .offset)
-        try c.encode(key, forKey: .key)
+        try c.encode(key.map { String(decoding: $0, as: UTF8.self) }, forKey: .key)
         try c.encode(Data(value).base64EncodedString(), forKey: .valueBase64)
         try c.encode(at, forKey: .at)
         if let valueBytes {

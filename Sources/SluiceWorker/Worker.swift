@@ -195,7 +195,7 @@ public final class Worker: Service {
             metrics.sentToDLQ()
             let record = DLQRecord(message: message, error: reason)
             let topic = config.kafka.dlqTopic
-            switch await deliver(producer, topic: topic, key: message.key, value: (try? JSON.encode(record)) ?? []) {
+            switch await deliver(producer, topic: topic, key: record.key, value: (try? JSON.encode(record)) ?? []) {
             case .delivered:
                 complete(message)
             case .permanent(let refusal):
@@ -206,8 +206,7 @@ public final class Worker: Service {
                     "topic": "\(message.topic)", "partition": "\(message.partition)", "offset": "\(message.offset)",
                 ])
                 let cut = record.cutDown()
-                await deliverReplacement(producer, topic: topic, key: cut.key.map { Array($0.utf8) },
-                                         value: (try? JSON.encode(cut)) ?? [], for: message)
+                await deliverReplacement(producer, topic: topic, key: cut.key, value: (try? JSON.encode(cut)) ?? [], for: message)
             case .cancelled:
                 break
             }
@@ -239,10 +238,9 @@ public final class Worker: Service {
             // The broker will never take this result: a cut-down `failed` one goes in its
             // place (the full one is already stored in Redis), and the job ends.
             metrics.recordRefused(topic: "results")
-            let error = refusal.isTooLarge
-                ? UnifiedResponse.tooLargeError(resultBytes: value.count, limitBytes: config.kafka.maxMessageBytes,
-                                                jobID: job.id, keptSeconds: config.redis.eventTTLSeconds)
-                : UnifiedResponse.ErrorInfo(type: "result_rejected", message: "the broker refused the result for good: \(refusal.message); the full result is kept at \(RedisKeys.result(job.id)) for \(config.redis.eventTTLSeconds) s")
+            let error = UnifiedResponse.refusedError(
+                tooLarge: refusal.isTooLarge, reason: refusal.message, resultBytes: value.count,
+                limitBytes: config.kafka.maxMessageBytes, jobID: job.id, keptSeconds: config.redis.eventTTLSeconds)
             logger.error("the results topic refused the result; producing a cut-down failed result instead: \(error.message)",
                          metadata: ["job_id": "\(job.id)"])
             await deliverReplacement(producer, topic: config.kafka.resultsTopic, key: key,
@@ -289,10 +287,7 @@ public final class Worker: Service {
                 try await producer.send(topic: topic, key: key, value: value)
                 return .delivered
             } catch {
-                if let refusal = error as? KafkaError, refusal.isPermanent {
-                    logger.warning("producing to \(topic) failed for good, not retrying: \(refusal)")
-                    return .permanent(refusal)
-                }
+                if let refusal = error as? KafkaError, refusal.isPermanent { return .permanent(refusal) }
                 if Task.isCancelled { return .cancelled }
                 switch deliveryFailures.admit(topic) {
                 case .first: logger.warning("producing to \(topic) failed, retrying until the broker takes it: \(error)")

@@ -87,7 +87,9 @@ import Testing
         var full = response(prompt: "p", output: output)
         full.metadata = ["blob": .string(String(repeating: "m", count: 100_000))]
         let fullBytes = try JSON.encode(full).count
-        let error = UnifiedResponse.tooLargeError(resultBytes: fullBytes, limitBytes: 1_048_576, jobID: "job-1", keptSeconds: 3600)
+        let error = UnifiedResponse.refusedError(
+            tooLarge: true, reason: "Broker: Message size too large", resultBytes: fullBytes, limitBytes: 1_048_576,
+            jobID: "job-1", keptSeconds: 3600)
         let cut = full.cutDown(error: error)
         let json = try JSON.encode(cut)
         #expect(json.count < 8 * 1024)
@@ -103,6 +105,12 @@ import Testing
         #expect(cut.jobID == "job-1")
         let decoded = try JSON.decode(UnifiedResponse.self, from: json)
         #expect(decoded.error == error)
+
+        let rejected = UnifiedResponse.refusedError(
+            tooLarge: false, reason: "Broker: Topic authorization failed", resultBytes: 10, limitBytes: 1_048_576,
+            jobID: "job-1", keptSeconds: 3600)
+        #expect(rejected.type == "result_rejected")
+        #expect(rejected.message.contains("Topic authorization failed") && rejected.message.contains("sluice:job:job-1:result"))
     }
 
     @Test func produceErrorsThatCannotBeRetriedArePermanent() {
