@@ -21,6 +21,9 @@ import Testing
         // Not JSON at all.
         #expect(mask("api_key=abc123&model=m") == "api_key=***&model=m")
         #expect(mask("Authorization: Bearer abc.def-ghi\nnext") == "Authorization: Bearer ***\nnext")
+        // A stray escape pairs the quotes differently than they seem: the key inside the
+        // first masked value still has its own value masked.
+        #expect(mask(#"{"password": "x\"api_key": "planted"}"#) == #"{"password": "***": "***"}"#)
     }
 
     @Test func masksKeyAndBearerLookingWordsAnywhere() {

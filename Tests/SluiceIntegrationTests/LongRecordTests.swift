@@ -33,8 +33,15 @@ struct LongRecordTests {
             #expect(result.status == .succeeded)
             #expect(result.inputOmitted == true)
             #expect(result.usage?.promptTokens ?? 0 > 100_000, "the provider saw the whole prompt")
-            // Neither result on the topic repeats the prompt.
+            // Neither result on the topic repeats the prompt, nor do the job's events.
             #expect(stack.results.all.allSatisfy { $0.value.count < 64 * 1024 })
+            let events = try await stack.events(of: jobID)
+            let sent = try #require(events.first { $0["event"] == "chat_completion_request" }?["data"])
+            #expect(sent["body"] == .null && sent["body_omitted"] == true)
+            #expect(sent["body_bytes"]?.intValue ?? 0 > 2 << 20)
+            #expect(try events.allSatisfy { try JSON.encode($0).count < 64 * 1024 })
+            try SchemaValidator.expectValid([("result", try JSON.decode(JSONValue.self, from: try JSON.encode(result)))]
+                + events.map { ("event", $0) })
         }
     }
 
@@ -101,6 +108,9 @@ struct LongRecordTests {
             let leak = try JSON.decode(JSONValue.self, from: try #require(byKey["leak"]).value)
             let leakValue = String(decoding: try #require(Data(base64Encoded: leak["value_base64"]?.stringValue ?? "")), as: UTF8.self)
             #expect(leakValue == #"{"id": "leak", "api_key": "***", broken"#)
+            try SchemaValidator.expectValid([
+                ("result", try JSON.decode(JSONValue.self, from: try JSON.encode(big))), ("dlq", garbage), ("dlq", leak),
+            ])
 
             // Every job's offset is committed: the group has nothing left on any partition.
             let kafka = stack.config.kafka
