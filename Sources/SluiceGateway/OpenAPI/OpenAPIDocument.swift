@@ -1249,6 +1249,10 @@ enum OpenAPIDocument {
           "metadata": {},
           "raw": {
             "description": "For a passthrough job: the provider's own response."
+          },
+          "input_omitted": {
+            "const": true,
+            "description": "Present when `context` and `chat_input` were left out (`context` empty, `chat_input` null) because the input was larger than `worker.echo_input_max_bytes`."
           }
         }
       },
