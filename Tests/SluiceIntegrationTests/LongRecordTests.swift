@@ -121,7 +121,8 @@ struct LongRecordTests {
             let kafka = stack.config.kafka
             var lag: [Int32: Int64] = [:]
             for _ in 0..<100 {
-                lag = try KafkaAdmin.lag(brokers: kafka.brokers, groupID: kafka.groupID, topic: kafka.requestsTopic, partitions: 3)
+                lag = try KafkaAdmin.groupLag(brokers: kafka.brokers, group: kafka.groupID, topic: kafka.requestsTopic,
+                                              logger: TestServices.logger)
                 if lag.values.allSatisfy({ $0 == 0 }) { break }
                 try await Task.sleep(for: .milliseconds(100))
             }

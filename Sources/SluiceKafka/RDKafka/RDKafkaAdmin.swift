@@ -68,48 +68,6 @@ public enum KafkaAdmin {
     }
 }
 
-extension KafkaAdmin {
-    /// How many messages of each partition of `topic` (0..<`partitions`) lie past the
-    /// offset `groupID` has committed (from the partition's start when it has committed
-    /// none): zero everywhere means the group has finished with everything written.
-    public static func lag(
-        brokers: String, groupID: String, topic: String, partitions: Int, timeoutMs: Int32 = 5_000
-    ) throws -> [Int32: Int64] {
-        let conf = try RDKafkaConfig.make([
-            "bootstrap.servers": brokers, "group.id": groupID, "enable.auto.commit": "false", "log.connection.close": "false",
-        ])
-        rd_kafka_conf_set_log_cb(conf, rdkafkaQuietLogCallback)
-        var errstr = [CChar](repeating: 0, count: 512)
-        guard let rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, &errstr, errstr.count) else {
-            rd_kafka_conf_destroy(conf)
-            throw KafkaError(.admin, "cannot create a client to read \(groupID)'s offsets: \(String(cString: errstr))")
-        }
-        // Never joined the group: nothing to leave.
-        defer { rd_kafka_destroy_flags(rk, Int32(RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE)) }
-        let list = rd_kafka_topic_partition_list_new(Int32(partitions))!
-        defer { rd_kafka_topic_partition_list_destroy(list) }
-        for p in 0..<partitions { rd_kafka_topic_partition_list_add(list, topic, Int32(p)) }
-        let err = rd_kafka_committed(rk, list, timeoutMs)
-        guard err == RD_KAFKA_RESP_ERR_NO_ERROR else {
-            throw KafkaError(.admin, "reading \(groupID)'s committed offsets failed: \(RDKafkaConfig.errorString(err))",
-                             rdkafkaError: err.rawValue)
-        }
-        var out: [Int32: Int64] = [:]
-        for i in 0..<Int(list.pointee.cnt) {
-            let e = list.pointee.elems[i]
-            var low: Int64 = 0
-            var high: Int64 = 0
-            let werr = rd_kafka_query_watermark_offsets(rk, topic, e.partition, &low, &high, timeoutMs)
-            guard werr == RD_KAFKA_RESP_ERR_NO_ERROR else {
-                throw KafkaError(.admin, "reading the end of \(topic)[\(e.partition)] failed: \(RDKafkaConfig.errorString(werr))",
-                                 rdkafkaError: werr.rawValue)
-            }
-            out[e.partition] = max(0, high - (e.offset >= 0 ? e.offset : low))
-        }
-        return out
-    }
-}
-
 /// Readiness checks: whether the cluster answers a metadata request.
 ///
 /// One client, created with the probe and kept, serves every check (one connection per
