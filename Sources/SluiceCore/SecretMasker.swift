@@ -11,7 +11,9 @@
 /// - a word that starts with `sk-` (OpenAI's and Anthropic's `sk-ant-…` keys);
 /// - the token after a `Bearer` or `Basic` word.
 ///
-/// Pure, linear in the input, and total: any bytes give bytes, never a trap.
+/// Pure and total: any bytes give bytes, never a trap. Each byte is read a bounded
+/// number of times (a quoted value's scan stops at the next opener of its kind, a bare
+/// one at the next `=`), so the time is linear in the input.
 public enum SecretMasker {
     public static let mask: [UInt8] = Array("***".utf8)
 
@@ -115,12 +117,22 @@ public enum SecretMasker {
         while i < input.count, input[i] == 0x20 || input[i] == 0x09 { i += 1 }
         guard i > start else { return nil }
         let tokenStart = i
-        while i < input.count, isTokenByte(input[i]) { i += 1 }
+        i = tokenEnd(input, from: i)
         return i > tokenStart ? tokenStart..<i : nil
     }
 
+    /// A credential's characters (base64, URL-safe, JWT dots), then its `=` padding.
+    /// An `=` only ends a token, so `a=b=c` is three tokens, not one: no token runs over
+    /// the next key's `=`, and each byte is read a bounded number of times.
+    static func tokenEnd(_ input: [UInt8], from start: Int) -> Int {
+        var i = start
+        while i < input.count, isTokenByte(input[i]) { i += 1 }
+        while i < input.count, input[i] == 0x3D { i += 1 }
+        return i
+    }
+
     static func isTokenByte(_ b: UInt8) -> Bool {
-        isWordByte(b) || b == 0x2E || b == 0x2B || b == 0x2F || b == 0x3D || b == 0x7E
+        isWordByte(b) || b == 0x2E || b == 0x2B || b == 0x2F || b == 0x7E
     }
 
     /// After a key name: where its value starts, if a `:` or `=` follows within reach
@@ -157,8 +169,7 @@ public enum SecretMasker {
             return start + 1..<min(i, n)
         }
         guard isTokenByte(b) else { return nil }
-        var end = start + 1
-        while end < n, isTokenByte(input[end]) { end += 1 }
+        let end = tokenEnd(input, from: start)
         let word = input[start..<end]
         if literals.contains(where: { $0.elementsEqual(word) }) { return nil }
         // `Authorization: Bearer abc`: the token after the scheme.
