@@ -136,16 +136,12 @@ struct JobRunner: Sendable {
                 var published = 0
                 do {
                     let httpRequest = try format.makeRequest(call)
-<<<<<<< HEAD
                     // The body goes out once per job: a retry or a fallback names its
                     // target with `"body": null`, so retries cannot multiply a large
                     // request in Redis.
                     events.emit(.chatCompletionRequest, data: JobRunner.requestEvent(
-                        provider: provider.name, model: model, body: attempts == 1 ? httpRequest.body : []))
-=======
-                    events.emit(.chatCompletionRequest, data: JobRunner.requestEvent(
-                        provider: provider.name, model: model, body: httpRequest.body, maxBodyBytes: config.worker.echoInputMaxBytes))
->>>>>>> sizes
+                        provider: provider.name, model: model, body: attempts == 1 ? httpRequest.body : [],
+                        maxBodyBytes: config.worker.echoInputMaxBytes))
                     // Redis cannot keep up: hold this stream back (never drop its events).
                     var redisFull = false
                     let redis = self.redis
