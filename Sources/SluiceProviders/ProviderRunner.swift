@@ -135,7 +135,7 @@ public struct ProviderRunner: Sendable {
         switch error.code {
         case .idleTimeout, .totalTimeout: ProviderError(.timeout, error.message, retryable: true)
         case .cancelled: ProviderError(.cancelled, "the request was cancelled", retryable: false)
-        case .invalidRequest: ProviderError(.connection, error.message, retryable: false)
+        case .invalidRequest: ProviderError(.invalidRequest, "the request cannot be sent: \(error.message)", retryable: false)
         default: ProviderError(.connection, error.message, retryable: true)
         }
     }

@@ -136,8 +136,12 @@ struct JobRunner: Sendable {
                 var published = 0
                 do {
                     let httpRequest = try format.makeRequest(call)
+                    // The body goes out once per job: a retry or a fallback names its
+                    // target with `"body": null`, so retries cannot multiply a large
+                    // request in Redis.
                     events.emit(.chatCompletionRequest, data: JobRunner.requestEvent(
-                        provider: provider.name, model: model, body: httpRequest.body, maxBodyBytes: config.worker.echoInputMaxBytes))
+                        provider: provider.name, model: model, body: attempts == 1 ? httpRequest.body : [],
+                        maxBodyBytes: config.worker.echoInputMaxBytes))
                     // Redis cannot keep up: hold this stream back (never drop its events).
                     var redisFull = false
                     let redis = self.redis
@@ -165,11 +169,13 @@ struct JobRunner: Sendable {
                         throw AttemptsError(underlying: error, attempts: attempts)
                     }
                     if !pe.retryable {
-                        // The provider refused the request itself (400, 401, 403, 404, 422):
-                        // fail at once with its error. Anything else: the next target.
+                        // The provider refused the request itself (400, 401, 403, 404, 422),
+                        // or it cannot be sent at all: fail at once with that error.
+                        // Anything else: the next target.
                         if let status = pe.status, (400..<500).contains(status) {
                             throw AttemptsError(underlying: error, attempts: attempts)
                         }
+                        if pe.kind == .invalidRequest { throw AttemptsError(underlying: error, attempts: attempts) }
                         break
                     }
                     guard retry + 1 < config.worker.maxAttempts else { break }
