@@ -87,6 +87,9 @@ public struct SluiceConfig: Sendable, Codable {
         public var firstTokenTimeoutSeconds: Double?
         /// Jobs larger than this go to the DLQ unread.
         public var maxJobBytes = 4 * 1024 * 1024
+        /// The most `fallbacks` a job may give; a job with more is invalid (a 400 at
+        /// the gateway, a failed result at the worker).
+        public var maxFallbacks = 5
 
         enum CodingKeys: String, CodingKey {
             case maxInFlight = "max_in_flight"
@@ -96,6 +99,7 @@ public struct SluiceConfig: Sendable, Codable {
             case idleTimeoutSeconds = "idle_timeout_s"
             case firstTokenTimeoutSeconds = "first_token_timeout_s"
             case maxJobBytes = "max_job_bytes"
+            case maxFallbacks = "max_fallbacks"
         }
         public init() {}
     }
@@ -230,6 +234,7 @@ extension SluiceConfig.Worker {
         idleTimeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .idleTimeoutSeconds) ?? idleTimeoutSeconds
         firstTokenTimeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .firstTokenTimeoutSeconds)
         maxJobBytes = try c.decodeIfPresent(Int.self, forKey: .maxJobBytes) ?? maxJobBytes
+        maxFallbacks = try c.decodeIfPresent(Int.self, forKey: .maxFallbacks) ?? maxFallbacks
     }
 }
 
@@ -279,6 +284,14 @@ extension SluiceConfig {
         }
         guard worker.maxInFlight > 0 else { throw SluiceError(.config, "worker.max_in_flight must be at least 1") }
         guard worker.maxAttempts > 0 else { throw SluiceError(.config, "worker.max_attempts must be at least 1") }
+        guard worker.maxFallbacks >= 0 else { throw SluiceError(.config, "worker.max_fallbacks must be 0 or more") }
+        guard worker.defaultTimeoutSeconds > 0, worker.defaultTimeoutSeconds <= JobLimits.maxTimeoutSeconds else {
+            throw SluiceError(.config, "worker.default_timeout_s must be greater than 0 and at most \(Int(JobLimits.maxTimeoutSeconds)) seconds")
+        }
+        for (key, seconds) in [("worker.drain_s", worker.drainSeconds), ("worker.idle_timeout_s", worker.idleTimeoutSeconds),
+                               ("worker.first_token_timeout_s", worker.firstTokenTimeoutSeconds ?? 1)] {
+            guard seconds >= 0, seconds.isFinite else { throw SluiceError(.config, "\(key) must be a finite number of seconds, 0 or more") }
+        }
     }
 
     public func provider(named name: String) -> Provider? {

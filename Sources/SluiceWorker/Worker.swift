@@ -186,7 +186,19 @@ public final class Worker: Service {
             guard message.value.count <= config.worker.maxJobBytes else {
                 throw SluiceError(.invalidJob, "the job is \(message.value.count) bytes, more than worker.max_job_bytes (\(config.worker.maxJobBytes))")
             }
-            job = try Job.parse(message.value, key: message.keyString)
+            job = try Job.parse(
+                message.value, key: message.keyString,
+                fallbackID: Job.derivedID(topic: message.topic, partition: message.partition, offset: message.offset),
+                limits: JobLimits(config))
+        } catch let error as SluiceError where error.context["job_id"] != nil {
+            // Its id is known: answer it with a failed result naming the field.
+            let jobID = error.context["job_id"]!
+            let (response, value) = await runner.reject(jobID: jobID, error: error, producedAtMs: message.timestampMs)
+            metrics.finished(response)
+            if await deliver(producer, topic: config.kafka.resultsTopic, key: Array(jobID.utf8), value: value) {
+                complete(message)
+            }
+            return
         } catch {
             let reason = (error as? SluiceError)?.message ?? "\(error)"
             logger.warning("message sent to the DLQ: \(reason)", metadata: [
@@ -237,7 +249,7 @@ public final class Worker: Service {
                 case .summary(let count): logger.warning("producing to \(topic) still fails (\(count) times in the last \(deliveryFailures.interval)), retrying: \(error)")
                 case .suppressed: break
                 }
-                try? await Task.sleep(for: .milliseconds(Int64(delay * 1000)))
+                try? await Task.sleep(for: .seconds(saturating: delay))
                 delay = min(delay * 2, 5)
             }
         }
