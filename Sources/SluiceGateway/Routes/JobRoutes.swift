@@ -18,10 +18,10 @@ extension Gateway {
     func submitJob(_ request: Request, context: BasicRequestContext) async throws -> Response {
         let tenant = try keys.tenant(of: request)
         var request = request
-        let body = try await readBody(&request)
+        let body = try await readJSONObject(&request)
         var job: Job
         do {
-            job = try Job.parse(body, limits: JobLimits(config))
+            job = try Job.parse(.object(body), limits: JobLimits(config))
         } catch let error as SluiceError {
             throw APIError(error)
         }
@@ -109,8 +109,8 @@ extension Gateway {
     func jobEvents(_ request: Request, context: BasicRequestContext) async throws -> Response {
         let tenant = try keys.tenant(of: request)
         let id = try Gateway.jobID(in: context)
-        try await requireJob(id, tenant: tenant)
         let lastEventID = try Gateway.resumeAfter(request)
+        try await requireJob(id, tenant: tenant)
         let feed: JobEventFeed
         do {
             feed = try await follower.subscribe(jobID: id)
