@@ -101,9 +101,14 @@ extension Job {
     public static func derivedID(topic: String, partition: Int32, offset: Int64) -> String {
         let place = ":\(partition):\(offset)"
         if isValidID(topic + place) { return topic + place }
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325  // FNV-1a: stable across processes
-        for b in topic.utf8 { hash = (hash ^ UInt64(b)) &* 0x0000_0100_0000_01b3 }
-        return "topic-" + String(hash, radix: 16) + place
+        return "topic-" + String(stableHash(topic), radix: 16) + place
+    }
+
+    /// FNV-1a of `text`: the same in every process, for ids derived from text.
+    public static func stableHash(_ text: String) -> UInt64 {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in text.utf8 { hash = (hash ^ UInt64(b)) &* 0x0000_0100_0000_01b3 }
+        return hash
     }
 
     /// Throws `SluiceError(.invalidJob)` naming the first field whose type or range is
