@@ -285,6 +285,9 @@ extension SluiceConfig {
         guard worker.maxInFlight > 0 else { throw SluiceError(.config, "worker.max_in_flight must be at least 1") }
         guard worker.maxAttempts > 0 else { throw SluiceError(.config, "worker.max_attempts must be at least 1") }
         guard worker.maxFallbacks >= 0 else { throw SluiceError(.config, "worker.max_fallbacks must be 0 or more") }
+        guard worker.maxJobBytes > 0 else { throw SluiceError(.config, "worker.max_job_bytes must be at least 1") }
+        guard gateway.maxBodyBytes > 0 else { throw SluiceError(.config, "gateway.max_body_bytes must be at least 1") }
+        guard redis.eventTTLSeconds > 0 else { throw SluiceError(.config, "redis.event_ttl_s must be at least 1") }
         guard worker.defaultTimeoutSeconds > 0, worker.defaultTimeoutSeconds <= JobLimits.maxTimeoutSeconds else {
             throw SluiceError(.config, "worker.default_timeout_s must be greater than 0 and at most \(Int(JobLimits.maxTimeoutSeconds)) seconds")
         }
