@@ -320,7 +320,7 @@ final class BatchRunner: Sendable {
             let jobID = jobID(for: request.customID)
             let value: [UInt8]
             do {
-                let (_, job) = try BatchFormat.job(request, id: jobID, defaultProvider: options.provider)
+                let (_, job) = try BatchFormat.job(request, id: jobID, defaultProvider: options.provider, limits: JobLimits(config))
                 value = try JSON.encode(job)
             } catch {
                 invalid(line: lineNumber, reason: Self.reason(error))
