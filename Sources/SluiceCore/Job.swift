@@ -120,7 +120,7 @@ extension Job {
             try job.validate(limits)
             return job
         } catch var error as SluiceError {
-            error.context["job_id"] = id
+            if isValidID(id) { error.context["job_id"] = id }
             throw error
         }
     }
@@ -130,10 +130,12 @@ extension Job {
         let fields = Fields(o)
         var request: JobRequest?
         func setRequest(_ r: JobRequest) throws {
+            // The field that gives each shape (a template's is `prompt_id`).
+            func field(_ r: JobRequest) -> String { r.kind == "prompt" ? "prompt_id" : r.kind }
             if let existing = request {
                 throw invalid(
-                    r.kind,
-                    "the job has both \"\(existing.kind)\" and \"\(r.kind)\"; give exactly one request shape")
+                    field(r),
+                    "the job has both \"\(field(existing))\" and \"\(field(r))\"; give exactly one request shape")
             }
             request = r
         }
