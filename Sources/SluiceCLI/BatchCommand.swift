@@ -208,17 +208,17 @@ final class BatchRunner: Sendable {
         do {
             consumer = try KafkaConsumer(
                 brokers: kafka.brokers, groupID: "sluice-\(batchID)", topics: [kafka.resultsTopic, kafka.dlqTopic],
-                properties: consumerProperties, logger: logger
-            ) { event in
+                properties: consumerProperties, logger: logger,
+                onRebalance: { event in
                 switch event {
-                case .assigned(let tps):
+                case .assigned(let tps, _):
                     assigned.withLock { $0.formUnion(tps.filter { $0.topic == resultsTopic }) }
                     return []
                 case .revoked(let tps):
                     assigned.withLock { $0.subtract(tps) }
                     return positions.due(for: Set(tps))
                 }
-            }
+            })
         } catch {
             throw BatchError("cannot create a Kafka consumer for \(kafka.brokers): \(error)")
         }

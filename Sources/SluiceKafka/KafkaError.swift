@@ -33,11 +33,16 @@ public struct KafkaMessage: Sendable {
     public var value: [UInt8]
     /// The record's timestamp in milliseconds since the epoch, if it has one.
     public var timestampMs: Int64?
+    /// The consumer's assignment generation of the partition when the message was
+    /// fetched (0: fetched for a partition not assigned, or not from a group consumer).
+    public var generation: UInt64
 
     public var topicPartition: TopicPartition { TopicPartition(topic: topic, partition: partition) }
     public var keyString: String? { key.map { String(decoding: $0, as: UTF8.self) } }
 
-    public init(topic: String, partition: Int32, offset: Int64, key: [UInt8]?, value: [UInt8], timestampMs: Int64?) {
+    public init(topic: String, partition: Int32, offset: Int64, key: [UInt8]?, value: [UInt8], timestampMs: Int64?,
+                generation: UInt64 = 0) {
+        self.generation = generation
         self.topic = topic
         self.partition = partition
         self.offset = offset

@@ -14,8 +14,11 @@ public struct ProviderRunner: Sendable {
     static let maxBodyBytes = 32 * 1024 * 1024
 
     /// - Parameter request: `format.makeRequest(call)`, if the caller has made it already.
+    /// - Parameter afterRead: awaited after the chunks of each read are handed over: where
+    ///   a consumer that cannot keep up holds the stream back.
     public func run(
-        _ call: ProviderCall, format: any WireFormat, request: HTTPRequest? = nil, onChunk: (ProviderChunk, Double) -> Void
+        _ call: ProviderCall, format: any WireFormat, request: HTTPRequest? = nil, onChunk: (ProviderChunk, Double) -> Void,
+        afterRead: () async -> Void = {}
     ) async throws -> ProviderOutcome {
         let request = try request ?? format.makeRequest(call)
         let start = MonotonicClock.now()
@@ -106,6 +109,7 @@ public struct ProviderRunner: Sendable {
                     }
                 }
                 if let failure { throw failure }
+                await afterRead()
             }
             if let last = parser.finish() {
                 let now = MonotonicClock.now()
@@ -131,7 +135,7 @@ public struct ProviderRunner: Sendable {
         switch error.code {
         case .idleTimeout, .totalTimeout: ProviderError(.timeout, error.message, retryable: true)
         case .cancelled: ProviderError(.cancelled, "the request was cancelled", retryable: false)
-        case .invalidRequest: ProviderError(.connection, error.message, retryable: false)
+        case .invalidRequest: ProviderError(.invalidRequest, "the request cannot be sent: \(error.message)", retryable: false)
         default: ProviderError(.connection, error.message, retryable: true)
         }
     }

@@ -5,10 +5,13 @@ import SluiceRedis
 /// stream in one pipelined write, with a gap-free `seq`.
 ///
 /// The replay stream's entry IDs are `0-seq`, so a reader resuming after event N asks
-/// for `XRANGE key 0-(N+1) +` and gets exactly what it missed. A redelivered job
-/// continues the numbering of the run before it.
+/// for `XRANGE key 0-(N+1) +` and gets exactly what it missed. Every envelope names its
+/// run. A redelivered job continues the numbering of the run before it, and its first
+/// event replaces the replay stream: what a cut-off run published is not replayed mixed
+/// with the run that took over.
 struct JobEvents {
     let jobID: String
+    let run: String
     let redis: RedisConnection
     let ttlSeconds: Int
     private(set) var seq: Int
@@ -19,40 +22,46 @@ struct JobEvents {
     private let envelopePrefix: [UInt8]
     /// Scratch for the envelope being written, reused across events.
     private var envelope: [UInt8] = []
+    /// A run before this one published events: the first emit deletes them.
+    private var replacesEarlierRun: Bool
+    private var emittedAny = false
 
-    init(jobID: String, redis: RedisConnection, ttlSeconds: Int, lastSeq: Int) {
+    init(jobID: String, run: String, redis: RedisConnection, ttlSeconds: Int, lastSeq: Int) {
         self.jobID = jobID
+        self.run = run
+        self.replacesEarlierRun = lastSeq > 0
         self.redis = redis
         self.ttlSeconds = ttlSeconds
         self.seq = lastSeq
         self.channel = Array(RedisKeys.channel(jobID).utf8)
         self.streamKey = Array(RedisKeys.events(jobID).utf8)
-        self.envelopePrefix = EventEnvelope.prefix(jobID: jobID)
-    }
-
-    /// The last `seq` already in the job's replay stream (0 if none or Redis is away).
-    static func lastSeq(jobID: String, redis: RedisConnection) async -> Int {
-        // While Redis is away, don't hold every job up for the command timeout: a job
-        // that ran before is rare, and its events would be lost with Redis anyway.
-        guard redis.isConnected else { return 0 }
-        guard let reply = try? await redis.execute(RedisCommand("XREVRANGE", RedisKeys.events(jobID), "+", "-", "COUNT", "1")),
-              let entry = reply.array?.first?.array?.first?.string,
-              let dash = entry.firstIndex(of: "-"),
-              let n = Int(entry[entry.index(after: dash)...])
-        else { return 0 }
-        return n
+        self.envelopePrefix = EventEnvelope.prefix(jobID: jobID, run: run)
     }
 
     /// Publishes an event whose `data` is already JSON. The per-chunk hot path: the
     /// envelope and both commands are written straight into one RESP buffer, queued as
-    /// one unit, with no waiting.
-    mutating func emit(_ event: EventName, data: [UInt8]) {
+    /// one unit, with no waiting. Answers false when Redis cannot keep up: the caller
+    /// awaits `redis.waitForRoom()` before the next event. `chat_finished` is pinned: it
+    /// is never dropped, even while Redis is away.
+    @discardableResult
+    mutating func emit(_ event: EventName, data: [UInt8]) -> Bool {
         seq += 1
         envelope.removeAll(keepingCapacity: true)
         EventEnvelope.write(prefix: envelopePrefix, seq: seq, event: event, data: data, ts: WallClock.now(), into: &envelope)
-        let expire = seq == 1 || event == .chatFinished
+        // The first event of the run sets the stream's TTL (a run cut off leaves nothing
+        // behind forever); chat_finished starts it again from the end.
+        let expire = !emittedAny || event == .chatFinished
+        emittedAny = true
         var out: [UInt8] = []
-        out.reserveCapacity(2 * envelope.count + channel.count + 3 * streamKey.count + 112)
+        out.reserveCapacity(2 * envelope.count + channel.count + 4 * streamKey.count + 128)
+        var commands = expire ? 3 : 2
+        if replacesEarlierRun {
+            replacesEarlierRun = false
+            RESPWriter.command(2, into: &out)
+            RESPWriter.bulk("DEL", into: &out)
+            RESPWriter.bulk(streamKey, into: &out)
+            commands += 1
+        }
         RESPWriter.command(3, into: &out)
         RESPWriter.bulk("PUBLISH", into: &out)
         RESPWriter.bulk(channel, into: &out)
@@ -74,21 +83,28 @@ struct JobEvents {
             RESPWriter.bulk(streamKey, into: &out)
             RESPWriter.bulk(ttlSeconds, into: &out)
         }
-        redis.send(.formatted(out, commands: expire ? 3 : 2))
+        var command = RedisCommand.formatted(out, commands: commands)
+        command.isPinned = event == .chatFinished
+        return redis.send(command)
     }
 
-    mutating func emit(_ event: EventName, _ data: JSONValue) {
+    @discardableResult
+    mutating func emit(_ event: EventName, _ data: JSONValue) -> Bool {
         emit(event, data: (try? JSON.encode(data)) ?? Array("null".utf8))
     }
 
-    mutating func emit<T: Encodable>(_ event: EventName, encoding value: T) {
+    @discardableResult
+    mutating func emit<T: Encodable>(_ event: EventName, encoding value: T) -> Bool {
         emit(event, data: (try? JSON.encode(value)) ?? Array("null".utf8))
     }
 
+    /// Stores the final result (pinned: never dropped while Redis is away).
     func storeResult(_ json: [UInt8]) {
-        redis.send([RedisCommand([
+        var command = RedisCommand([
             RedisCommand.set, Array(RedisKeys.result(jobID).utf8), json, Array("EX".utf8), Array(String(ttlSeconds).utf8),
-        ])])
+        ])
+        command.isPinned = true
+        redis.send(command)
     }
 }
 

@@ -16,18 +16,23 @@ struct JobRunner: Sendable {
     let environment: [String: String]
     let metrics: WorkerMetrics
 
+    /// - Parameter run: this run's id, carried by every event.
+    /// - Parameter lastSeq: the last event seq of the runs before this one (0 for none).
     /// - Parameter cancelledByUser: whether a cancel request for this job has arrived;
     ///   tells a user's cancel (a `cancelled` result) from a shutdown (no result at all).
-    /// Returns the response and its JSON, encoded once for Redis and the result topic.
-    func run(_ job: Job, producedAtMs: Int64?, cancelledByUser: @Sendable () -> Bool = { false }) async -> (response: UnifiedResponse, json: [UInt8]) {
+    /// Returns the response and its JSON, encoded once for Redis and the result topic;
+    /// nil when the run was cut off by shutdown: then no final event is published and no
+    /// result stored, and the job's readers wait for the run that takes it over.
+    func run(
+        _ job: Job, run: String, lastSeq: Int, producedAtMs: Int64?, cancelledByUser: @Sendable () -> Bool = { false }
+    ) async -> (response: UnifiedResponse, json: [UInt8])? {
         let startedWall = WallClock.now()
         let queueWait = producedAtMs.map { max(0, startedWall - Double($0) / 1000) }
         var logger = self.logger
         logger[metadataKey: "job_id"] = "\(job.id)"
+        logger[metadataKey: "run"] = "\(run)"
 
-        var events = JobEvents(
-            jobID: job.id, redis: redis, ttlSeconds: config.redis.eventTTLSeconds,
-            lastSeq: await JobEvents.lastSeq(jobID: job.id, redis: redis))
+        var events = JobEvents(jobID: job.id, run: run, redis: redis, ttlSeconds: config.redis.eventTTLSeconds, lastSeq: lastSeq)
 
         let deadline = MonotonicClock.now() + (job.timeoutSeconds ?? config.worker.defaultTimeoutSeconds)
         var response: UnifiedResponse
@@ -37,6 +42,10 @@ struct JobRunner: Sendable {
             }
             response = try await attempt(job, events: &events, deadline: deadline, queueWait: queueWait, logger: logger)
         } catch {
+            if Task.isCancelled && !cancelledByUser() {
+                logger.info("run cut off by shutdown; the job will run again where its partition goes")
+                return nil
+            }
             var failure = JobRunner.errorInfo(error)
             if cancelledByUser() {
                 failure = .init(type: "cancelled", message: "the job was cancelled on request")
@@ -145,13 +154,25 @@ struct JobRunner: Sendable {
                 var published = 0
                 do {
                     let httpRequest = try format.makeRequest(call)
-                    events.emit(.chatCompletionRequest, data: JobRunner.requestEvent(provider: provider.name, model: model, body: httpRequest.body))
-                    let outcome = try await providers.run(call, format: format, request: httpRequest) { chunk, _ in
-                        events.emit(.chunk, data: chunk.json)
+                    // The body goes out once per job: a retry or a fallback names its
+                    // target with `"body": null`, so retries cannot multiply a large
+                    // request in Redis.
+                    events.emit(.chatCompletionRequest, data: JobRunner.requestEvent(
+                        provider: provider.name, model: model, body: attempts == 1 ? httpRequest.body : []))
+                    // Redis cannot keep up: hold this stream back (never drop its events).
+                    var redisFull = false
+                    let redis = self.redis
+                    let outcome = try await providers.run(call, format: format, request: httpRequest, onChunk: { chunk, _ in
+                        if !events.emit(.chunk, data: chunk.json) { redisFull = true }
                         // Only content counts: a retry after a role-only chunk repeats nothing
                         // a reader would notice.
                         if chunk.chunk.carriesContent { published += 1 }
-                    }
+                    }, afterRead: {
+                        if redisFull {
+                            redisFull = false
+                            await redis.waitForRoom()
+                        }
+                    })
                     if !outcome.streamComplete {
                         throw ProviderError(.protocolError, "the provider's stream ended before its end marker", retryable: published == 0)
                     }
@@ -165,11 +186,13 @@ struct JobRunner: Sendable {
                         throw AttemptsError(underlying: error, attempts: attempts)
                     }
                     if !pe.retryable {
-                        // The provider refused the request itself (400, 401, 403, 404, 422):
-                        // fail at once with its error. Anything else: the next target.
+                        // The provider refused the request itself (400, 401, 403, 404, 422),
+                        // or it cannot be sent at all: fail at once with that error.
+                        // Anything else: the next target.
                         if let status = pe.status, (400..<500).contains(status) {
                             throw AttemptsError(underlying: error, attempts: attempts)
                         }
+                        if pe.kind == .invalidRequest { throw AttemptsError(underlying: error, attempts: attempts) }
                         break
                     }
                     guard retry + 1 < config.worker.maxAttempts else { break }
