@@ -65,12 +65,12 @@ struct JobRunner: Sendable {
     /// Answers a job whose id could be read but whose fields are invalid (`error`, from
     /// `Job.parse`) as any failed job is answered: a `chat_response_failure` event, a
     /// stored `failed` result with error `invalid_job`, `chat_finished`.
-    func reject(jobID: String, error: SluiceError, producedAtMs: Int64?) async -> (response: UnifiedResponse, json: [UInt8]) {
+    func reject(
+        _ jobID: String, error: SluiceError, run: String, lastSeq: Int, producedAtMs: Int64?
+    ) async -> (response: UnifiedResponse, json: [UInt8])? {
         let queueWait = producedAtMs.map { max(0, WallClock.now() - Double($0) / 1000) }
-        logger.warning("job failed: \(error.message)", metadata: ["job_id": "\(jobID)"])
-        var events = JobEvents(
-            jobID: jobID, redis: redis, ttlSeconds: config.redis.eventTTLSeconds,
-            lastSeq: await JobEvents.lastSeq(jobID: jobID, redis: redis))
+        logger.warning("job failed: \(error.message)", metadata: ["job_id": "\(jobID)", "run": "\(run)"])
+        var events = JobEvents(jobID: jobID, run: run, redis: redis, ttlSeconds: config.redis.eventTTLSeconds, lastSeq: lastSeq)
         // Nothing else of the job is trusted: a request with nothing to run stands in.
         let unread = Job(id: jobID, request: .messages([]))
         let failure = JobRunner.errorInfo(error)

@@ -57,12 +57,23 @@ struct ProviderFaultTests {
     }
 
     @Test func aRequestThatCannotBeSentFailsAtOnceWithoutWalkingTheFallbacks() async throws {
-        try await TestStack.with(configure: { $0.worker.maxAttempts = 3 }) { stack in
-            // A per-job key that is not a valid header value: the same for every target.
-            try await stack.submit(["id": "bad-key", "provider": "mock", "model": "m-1", "chat_input": "x",
-                                    "api_key": "sk-line\nbreak",
-                                    "fallbacks": [["provider": "mock", "model": "m-2"], ["provider": "mock", "model": "m-3"]]])
-            let results = try await stack.waitForResults(1, timeout: .seconds(30))
+        try await TestStack.with(worker: false, configure: { c in
+            c.worker.maxAttempts = 3
+            c.providers = c.providers.map { p in
+                var p = p
+                p.apiKeyEnv = "MOCK_PROVIDER_KEY"
+                return p
+            }
+        }) { stack in
+            // The configured key is not a valid header value: the same for every target.
+            let worker = WorkerHandle(config: stack.config, environment: ["MOCK_PROVIDER_KEY": "sk-line\nbreak"])
+            let fallbacks: JSONValue = [["provider": "mock", "model": "m-2"], ["provider": "mock", "model": "m-3"]]
+            try await stack.submit(["id": "bad-key", "provider": "mock", "model": "m-1", "chat_input": "x", "fallbacks": fallbacks])
+            // A per-job key like it is out of range: the job fails before any attempt.
+            try await stack.submit(["id": "bad-job-key", "provider": "mock", "model": "m-1", "chat_input": "x",
+                                    "api_key": "sk-line\nbreak", "fallbacks": fallbacks])
+            let results = try await stack.waitForResults(2, timeout: .seconds(30))
+            try await worker.stop()
             let r = try #require(results["bad-key"])
             #expect(r.status == .failed)
             #expect(r.error?.type == "invalid_request")
@@ -72,6 +83,14 @@ struct ProviderFaultTests {
             #expect(events.filter { $0["event"] == "chat_started" }.count == 1)
             let message = r.error?.message ?? ""
             #expect(message.contains("authorization") && !message.contains("sk-line"), "the key is not echoed: \(message)")
+
+            let j = try #require(results["bad-job-key"])
+            #expect(j.status == .failed)
+            #expect(j.error?.type == "invalid_job")
+            #expect(j.metrics.attempts == 0)
+            #expect(try await stack.events(of: "bad-job-key").filter { $0["event"] == "chat_started" }.isEmpty)
+            let jobMessage = j.error?.message ?? ""
+            #expect(jobMessage.contains("\"api_key\"") && !jobMessage.contains("sk-line"), "the key is not echoed: \(jobMessage)")
         }
     }
 
