@@ -201,7 +201,7 @@ final class BatchRunner: Sendable {
         // after a broker hiccup carries on where it was rather than at the new end.
         let positions = ReadPositions()
         let assigned = Mutex<Set<TopicPartition>>([])
-        var consumerProperties = kafka.properties
+        var consumerProperties = kafka.consumerProperties
         consumerProperties["auto.offset.reset"] = "latest"
         let resultsTopic = kafka.resultsTopic
         let consumer: KafkaConsumer
@@ -226,7 +226,7 @@ final class BatchRunner: Sendable {
         // A send that cannot be delivered fails after a minute (librdkafka's default is
         // five) rather than hanging the batch; kafka.properties may say otherwise.
         var producerProperties = ["message.timeout.ms": "60000"]
-        producerProperties.merge(kafka.properties, uniquingKeysWith: { $1 })
+        producerProperties.merge(kafka.producerProperties, uniquingKeysWith: { $1 })
         let producer: KafkaProducer
         do {
             producer = try KafkaProducer(brokers: kafka.brokers, properties: producerProperties, logger: logger)

@@ -59,7 +59,7 @@ struct JobRunner: Sendable {
                                       partial: (underlying as? ProviderError)?.partial)
             events.emit(.chatResponseFailure, encoding: ["error": failure])
         }
-        return JobRunner.finish(response, events: &events)
+        return finish(response, events: &events)
     }
 
     /// Answers a job whose id could be read but whose fields are invalid (`error`, from
@@ -76,12 +76,14 @@ struct JobRunner: Sendable {
         let failure = JobRunner.errorInfo(error)
         let response = failedResponse(unread, error: failure, status: .failed, queueWait: queueWait, attempts: 0)
         events.emit(.chatResponseFailure, encoding: ["error": failure])
-        return JobRunner.finish(response, events: &events)
+        return finish(response, events: &events)
     }
 
     /// Publishes the end of a job: the response event (when it succeeded), the stored
     /// result and `chat_finished`.
-    private static func finish(_ response: UnifiedResponse, events: inout JobEvents) -> (response: UnifiedResponse, json: [UInt8]) {
+    private func finish(_ response: UnifiedResponse, events: inout JobEvents) -> (response: UnifiedResponse, json: [UInt8]) {
+        var response = response
+        response.omitInput(largerThan: config.worker.echoInputMaxBytes)
         let json = (try? JSON.encode(response)) ?? []
         if response.status == .succeeded { events.emit(.chatCompletionResponse, data: json) }
         events.storeResult(json)
@@ -90,16 +92,20 @@ struct JobRunner: Sendable {
     }
 
     /// `chat_completion_request`'s data: the body sent, spliced in as it is (it is JSON
-    /// Sluice just wrote; the key travels in a header, never in it).
-    static func requestEvent(provider: String, model: String, body: [UInt8]) -> [UInt8] {
+    /// Sluice just wrote; the key travels in a header, never in it). A body over
+    /// `maxBodyBytes` is left out like a long input in the result: `body: null`,
+    /// `body_omitted: true` and its size in `body_bytes`.
+    static func requestEvent(provider: String, model: String, body: [UInt8], maxBodyBytes: Int = .max) -> [UInt8] {
+        let omitted = body.count > maxBodyBytes
         var out: [UInt8] = []
-        out.reserveCapacity(body.count + provider.utf8.count + model.utf8.count + 40)
+        out.reserveCapacity((omitted ? 0 : body.count) + provider.utf8.count + model.utf8.count + 80)
         out.append(contentsOf: #"{"provider":"#.utf8)
         JSON.appendString(provider, to: &out)
         out.append(contentsOf: #","model":"#.utf8)
         JSON.appendString(model, to: &out)
         out.append(contentsOf: #","body":"#.utf8)
-        out.append(contentsOf: body.isEmpty ? Array("null".utf8) : body)
+        out.append(contentsOf: body.isEmpty || omitted ? Array("null".utf8) : body)
+        if omitted { out.append(contentsOf: #","body_omitted":true,"body_bytes":\#(body.count)"#.utf8) }
         out.append(UInt8(ascii: "}"))
         return out
     }
@@ -156,9 +162,10 @@ struct JobRunner: Sendable {
                     let httpRequest = try format.makeRequest(call)
                     // The body goes out once per job: a retry or a fallback names its
                     // target with `"body": null`, so retries cannot multiply a large
-                    // request in Redis.
+                    // request in Redis; a body over echo_input_max_bytes is left out.
                     events.emit(.chatCompletionRequest, data: JobRunner.requestEvent(
-                        provider: provider.name, model: model, body: attempts == 1 ? httpRequest.body : []))
+                        provider: provider.name, model: model, body: attempts == 1 ? httpRequest.body : [],
+                        maxBodyBytes: config.worker.echoInputMaxBytes))
                     // Redis cannot keep up: hold this stream back (never drop its events).
                     var redisFull = false
                     let redis = self.redis

@@ -59,6 +59,10 @@ public final class WorkerMetrics: Sendable {
     func jobStarted() { inFlight.increment() }
     func jobEnded() { inFlight.decrement() }
     func sentToDLQ() { dlq.increment() }
+    /// A record the broker refused for good, replaced by a cut-down one.
+    func recordRefused(topic: String) {
+        CoreMetrics.Counter(label: "sluice_worker_records_cut_down_total", dimensions: [("topic", topic)], factory: factory).increment()
+    }
 
     func retried(provider: String) {
         CoreMetrics.Counter(label: "sluice_worker_retries_total", dimensions: [("provider", provider)], factory: factory).increment()
