@@ -162,7 +162,7 @@ struct JobRunner: Sendable {
                     let httpRequest = try format.makeRequest(call)
                     // The body goes out once per job: a retry or a fallback names its
                     // target with `"body": null`, so retries cannot multiply a large
-                    // request in Redis; a body over echo_input_max_bytes is left out.
+                    // request in Redis.
                     events.emit(.chatCompletionRequest, data: JobRunner.requestEvent(
                         provider: provider.name, model: model, body: attempts == 1 ? httpRequest.body : [],
                         maxBodyBytes: config.worker.echoInputMaxBytes))
