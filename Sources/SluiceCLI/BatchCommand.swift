@@ -167,8 +167,10 @@ final class BatchRunner: Sendable {
     }
 
     func jobID(for customID: String) -> String {
-        // Job ids are at most 256 bytes: a long custom_id is replaced by its digest.
-        customID.utf8.count <= 200 ? "\(batchID)-\(customID)" : "\(batchID)-h\(String(stableHash(customID), radix: 16))"
+        // A custom_id that would make no valid job id (too long, or characters other
+        // than letters, digits, '.', '_', ':' and '-') is replaced by its digest.
+        let id = "\(batchID)-\(customID)"
+        return Job.isValidID(id) ? id : "\(batchID)-h\(String(Job.stableHash(customID), radix: 16))"
     }
 
     func run() async -> BatchSummary {
@@ -318,7 +320,7 @@ final class BatchRunner: Sendable {
             let jobID = jobID(for: request.customID)
             let value: [UInt8]
             do {
-                let (_, job) = try BatchFormat.job(request, id: jobID, defaultProvider: options.provider)
+                let (_, job) = try BatchFormat.job(request, id: jobID, defaultProvider: options.provider, limits: JobLimits(config))
                 value = try JSON.encode(job)
             } catch {
                 invalid(line: lineNumber, reason: Self.reason(error))
@@ -542,15 +544,6 @@ final class BatchRunner: Sendable {
         return total > shown.count ? "\(text) and \(total - shown.count) more" : text
     }
 
-    /// FNV-1a, for job ids that must not depend on the process.
-    private func stableHash(_ s: String) -> UInt64 {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for b in s.utf8 {
-            h ^= UInt64(b)
-            h = h &* 0x100_0000_01b3
-        }
-        return h
-    }
 }
 
 struct InFlightJob: Sendable {

@@ -33,7 +33,7 @@ struct WorkerCommand: AsyncParsableCommand {
         let worker = Worker(config: config, logger: logger)
         var services: [any Service] = [worker]
         if let metricsListen {
-            guard let colon = metricsListen.lastIndex(of: ":"), let port = Int(metricsListen[metricsListen.index(after: colon)...]) else {
+            guard let colon = metricsListen.lastIndex(of: ":"), let port = Int(metricsListen[metricsListen.index(after: colon)...]), (0...65_535).contains(port) else {
                 throw ValidationError("--metrics-listen must be host:port, e.g. 0.0.0.0:9464")
             }
             let router = Router()
@@ -106,7 +106,7 @@ struct MockProviderCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = global.makeLogger("sluice.mock-provider")
-        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]) else {
+        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65_535).contains(port) else {
             throw ValidationError("--listen must be host:port")
         }
         let defaults = MockBehavior(

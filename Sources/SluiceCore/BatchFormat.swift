@@ -63,14 +63,16 @@ public enum BatchFormat {
     /// asks for a stream, and `provider` filled in where the body names none. Returns
     /// the parsed job (the body is validated as the worker would) and the JSON to
     /// produce. Throws `SluiceError(.invalidRequest)` naming the field at fault.
-    public static func job(_ request: Request, id: String, defaultProvider: String? = nil) throws -> (Job, JSONValue) {
+    public static func job(
+        _ request: Request, id: String, defaultProvider: String? = nil, limits: JobLimits = JobLimits()
+    ) throws -> (Job, JSONValue) {
         var body = request.body
         body["id"] = .string(id)
         if (body["stream"] ?? .null).isNull, (body["is_stream"] ?? .null).isNull { body["stream"] = .bool(false) }
         if let defaultProvider, (body["provider"] ?? .null).isNull { body["provider"] = .string(defaultProvider) }
         let value = JSONValue.object(body)
         do {
-            return (try Job.parse(value), value)
+            return (try Job.parse(value, limits: limits), value)
         } catch let error as SluiceError {
             throw SluiceError(.invalidRequest, "body: \(error.message)")
         }

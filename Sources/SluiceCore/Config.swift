@@ -98,6 +98,9 @@ public struct SluiceConfig: Sendable, Codable {
         /// at most this many bytes of JSON; a larger one is left out and the result says
         /// `input_omitted: true`. The job's record holds the input in full.
         public var echoInputMaxBytes = 64 * 1024
+        /// The most `fallbacks` a job may give; a job with more is invalid (a 400 at
+        /// the gateway, a failed result at the worker).
+        public var maxFallbacks = 5
 
         enum CodingKeys: String, CodingKey {
             case maxInFlight = "max_in_flight"
@@ -108,6 +111,7 @@ public struct SluiceConfig: Sendable, Codable {
             case firstTokenTimeoutSeconds = "first_token_timeout_s"
             case maxJobBytes = "max_job_bytes"
             case echoInputMaxBytes = "echo_input_max_bytes"
+            case maxFallbacks = "max_fallbacks"
         }
         public init() {}
     }
@@ -247,6 +251,7 @@ extension SluiceConfig.Worker {
         firstTokenTimeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .firstTokenTimeoutSeconds)
         maxJobBytes = try c.decodeIfPresent(Int.self, forKey: .maxJobBytes) ?? maxJobBytes
         echoInputMaxBytes = try c.decodeIfPresent(Int.self, forKey: .echoInputMaxBytes) ?? echoInputMaxBytes
+        maxFallbacks = try c.decodeIfPresent(Int.self, forKey: .maxFallbacks) ?? maxFallbacks
     }
 }
 
@@ -296,6 +301,17 @@ extension SluiceConfig {
         }
         guard worker.maxInFlight > 0 else { throw SluiceError(.config, "worker.max_in_flight must be at least 1") }
         guard worker.maxAttempts > 0 else { throw SluiceError(.config, "worker.max_attempts must be at least 1") }
+        guard worker.maxFallbacks >= 0 else { throw SluiceError(.config, "worker.max_fallbacks must be 0 or more") }
+        guard worker.maxJobBytes > 0 else { throw SluiceError(.config, "worker.max_job_bytes must be at least 1") }
+        guard gateway.maxBodyBytes > 0 else { throw SluiceError(.config, "gateway.max_body_bytes must be at least 1") }
+        guard redis.eventTTLSeconds > 0 else { throw SluiceError(.config, "redis.event_ttl_s must be at least 1") }
+        guard worker.defaultTimeoutSeconds > 0, worker.defaultTimeoutSeconds <= JobLimits.maxTimeoutSeconds else {
+            throw SluiceError(.config, "worker.default_timeout_s must be greater than 0 and at most \(Int(JobLimits.maxTimeoutSeconds)) seconds")
+        }
+        for (key, seconds) in [("worker.drain_s", worker.drainSeconds), ("worker.idle_timeout_s", worker.idleTimeoutSeconds),
+                               ("worker.first_token_timeout_s", worker.firstTokenTimeoutSeconds ?? 1)] {
+            guard seconds >= 0, seconds.isFinite else { throw SluiceError(.config, "\(key) must be a finite number of seconds, 0 or more") }
+        }
         // A request the gateway accepts must fit in a record, with room for the job's
         // other fields.
         let envelope = SluiceConfig.Kafka.envelopeBytes

@@ -140,15 +140,16 @@ public struct ProviderRunner: Sendable {
         }
     }
 
-    /// `Retry-After` as seconds or an HTTP date.
+    /// `Retry-After` as seconds or an HTTP date, at most a day (a job's longest
+    /// timeout); nil when it is neither, or not a finite number.
     static func retryAfter(_ value: String?) -> Double? {
         guard let value = value?.trimmingCharacters(in: .whitespaces), !value.isEmpty else { return nil }
-        if let seconds = Double(value) { return max(0, seconds) }
+        if let seconds = Double(value) { return seconds.isFinite ? min(max(0, seconds), 86_400) : nil }
         let f = DateFormatter()
         f.locale = Locale(identifier: "en_US_POSIX")
         f.timeZone = TimeZone(identifier: "GMT")
         f.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
         guard let date = f.date(from: value) else { return nil }
-        return max(0, date.timeIntervalSinceNow)
+        return min(max(0, date.timeIntervalSinceNow), 86_400)
     }
 }

@@ -78,7 +78,7 @@ public final class Worker: Service {
         // consumer group, from the oldest cancel that can still matter (the event TTL).
         let control = try KafkaConsumer(
             brokers: kafka.brokers, reading: kafka.controlTopic,
-            fromTimestampMs: Int64(Date().timeIntervalSince1970 * 1000) - Int64(config.redis.eventTTLSeconds) * 1000,
+            fromTimestampMs: Int64(saturating: (Date().timeIntervalSince1970 - Double(config.redis.eventTTLSeconds)) * 1000),
             properties: kafka.properties, logger: logger)
         let runner = JobRunner(
             config: config, providers: ProviderRunner(client: http), redis: redis,
@@ -217,11 +217,21 @@ public final class Worker: Service {
 
     private func handle(_ message: KafkaMessage, ticket: OffsetTracker.Ticket, runner: JobRunner, producer: KafkaProducer) async {
         let job: Job
+        /// A job read far enough to know its id, with a field out of its type or range:
+        /// claimed and answered like any job, with a failed result naming the field.
+        let rejection: SluiceError?
         do {
             guard message.value.count <= config.worker.maxJobBytes else {
                 throw SluiceError(.invalidJob, "the job is \(message.value.count) bytes, more than worker.max_job_bytes (\(config.worker.maxJobBytes))")
             }
-            job = try Job.parse(message.value, key: message.keyString)
+            job = try Job.parse(
+                message.value, key: message.keyString,
+                fallbackID: Job.derivedID(topic: message.topic, partition: message.partition, offset: message.offset),
+                limits: JobLimits(config))
+            rejection = nil
+        } catch let error as SluiceError where error.context["job_id"] != nil {
+            job = Job(id: error.context["job_id"]!, request: .messages([]))
+            rejection = error
         } catch {
             let reason = (error as? SluiceError)?.message ?? "\(error)"
             logger.warning("message sent to the DLQ: \(reason)", metadata: [
@@ -277,8 +287,11 @@ public final class Worker: Service {
         // shutdown (this task cancelled) stops it too, and then no result is produced.
         let cancels = self.cancels
         let work = Task {
-            await runner.run(job, run: run, lastSeq: lastSeq, producedAtMs: message.timestampMs,
-                             cancelledByUser: { cancels.isCancelled(job.id) })
+            if let rejection {
+                return await runner.reject(job.id, error: rejection, run: run, lastSeq: lastSeq, producedAtMs: message.timestampMs)
+            }
+            return await runner.run(job, run: run, lastSeq: lastSeq, producedAtMs: message.timestampMs,
+                                    cancelledByUser: { cancels.isCancelled(job.id) })
         }
         let renewal: Task<Void, Never>? = claimed ? Task { [logger] in
             while !Task.isCancelled {
@@ -385,7 +398,7 @@ public final class Worker: Service {
                 case .summary(let count): logger.warning("producing to \(topic) still fails (\(count) times in the last \(deliveryFailures.interval)), retrying: \(error)")
                 case .suppressed: break
                 }
-                try? await Task.sleep(for: .milliseconds(Int64(delay * 1000)))
+                try? await Task.sleep(for: .seconds(saturating: delay))
                 delay = min(delay * 2, 5)
             }
         }

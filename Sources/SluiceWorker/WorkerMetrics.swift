@@ -34,7 +34,7 @@ public final class WorkerMetrics: Sendable {
     public init() {
         var factory = PrometheusMetricsFactory(registry: registry)
         let latencyBuckets: [Double] = [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300]
-        factory.defaultDurationHistogramBuckets = latencyBuckets.map { .milliseconds(Int64($0 * 1000)) }
+        factory.defaultDurationHistogramBuckets = latencyBuckets.map { .seconds(saturating: $0) }
         self.factory = factory
         inFlight = Meter(label: "sluice_worker_jobs_in_flight", factory: factory)
         inFlight.set(0)
@@ -81,16 +81,16 @@ public final class WorkerMetrics: Sendable {
             CoreMetrics.Counter(label: "sluice_worker_tokens_total", dimensions: [("provider", provider), ("kind", "output")], factory: factory)
                 .increment(by: m.outputTokens)
         }
-        if let cost = m.costUSD, cost > 0 {
+        if let cost = m.costUSD, cost > 0, cost.isFinite {
             CoreMetrics.FloatingPointCounter(label: "sluice_worker_cost_usd_total", dimensions: [("provider", provider)], factory: factory)
                 .increment(by: cost)
         }
         guard r.status == .succeeded else { return }
         CoreMetrics.Timer(label: "sluice_worker_provider_latency_seconds", dimensions: [("provider", provider)], factory: factory)
-            .recordNanoseconds(Int64(m.latencyS * 1e9))
+            .recordNanoseconds(Int64(saturating: m.latencyS * 1e9))
         if let ttft = m.timeToFirstTokenS {
             CoreMetrics.Timer(label: "sluice_worker_time_to_first_token_seconds", dimensions: [("provider", provider)], factory: factory)
-                .recordNanoseconds(Int64(ttft * 1e9))
+                .recordNanoseconds(Int64(saturating: ttft * 1e9))
         }
     }
 

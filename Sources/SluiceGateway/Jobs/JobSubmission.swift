@@ -7,9 +7,14 @@ import SluiceRedis
 
 /// Submitting, finding and cancelling jobs: what every endpoint shares.
 extension Gateway {
-    /// Records the job's tenant, then produces it to the requests topic and waits for
-    /// the broker's acknowledgement.
+    /// Checks the job's fields (a 400 naming the field), records its tenant, then
+    /// produces it to the requests topic and waits for the broker's acknowledgement.
     func submit(_ job: Job, api: String) async throws {
+        do {
+            try job.validate(JobLimits(config))
+        } catch let error as SluiceError {
+            throw APIError(error)
+        }
         let meta = RedisKeys.meta(job.id)
         do {
             let replies = try await redis.execute([

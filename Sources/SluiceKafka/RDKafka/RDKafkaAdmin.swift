@@ -22,7 +22,7 @@ public enum KafkaAdmin {
         var newTopics: [OpaquePointer?] = []
         defer { for t in newTopics { rd_kafka_NewTopic_destroy(t) } }
         for t in topics {
-            guard let nt = rd_kafka_NewTopic_new(t.name, Int32(t.partitions), 1, &errstr, errstr.count) else {
+            guard let nt = rd_kafka_NewTopic_new(t.name, Int32(clamping: t.partitions), 1, &errstr, errstr.count) else {
                 throw KafkaError(.admin, "topic \(t.name): \(String(cString: errstr))")
             }
             newTopics.append(nt)
