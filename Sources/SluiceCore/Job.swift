@@ -48,12 +48,15 @@ public struct Job: Sendable {
     public var fallbacks: [ModelTarget]
     /// A per-job provider key; never logged, echoed or published.
     public var apiKey: Secret?
+    /// Set by the gateway: which submission this is, so that a cancel stops this job and
+    /// not a later one that reuses its id.
+    public var submissionID: String?
 
     public init(
         id: String, provider: String? = nil, model: String? = nil, request: JobRequest,
         parameters: [String: JSONValue] = [:], stream: Bool = true, sessionID: String? = nil,
         tenant: String = "default", metadata: JSONValue = .null, timeoutSeconds: Double? = nil,
-        fallbacks: [ModelTarget] = [], apiKey: Secret? = nil
+        fallbacks: [ModelTarget] = [], apiKey: Secret? = nil, submissionID: String? = nil
     ) {
         self.id = id
         self.provider = provider
@@ -67,6 +70,7 @@ public struct Job: Sendable {
         self.timeoutSeconds = timeoutSeconds
         self.fallbacks = fallbacks
         self.apiKey = apiKey
+        self.submissionID = submissionID
     }
 }
 
@@ -199,7 +203,8 @@ extension Job {
             metadata: o["metadata"] ?? .null,
             timeoutSeconds: timeout,
             fallbacks: fallbacks,
-            apiKey: try fields.string("api_key").map(Secret.init)
+            apiKey: try fields.string("api_key").map(Secret.init),
+            submissionID: try fields.string("submission_id")
         )
     }
 
@@ -230,6 +235,7 @@ extension Job {
                 return .object(fo)
             })
         }
+        if let submissionID { o["submission_id"] = .string(submissionID) }
         if includeSecret, let apiKey { o["api_key"] = .string(apiKey.value) }
         return .object(o)
     }

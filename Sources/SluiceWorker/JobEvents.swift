@@ -7,6 +7,10 @@ import SluiceRedis
 /// The replay stream's entry IDs are `0-seq`, so a reader resuming after event N asks
 /// for `XRANGE key 0-(N+1) +` and gets exactly what it missed. A redelivered job
 /// continues the numbering of the run before it.
+///
+/// The job's owner lives as long as its events: the first and the last event (and one
+/// every quarter TTL in between) give the meta, which holds the owner, the same fresh TTL
+/// as the replay stream.
 struct JobEvents {
     let jobID: String
     let redis: RedisConnection
@@ -14,33 +18,57 @@ struct JobEvents {
     private(set) var seq: Int
     private let channel: [UInt8]
     private let streamKey: [UInt8]
+    private let metaKey: [UInt8]
+    private let tenant: [UInt8]
 
     /// `{"job_id":"…"`, the start of every envelope of the job.
     private let envelopePrefix: [UInt8]
     /// Scratch for the envelope being written, reused across events.
     private var envelope: [UInt8] = []
+    /// When the TTLs were last refreshed (wall clock, seconds).
+    private var refreshedAt = 0.0
 
-    init(jobID: String, redis: RedisConnection, ttlSeconds: Int, lastSeq: Int) {
+    init(jobID: String, tenant: String, redis: RedisConnection, ttlSeconds: Int, lastSeq: Int) {
         self.jobID = jobID
         self.redis = redis
         self.ttlSeconds = ttlSeconds
         self.seq = lastSeq
         self.channel = Array(RedisKeys.channel(jobID).utf8)
         self.streamKey = Array(RedisKeys.events(jobID).utf8)
+        self.metaKey = Array(RedisKeys.meta(jobID).utf8)
+        self.tenant = Array(tenant.utf8)
         self.envelopePrefix = EventEnvelope.prefix(jobID: jobID)
     }
 
-    /// The last `seq` already in the job's replay stream (0 if none or Redis is away).
-    static func lastSeq(jobID: String, redis: RedisConnection) async -> Int {
-        // While Redis is away, don't hold every job up for the command timeout: a job
-        // that ran before is rare, and its events would be lost with Redis anyway.
-        guard redis.isConnected else { return 0 }
-        guard let reply = try? await redis.execute(RedisCommand("XREVRANGE", RedisKeys.events(jobID), "+", "-", "COUNT", "1")),
-              let entry = reply.array?.first?.array?.first?.string,
-              let dash = entry.firstIndex(of: "-"),
-              let n = Int(entry[entry.index(after: dash)...])
-        else { return 0 }
-        return n
+    /// Where a job's events stand when it starts.
+    struct Opening {
+        /// Whether the job's tenant owns its id; nil when Redis could not say.
+        var claim: JobOwnership.Claim?
+        /// The last `seq` already in the job's replay stream (0 if none).
+        var lastSeq: Int
+    }
+
+    /// Claims the job's id for its tenant (a job produced straight to Kafka has no owner
+    /// yet; one from the gateway was claimed there) and reads the last `seq` a run before
+    /// this one published, in one round trip.
+    static func open(jobID: String, tenant: String, redis: RedisConnection, ttlSeconds: Int) async -> Opening {
+        // While Redis is away, don't hold every job up for the command timeout: the first
+        // event claims the id when Redis is back (`HSETNX`).
+        guard redis.isConnected else { return Opening(claim: nil, lastSeq: 0) }
+        let claim = JobOwnership.claimArguments(jobID: jobID, tenant: tenant, ttlSeconds: ttlSeconds)
+        guard let replies = try? await redis.execute([
+            RedisCommand(claim.map { Array($0.utf8) }),
+            RedisCommand("XREVRANGE", RedisKeys.events(jobID), "+", "-", "COUNT", "1"),
+        ]), replies.count == 2 else { return Opening(claim: nil, lastSeq: 0) }
+        var opening = Opening(claim: nil, lastSeq: 0)
+        if let parts = replies[0].array, parts.count == 2, let claimed = parts[0].int {
+            opening.claim = JobOwnership.Claim(claimed: claimed, owner: parts[1].string ?? "", tenant: tenant)
+        }
+        if let entry = replies[1].array?.first?.array?.first?.string, let dash = entry.firstIndex(of: "-"),
+           let n = Int(entry[entry.index(after: dash)...]) {
+            opening.lastSeq = n
+        }
+        return opening
     }
 
     /// Publishes an event whose `data` is already JSON. The per-chunk hot path: the
@@ -49,8 +77,12 @@ struct JobEvents {
     mutating func emit(_ event: EventName, data: [UInt8]) {
         seq += 1
         envelope.removeAll(keepingCapacity: true)
-        EventEnvelope.write(prefix: envelopePrefix, seq: seq, event: event, data: data, ts: WallClock.now(), into: &envelope)
-        let expire = seq == 1 || event == .chatFinished
+        let now = WallClock.now()
+        EventEnvelope.write(prefix: envelopePrefix, seq: seq, event: event, data: data, ts: now, into: &envelope)
+        // The first event, the last, and one every quarter TTL while a long job streams:
+        // its owner and its events never expire while it runs.
+        let expire = seq == 1 || event == .chatFinished || now - refreshedAt > Double(ttlSeconds) / 4
+        if expire { refreshedAt = now }
         var out: [UInt8] = []
         out.reserveCapacity(2 * envelope.count + channel.count + 3 * streamKey.count + 112)
         RESPWriter.command(3, into: &out)
@@ -73,8 +105,18 @@ struct JobEvents {
             RESPWriter.bulk("EXPIRE", into: &out)
             RESPWriter.bulk(streamKey, into: &out)
             RESPWriter.bulk(ttlSeconds, into: &out)
+            // The owner, if Redis was away when the job started, and its fresh TTL.
+            RESPWriter.command(4, into: &out)
+            RESPWriter.bulk("HSETNX", into: &out)
+            RESPWriter.bulk(metaKey, into: &out)
+            RESPWriter.bulk("tenant", into: &out)
+            RESPWriter.bulk(tenant, into: &out)
+            RESPWriter.command(3, into: &out)
+            RESPWriter.bulk("EXPIRE", into: &out)
+            RESPWriter.bulk(metaKey, into: &out)
+            RESPWriter.bulk(ttlSeconds, into: &out)
         }
-        redis.send(.formatted(out, commands: expire ? 3 : 2))
+        redis.send(.formatted(out, commands: expire ? 5 : 2))
     }
 
     mutating func emit(_ event: EventName, _ data: JSONValue) {

@@ -25,9 +25,18 @@ struct JobRunner: Sendable {
         var logger = self.logger
         logger[metadataKey: "job_id"] = "\(job.id)"
 
-        var events = JobEvents(
-            jobID: job.id, redis: redis, ttlSeconds: config.redis.eventTTLSeconds,
-            lastSeq: await JobEvents.lastSeq(jobID: job.id, redis: redis))
+        let ttl = config.redis.eventTTLSeconds
+        let opening = await JobEvents.open(jobID: job.id, tenant: job.tenant, redis: redis, ttlSeconds: ttl)
+        if opening.claim == .ownedByOther {
+            // Another tenant's job holds this id: nothing of this job may reach its keys.
+            // The result still goes to the result topic, for the Kafka client that sent it.
+            let failure = UnifiedResponse.ErrorInfo(
+                type: "id_conflict", message: "the job id \"\(job.id)\" is in use by another tenant's job; submit with another id")
+            logger.warning("job refused: its id belongs to another tenant")
+            let response = failedResponse(job, error: failure, status: .failed, queueWait: queueWait, attempts: 0)
+            return (response, (try? JSON.encode(response)) ?? [])
+        }
+        var events = JobEvents(jobID: job.id, tenant: job.tenant, redis: redis, ttlSeconds: ttl, lastSeq: opening.lastSeq)
 
         let deadline = MonotonicClock.now() + (job.timeoutSeconds ?? config.worker.defaultTimeoutSeconds)
         var response: UnifiedResponse

@@ -39,7 +39,8 @@ extension Gateway {
             throw APIError.unavailable("the event store is not reachable; try again later")
         }
         do {
-            try await submit(job, api: style.api)
+            // The gateway chose the id: a job already under it is not this request's.
+            guard try await submit(job, api: style.api) == .produced else { throw APIError.idConflict(job.id) }
         } catch {
             feed.cancel()
             throw error

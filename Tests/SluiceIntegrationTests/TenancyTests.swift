@@ -1,0 +1,159 @@
+import Foundation
+import SluiceCore
+import SluiceHTTPClient
+import SluiceKafka
+import SluiceMockProvider
+import SluiceRedis
+import Testing
+
+/// Tenancy, played by a hostile second tenant: tenant B knows (or guesses) tenant A's job
+/// ids and tries every route with them. Nothing of A's may be visible or changeable.
+@Suite(.timeLimit(.minutes(4)))
+struct TenancyTests {
+    static let keys: [SluiceConfig.APIKey] = [
+        .init(key: "k-a", tenant: "a"), .init(key: "k-b", tenant: "b"), .init(key: "k-default", tenant: "default"),
+    ]
+    static let a: HTTPHeaders = ["authorization": "Bearer k-a"]
+    static let b: HTTPHeaders = ["authorization": "Bearer k-b"]
+    static let defaultTenant: HTTPHeaders = ["authorization": "Bearer k-default"]
+
+    /// A unique id that a client might have chosen.
+    static func clientID(_ name: String) -> String { "\(name)-\(UUID().uuidString.prefix(8).lowercased())" }
+
+    // MARK: Job ids
+
+    @Test func anotherTenantCannotTakeOverAJobIdAndTheOwnerCanResubmitIt() async throws {
+        try await TestStack.with(gateway: true, configure: { $0.gateway.apiKeys = Self.keys }) { stack in
+            let id = Self.clientID("victim")
+            let first = try await stack.call("POST", "/v1/jobs", headers: Self.a, json: [
+                "id": .string(id), "model": "default", "chat_input": "A's secret prompt",
+            ])
+            #expect(first.status == 202)
+            let own = try await stack.call("GET", "/v1/jobs/\(id)/events", headers: Self.a)
+            #expect(own.events.last?.event == "chat_finished")
+            let eventsBefore = try await stack.events(of: id).count
+
+            // B reuses the id: refused, without a word about whose it is.
+            let taken = try await stack.call("POST", "/v1/jobs", headers: Self.b, json: [
+                "id": .string(id), "model": "default", "chat_input": "B's prompt",
+            ])
+            #expect(taken.status == 409)
+            #expect(taken.json["error"]?["code"] == "job_id_conflict")
+            #expect(!taken.text.contains("\"a\"") && !taken.text.contains("secret"))
+            #expect(try await stack.call("GET", "/v1/jobs/\(id)", headers: Self.b).status == 404)
+
+            // A still sees its own job, untouched.
+            let status = try await stack.call("GET", "/v1/jobs/\(id)", headers: Self.a)
+            #expect(status.status == 200)
+            #expect(status.json["result"]?["chat_input"] == "A's secret prompt")
+
+            // A resubmits: the existing job is the answer, and nothing runs again.
+            let again = try await stack.call("POST", "/v1/jobs", headers: Self.a, json: [
+                "id": .string(id), "model": "default", "chat_input": "A's secret prompt",
+            ])
+            #expect(again.status == 202)
+            #expect(again.json["id"] == .string(id))
+            #expect(again.json["status"] == "succeeded")
+            #expect(again.json["events_url"] == .string("/v1/jobs/\(id)/events"))
+            let results = try await stack.waitForResults(1)
+            #expect(results.count == 1)
+            #expect(try await stack.events(of: id).count == eventsBefore)
+        }
+    }
+
+    @Test func aKafkaJobBelongsToTheTenantItNamesAndNoOtherOne() async throws {
+        try await TestStack.with(gateway: true, configure: { $0.gateway.apiKeys = Self.keys }) { stack in
+            let id = Self.clientID("from-kafka")
+            try await stack.submit(["id": .string(id), "model": "default", "chat_input": "x", "tenant": "a"])
+            _ = try await stack.waitForResults(1)
+            try await stack.eventually("the job's last event is stored") {
+                try await stack.events(of: id).last?["event"] == "chat_finished"
+            }
+            let own = try await stack.call("GET", "/v1/jobs/\(id)/events", headers: Self.a)
+            #expect(own.status == 200)
+            #expect(own.events.last?.event == "chat_finished")
+            #expect(try await stack.call("GET", "/v1/jobs/\(id)", headers: Self.a).json["status"] == "succeeded")
+            for headers in [Self.b, Self.defaultTenant] {
+                #expect(try await stack.call("GET", "/v1/jobs/\(id)/events", headers: headers).status == 404)
+                #expect(try await stack.call("GET", "/v1/jobs/\(id)", headers: headers).status == 404)
+            }
+            // And B cannot claim it through the gateway either.
+            let taken = try await stack.call("POST", "/v1/jobs", headers: Self.b, json: ["id": .string(id), "model": "default", "chat_input": "y"])
+            #expect(taken.status == 409)
+        }
+    }
+
+    @Test func aWorkerDoesNotPublishIntoAnotherTenantsJob() async throws {
+        try await TestStack.with(gateway: true, configure: { $0.gateway.apiKeys = Self.keys }) { stack in
+            let id = Self.clientID("taken")
+            #expect(try await stack.call("POST", "/v1/jobs", headers: Self.a, json: [
+                "id": .string(id), "model": "default", "chat_input": "A's",
+            ]).status == 202)
+            _ = try await stack.call("GET", "/v1/jobs/\(id)/events", headers: Self.a)
+            let before = try await stack.events(of: id)
+            let storedBefore = try await stack.redis.execute(RedisCommand("GET", RedisKeys.result(id))).bytes
+
+            // B's backend produces the same id straight to Kafka.
+            try await stack.submit(["id": .string(id), "model": "default", "chat_input": "B's", "tenant": "b"])
+            let messages = try await stack.results.waitForDistinctKeys(1, timeout: .seconds(30))
+            try await stack.eventually("B's job is answered on the result topic") {
+                stack.results.all.count == 2
+            }
+            let refused = try JSON.decode(UnifiedResponse.self, from: try #require(stack.results.all.last).value)
+            #expect(messages.count == 1)
+            #expect(refused.status == .failed)
+            #expect(refused.error?.type == "id_conflict")
+            // Nothing of B's reached A's job.
+            #expect(try await stack.events(of: id) == before)
+            #expect(try await stack.redis.execute(RedisCommand("GET", RedisKeys.result(id))).bytes == storedBefore)
+        }
+    }
+
+    @Test func ownershipLastsAsLongAsTheEventsOfAJobThatOutlivesTheTTL() async throws {
+        try await TestStack.with(
+            mock: MockBehavior(chunks: 8, chunkDelay: .milliseconds(400)), gateway: true,
+            configure: { $0.gateway.apiKeys = Self.keys; $0.redis.eventTTLSeconds = 2 }
+        ) { stack in
+            let accepted = try await stack.call("POST", "/v1/jobs", headers: Self.a, json: ["model": "default", "chat_input": "slow"])
+            let id = try #require(accepted.json["id"]?.stringValue)
+            // The job runs longer (about 3 s) than the TTL that started at its submission;
+            // while it runs, past that TTL, the id is still A's.
+            let stream = try await stack.openStream("/v1/jobs/\(id)/events", headers: Self.a)
+            var chunks = 0
+            while chunks < 6, let event = try await stream.next(), event.event != "chat_finished" {
+                if event.event == "chunk" { chunks += 1 }
+            }
+            #expect(chunks == 6)
+            let midway = try await stack.call("POST", "/v1/jobs", headers: Self.b, json: ["id": .string(id), "model": "default", "chat_input": "mine now"])
+            #expect(midway.status == 409)
+            #expect(try await stack.call("GET", "/v1/jobs/\(id)", headers: Self.a).json["status"] == "running")
+            let rest = try await stream.rest()
+            #expect(rest.last?.event == "chat_finished")
+            let ttls = try await stack.redis.execute([
+                RedisCommand("PTTL", RedisKeys.meta(id)), RedisCommand("PTTL", RedisKeys.events(id)), RedisCommand("PTTL", RedisKeys.result(id)),
+            ]).map { $0.int ?? -9 }
+            #expect(ttls.allSatisfy { $0 > 0 }, "\(ttls)")
+            #expect(abs(ttls[0] - ttls[1]) < 500, "\(ttls)")
+            #expect(try await stack.call("GET", "/v1/jobs/\(id)", headers: Self.a).json["status"] == "succeeded")
+            #expect(try await stack.call("GET", "/v1/jobs/\(id)", headers: Self.defaultTenant).status == 404)
+        }
+    }
+
+    @Test func aJobWithNoRecordedOwnerIsNobodys() async throws {
+        // An open gateway: every request is the `default` tenant's.
+        try await TestStack.with(gateway: true) { stack in
+            let id = Self.clientID("orphan")
+            try await stack.submit(["id": .string(id), "model": "default", "chat_input": "x"])
+            _ = try await stack.waitForResults(1)
+            try await stack.eventually("the job's last event is stored") {
+                try await stack.events(of: id).last?["event"] == "chat_finished"
+            }
+            #expect(try await stack.call("GET", "/v1/jobs/\(id)").status == 200)
+            // Its owner gone, events and result left: not found, and not claimable.
+            _ = try await stack.redis.execute(RedisCommand("DEL", RedisKeys.meta(id)))
+            #expect(try await stack.call("GET", "/v1/jobs/\(id)").status == 404)
+            #expect(try await stack.call("GET", "/v1/jobs/\(id)/events").status == 404)
+            #expect(try await stack.call("POST", "/v1/jobs", json: ["id": .string(id), "model": "default", "chat_input": "y"]).status == 409)
+        }
+    }
+}
