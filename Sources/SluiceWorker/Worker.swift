@@ -23,7 +23,7 @@ public final class Worker: Service {
     private let logger: Logger
     private let environment: [String: String]
     private let tracker = SharedTracker()
-    private let cancels = CancelRegistry()
+    private let cancels: CancelRegistry
     /// Every job in flight retries its result while the broker is away: one line per
     /// topic per 30 s, not one per retry.
     private let deliveryFailures = LogThrottle()
@@ -36,6 +36,7 @@ public final class Worker: Service {
         self.logger = logger
         self.environment = environment
         self.metrics = metrics
+        self.cancels = CancelRegistry(ttlSeconds: Double(config.redis.eventTTLSeconds))
     }
 
     public func run() async throws {
@@ -163,19 +164,17 @@ public final class Worker: Service {
 
     /// Applies cancel requests from the control topic.
     private func controlLoop(_ control: KafkaConsumer) async {
-        let oldest = { Date().timeIntervalSince1970 - Double(self.config.redis.eventTTLSeconds) }
         for await message in control.messages {
-            guard let value = try? JSON.decode(JSONValue.self, from: message.value),
-                  value["type"]?.stringValue == "cancel",
-                  let jobID = value["job_id"]?.stringValue ?? message.keyString
+            guard let request = CancelRequest.parse(
+                message.value, key: message.keyString, timestampMs: message.timestampMs, receivedAt: Date().timeIntervalSince1970)
             else {
                 logger.warning("ignoring a control message that is not {\"type\": \"cancel\", \"job_id\": ...}",
                                metadata: ["offset": "\(message.offset)"])
                 continue
             }
-            if let ts = message.timestampMs, Double(ts) / 1000 < oldest() { continue }
-            if cancels.cancel(jobID) {
-                logger.info("cancelling job on request", metadata: ["job_id": "\(jobID)"])
+            // A cancel older than the event TTL is ignored by the registry.
+            if cancels.cancel(request) {
+                logger.info("cancelling job on request", metadata: ["job_id": "\(request.jobID)"])
             }
         }
     }
@@ -204,10 +203,10 @@ public final class Worker: Service {
         // shutdown (this task cancelled) stops it too, and then no result is produced.
         let cancels = self.cancels
         let work = Task {
-            await runner.run(job, producedAtMs: message.timestampMs, cancelledByUser: { cancels.isCancelled(job.id) })
+            await runner.run(job, producedAtMs: message.timestampMs, cancelledByUser: { cancels.isCancelled(job) })
         }
-        let token = cancels.register(job.id) { work.cancel() }
-        if cancels.isCancelled(job.id) { work.cancel() }
+        let token = cancels.register(job) { work.cancel() }
+        if cancels.isCancelled(job) { work.cancel() }
         let (response, value) = await withTaskCancellationHandler { await work.value } onCancel: { work.cancel() }
         cancels.unregister(job.id, token: token)
         if Task.isCancelled {

@@ -293,7 +293,11 @@ struct GatewayTests {
             let messages = try await control.waitForDistinctKeys(1, timeout: .seconds(20))
             let message = try #require(messages.first)
             #expect(message.keyString == id)
-            #expect(try JSON.decode(JSONValue.self, from: message.value) == ["type": "cancel", "job_id": .string(id)])
+            let cancel = try JSON.decode(JSONValue.self, from: message.value)
+            #expect(cancel["type"] == "cancel")
+            #expect(cancel["job_id"] == .string(id))
+            #expect(cancel["tenant"] == "a")
+            #expect(cancel["submission_id"]?.stringValue?.isEmpty == false)
             try SchemaValidator.expectValid([("control", try JSON.decode(JSONValue.self, from: message.value))])
             let status = try await stack.call("GET", "/v1/jobs/\(id)", headers: a).json["status"]?.stringValue
             #expect(["cancelling", "cancelled"].contains(status ?? ""), "\(status ?? "nil")")

@@ -156,4 +156,36 @@ struct TenancyTests {
             #expect(try await stack.call("POST", "/v1/jobs", json: ["id": .string(id), "model": "default", "chat_input": "y"]).status == 409)
         }
     }
+
+    // MARK: Cancels
+
+    @Test func aCancelStopsOnlyTheSubmissionOfTheTenantItNames() async throws {
+        try await TestStack.with(
+            mock: MockBehavior(chunks: 10, chunkDelay: .milliseconds(300)), gateway: true,
+            configure: { $0.gateway.apiKeys = Self.keys }
+        ) { stack in
+            let x = Self.clientID("cancel-target")
+            // Cancels that are not for A's coming job X: B's, and A's of another submission.
+            for cancel: JSONValue in [
+                ["type": "cancel", "job_id": .string(x), "tenant": "b"],
+                ["type": "cancel", "job_id": .string(x), "tenant": "a", "submission_id": "an-earlier-submission"],
+            ] {
+                try await stack.submitRaw(try JSON.encode(cancel), key: x, topic: stack.config.kafka.controlTopic)
+            }
+            #expect(try await stack.call("POST", "/v1/jobs", headers: Self.a, json: ["id": .string(x), "model": "default", "chat_input": "x"]).status == 202)
+            let y = try #require(try await stack.call("POST", "/v1/jobs", headers: Self.a, json: ["model": "default", "chat_input": "y"]).json["id"]?.stringValue)
+            try await stack.eventually("both jobs stream", timeout: .seconds(20)) {
+                let xStreams = try await stack.events(of: x).contains { $0["event"] == "chunk" }
+                let yStreams = try await stack.events(of: y).contains { $0["event"] == "chunk" }
+                return xStreams && yStreams
+            }
+            // B cannot cancel A's job through the gateway either.
+            #expect(try await stack.call("DELETE", "/v1/jobs/\(x)", headers: Self.b).status == 404)
+            // A's own cancel of Y, read after the ones above (one partition, in order).
+            #expect(try await stack.call("DELETE", "/v1/jobs/\(y)", headers: Self.a).status == 202)
+            let results = try await stack.waitForResults(2, timeout: .seconds(30))
+            #expect(results[y]?.status == .cancelled)
+            #expect(results[x]?.status == .succeeded)
+        }
+    }
 }

@@ -16,11 +16,11 @@ extension Gateway {
         case existing
     }
 
-    /// Claims the job's id for its tenant, then produces it to the requests topic and
+    /// Claims the job's id for its tenant, gives the job a new `submission_id` (which a
+    /// cancel names), then produces it to the requests topic and
     /// waits for the broker's acknowledgement. An id another tenant holds is refused with
     /// 409, saying nothing of that tenant or its job.
-    func submit(_ job: Job, api: String) async throws -> Submission {
-        var job = job
+    func submit(_ job: inout Job, api: String) async throws -> Submission {
         job.submissionID = UUID().uuidString.lowercased()
         let claim: JobOwnership.Claim
         do {
@@ -60,12 +60,11 @@ extension Gateway {
         return .produced
     }
 
-    /// Produces `{"type": "cancel", "job_id": id}`, keyed by the job id, to the control
-    /// topic, and notes the request in the job's meta.
-    func requestCancel(_ jobID: String, reason: String) async throws {
-        var message = Array(#"{"type":"cancel","job_id":"#.utf8)
-        JSON.appendString(jobID, to: &message)
-        message.append(UInt8(ascii: "}"))
+    /// Produces `{"type": "cancel", "job_id", "tenant", "submission_id"}`, keyed by the
+    /// job id, to the control topic, and notes the request in the job's meta. Workers
+    /// apply it to that tenant's submission only, for the event TTL.
+    func requestCancel(_ jobID: String, tenant: String, submissionID: String?, reason: String) async throws {
+        let message = CancelRequest.message(jobID: jobID, tenant: tenant, submissionID: submissionID)
         do {
             try await producer.send(topic: config.kafka.controlTopic, key: jobID, value: message)
         } catch {
@@ -78,9 +77,9 @@ extension Gateway {
     }
 
     /// Cancels the job of a client that went away, if `gateway.cancel_on_disconnect`.
-    func cancelAfterDisconnect(_ jobID: String) async {
+    func cancelAfterDisconnect(_ job: Job) async {
         guard config.gateway.cancelOnDisconnect else { return }
-        try? await requestCancel(jobID, reason: "disconnect")
+        try? await requestCancel(job.id, tenant: job.tenant, submissionID: job.submissionID, reason: "disconnect")
     }
 
     /// What the gateway knows of a job: its owner, the submission it came from (none for

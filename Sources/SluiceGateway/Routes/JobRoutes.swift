@@ -32,7 +32,7 @@ extension Gateway {
             throw APIError.badRequest(error.message, param: "model", code: error.code.rawValue)
         }
         var status: JSONValue = "queued"
-        if try await submit(job, api: "jobs") == .existing {
+        if try await submit(&job, api: "jobs") == .existing {
             // The same tenant sent this id before: the existing job, as it stands now.
             status = try await currentStatus(job.id, meta: try await requireJob(job.id, tenant: tenant)).status
         }
@@ -85,12 +85,12 @@ extension Gateway {
     func cancelJob(_ request: Request, context: BasicRequestContext) async throws -> Response {
         let tenant = try keys.tenant(of: request)
         let id = try context.parameters.require("id")
-        try await requireJob(id, tenant: tenant)
+        let meta = try await requireJob(id, tenant: tenant)
         let result = try? await redis.execute(RedisCommand("GET", RedisKeys.result(id)))
         if let bytes = result?.bytes, let status = JSONPeek.plainString(of: "status", in: bytes, range: 0..<bytes.count) {
             return Response.json(["id": .string(id), "status": .string(status)])
         }
-        try await requestCancel(id, reason: "delete")
+        try await requestCancel(id, tenant: meta.tenant, submissionID: meta.submissionID, reason: "delete")
         return Response.json(["id": .string(id), "status": "cancelling"], status: .accepted)
     }
 
