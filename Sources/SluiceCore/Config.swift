@@ -42,15 +42,23 @@ public struct SluiceConfig: Sendable, Codable {
         /// A literal key, for tests and local set-ups only.
         public var key: String?
         public var tenant: String = "default"
+        /// The providers the tenant may use (by name); every configured one when absent.
+        public var providers: [String]?
+        /// The models the tenant may use, each an alias of `models` or `provider/model`;
+        /// every model when absent.
+        public var models: [String]?
 
         enum CodingKeys: String, CodingKey {
             case keyEnv = "key_env"
-            case key, tenant
+            case key, tenant, providers, models
         }
-        public init(keyEnv: String? = nil, key: String? = nil, tenant: String = "default") {
+        public init(keyEnv: String? = nil, key: String? = nil, tenant: String = "default",
+                    providers: [String]? = nil, models: [String]? = nil) {
             self.keyEnv = keyEnv
             self.key = key
             self.tenant = tenant
+            self.providers = providers
+            self.models = models
         }
     }
 
@@ -161,11 +169,11 @@ public struct SluiceConfig: Sendable, Codable {
 
     public init() {}
 
+    /// The real providers only: the mock is added by `sluice dev`, or configured by hand.
     public static let defaultProviders: [Provider] = [
         Provider(name: "openai", kind: .openai, baseURL: "https://api.openai.com/v1", apiKeyEnv: "OPENAI_API_KEY"),
         Provider(name: "anthropic", kind: .anthropic, baseURL: "https://api.anthropic.com", apiKeyEnv: "ANTHROPIC_API_KEY"),
         Provider(name: "gemini", kind: .gemini, baseURL: "https://generativelanguage.googleapis.com", apiKeyEnv: "GEMINI_API_KEY"),
-        Provider(name: "mock", kind: .mock, baseURL: "http://127.0.0.1:8081/v1"),
     ]
 }
 
@@ -276,6 +284,16 @@ extension SluiceConfig {
             if let p = target.provider, !seen.contains(p) {
                 throw SluiceError(.config, "model alias \"\(alias)\" names provider \"\(p)\", which is not configured")
             }
+        }
+        var policies: [String: APIKey] = [:]
+        for k in gateway.apiKeys {
+            for p in k.providers ?? [] where !seen.contains(p) {
+                throw SluiceError(.config, "gateway.api_keys: tenant \"\(k.tenant)\" may use provider \"\(p)\", which is not configured")
+            }
+            if let other = policies[k.tenant], other.providers != k.providers || other.models != k.models {
+                throw SluiceError(.config, "gateway.api_keys: the keys of tenant \"\(k.tenant)\" give different providers or models; give every key of a tenant the same lists")
+            }
+            policies[k.tenant] = k
         }
         guard worker.maxInFlight > 0 else { throw SluiceError(.config, "worker.max_in_flight must be at least 1") }
         guard worker.maxAttempts > 0 else { throw SluiceError(.config, "worker.max_attempts must be at least 1") }

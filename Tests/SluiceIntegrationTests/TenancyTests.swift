@@ -188,4 +188,43 @@ struct TenancyTests {
             #expect(results[x]?.status == .succeeded)
         }
     }
+
+    // MARK: Providers and models
+
+    @Test func aTenantRunsOnlyTheProvidersAndModelsItsKeyAllows() async throws {
+        try await TestStack.with(gateway: true, configure: { config in
+            config.providers.append(.init(name: "mock2", kind: .mock, baseURL: config.providers[0].baseURL))
+            config.models["other"] = ModelTarget(provider: "mock2", model: "mock-1")
+            config.gateway.apiKeys = [
+                .init(key: "k-a", tenant: "a", providers: ["mock"], models: ["default", "mock/m-allowed"]),
+                .init(key: "k-b", tenant: "b"),
+            ]
+        }) { stack in
+            let refused: [(String, JSONValue, String)] = [
+                ("/v1/jobs", ["model": "other", "chat_input": "x"], "\"other\""),
+                ("/v1/jobs", ["model": "mock/m-secret", "chat_input": "x"], "\"mock/m-secret\""),
+                ("/v1/jobs", ["provider": "mock", "model": "m-secret", "chat_input": "x"], "\"m-secret\""),
+                ("/v1/jobs", ["model": "default", "chat_input": "x", "fallbacks": [["provider": "mock2", "model": "m"]]], "\"m\""),
+                ("/v1/chat/completions", ["model": "other", "messages": GatewayTests.user], "\"other\""),
+                ("/api/engine/chat/mock2", ["model": "mock-1", "chat_input": "x"], "\"mock-1\""),
+                ("/api/v1/prompts/passthrough/mock2/", ["model": "mock-1", "messages": GatewayTests.user], "\"mock-1\""),
+                ("/api/v1/prompts/passthrough/mock/", ["model": "m-secret", "messages": GatewayTests.user], "\"m-secret\""),
+            ]
+            for (path, body, named) in refused {
+                let answer = try await stack.call("POST", path, headers: Self.a, json: body)
+                #expect(answer.status == 403, "\(path) \(body)")
+                #expect(answer.json["error"]?["code"] == "model_not_allowed", "\(path)")
+                #expect(answer.json["error"]?["message"]?.stringValue?.contains(named) == true, "\(answer.text)")
+            }
+            #expect(try await stack.call("POST", "/v1/jobs", headers: Self.a, json: ["model": "default", "chat_input": "x"]).status == 202)
+            #expect(try await stack.call("POST", "/v1/jobs", headers: Self.a, json: ["model": "mock/m-allowed", "chat_input": "x"]).status == 202)
+            // A key without lists runs everything configured.
+            #expect(try await stack.call("POST", "/v1/jobs", headers: Self.b, json: ["model": "other", "chat_input": "x"]).status == 202)
+            // Nothing refused reached the queue.
+            #expect(try await stack.metric(#"sluice_gateway_jobs_submitted_total{api="jobs"}"#) == 3)
+            for api in ["openai", "llmstudio", "passthrough"] {
+                #expect(try await stack.metric(#"sluice_gateway_jobs_submitted_total{api="\#(api)"}"#) ?? 0 == 0)
+            }
+        }
+    }
 }

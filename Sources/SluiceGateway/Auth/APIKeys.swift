@@ -11,13 +11,22 @@ import SluiceCore
 /// `x-api-key`. Keys are never logged or echoed, not even in part.
 struct APIKeyTable: Sendable {
     private let tenants: [String: String]
+    private let policies: [String: TenantPolicy]
 
     init(_ keys: [SluiceConfig.APIKey], environment: [String: String]) {
         var tenants: [String: String] = [:]
+        var policies: [String: TenantPolicy] = [:]
         for k in keys {
             if let key = k.key ?? k.keyEnv.flatMap({ environment[$0] }), !key.isEmpty { tenants[key] = k.tenant }
+            policies[k.tenant] = TenantPolicy(providers: k.providers.map(Set.init), models: k.models.map(Set.init))
         }
         self.tenants = tenants
+        self.policies = policies
+    }
+
+    /// What `tenant` may run; everything on an open gateway.
+    func policy(of tenant: String) -> TenantPolicy {
+        policies[tenant] ?? TenantPolicy(providers: nil, models: nil)
     }
 
     var isOpen: Bool { tenants.isEmpty }

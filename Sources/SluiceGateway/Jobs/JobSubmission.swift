@@ -16,11 +16,13 @@ extension Gateway {
         case existing
     }
 
-    /// Claims the job's id for its tenant, gives the job a new `submission_id` (which a
+    /// Checks that the tenant may run the job's models (403 otherwise), claims the job's
+    /// id for its tenant, gives the job a new `submission_id` (which a
     /// cancel names), then produces it to the requests topic and
     /// waits for the broker's acknowledgement. An id another tenant holds is refused with
     /// 409, saying nothing of that tenant or its job.
     func submit(_ job: inout Job, api: String) async throws -> Submission {
+        try authorize(job)
         job.submissionID = UUID().uuidString.lowercased()
         let claim: JobOwnership.Claim
         do {
