@@ -70,12 +70,16 @@ public struct SluiceConfig: Sendable, Codable {
         /// Whether a client that disconnects from a synchronous completion endpoint
         /// (OpenAI, LLMstudio, Portkey, passthrough) before its end cancels the job.
         public var cancelOnDisconnect = true
+        /// Origins (`https://app.example.com`) whose pages may call the gateway from a
+        /// browser; none by default.
+        public var corsOrigins: [String] = []
 
         enum CodingKeys: String, CodingKey {
             case listen
             case apiKeys = "api_keys"
             case maxBodyBytes = "max_body_bytes"
             case cancelOnDisconnect = "cancel_on_disconnect"
+            case corsOrigins = "cors_origins"
         }
         public init() {}
     }
@@ -224,6 +228,7 @@ extension SluiceConfig.Gateway {
         apiKeys = try c.decodeIfPresent([SluiceConfig.APIKey].self, forKey: .apiKeys) ?? apiKeys
         maxBodyBytes = try c.decodeIfPresent(Int.self, forKey: .maxBodyBytes) ?? maxBodyBytes
         cancelOnDisconnect = try c.decodeIfPresent(Bool.self, forKey: .cancelOnDisconnect) ?? cancelOnDisconnect
+        corsOrigins = try c.decodeIfPresent([String].self, forKey: .corsOrigins) ?? corsOrigins
     }
 }
 
@@ -294,6 +299,9 @@ extension SluiceConfig {
                 throw SluiceError(.config, "gateway.api_keys: the keys of tenant \"\(k.tenant)\" give different providers or models; give every key of a tenant the same lists")
             }
             policies[k.tenant] = k
+        }
+        for origin in gateway.corsOrigins where origin == "*" || !(origin.hasPrefix("https://") || origin.hasPrefix("http://")) || origin.hasSuffix("/") {
+            throw SluiceError(.config, "gateway.cors_origins: \"\(origin)\" is not an origin; give scheme://host[:port], e.g. https://app.example.com (no \"*\", no path)")
         }
         guard worker.maxInFlight > 0 else { throw SluiceError(.config, "worker.max_in_flight must be at least 1") }
         guard worker.maxAttempts > 0 else { throw SluiceError(.config, "worker.max_attempts must be at least 1") }

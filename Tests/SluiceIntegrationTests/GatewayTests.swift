@@ -82,7 +82,9 @@ struct GatewayTests {
                 (nil, "", 400, nil),
             ]
             for (json, raw, status, param) in cases {
-                let answer = try await stack.call("POST", "/v1/chat/completions", body: try json.map { try JSON.encode($0) } ?? Array((raw ?? "").utf8))
+                let answer = try await stack.call(
+                    "POST", "/v1/chat/completions", headers: ["content-type": "application/json"],
+                    body: try json.map { try JSON.encode($0) } ?? Array((raw ?? "").utf8))
                 #expect(answer.status == status, "\(json ?? .string(raw ?? ""))")
                 let error = try #require(answer.json["error"]?.objectValue, "\(answer.text)")
                 #expect(Set(error.keys) == ["message", "type", "param", "code"])
