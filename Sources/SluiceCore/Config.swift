@@ -73,6 +73,11 @@ public struct SluiceConfig: Sendable, Codable {
         /// Origins (`https://app.example.com`) whose pages may call the gateway from a
         /// browser; none by default.
         public var corsOrigins: [String] = []
+        /// The environment variable holding the operators' key, which `/metrics` and the
+        /// detailed `/readyz` need.
+        public var adminKeyEnv: String?
+        /// A literal admin key, for tests and local set-ups only.
+        public var adminKey: String?
 
         enum CodingKeys: String, CodingKey {
             case listen
@@ -80,6 +85,8 @@ public struct SluiceConfig: Sendable, Codable {
             case maxBodyBytes = "max_body_bytes"
             case cancelOnDisconnect = "cancel_on_disconnect"
             case corsOrigins = "cors_origins"
+            case adminKeyEnv = "admin_key_env"
+            case adminKey = "admin_key"
         }
         public init() {}
     }
@@ -229,6 +236,8 @@ extension SluiceConfig.Gateway {
         maxBodyBytes = try c.decodeIfPresent(Int.self, forKey: .maxBodyBytes) ?? maxBodyBytes
         cancelOnDisconnect = try c.decodeIfPresent(Bool.self, forKey: .cancelOnDisconnect) ?? cancelOnDisconnect
         corsOrigins = try c.decodeIfPresent([String].self, forKey: .corsOrigins) ?? corsOrigins
+        adminKeyEnv = try c.decodeIfPresent(String.self, forKey: .adminKeyEnv)
+        adminKey = try c.decodeIfPresent(String.self, forKey: .adminKey)
     }
 }
 

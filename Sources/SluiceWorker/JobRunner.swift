@@ -52,8 +52,10 @@ struct JobRunner: Sendable {
             }
             let status: UnifiedResponse.Status =
                 failure.type == "cancelled" ? .cancelled : failure.type == "timeout" ? .timedOut : .failed
-            logger.warning("job \(status.rawValue): \(failure.message)")
             let underlying = (error as? AttemptsError)?.underlying ?? error
+            var metadata: Logger.Metadata = [:]
+            if let detail = (underlying as? ProviderError)?.detail { metadata["detail"] = "\(detail)" }
+            logger.warning("job \(status.rawValue): \(failure.message)", metadata: metadata)
             response = failedResponse(job, error: failure, status: status, queueWait: queueWait,
                                       attempts: (error as? AttemptsError)?.attempts ?? 0,
                                       partial: (underlying as? ProviderError)?.partial)

@@ -227,4 +227,42 @@ struct TenancyTests {
             }
         }
     }
+
+    // MARK: What operators see and tenants do not
+
+    @Test func aTenantSeesNoHostsPortsOrProviderInternals() async throws {
+        try await TestStack.with(gateway: true, configure: { config in
+            config.providers.append(.init(name: "down", kind: .openaiCompatible, baseURL: "http://127.0.0.1:9/v1"))
+            config.gateway.apiKeys = Self.keys
+            config.worker.maxAttempts = 1
+        }) { stack in
+            // Operators' routes: the readiness verdict only, no metrics, no URLs.
+            #expect(try await stack.call("GET", "/readyz", headers: Self.b).json == ["status": "ready"])
+            #expect(try await stack.call("GET", "/metrics", headers: Self.b).status == 401)
+            let providers = try await stack.call("GET", "/v1/providers", headers: Self.b)
+            #expect(providers.status == 200)
+            #expect(!providers.text.contains("127.0.0.1") && !providers.text.contains("base_url"))
+
+            // Failures: the provider and what happened, not where it runs or what it said
+            // about the operator's account.
+            let cases: [(model: String, says: String, mustNot: [String])] = [
+                ("down/x", "could not connect to provider \"down\"", ["127.0.0.1", ":9", "port 9", "refused"]),
+                ("mock/m-status=401", "mock answered 401", ["Incorrect API key", "invalid_api_key"]),
+                ("mock/m-status=500", "mock answered 500", ["processing your request"]),
+                ("mock/m-status=400", "mock answered 400: Invalid request", []),
+            ]
+            for c in cases {
+                let accepted = try await stack.call("POST", "/v1/jobs", headers: Self.b, json: ["model": .string(c.model), "chat_input": "x"])
+                let id = try #require(accepted.json["id"]?.stringValue)
+                let events = try await stack.call("GET", "/v1/jobs/\(id)/events", headers: Self.b)
+                let status = try await stack.call("GET", "/v1/jobs/\(id)", headers: Self.b)
+                let message = status.json["result"]?["error"]?["message"]?.stringValue ?? ""
+                #expect(message.contains(c.says), "\(c.model): \(message)")
+                for text in c.mustNot {
+                    #expect(!status.text.contains(text), "\(c.model): \(text) in \(status.text)")
+                    #expect(!events.text.contains(text), "\(c.model): \(text) in its events")
+                }
+            }
+        }
+    }
 }

@@ -34,6 +34,9 @@ enum TestServices {
 /// the mock provider on a free port, a worker, optionally the gateway, and a reader of
 /// the results topic. Everything is stopped when the body returns or throws.
 struct TestStack: Sendable {
+    /// The gateway's admin key in every stack, which `metric(_:)` sends.
+    static let adminKey = "k-test-admin"
+    static let admin: HTTPHeaders = ["authorization": "Bearer \(adminKey)"]
     let config: SluiceConfig
     let producer: KafkaProducer
     let redis: RedisConnection
@@ -62,6 +65,7 @@ struct TestStack: Sendable {
         config.worker.maxInFlight = maxInFlight
         config.worker.drainSeconds = 5
         config.gateway.listen = "127.0.0.1:0"
+        config.gateway.adminKey = TestStack.adminKey
         try KafkaAdmin.createTopics(brokers: config.kafka.brokers, topics: [
             (config.kafka.requestsTopic, 3), (config.kafka.resultsTopic, 3), (config.kafka.dlqTopic, 1), (config.kafka.controlTopic, 1),
         ])

@@ -32,7 +32,8 @@ public struct Gateway: Sendable {
         self.subscriber = RedisSubscriber(configuration: redisConfig, logger: logger)
         self.producer = try KafkaProducer(brokers: config.kafka.brokers, properties: config.kafka.properties, logger: logger)
         self.follower = JobEventFollower(redis: redis, subscriber: subscriber, heartbeat: .seconds(15))
-        self.keys = APIKeyTable(config.gateway.apiKeys, environment: environment)
+        self.keys = APIKeyTable(
+            config.gateway.apiKeys, admin: (config.gateway.adminKeyEnv, config.gateway.adminKey), environment: environment)
         self.metrics = GatewayMetrics()
         self.kafkaProbe = LazyKafkaProbe(brokers: config.kafka.brokers, properties: config.kafka.properties, logger: logger)
     }
