@@ -265,4 +265,76 @@ struct TenancyTests {
             }
         }
     }
+
+    // MARK: Every route, played by B
+
+    /// A's jobs from every submitting route; B tries every route that names a job with
+    /// their ids. B gets exactly what a job that does not exist gets, and A's jobs are
+    /// the same afterwards: events, result, and no cancel recorded.
+    @Test func tenantBCanNeitherSeeNorChangeAnyOfTenantAsJobs() async throws {
+        let prompts = try JobKindTests.promptsDir()
+        try await TestStack.with(gateway: true, configure: { $0.gateway.apiKeys = Self.keys; $0.promptsDir = prompts }) { stack in
+            // A's jobs, one per route that submits.
+            var ids: [String] = []
+            let chosen = Self.clientID("order")
+            let submitted = try await stack.call("POST", "/v1/jobs", headers: Self.a, json: [
+                "id": .string(chosen), "model": "default", "chat_input": "A's private question",
+            ])
+            #expect(submitted.status == 202)
+            ids.append(chosen)
+            let completions: [(String, JSONValue)] = [
+                ("/v1/chat/completions", ["model": "default", "messages": [["role": "user", "content": "A's chat"]]]),
+                ("/api/engine/chat/mock", ["model": "mock-1", "chat_input": "A's engine chat", "is_stream": false]),
+                ("/v1/prompts/welcome/completions", ["variables": ["name": "Ada", "city": "London"]]),
+                ("/api/v1/prompts/passthrough/mock/", ["model": "mock-1", "messages": [["role": "user", "content": "A's raw body"]]]),
+            ]
+            for (path, body) in completions {
+                let answer = try await stack.call("POST", path, headers: Self.a, json: body)
+                #expect(answer.status == 200, "\(path)")
+                ids.append(try #require(answer.headers["x-sluice-job-id"], "\(path)"))
+            }
+            _ = try await stack.call("GET", "/v1/jobs/\(chosen)/events", headers: Self.a)
+            var before: [String: ([JSONValue], [UInt8]?)] = [:]
+            for id in ids {
+                before[id] = (try await stack.events(of: id), try await stack.redis.execute(RedisCommand("GET", RedisKeys.result(id))).bytes)
+                #expect(before[id]?.1 != nil, "A's job \(id) has a result")
+            }
+
+            // B, with every route that takes a job id, and again with ids that do not exist.
+            let missing = Self.clientID("no-such-job")
+            for id in ids {
+                let probes: [(String, String, HTTPHeaders)] = [
+                    ("GET", "/v1/jobs/\(id)", Self.b),
+                    ("GET", "/v1/jobs/\(id)/events", Self.b),
+                    ("GET", "/v1/jobs/\(id)/events?last_event_id=0", Self.b),
+                    ("GET", "/v1/jobs/\(id)/events", ["authorization": "Bearer k-b", "last-event-id": "1"]),
+                    ("DELETE", "/v1/jobs/\(id)", Self.b),
+                ]
+                for (method, path, headers) in probes {
+                    let answer = try await stack.call(method, path, headers: headers)
+                    let none = try await stack.call(method, path.replacingOccurrences(of: id, with: missing), headers: headers)
+                    #expect(answer.status == 404, "\(method) \(path)")
+                    #expect(answer.text == none.text.replacingOccurrences(of: missing, with: id), "\(method) \(path): \(answer.text)")
+                }
+                // Reusing the id: refused, for a completion's id as for a chosen one.
+                let reuse = try await stack.call("POST", "/v1/jobs", headers: Self.b, json: ["id": .string(id), "model": "default", "chat_input": "B"])
+                #expect(reuse.status == 409, "\(id)")
+                // The open gateway's tenant is not a back door either.
+                #expect(try await stack.call("GET", "/v1/jobs/\(id)", headers: Self.defaultTenant).status == 404)
+            }
+
+            // A's jobs are as they were, with nothing of B's in them.
+            for id in ids {
+                #expect(try await stack.events(of: id) == before[id]?.0, "\(id)'s events")
+                #expect(try await stack.redis.execute(RedisCommand("GET", RedisKeys.result(id))).bytes == before[id]?.1, "\(id)'s result")
+                let cancel = try await stack.redis.execute(RedisCommand("HGET", RedisKeys.meta(id), "cancel_requested_at"))
+                #expect(cancel.string == nil, "\(id): a cancel was recorded")
+                let own = try await stack.call("GET", "/v1/jobs/\(id)", headers: Self.a)
+                #expect(own.status == 200)
+                #expect(own.json["status"] == "succeeded")
+            }
+            // And no message of B's reached the control topic.
+            #expect(try await stack.metric(#"sluice_gateway_jobs_cancelled_total{reason="delete"}"#) ?? 0 == 0)
+        }
+    }
 }
