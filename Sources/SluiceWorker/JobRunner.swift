@@ -163,7 +163,9 @@ struct JobRunner: Sendable {
                     guard retry + 1 < config.worker.maxAttempts else { break }
                     let delay = JobRunner.backoff(retry: retry, retryAfter: pe.retryAfter)
                     guard MonotonicClock.now() + delay < deadline else { break }
-                    logger.info("retrying after \(pe)", metadata: ["attempt": "\(attempts)", "delay_s": "\(delay)"])
+                    logger.info("retrying after \(pe)", metadata: [
+                        "attempt": "\(attempts)", "delay_s": "\(delay)", "detail": "\(pe.detail ?? "")",
+                    ])
                     metrics.retried(provider: provider.name)
                     try? await Task.sleep(for: .milliseconds(Int64(delay * 1000)))
                 }

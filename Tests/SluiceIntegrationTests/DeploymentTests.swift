@@ -214,6 +214,7 @@ import Yams
         // The gateway's key variable reaches the gateway.
         let gatewayEnv = try #require(services["gateway"]?["environment"] as? [String: Any])
         for key in config.gateway.apiKeys { if let env = key.keyEnv { #expect(gatewayEnv[env] != nil) } }
+        if let env = config.gateway.adminKeyEnv { #expect(gatewayEnv[env] != nil, "the gateway gets its admin key \(env)") }
 
         // The image puts the prompts where the config looks for them.
         let dockerfile = try String(contentsOf: Self.docker.appendingPathComponent("Dockerfile"), encoding: .utf8)
