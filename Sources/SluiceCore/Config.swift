@@ -13,9 +13,19 @@ public struct SluiceConfig: Sendable, Codable {
         public var groupID = "sluice-workers"
         /// Extra librdkafka properties, passed as they are (e.g. security settings).
         public var properties: [String: String] = [:]
+        /// The environment variable holding the key that seals per-job `api_key`s in
+        /// requests records (`JobKeyring`); the same on gateways, workers and `submit`.
+        public var jobKeyEnv: String?
+        /// The variable holding the key before a rotation, which workers still open.
+        public var jobPreviousKeyEnv: String?
+        /// A literal job key, for tests and local set-ups only.
+        public var jobKey: String?
 
         enum CodingKeys: String, CodingKey {
             case brokers, properties
+            case jobKeyEnv = "job_key_env"
+            case jobPreviousKeyEnv = "job_previous_key_env"
+            case jobKey = "job_key"
             case requestsTopic = "requests_topic"
             case resultsTopic = "results_topic"
             case dlqTopic = "dlq_topic"
@@ -215,6 +225,9 @@ extension SluiceConfig.Kafka {
         controlTopic = try c.decodeIfPresent(String.self, forKey: .controlTopic) ?? controlTopic
         groupID = try c.decodeIfPresent(String.self, forKey: .groupID) ?? groupID
         properties = try c.decodeIfPresent([String: String].self, forKey: .properties) ?? properties
+        jobKeyEnv = try c.decodeIfPresent(String.self, forKey: .jobKeyEnv)
+        jobPreviousKeyEnv = try c.decodeIfPresent(String.self, forKey: .jobPreviousKeyEnv)
+        jobKey = try c.decodeIfPresent(String.self, forKey: .jobKey)
     }
 }
 

@@ -48,6 +48,9 @@ public struct Job: Sendable {
     public var fallbacks: [ModelTarget]
     /// A per-job provider key; never logged, echoed or published.
     public var apiKey: Secret?
+    /// The per-job key as the requests topic carries it (`JobKeyring`); the worker opens
+    /// it into `apiKey`.
+    public var sealedAPIKey: String?
     /// Set by the gateway: which submission this is, so that a cancel stops this job and
     /// not a later one that reuses its id.
     public var submissionID: String?
@@ -56,7 +59,7 @@ public struct Job: Sendable {
         id: String, provider: String? = nil, model: String? = nil, request: JobRequest,
         parameters: [String: JSONValue] = [:], stream: Bool = true, sessionID: String? = nil,
         tenant: String = "default", metadata: JSONValue = .null, timeoutSeconds: Double? = nil,
-        fallbacks: [ModelTarget] = [], apiKey: Secret? = nil, submissionID: String? = nil
+        fallbacks: [ModelTarget] = [], apiKey: Secret? = nil, submissionID: String? = nil, sealedAPIKey: String? = nil
     ) {
         self.id = id
         self.provider = provider
@@ -71,6 +74,7 @@ public struct Job: Sendable {
         self.fallbacks = fallbacks
         self.apiKey = apiKey
         self.submissionID = submissionID
+        self.sealedAPIKey = sealedAPIKey
     }
 }
 
@@ -204,7 +208,8 @@ extension Job {
             timeoutSeconds: timeout,
             fallbacks: fallbacks,
             apiKey: try fields.string("api_key").map(Secret.init),
-            submissionID: try fields.string("submission_id")
+            submissionID: try fields.string("submission_id"),
+            sealedAPIKey: try fields.string("api_key_sealed")
         )
     }
 
@@ -236,6 +241,7 @@ extension Job {
             })
         }
         if let submissionID { o["submission_id"] = .string(submissionID) }
+        if let sealedAPIKey { o["api_key_sealed"] = .string(sealedAPIKey) }
         if includeSecret, let apiKey { o["api_key"] = .string(apiKey.value) }
         return .object(o)
     }

@@ -68,6 +68,7 @@ public final class Worker: Service {
         let control = try KafkaConsumer(
             brokers: kafka.brokers, groupID: "\(kafka.groupID)-control-\(UUID().uuidString.lowercased())",
             topics: [kafka.controlTopic], properties: kafka.properties, logger: logger)
+        let keyring = try JobKeyring.from(config.kafka, environment: environment)
         let runner = JobRunner(
             config: config, providers: ProviderRunner(client: http), redis: redis,
             prices: PriceTable(overrides: config.pricing), logger: logger, environment: environment, metrics: metrics)
@@ -105,7 +106,7 @@ public final class Worker: Service {
                                 if !limiter.isFull { flow.resume() }
                                 self.metrics.jobEnded()
                             }
-                            await self.handle(message, runner: runner, producer: producer)
+                            await self.handle(message, runner: runner, producer: producer, keyring: keyring)
                         }
                     }
                     // Intake stopped: let running jobs finish within the drain time.
@@ -179,13 +180,20 @@ public final class Worker: Service {
         }
     }
 
-    private func handle(_ message: KafkaMessage, runner: JobRunner, producer: KafkaProducer) async {
+    private func handle(_ message: KafkaMessage, runner: JobRunner, producer: KafkaProducer, keyring: JobKeyring?) async {
         let job: Job
         do {
             guard message.value.count <= config.worker.maxJobBytes else {
                 throw SluiceError(.invalidJob, "the job is \(message.value.count) bytes, more than worker.max_job_bytes (\(config.worker.maxJobBytes))")
             }
-            job = try Job.parse(message.value, key: message.keyString)
+            var parsed = try Job.parse(message.value, key: message.keyString)
+            if let sealed = parsed.sealedAPIKey {
+                guard let keyring else {
+                    throw SluiceError(.invalidJob, "the job's api_key is sealed and this worker has no job key: set kafka.job_key_env")
+                }
+                parsed.apiKey = try keyring.open(sealed, jobID: parsed.id)
+            }
+            job = parsed
         } catch {
             let reason = (error as? SluiceError)?.message ?? "\(error)"
             logger.warning("message sent to the DLQ: \(reason)", metadata: [

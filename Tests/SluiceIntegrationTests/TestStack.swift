@@ -37,6 +37,8 @@ struct TestStack: Sendable {
     /// The gateway's admin key in every stack, which `metric(_:)` sends.
     static let adminKey = "k-test-admin"
     static let admin: HTTPHeaders = ["authorization": "Bearer \(adminKey)"]
+    /// The job key that seals per-job api_keys in every stack (32 bytes, base64).
+    static let jobKey = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
     let config: SluiceConfig
     let producer: KafkaProducer
     let redis: RedisConnection
@@ -66,6 +68,7 @@ struct TestStack: Sendable {
         config.worker.drainSeconds = 5
         config.gateway.listen = "127.0.0.1:0"
         config.gateway.adminKey = TestStack.adminKey
+        config.kafka.jobKey = TestStack.jobKey
         try KafkaAdmin.createTopics(brokers: config.kafka.brokers, topics: [
             (config.kafka.requestsTopic, 3), (config.kafka.resultsTopic, 3), (config.kafka.dlqTopic, 1), (config.kafka.controlTopic, 1),
         ])

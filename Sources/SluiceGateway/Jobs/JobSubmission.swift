@@ -24,6 +24,14 @@ extension Gateway {
     func submit(_ job: inout Job, api: String) async throws -> Submission {
         try authorize(job)
         job.submissionID = UUID().uuidString.lowercased()
+        // Only this gateway seals keys: a client's own `api_key_sealed` is dropped.
+        job.sealedAPIKey = nil
+        let record: [UInt8]
+        do {
+            record = try JSON.encode(try job.record(keyring: keyring))
+        } catch let error as SluiceError {
+            throw APIError.badRequest("this gateway cannot take a per-job api_key: \(error.message)", param: "api_key", code: "api_key_not_accepted")
+        }
         let claim: JobOwnership.Claim
         do {
             let args = JobOwnership.claimArguments(
@@ -50,7 +58,7 @@ extension Gateway {
             break
         }
         do {
-            try await producer.send(topic: config.kafka.requestsTopic, key: job.id, value: try JSON.encode(job.encoded()))
+            try await producer.send(topic: config.kafka.requestsTopic, key: job.id, value: record)
         } catch {
             // Free the id again, so that a retry submits rather than finds a job that never was.
             redis.send([RedisCommand("DEL", RedisKeys.meta(job.id))])
