@@ -199,24 +199,24 @@ final class BatchRunner: Sendable {
         // after a broker hiccup carries on where it was rather than at the new end.
         let positions = ReadPositions()
         let assigned = Mutex<Set<TopicPartition>>([])
-        var consumerProperties = kafka.properties
+        var consumerProperties = kafka.consumerProperties
         consumerProperties["auto.offset.reset"] = "latest"
         let resultsTopic = kafka.resultsTopic
         let consumer: KafkaConsumer
         do {
             consumer = try KafkaConsumer(
                 brokers: kafka.brokers, groupID: "sluice-\(batchID)", topics: [kafka.resultsTopic, kafka.dlqTopic],
-                properties: consumerProperties, logger: logger
-            ) { event in
+                properties: consumerProperties, logger: logger,
+                onRebalance: { event in
                 switch event {
-                case .assigned(let tps):
+                case .assigned(let tps, _):
                     assigned.withLock { $0.formUnion(tps.filter { $0.topic == resultsTopic }) }
                     return []
                 case .revoked(let tps):
                     assigned.withLock { $0.subtract(tps) }
                     return positions.due(for: Set(tps))
                 }
-            }
+            })
         } catch {
             throw BatchError("cannot create a Kafka consumer for \(kafka.brokers): \(error)")
         }
@@ -224,7 +224,7 @@ final class BatchRunner: Sendable {
         // A send that cannot be delivered fails after a minute (librdkafka's default is
         // five) rather than hanging the batch; kafka.properties may say otherwise.
         var producerProperties = ["message.timeout.ms": "60000"]
-        producerProperties.merge(kafka.properties, uniquingKeysWith: { $1 })
+        producerProperties.merge(kafka.producerProperties, uniquingKeysWith: { $1 })
         let producer: KafkaProducer
         do {
             producer = try KafkaProducer(brokers: kafka.brokers, properties: producerProperties, logger: logger)

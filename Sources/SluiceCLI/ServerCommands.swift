@@ -123,7 +123,11 @@ struct MockProviderCommand: AsyncParsableCommand {
 struct TopicsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "topics",
-        abstract: "Create Sluice's topics (requests, results, DLQ, control) if they do not exist.")
+        abstract: "Create Sluice's topics (requests, results, DLQ, control) if they do not exist.",
+        discussion: """
+            Each is created with max.message.bytes set to kafka.max_message_bytes, so a record as large \
+            as the gateway accepts fits. Existing topics are left as they are.
+            """)
 
     @OptionGroup var global: GlobalOptions
 
@@ -132,7 +136,8 @@ struct TopicsCommand: AsyncParsableCommand {
 
     func run() async throws {
         let config = try global.loadConfig()
-        try KafkaAdmin.createTopics(brokers: config.kafka.brokers, topics: SluiceTopics.all(config, partitions: partitions))
+        try KafkaAdmin.createTopics(
+            brokers: config.kafka.brokers, topics: SluiceTopics.all(config, partitions: partitions), config: config.kafka.topicConfig)
         print("topics ready on \(config.kafka.brokers)")
     }
 }

@@ -11,6 +11,11 @@ public struct SluiceConfig: Sendable, Codable {
         public var dlqTopic = "sluice.dlq"
         public var controlTopic = "sluice.control"
         public var groupID = "sluice-workers"
+        /// The largest record Sluice writes or reads, in bytes: the producers'
+        /// `message.max.bytes`, the consumers' fetch sizes and the `max.message.bytes` of
+        /// the topics `sluice topics` creates. Room for the largest request the gateway
+        /// accepts (`gateway.max_body_bytes`) plus the job's envelope.
+        public var maxMessageBytes = 8 * 1024 * 1024
         /// Extra librdkafka properties, passed as they are (e.g. security settings).
         public var properties: [String: String] = [:]
         /// The environment variable holding the key that seals per-job `api_key`s in
@@ -26,6 +31,7 @@ public struct SluiceConfig: Sendable, Codable {
             case jobKeyEnv = "job_key_env"
             case jobPreviousKeyEnv = "job_previous_key_env"
             case jobKey = "job_key"
+            case maxMessageBytes = "max_message_bytes"
             case requestsTopic = "requests_topic"
             case resultsTopic = "results_topic"
             case dlqTopic = "dlq_topic"
@@ -114,8 +120,13 @@ public struct SluiceConfig: Sendable, Codable {
         /// A provider that sends no content for this long after the request fails the
         /// attempt; nil for no limit.
         public var firstTokenTimeoutSeconds: Double?
-        /// Jobs larger than this go to the DLQ unread.
-        public var maxJobBytes = 4 * 1024 * 1024
+        /// Jobs larger than this go to the DLQ unread. Defaults to
+        /// `kafka.max_message_bytes` when the file does not set it.
+        public var maxJobBytes = 8 * 1024 * 1024
+        /// A result repeats its input (`context`, `chat_input`) only while that input is
+        /// at most this many bytes of JSON; a larger one is left out and the result says
+        /// `input_omitted: true`. The job's record holds the input in full.
+        public var echoInputMaxBytes = 64 * 1024
 
         enum CodingKeys: String, CodingKey {
             case maxInFlight = "max_in_flight"
@@ -125,6 +136,7 @@ public struct SluiceConfig: Sendable, Codable {
             case idleTimeoutSeconds = "idle_timeout_s"
             case firstTokenTimeoutSeconds = "first_token_timeout_s"
             case maxJobBytes = "max_job_bytes"
+            case echoInputMaxBytes = "echo_input_max_bytes"
         }
         public init() {}
     }
@@ -207,6 +219,9 @@ extension SluiceConfig {
         redis = try c.decodeIfPresent(Redis.self, forKey: .redis) ?? redis
         gateway = try c.decodeIfPresent(Gateway.self, forKey: .gateway) ?? gateway
         worker = try c.decodeIfPresent(Worker.self, forKey: .worker) ?? worker
+        // A worker takes any job the queue holds unless told otherwise.
+        let workerKeys = try? c.nestedContainer(keyedBy: Worker.CodingKeys.self, forKey: .worker)
+        if workerKeys?.contains(.maxJobBytes) != true { worker.maxJobBytes = kafka.maxMessageBytes }
         providers = try c.decodeIfPresent([Provider].self, forKey: .providers) ?? providers
         models = try c.decodeIfPresent([String: ModelTarget].self, forKey: .models) ?? models
         pricing = try c.decodeIfPresent([String: Price].self, forKey: .pricing) ?? pricing
@@ -224,6 +239,7 @@ extension SluiceConfig.Kafka {
         dlqTopic = try c.decodeIfPresent(String.self, forKey: .dlqTopic) ?? dlqTopic
         controlTopic = try c.decodeIfPresent(String.self, forKey: .controlTopic) ?? controlTopic
         groupID = try c.decodeIfPresent(String.self, forKey: .groupID) ?? groupID
+        maxMessageBytes = try c.decodeIfPresent(Int.self, forKey: .maxMessageBytes) ?? maxMessageBytes
         properties = try c.decodeIfPresent([String: String].self, forKey: .properties) ?? properties
         jobKeyEnv = try c.decodeIfPresent(String.self, forKey: .jobKeyEnv)
         jobPreviousKeyEnv = try c.decodeIfPresent(String.self, forKey: .jobPreviousKeyEnv)
@@ -265,6 +281,7 @@ extension SluiceConfig.Worker {
         idleTimeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .idleTimeoutSeconds) ?? idleTimeoutSeconds
         firstTokenTimeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .firstTokenTimeoutSeconds)
         maxJobBytes = try c.decodeIfPresent(Int.self, forKey: .maxJobBytes) ?? maxJobBytes
+        echoInputMaxBytes = try c.decodeIfPresent(Int.self, forKey: .echoInputMaxBytes) ?? echoInputMaxBytes
     }
 }
 
@@ -327,6 +344,19 @@ extension SluiceConfig {
         }
         guard worker.maxInFlight > 0 else { throw SluiceError(.config, "worker.max_in_flight must be at least 1") }
         guard worker.maxAttempts > 0 else { throw SluiceError(.config, "worker.max_attempts must be at least 1") }
+        // A request the gateway accepts must fit in a record, with room for the job's
+        // other fields.
+        let envelope = SluiceConfig.Kafka.envelopeBytes
+        guard kafka.maxMessageBytes >= gateway.maxBodyBytes + envelope else {
+            throw SluiceError(.config, """
+                kafka.max_message_bytes (\(kafka.maxMessageBytes)) is too small for gateway.max_body_bytes \
+                (\(gateway.maxBodyBytes)): raise it to at least \(gateway.maxBodyBytes + envelope), or lower max_body_bytes
+                """)
+        }
+        guard kafka.maxMessageBytes <= SluiceConfig.Kafka.maxMessageBytesLimit else {
+            throw SluiceError(.config, "kafka.max_message_bytes (\(kafka.maxMessageBytes)) is above librdkafka's limit of \(SluiceConfig.Kafka.maxMessageBytesLimit)")
+        }
+        guard worker.echoInputMaxBytes >= 0 else { throw SluiceError(.config, "worker.echo_input_max_bytes must be 0 or more") }
     }
 
     public func provider(named name: String) -> Provider? {
@@ -364,5 +394,36 @@ extension SluiceConfig {
         throw SluiceError(
             .unknownModel,
             "cannot tell which provider serves model \"\(model)\": give \"provider\", write it as \"provider/model\", or add an alias under \"models\"")
+    }
+}
+
+extension SluiceConfig.Kafka {
+    /// Room kept in a record for a job's fields besides the request body.
+    public static let envelopeBytes = 64 * 1024
+    /// The largest `message.max.bytes` librdkafka takes.
+    public static let maxMessageBytesLimit = 1_000_000_000
+
+    /// A producer's librdkafka properties: `message.max.bytes` from `max_message_bytes`,
+    /// then `properties` (which win).
+    public var producerProperties: [String: String] {
+        ["message.max.bytes": String(maxMessageBytes)].merging(properties) { $1 }
+    }
+
+    /// A consumer's librdkafka properties: fetch sizes that take a `max_message_bytes`
+    /// record whole, then `properties` (which win).
+    public var consumerProperties: [String: String] {
+        // librdkafka's defaults where they are larger (50 MB per fetch, 100 MB per
+        // response); its rule that a response may be 512 bytes over a fetch.
+        let fetch = max(maxMessageBytes, 52_428_800)
+        return [
+            "fetch.max.bytes": String(fetch),
+            "max.partition.fetch.bytes": String(maxMessageBytes),
+            "receive.message.max.bytes": String(max(100_000_000, fetch + 512)),
+        ].merging(properties) { $1 }
+    }
+
+    /// The topic settings `sluice topics` creates Sluice's topics with.
+    public var topicConfig: [String: String] {
+        ["max.message.bytes": String(maxMessageBytes)]
     }
 }

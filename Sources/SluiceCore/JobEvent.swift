@@ -21,10 +21,15 @@ public enum EventEnvelope {
         return out
     }
 
-    /// `{"job_id":"…"`: the start every event of a job shares, made once per job.
-    public static func prefix(jobID: String) -> [UInt8] {
+    /// `{"job_id":"…","run":"…"`: the start every event of a job's run shares, made once
+    /// per run.
+    public static func prefix(jobID: String, run: String? = nil) -> [UInt8] {
         var out = Array(#"{"job_id":"#.utf8)
         JSON.appendString(jobID, to: &out)
+        if let run {
+            out.append(contentsOf: #","run":"#.utf8)
+            JSON.appendString(run, to: &out)
+        }
         return out
     }
 
@@ -228,6 +233,9 @@ public enum RedisKeys {
     /// claimed (`JobOwnership`), by the gateway on submission or by the worker for a job
     /// produced straight to Kafka, and kept as long as the events and the result.
     public static func meta(_ jobID: String) -> String { "sluice:job:\(jobID):meta" }
+    /// Held by the run of the job in progress (its run id), with a lease the run renews:
+    /// one run at a time across workers.
+    public static func run(_ jobID: String) -> String { "sluice:job:\(jobID):run" }
 }
 
 /// Who owns a job id. The first tenant to claim an id owns it until its keys expire; the

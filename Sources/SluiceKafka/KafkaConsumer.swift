@@ -9,7 +9,8 @@ import Synchronization
 /// when it has as much work as it wants.
 public final class KafkaConsumer: Sendable {
     public enum Rebalance: Sendable {
-        case assigned([TopicPartition])
+        /// Partitions now owned; their messages carry `generation` until they are revoked.
+        case assigned([TopicPartition], generation: UInt64)
         case revoked([TopicPartition])
     }
 
@@ -33,14 +34,20 @@ public final class KafkaConsumer: Sendable {
         "heartbeat.interval.ms": "500",
         "log.connection.close": "false",
         "topic.metadata.refresh.interval.ms": "10000",
+        // Incremental rebalances: a worker joining or leaving moves only the partitions
+        // that change hands, and jobs running on the others are not interrupted.
+        "partition.assignment.strategy": "cooperative-sticky",
     ]
 
     /// - Parameter onRebalance: called on the poll thread when partitions are assigned or
-    ///   revoked. For a revoke, it returns the offsets to commit before the partitions go;
-    ///   they are committed synchronously.
-    public init(
+    ///   revoked. It returns offsets to commit first (for a revoke, what is done on the
+    ///   partitions that go); they are committed synchronously.
+    /// - Parameter onCommit: the broker's answer to each commit, per partition (`true`:
+    ///   taken), on the poll thread.
+    public convenience init(
         brokers: String, groupID: String, topics: [String], properties: [String: String] = [:], logger: Logger,
-        onRebalance: @escaping @Sendable (Rebalance) -> [TopicPartitionOffset] = { _ in [] }
+        onRebalance: @escaping @Sendable (Rebalance) -> [TopicPartitionOffset] = { _ in [] },
+        onCommit: @escaping @Sendable ([(TopicPartitionOffset, Bool)]) -> Void = { _ in }
     ) throws {
         var props = KafkaConsumer.defaultProperties
         props["bootstrap.servers"] = brokers
@@ -50,32 +57,75 @@ public final class KafkaConsumer: Sendable {
         // The rebalance handler needs the client to commit; the client needs the handler
         // at creation. A box set right after creation closes the loop.
         let clientBox = ClientBox()
-        let context = RDKafkaContext(logger: logger) { event in
+        let context = RDKafkaContext(logger: logger, onRebalance: { event in
+            let offsets: [TopicPartitionOffset]
             switch event {
-            case .assigned(let tps):
-                _ = onRebalance(.assigned(tps))
+            case .assigned(let tps, let generation):
+                offsets = onRebalance(.assigned(tps, generation: generation))
             case .revoked(let tps):
-                let offsets = onRebalance(.revoked(tps))
-                guard !offsets.isEmpty, let client = clientBox.client else { return }
-                do {
-                    try client.commit(offsets, synchronously: true)
-                } catch {
-                    logger.warning("commit on revoke failed: \(error)")
-                }
+                offsets = onRebalance(.revoked(tps))
             }
-        }
+            guard !offsets.isEmpty, let client = clientBox.client else { return }
+            do {
+                try client.commit(offsets, synchronously: true)
+            } catch {
+                logger.warning("commit on rebalance failed: \(error)")
+            }
+        }, onCommit: onCommit)
         let client = try RDKafkaClient(kind: .consumer, properties: props, context: context)
         clientBox.client = client
         try client.subscribe(topics)
+        self.init(client: client, context: context, logger: logger, threadName: "sluice-kafka-consumer", setUp: nil)
+    }
 
+    /// A consumer of every partition of `topic`, without a group (nothing to join, nothing
+    /// left behind on the broker, nothing committed): each partition is read from the
+    /// first message at or after `fromTimestampMs`. For topics every process reads whole,
+    /// such as the control topic. Waits for the topic to exist.
+    public convenience init(
+        brokers: String, reading topic: String, fromTimestampMs: Int64, properties: [String: String] = [:], logger: Logger
+    ) throws {
+        var props = KafkaConsumer.defaultProperties
+        props["bootstrap.servers"] = brokers
+        props.merge(properties, uniquingKeysWith: { $1 })
+        // No group: these only apply to group members (librdkafka warns about them).
+        for key in ["session.timeout.ms", "heartbeat.interval.ms", "partition.assignment.strategy",
+                    "group.instance.id", "max.poll.interval.ms", "group.protocol", "group.remote.assignor"] {
+            props[key] = nil
+        }
+        // librdkafka wants a group id even to assign partitions by hand. This one is never
+        // joined (no subscribe) and never committed to, so the broker never holds it.
+        props["group.id"] = "sluice-reader-unjoined"
+        props["enable.auto.commit"] = "false"
+        props["enable.auto.offset.store"] = "false"
+        let context = RDKafkaContext(logger: logger)
+        let client = try RDKafkaClient(kind: .consumer, properties: props, context: context)
+        // Until the topic exists (a worker may start before `sluice topics`), tried again
+        // once a second from the poll loop.
+        self.init(client: client, context: context, logger: logger, threadName: "sluice-kafka-reader") { client in
+            client.assignAll(topic: topic, fromTimestampMs: fromTimestampMs)
+        }
+    }
+
+    /// - Parameter setUp: run on the poll thread once a second until it answers true.
+    private init(
+        client: RDKafkaClient, context: RDKafkaContext, logger: Logger, threadName: String,
+        setUp: (@Sendable (RDKafkaClient) -> Bool)?
+    ) {
         let (stream, continuation) = AsyncStream.makeStream(of: KafkaMessage.self)
         let delivering = DeliveryGate(continuation)
         self.delivering = delivering
         self.messages = stream
         self.client = client
         self.logger = logger
-        self.pollThread = PollThread(name: "sluice-kafka-consumer") { isRunning in
+        self.pollThread = PollThread(name: threadName) { isRunning in
+            var setUpDone = setUp == nil
+            var lastTry = ContinuousClock.now - .seconds(2)
             while isRunning() {
+                if !setUpDone, let setUp, ContinuousClock.now - lastTry >= .seconds(1) {
+                    lastTry = ContinuousClock.now
+                    setUpDone = setUp(client)
+                }
                 switch client.consumerPoll(timeoutMs: 100) {
                 case .message(let m):
                     context.brokerAnswered()

@@ -22,6 +22,22 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible {
     }
 
     public var description: String { "Kafka \(code): \(message)" }
+
+    /// Whether producing the same message again cannot succeed: the broker (or the
+    /// producer's own `message.max.bytes` check) refused the message itself, or this
+    /// client may not write to the topic. Such an error ends a delivery; any other
+    /// (a broker away, a leader moving, a timeout) is worth retrying.
+    public var isPermanent: Bool {
+        guard code == .produce || code == .delivery, let rdkafkaError else { return false }
+        return RDKafkaConfig.permanentProduceErrors.contains(rdkafkaError)
+    }
+
+    /// Whether the message was refused for its size (larger than the producer's
+    /// `message.max.bytes` or the topic's `max.message.bytes`): a smaller one may pass.
+    public var isTooLarge: Bool {
+        guard code == .produce || code == .delivery, let rdkafkaError else { return false }
+        return RDKafkaConfig.tooLargeProduceErrors.contains(rdkafkaError)
+    }
 }
 
 /// A message read from a topic.
@@ -33,11 +49,16 @@ public struct KafkaMessage: Sendable {
     public var value: [UInt8]
     /// The record's timestamp in milliseconds since the epoch, if it has one.
     public var timestampMs: Int64?
+    /// The consumer's assignment generation of the partition when the message was
+    /// fetched (0: fetched for a partition not assigned, or not from a group consumer).
+    public var generation: UInt64
 
     public var topicPartition: TopicPartition { TopicPartition(topic: topic, partition: partition) }
     public var keyString: String? { key.map { String(decoding: $0, as: UTF8.self) } }
 
-    public init(topic: String, partition: Int32, offset: Int64, key: [UInt8]?, value: [UInt8], timestampMs: Int64?) {
+    public init(topic: String, partition: Int32, offset: Int64, key: [UInt8]?, value: [UInt8], timestampMs: Int64?,
+                generation: UInt64 = 0) {
+        self.generation = generation
         self.topic = topic
         self.partition = partition
         self.offset = offset

@@ -70,15 +70,27 @@ public final class KafkaProducer: Sendable {
 
     /// Produces one message and waits for the broker's acknowledgement. Throws a
     /// `KafkaError` if the message could not be delivered; sending again is safe.
+    /// Cancelling the task stops the wait (throwing `CancellationError`); the message may
+    /// still be delivered.
     public func send(topic: String, key: [UInt8]?, value: [UInt8]) async throws {
         let client = current.client
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            let promise = DeliveryPromise(continuation)
-            do {
-                try client.produce(topic: topic, key: key, value: value, promise: promise)
-            } catch {
-                continuation.resume(throwing: error)
+        let slot = Mutex<DeliveryPromise?>(nil)
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                let promise = DeliveryPromise(continuation)
+                slot.withLock { $0 = promise }
+                if Task.isCancelled {
+                    promise.resolve(.failure(CancellationError()))
+                    return
+                }
+                do {
+                    try client.produce(topic: topic, key: key, value: value, promise: promise)
+                } catch {
+                    promise.resolve(.failure(error))
+                }
             }
+        } onCancel: {
+            slot.withLock { $0 }?.resolve(.failure(CancellationError()))
         }
     }
 

@@ -12,36 +12,57 @@ public struct TopicPartition: Hashable, Sendable, CustomStringConvertible {
     public var description: String { "\(topic)[\(partition)]" }
 }
 
-/// Which offsets may be committed while jobs finish out of order.
+/// Which offsets may be committed while jobs finish out of order, across rebalances.
 ///
 /// A partition's committed offset may only move past a message once every message
 /// before it is done too; otherwise a crash would skip a job still running. Per
 /// partition, the messages taken are kept in offset order with a done flag; the
 /// committable offset is the offset after the longest done prefix (Kafka commits the
-/// next offset to read). Pure logic, no I/O: the worker owns one behind a lock.
+/// next offset to read).
+///
+/// Ownership has epochs. Every assignment of a partition starts a new epoch, and so does
+/// a rewind (a message at or below one already taken: the consumer was sought back).
+/// `begin` answers a `Ticket` naming the epoch; a completion whose ticket is of an older
+/// epoch is ignored, so a job that started before a revoke or a rewind can never move
+/// the commit of the partition's next owner. Messages carry the consumer's assignment
+/// generation of their partition: one fetched under an assignment that has since ended
+/// (fetched before a revoke, delivered after it) is refused, even when the partition
+/// has come back; its current owner reads it again.
+///
+/// Commits are two-phase: `commitsDue` names what to send and remembers it as in
+/// flight; only `commitSucceeded` (from the broker's answer) makes it committed, and
+/// `commitFailed` makes it due again. Pure logic, no I/O: the worker owns one behind a
+/// lock.
 public struct OffsetTracker: Sendable {
+    /// What a job holds to complete its message: the partition, the epoch it was taken
+    /// in, and its offset.
+    public struct Ticket: Sendable, Hashable {
+        public var topicPartition: TopicPartition
+        public var epoch: UInt64
+        public var offset: Int64
+    }
+
     private struct Entry: Sendable {
         var offset: Int64
         var done: Bool
     }
 
     private struct Partition: Sendable {
+        /// The consumer's assignment generation this partition is held under.
+        var generation: UInt64
+        /// The tracker's epoch: a new one per assignment and per rewind.
+        var epoch: UInt64
         var pending: Deque<Entry> = []
         /// The offset to commit next (one past the last contiguous done message).
         var committable: Int64?
+        /// The highest offset the broker acknowledged for this partition in this epoch.
         var committed: Int64?
+        /// An offset sent and not answered yet.
+        var inFlight: Int64?
 
-        mutating func begin(_ offset: Int64) {
-            if let last = pending.last, offset <= last.offset {
-                pending.removeAll()
-            } else if pending.isEmpty, let c = committable, offset < c {
-                committable = nil
-            }
-            pending.append(Entry(offset: offset, done: false))
-        }
-
-        mutating func markCommitted(_ offset: Int64) {
-            if committed.map({ offset > $0 }) ?? true { committed = offset }
+        init(generation: UInt64, epoch: UInt64) {
+            self.generation = generation
+            self.epoch = epoch
         }
 
         mutating func complete(_ offset: Int64) -> Bool {
@@ -56,7 +77,7 @@ public struct OffsetTracker: Sendable {
                 if o == offset { found = mid; break }
                 if o < offset { lo = mid + 1 } else { hi = mid - 1 }
             }
-            guard let index = found else { return false }
+            guard let index = found, !pending[index].done else { return false }
             pending[index].done = true
             var moved = false
             while let head = pending.first, head.done {
@@ -66,60 +87,124 @@ public struct OffsetTracker: Sendable {
             }
             return moved
         }
+
+        /// The committable offset, when it is neither acknowledged nor being sent.
+        var due: Int64? {
+            guard let c = committable else { return nil }
+            if let done = committed, c <= done { return nil }
+            if let sending = inFlight, c <= sending { return nil }
+            return c
+        }
     }
 
     private var partitions: [TopicPartition: Partition] = [:]
+    private var nextEpoch: UInt64 = 1
 
     public init() {}
 
     /// Number of messages taken but not yet done, across partitions.
     public var inFlight: Int { partitions.values.reduce(0) { $0 + $1.pending.lazy.filter { !$0.done }.count } }
 
-    /// Registers a message as taken. Offsets rise within a partition; a lower or equal one
-    /// means the consumer was rewound (a rebalance or seek), and the partition starts over.
-    public mutating func begin(_ tp: TopicPartition, offset: Int64) {
+    /// Partitions currently owned.
+    public var assigned: Set<TopicPartition> { Set(partitions.keys) }
+
+    /// The partitions were assigned to this consumer under `generation` (the consumer's
+    /// count of assignments): each starts a new epoch with nothing taken. Returns what was
+    /// still committable for any of them that was already held (an assignment without a
+    /// revoke in between), to be committed first.
+    @discardableResult
+    public mutating func assign(_ tps: [TopicPartition], generation: UInt64) -> [(TopicPartition, Int64)] {
+        var due: [(TopicPartition, Int64)] = []
+        for tp in tps {
+            if let old = partitions[tp], let c = old.due { due.append((tp, c)) }
+            partitions[tp] = Partition(generation: generation, epoch: nextEpoch)
+            nextEpoch &+= 1
+        }
+        return due
+    }
+
+    /// Registers a message as taken. Answers nil when the message was fetched under an
+    /// assignment that is not the current one: it must not be started (the partition's
+    /// current owner reads it again). An offset at or below one already taken means the
+    /// consumer was rewound: a new epoch starts, and the jobs of the old one can no
+    /// longer move this partition's commit.
+    public mutating func begin(_ tp: TopicPartition, generation: UInt64, offset: Int64) -> Ticket? {
         // Mutated in place through the dictionary: a copy taken out and stored back would
         // share the deque's storage, and every append would copy all of it (O(in flight)
-        // per message, a third of the worker's CPU with 12,000 jobs in flight).
-        partitions[tp, default: Partition()].begin(offset)
+        // per message).
+        guard partitions[tp]?.generation == generation else { return nil }
+        let rewound: Bool = {
+            let p = partitions[tp]!
+            if let last = p.pending.last { return offset <= last.offset }
+            if let c = p.committable { return offset < c }
+            return false
+        }()
+        if rewound {
+            partitions[tp] = Partition(generation: generation, epoch: nextEpoch)
+            nextEpoch &+= 1
+        }
+        partitions[tp]!.pending.append(Entry(offset: offset, done: false))
+        return Ticket(topicPartition: tp, epoch: partitions[tp]!.epoch, offset: offset)
     }
 
     /// Marks a message done. Returns true if the partition's committable offset moved.
+    /// A ticket of an epoch that has ended changes nothing.
     @discardableResult
-    public mutating func complete(_ tp: TopicPartition, offset: Int64) -> Bool {
-        guard partitions[tp] != nil else { return false }
-        return partitions[tp]!.complete(offset)
+    public mutating func complete(_ ticket: Ticket) -> Bool {
+        guard partitions[ticket.topicPartition]?.epoch == ticket.epoch else { return false }
+        return partitions[ticket.topicPartition]!.complete(ticket.offset)
     }
 
-    /// Offsets that can be committed and have not been yet.
-    public func commitsDue() -> [(TopicPartition, Int64)] {
-        partitions.compactMap { tp, p in
-            guard let c = p.committable, c != p.committed else { return nil }
-            return (tp, c)
-        }
+    /// Whether a ticket's epoch is still the partition's current one.
+    public func isCurrent(_ ticket: Ticket) -> Bool {
+        partitions[ticket.topicPartition]?.epoch == ticket.epoch
     }
 
-    public mutating func markCommitted(_ tp: TopicPartition, offset: Int64) {
-        guard partitions[tp] != nil else { return }
-        partitions[tp]!.markCommitted(offset)
-    }
-
-    /// Forgets partitions the consumer lost; returns what was committable for them, to
-    /// be committed before letting them go.
-    public mutating func revoke(_ tps: [TopicPartition]) -> [(TopicPartition, Int64)] {
+    /// Offsets to commit now: committable, not acknowledged and not already on their way.
+    /// Each returned offset is remembered as in flight until `commitSucceeded` or
+    /// `commitFailed` answers for it.
+    public mutating func commitsDue() -> [(TopicPartition, Int64)] {
         var due: [(TopicPartition, Int64)] = []
-        for tp in tps {
-            if let p = partitions.removeValue(forKey: tp), let c = p.committable, c != p.committed {
+        for tp in partitions.keys {
+            if let c = partitions[tp]!.due {
+                partitions[tp]!.inFlight = c
                 due.append((tp, c))
             }
         }
         return due
     }
 
-    /// Forgets everything (all partitions lost).
+    /// The broker acknowledged `offset` for the partition.
+    public mutating func commitSucceeded(_ tp: TopicPartition, offset: Int64) {
+        guard partitions[tp] != nil else { return }
+        if partitions[tp]!.committed.map({ offset > $0 }) ?? true { partitions[tp]!.committed = offset }
+        if let sending = partitions[tp]!.inFlight, sending <= offset { partitions[tp]!.inFlight = nil }
+    }
+
+    /// A commit of `offset` failed: it becomes due again.
+    public mutating func commitFailed(_ tp: TopicPartition, offset: Int64) {
+        guard partitions[tp] != nil else { return }
+        if partitions[tp]!.inFlight == offset { partitions[tp]!.inFlight = nil }
+    }
+
+    /// Forgets partitions the consumer lost; returns what was committable and not yet
+    /// acknowledged for them, to be committed (synchronously) before letting them go.
+    /// Jobs of these partitions still running can no longer commit anything.
+    public mutating func revoke(_ tps: [TopicPartition]) -> [(TopicPartition, Int64)] {
+        var due: [(TopicPartition, Int64)] = []
+        for tp in tps {
+            guard let p = partitions.removeValue(forKey: tp), let c = p.committable else { continue }
+            if let done = p.committed, c <= done { continue }
+            due.append((tp, c))
+        }
+        return due
+    }
+
+    /// Forgets everything (all partitions lost, or the consumer is closing).
     public mutating func revokeAll() -> [(TopicPartition, Int64)] {
         revoke(Array(partitions.keys))
     }
 
     public func committable(_ tp: TopicPartition) -> Int64? { partitions[tp]?.committable }
+    public func committed(_ tp: TopicPartition) -> Int64? { partitions[tp]?.committed }
 }

@@ -45,6 +45,9 @@ public struct ProviderError: Error, Sendable, CustomStringConvertible {
         /// The response could not be understood, or the stream ended improperly.
         case protocolError = "provider_protocol_error"
         case cancelled = "cancelled"
+        /// The request could not be sent as built (a header value with a line break, a
+        /// URL that is not one): the job's own fault, the same for every target.
+        case invalidRequest = "invalid_request"
     }
 
     public var kind: Kind

@@ -14,8 +14,11 @@ public struct ProviderRunner: Sendable {
     static let maxBodyBytes = 32 * 1024 * 1024
 
     /// - Parameter request: `format.makeRequest(call)`, if the caller has made it already.
+    /// - Parameter afterRead: awaited after the chunks of each read are handed over: where
+    ///   a consumer that cannot keep up holds the stream back.
     public func run(
-        _ call: ProviderCall, format: any WireFormat, request: HTTPRequest? = nil, onChunk: (ProviderChunk, Double) -> Void
+        _ call: ProviderCall, format: any WireFormat, request: HTTPRequest? = nil, onChunk: (ProviderChunk, Double) -> Void,
+        afterRead: () async -> Void = {}
     ) async throws -> ProviderOutcome {
         let request = try request ?? format.makeRequest(call)
         let start = MonotonicClock.now()
@@ -105,6 +108,7 @@ public struct ProviderRunner: Sendable {
                     }
                 }
                 if let failure { throw failure }
+                await afterRead()
             }
             if let last = parser.finish() {
                 let now = MonotonicClock.now()
@@ -135,7 +139,7 @@ public struct ProviderRunner: Sendable {
         case .totalTimeout: ProviderError(.timeout, "\(name) did not finish within the job's timeout", retryable: true, detail: error.message)
         case .cancelled: ProviderError(.cancelled, "the request was cancelled", retryable: false)
         case .invalidRequest:
-            ProviderError(.connection, "the request to \(name) could not be sent (an invalid URL or header; a per-job api_key must be one line of text)",
+            ProviderError(.invalidRequest, "the request to \(name) cannot be sent (an invalid URL or header; a per-job api_key must be one line of text)",
                           retryable: false, detail: error.message)
         case .connect: ProviderError(.connection, "could not connect to \(name)", retryable: true, detail: error.message)
         default: ProviderError(.connection, "the connection to \(name) failed", retryable: true, detail: error.message)

@@ -15,6 +15,9 @@ public struct RedisCommand: Sendable, Hashable {
     /// Non-zero for commands already in Redis's wire format: `bytes` is that many
     /// commands, in RESP, sent as they are (see `formatted(_:commands:)`).
     private(set) var formattedCommands = 0
+    /// A pinned command is never dropped from `RedisConnection`'s buffer while Redis is
+    /// away (a job's final event, its stored result): it waits for the connection.
+    public var isPinned = false
 
     /// A command from text arguments, e.g. `RedisCommand("SET", key, value)`.
     public init(_ arguments: String...) {

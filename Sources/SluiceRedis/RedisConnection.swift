@@ -17,11 +17,16 @@ import Logging
 /// An idle connection is probed once a second, so `isConnected` and the reconnect do not
 /// wait for traffic. The outage is logged once as a warning and the recovery once as info.
 ///
+/// **While Redis is connected** nothing is dropped: when more than
+/// `RedisConfiguration.maxBufferedCommands` (100 000) fire-and-forget commands are queued,
+/// `send` answers false and a producer that can wait awaits `waitForRoom()`.
+///
 /// **While Redis is unreachable:**
 /// - fire-and-forget commands (`send`) are buffered, at most
-///   `RedisConfiguration.maxBufferedCommands` (100 000) of them. Beyond that the oldest
-///   sixteenth of the buffer is dropped at once (amortised O(1) per `send`); drops are
-///   counted in `droppedCommandCount` and logged at most every 10 s;
+///   `RedisConfiguration.maxBufferedCommands` of them. Beyond that the oldest sixteenth of
+///   the buffer is dropped at once (amortised O(1) per `send`), pinned commands
+///   (`RedisCommand.isPinned`) excepted; drops are counted in `droppedCommandCount` and
+///   logged once per outage;
 /// - `execute` waits for a connection for at most `RedisConfiguration.requestTimeout`
 ///   (5 s) from the call, then throws `RedisError.Code.unavailable`; its commands have
 ///   not been sent.
@@ -55,13 +60,29 @@ public final class RedisConnection: Sendable {
     /// Queues `command` and returns at once; its reply is read and discarded (an error
     /// reply is logged, rate-limited). No suspension, no allocation beyond the queue's.
     /// An empty command is ignored; after `shutdown()` commands are dropped (and counted).
-    public func send(_ command: RedisCommand) {
+    ///
+    /// Answers false when more commands are queued than the buffer holds while Redis is
+    /// connected (it cannot keep up): nothing was dropped, and the caller should await
+    /// `waitForRoom()` before sending more.
+    @discardableResult
+    public func send(_ command: RedisCommand) -> Bool {
         core.enqueue(command)
     }
 
     /// Queues `commands`, in order, and returns at once. See `send(_:)`.
-    public func send(_ commands: [RedisCommand]) {
+    @discardableResult
+    public func send(_ commands: [RedisCommand]) -> Bool {
         core.enqueue(commands)
+    }
+
+    /// Returns once the queue is back under its limit, or Redis is not connected (then
+    /// the buffer's drop rule applies), or the task is cancelled.
+    public func waitForRoom() async {
+        while !Task.isCancelled {
+            let full = core.state.withLock { $0.isConnected && $0.isRunning && $0.queuedCommands > $0.maxBufferedCommands }
+            if !full { return }
+            try? await Task.sleep(for: .milliseconds(2))
+        }
     }
 
     /// Runs `command` and returns its reply; a Redis error reply is returned as `.error`.
@@ -155,19 +176,22 @@ private struct ConnectionState {
         if case .running = lifecycle { true } else { false }
     }
 
-    mutating func append(_ command: RedisCommand) {
+    /// Queues a command; answers whether there is room for more (see `RedisConnection.send`).
+    mutating func append(_ command: RedisCommand) -> Bool {
         queue.append(.command(command))
         queuedCommands += 1
-        if queuedCommands > maxBufferedCommands {
-            dropOldestCommands(max(1, maxBufferedCommands / 16))
-        }
+        guard queuedCommands > maxBufferedCommands else { return true }
+        // Connected: Redis is slow, not gone. Keep everything; the sender waits.
+        if isConnected { return false }
+        dropOldestCommands(max(1, maxBufferedCommands / 16))
+        return true
     }
 
-    /// Drops the `count` oldest fire-and-forget commands; requests stay.
+    /// Drops the `count` oldest fire-and-forget commands that are not pinned; requests stay.
     mutating func dropOldestCommands(_ count: Int) {
         var remaining = count
         queue.removeAll { work in
-            guard remaining > 0, case .command = work else { return false }
+            guard remaining > 0, case .command(let command) = work, !command.isPinned else { return false }
             remaining -= 1
             return true
         }
@@ -184,7 +208,7 @@ private struct ConnectionState {
         for item in queue {
             if case .command = item { queuedCommands += 1 } else { queuedRequests += 1 }
         }
-        if queuedCommands > maxBufferedCommands {
+        if queuedCommands > maxBufferedCommands && !isConnected {
             dropOldestCommands(queuedCommands - maxBufferedCommands)
         }
     }
@@ -223,31 +247,34 @@ private final class ConnectionCore: Sendable {
         state = Locked(ConnectionState(maxBufferedCommands: max(1, configuration.maxBufferedCommands)))
     }
 
-    func enqueue(_ command: RedisCommand) {
-        guard !command.isEmpty else { return }
-        let wake = state.withLock { state -> Bool in
+    func enqueue(_ command: RedisCommand) -> Bool {
+        guard !command.isEmpty else { return true }
+        let (room, wake) = state.withLock { state -> (Bool, Bool) in
             guard state.isRunning else {
                 state.droppedCommands += 1
-                return false
+                return (true, false)
             }
-            state.append(command)
-            return state.takeIdleThread()
+            let room = state.append(command)
+            return (room, state.takeIdleThread())
         }
         if wake { state.signal() }
+        return room
     }
 
-    func enqueue(_ commands: [RedisCommand]) {
-        let wake = state.withLock { state -> Bool in
+    func enqueue(_ commands: [RedisCommand]) -> Bool {
+        let (room, wake) = state.withLock { state -> (Bool, Bool) in
             guard state.isRunning else {
                 state.droppedCommands += commands.count
-                return false
+                return (true, false)
             }
+            var room = true
             for command in commands where !command.isEmpty {
-                state.append(command)
+                room = state.append(command) && room
             }
-            return state.takeIdleThread()
+            return (room, state.takeIdleThread())
         }
         if wake { state.signal() }
+        return room
     }
 
     func enqueue(_ request: Request) {
@@ -493,6 +520,7 @@ private struct CommandLoop: ~Copyable {
                 backoff.reset()
                 core.state.withLock { $0.isConnected = true }
                 outage.connected()
+                reportDropsAfterOutage()
             } catch {
                 lastConnectError = error
                 self.nextAttempt = .now + backoff.nextDelay()
@@ -548,16 +576,25 @@ private struct CommandLoop: ~Copyable {
         failedCommands = 0
     }
 
+    /// Logs drops once per outage: the first, and the total when Redis is back.
     mutating func reportDrops() {
         let dropped = core.state.withLock { $0.droppedCommands }
-        guard dropped > reportedDrops else { return }
-        let now = ContinuousClock.now
-        if let last = lastDropReport, now - last < Self.dropReportInterval { return }
-        lastDropReport = now
-        core.logger.warning("Redis command buffer full; dropped the oldest fire-and-forget commands", metadata: [
-            "dropped": "\(dropped - reportedDrops)", "buffer_limit": "\(core.configuration.maxBufferedCommands)",
+        guard dropped > reportedDrops, lastDropReport == nil else { return }
+        lastDropReport = .now
+        core.logger.warning("Redis is away and the command buffer is full; dropping the oldest events (final events and results are kept)", metadata: [
+            "buffer_limit": "\(core.configuration.maxBufferedCommands)",
         ])
-        reportedDrops = dropped
+    }
+
+    /// After a reconnect: the outage's drop total, if there were drops.
+    mutating func reportDropsAfterOutage() {
+        let dropped = core.state.withLock { $0.droppedCommands }
+        defer {
+            reportedDrops = dropped
+            lastDropReport = nil
+        }
+        guard dropped > reportedDrops else { return }
+        core.logger.warning("Redis is back; commands dropped during the outage", metadata: ["dropped": "\(dropped - reportedDrops)"])
     }
 
     /// Fails whatever is left and closes the connection.

@@ -16,27 +16,24 @@ struct JobRunner: Sendable {
     let environment: [String: String]
     let metrics: WorkerMetrics
 
+    /// - Parameter run: this run's id, carried by every event.
+    /// - Parameter lastSeq: the last event seq of the runs before this one (0 for none).
     /// - Parameter cancelledByUser: whether a cancel request for this job has arrived;
     ///   tells a user's cancel (a `cancelled` result) from a shutdown (no result at all).
-    /// Returns the response and its JSON, encoded once for Redis and the result topic.
-    func run(_ job: Job, producedAtMs: Int64?, cancelledByUser: @Sendable () -> Bool = { false }) async -> (response: UnifiedResponse, json: [UInt8]) {
+    /// Returns the response and its JSON, encoded once for Redis and the result topic;
+    /// nil when the run was cut off by shutdown: then no final event is published and no
+    /// result stored, and the job's readers wait for the run that takes it over.
+    func run(
+        _ job: Job, run: String, lastSeq: Int, producedAtMs: Int64?, cancelledByUser: @Sendable () -> Bool = { false }
+    ) async -> (response: UnifiedResponse, json: [UInt8])? {
         let startedWall = WallClock.now()
         let queueWait = producedAtMs.map { max(0, startedWall - Double($0) / 1000) }
         var logger = self.logger
         logger[metadataKey: "job_id"] = "\(job.id)"
+        logger[metadataKey: "run"] = "\(run)"
 
-        let ttl = config.redis.eventTTLSeconds
-        let opening = await JobEvents.open(jobID: job.id, tenant: job.tenant, redis: redis, ttlSeconds: ttl)
-        if opening.claim == .ownedByOther {
-            // Another tenant's job holds this id: nothing of this job may reach its keys.
-            // The result still goes to the result topic, for the Kafka client that sent it.
-            let failure = UnifiedResponse.ErrorInfo(
-                type: "id_conflict", message: "the job id \"\(job.id)\" is in use by another tenant's job; submit with another id")
-            logger.warning("job refused: its id belongs to another tenant")
-            let response = failedResponse(job, error: failure, status: .failed, queueWait: queueWait, attempts: 0)
-            return (response, (try? JSON.encode(response)) ?? [])
-        }
-        var events = JobEvents(jobID: job.id, tenant: job.tenant, redis: redis, ttlSeconds: ttl, lastSeq: opening.lastSeq)
+        var events = JobEvents(
+            jobID: job.id, run: run, tenant: job.tenant, redis: redis, ttlSeconds: config.redis.eventTTLSeconds, lastSeq: lastSeq)
 
         let deadline = MonotonicClock.now() + (job.timeoutSeconds ?? config.worker.defaultTimeoutSeconds)
         var response: UnifiedResponse
@@ -46,6 +43,10 @@ struct JobRunner: Sendable {
             }
             response = try await attempt(job, events: &events, deadline: deadline, queueWait: queueWait, logger: logger)
         } catch {
+            if Task.isCancelled && !cancelledByUser() {
+                logger.info("run cut off by shutdown; the job will run again where its partition goes")
+                return nil
+            }
             var failure = JobRunner.errorInfo(error)
             if cancelledByUser() {
                 failure = .init(type: "cancelled", message: "the job was cancelled on request")
@@ -61,6 +62,7 @@ struct JobRunner: Sendable {
                                       partial: (underlying as? ProviderError)?.partial)
             events.emit(.chatResponseFailure, encoding: ["error": failure])
         }
+        response.omitInput(largerThan: config.worker.echoInputMaxBytes)
         let json = (try? JSON.encode(response)) ?? []
         if response.status == .succeeded { events.emit(.chatCompletionResponse, data: json) }
         events.storeResult(json)
@@ -68,17 +70,32 @@ struct JobRunner: Sendable {
         return (response, json)
     }
 
+    /// The answer for a job whose id another tenant's job holds: a `failed` result with
+    /// `id_conflict`, for the result topic only; nothing of it reaches the job's keys.
+    func idConflict(_ job: Job, producedAtMs: Int64?) -> (response: UnifiedResponse, json: [UInt8]) {
+        let queueWait = producedAtMs.map { max(0, WallClock.now() - Double($0) / 1000) }
+        let failure = UnifiedResponse.ErrorInfo(
+            type: "id_conflict", message: "the job id \"\(job.id)\" is in use by another tenant's job; submit with another id")
+        var response = failedResponse(job, error: failure, status: .failed, queueWait: queueWait, attempts: 0)
+        response.omitInput(largerThan: config.worker.echoInputMaxBytes)
+        return (response, (try? JSON.encode(response)) ?? [])
+    }
+
     /// `chat_completion_request`'s data: the body sent, spliced in as it is (it is JSON
-    /// Sluice just wrote; the key travels in a header, never in it).
-    static func requestEvent(provider: String, model: String, body: [UInt8]) -> [UInt8] {
+    /// Sluice just wrote; the key travels in a header, never in it). A body over
+    /// `maxBodyBytes` is left out like a long input in the result: `body: null`,
+    /// `body_omitted: true` and its size in `body_bytes`.
+    static func requestEvent(provider: String, model: String, body: [UInt8], maxBodyBytes: Int = .max) -> [UInt8] {
+        let omitted = body.count > maxBodyBytes
         var out: [UInt8] = []
-        out.reserveCapacity(body.count + provider.utf8.count + model.utf8.count + 40)
+        out.reserveCapacity((omitted ? 0 : body.count) + provider.utf8.count + model.utf8.count + 80)
         out.append(contentsOf: #"{"provider":"#.utf8)
         JSON.appendString(provider, to: &out)
         out.append(contentsOf: #","model":"#.utf8)
         JSON.appendString(model, to: &out)
         out.append(contentsOf: #","body":"#.utf8)
-        out.append(contentsOf: body.isEmpty ? Array("null".utf8) : body)
+        out.append(contentsOf: body.isEmpty || omitted ? Array("null".utf8) : body)
+        if omitted { out.append(contentsOf: #","body_omitted":true,"body_bytes":\#(body.count)"#.utf8) }
         out.append(UInt8(ascii: "}"))
         return out
     }
@@ -133,13 +150,26 @@ struct JobRunner: Sendable {
                 var published = 0
                 do {
                     let httpRequest = try format.makeRequest(call)
-                    events.emit(.chatCompletionRequest, data: JobRunner.requestEvent(provider: provider.name, model: model, body: httpRequest.body))
-                    let outcome = try await providers.run(call, format: format, request: httpRequest) { chunk, _ in
-                        events.emit(.chunk, data: chunk.json)
+                    // The body goes out once per job: a retry or a fallback names its
+                    // target with `"body": null`, so retries cannot multiply a large
+                    // request in Redis.
+                    events.emit(.chatCompletionRequest, data: JobRunner.requestEvent(
+                        provider: provider.name, model: model, body: attempts == 1 ? httpRequest.body : [],
+                        maxBodyBytes: config.worker.echoInputMaxBytes))
+                    // Redis cannot keep up: hold this stream back (never drop its events).
+                    var redisFull = false
+                    let redis = self.redis
+                    let outcome = try await providers.run(call, format: format, request: httpRequest, onChunk: { chunk, _ in
+                        if !events.emit(.chunk, data: chunk.json) { redisFull = true }
                         // Only content counts: a retry after a role-only chunk repeats nothing
                         // a reader would notice.
                         if chunk.chunk.carriesContent { published += 1 }
-                    }
+                    }, afterRead: {
+                        if redisFull {
+                            redisFull = false
+                            await redis.waitForRoom()
+                        }
+                    })
                     if !outcome.streamComplete {
                         throw ProviderError(.protocolError, "the provider's stream ended before its end marker", retryable: published == 0)
                     }
@@ -153,11 +183,13 @@ struct JobRunner: Sendable {
                         throw AttemptsError(underlying: error, attempts: attempts)
                     }
                     if !pe.retryable {
-                        // The provider refused the request itself (400, 401, 403, 404, 422):
-                        // fail at once with its error. Anything else: the next target.
+                        // The provider refused the request itself (400, 401, 403, 404, 422),
+                        // or it cannot be sent at all: fail at once with that error.
+                        // Anything else: the next target.
                         if let status = pe.status, (400..<500).contains(status) {
                             throw AttemptsError(underlying: error, attempts: attempts)
                         }
+                        if pe.kind == .invalidRequest { throw AttemptsError(underlying: error, attempts: attempts) }
                         break
                     }
                     guard retry + 1 < config.worker.maxAttempts else { break }

@@ -46,33 +46,47 @@ public final class Worker: Service {
         // Room for a connection per job in flight (each provider request holds one over
         // HTTP/1.1), so none is closed and reopened between jobs.
         let http = HTTPClient(logger: logger, maxConnections: max(1024, config.worker.maxInFlight))
-        let producer = try KafkaProducer(brokers: kafka.brokers, properties: kafka.properties, logger: logger)
+        let producer = try KafkaProducer(brokers: kafka.brokers, properties: kafka.producerProperties, logger: logger)
         let tracker = self.tracker
         let logger = self.logger
         let consumer = try KafkaConsumer(
             brokers: kafka.brokers, groupID: kafka.groupID, topics: [kafka.requestsTopic],
-            properties: kafka.properties, logger: logger
-        ) { event in
-            switch event {
-            case .assigned:
-                return []
-            case .revoked(let tps):
-                // Commit what is done before the partitions go; jobs still running on them
-                // finish, but their offsets are no longer ours to commit.
-                let due = tracker.withLock { $0.revoke(tps) }
+            properties: kafka.consumerProperties, logger: logger,
+            onRebalance: { event in
+                let due: [(TopicPartition, Int64)]
+                switch event {
+                case .assigned(let tps, let generation):
+                    due = tracker.withLock { $0.assign(tps, generation: generation) }
+                case .revoked(let tps):
+                    // Commit what is done before the partitions go; jobs still running on
+                    // them finish, but their offsets are no longer ours to commit.
+                    due = tracker.withLock { $0.revoke(tps) }
+                }
                 return due.map { TopicPartitionOffset($0.0, offset: $0.1) }
-            }
-        }
-        // Every worker reads every cancel: a group of its own, from the start of the
-        // topic's retention, ignoring cancels older than the event TTL.
+            },
+            onCommit: { outcome in
+                tracker.withLock { t in
+                    for (tpo, ok) in outcome {
+                        if ok {
+                            t.commitSucceeded(tpo.topicPartition, offset: tpo.offset)
+                        } else {
+                            t.commitFailed(tpo.topicPartition, offset: tpo.offset)
+                        }
+                    }
+                }
+            })
+        // Every worker reads every cancel: all partitions of the control topic, without a
+        // consumer group, from the oldest cancel that can still matter (the event TTL).
         let control = try KafkaConsumer(
-            brokers: kafka.brokers, groupID: "\(kafka.groupID)-control-\(UUID().uuidString.lowercased())",
-            topics: [kafka.controlTopic], properties: kafka.properties, logger: logger)
+            brokers: kafka.brokers, reading: kafka.controlTopic,
+            fromTimestampMs: Int64(Date().timeIntervalSince1970 * 1000) - Int64(config.redis.eventTTLSeconds) * 1000,
+            properties: kafka.properties, logger: logger)
         let keyring = try JobKeyring.from(config.kafka, environment: environment)
         let runner = JobRunner(
             config: config, providers: ProviderRunner(client: http), redis: redis,
             prices: PriceTable(overrides: config.pricing), logger: logger, environment: environment, metrics: metrics)
         let limiter = InFlightLimiter(limit: config.worker.maxInFlight)
+        let drainDeadline = DrainDeadline()
         // Connect to Redis before the first job (it connects lazily); if it is down, the
         // worker still runs jobs and events follow when it is back.
         if (try? await redis.execute(RedisCommand("PING"))) == nil {
@@ -86,7 +100,7 @@ public final class Worker: Service {
 
         await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
-                group.addTask { await self.commitLoop(consumer) }
+                group.addTask { await self.commitLoop(consumer, redis: redis) }
                 group.addTask { await self.controlLoop(control) }
                 await withDiscardingTaskGroup { jobs in
                     let flow = FlowControl(consumer)
@@ -96,7 +110,16 @@ public final class Worker: Service {
                         // Resume here too: the jobs may all have finished between the
                         // pause and the acquire, and then no release would resume.
                         if !limiter.isFull { flow.resume() }
-                        tracker.withLock { $0.begin(message.topicPartition, offset: message.offset) }
+                        // Fetched under an assignment that has ended (a revoke came while
+                        // it waited): not ours to run; the partition's owner reads it again.
+                        guard let ticket = tracker.withLock({ $0.begin(
+                            message.topicPartition, generation: message.generation, offset: message.offset) })
+                        else {
+                            limiter.release()
+                            if !limiter.isFull { flow.resume() }
+                            self.metrics.staleMessageSkipped()
+                            continue
+                        }
                         self.metrics.jobStarted()
                         jobs.addTask {
                             defer {
@@ -106,13 +129,12 @@ public final class Worker: Service {
                                 if !limiter.isFull { flow.resume() }
                                 self.metrics.jobEnded()
                             }
-                            await self.handle(message, runner: runner, producer: producer, keyring: keyring)
+                            await self.handle(message, ticket: ticket, runner: runner, producer: producer, keyring: keyring)
                         }
                     }
                     // Intake stopped: let running jobs finish within the drain time.
-                    let drainDeadline = MonotonicClock.now() + self.config.worker.drainSeconds
                     while limiter.inFlight > 0 {
-                        if MonotonicClock.now() > drainDeadline {
+                        if MonotonicClock.now() > drainDeadline.value {
                             logger.warning("drain time is up; cancelling \(limiter.inFlight) jobs, they will be redelivered")
                             jobs.cancelAll()
                             break
@@ -124,42 +146,55 @@ public final class Worker: Service {
             }
         } onGracefulShutdown: {
             logger.info("shutting down: no new jobs, draining those in flight")
+            drainDeadline.value = MonotonicClock.now() + self.config.worker.drainSeconds
             consumer.stopDelivering()
         }
 
-        commitDue(consumer, synchronously: true)
+        // What is done and not acknowledged, committed and waited for; the group's final
+        // revoke then has nothing left to commit.
+        let due = tracker.withLock { $0.revokeAll() }
+        if !due.isEmpty {
+            do {
+                try consumer.commit(due.map { TopicPartitionOffset($0.0, offset: $0.1) }, synchronously: true)
+            } catch {
+                logger.warning("final commit failed; the last finished jobs will be read again: \(error)")
+            }
+        }
         control.close()
         consumer.close()
-        producer.shutdown()
+        // Bounded by what is left of the drain time (a broker that is away would
+        // otherwise hold the exit for message.timeout.ms).
+        let left = max(0.5, drainDeadline.value - MonotonicClock.now())
+        producer.shutdown(timeoutMs: Int32(clamping: Int64(left * 1000)))
         http.shutdown()
         redis.shutdown()
         logger.info("worker stopped")
     }
 
     /// Commits what is committable, every 100 ms.
-    private func commitLoop(_ consumer: KafkaConsumer) async {
+    private func commitLoop(_ consumer: KafkaConsumer, redis: RedisConnection) async {
         var ticks = 0
         while !Task.isCancelled {
             try? await Task.sleep(for: .milliseconds(100))
-            commitDue(consumer, synchronously: false)
+            commitDue(consumer)
             ticks += 1
             if ticks % 50 == 0 {
                 for (tp, behind) in consumer.lag() { metrics.lag(partition: tp.partition, behind: behind) }
+                metrics.redisDropped(total: redis.droppedCommandCount)
             }
         }
     }
 
-    private func commitDue(_ consumer: KafkaConsumer, synchronously: Bool) {
-        let due = tracker.withLock { t in
-            let due = t.commitsDue()
-            for (tp, offset) in due { t.markCommitted(tp, offset: offset) }
-            return due
-        }
+    /// Sends what is committable; it counts as committed once the broker answers
+    /// (`onCommit`), and a failed commit is sent again on a later tick.
+    private func commitDue(_ consumer: KafkaConsumer) {
+        let due = tracker.withLock { $0.commitsDue() }
         guard !due.isEmpty else { return }
         do {
-            try consumer.commit(due.map { TopicPartitionOffset($0.0, offset: $0.1) }, synchronously: synchronously)
+            try consumer.commit(due.map { TopicPartitionOffset($0.0, offset: $0.1) }, synchronously: false)
         } catch {
-            logger.warning("commit failed: \(error)")
+            tracker.withLock { t in for (tp, offset) in due { t.commitFailed(tp, offset: offset) } }
+            logger.warning("commit failed, retrying: \(error)")
         }
     }
 
@@ -180,7 +215,9 @@ public final class Worker: Service {
         }
     }
 
-    private func handle(_ message: KafkaMessage, runner: JobRunner, producer: KafkaProducer, keyring: JobKeyring?) async {
+    private func handle(
+        _ message: KafkaMessage, ticket: OffsetTracker.Ticket, runner: JobRunner, producer: KafkaProducer, keyring: JobKeyring?
+    ) async {
         let job: Job
         do {
             guard message.value.count <= config.worker.maxJobBytes else {
@@ -201,44 +238,166 @@ public final class Worker: Service {
             ])
             metrics.sentToDLQ()
             let record = DLQRecord(message: message, error: reason)
-            if await deliver(producer, topic: config.kafka.dlqTopic, key: message.key, value: (try? JSON.encode(record)) ?? []) {
-                complete(message)
+            let topic = config.kafka.dlqTopic
+            switch await deliver(producer, topic: topic, key: record.key, value: (try? JSON.encode(record)) ?? []) {
+            case .delivered:
+                complete(ticket)
+            case .permanent(let refusal):
+                // Kept with its reason, its value cut short: the DLQ takes it, and the
+                // partition moves on.
+                metrics.recordRefused(topic: "dlq")
+                logger.error("the DLQ refused the record (\(refusal)); sending it with its value cut to \(DLQRecord.cutValueBytes) bytes", metadata: [
+                    "topic": "\(message.topic)", "partition": "\(message.partition)", "offset": "\(message.offset)",
+                ])
+                let cut = record.cutDown()
+                await deliverReplacement(producer, topic: topic, key: cut.key, value: (try? JSON.encode(cut)) ?? [], for: message, ticket: ticket)
+            case .cancelled:
+                break
             }
             return
+        }
+
+        // One run at a time; a finished job is answered from its stored result.
+        let run = Worker.newRunID()
+        var lastSeq = 0
+        var claimed = false
+        claiming: while true {
+            switch await RunClaim.claim(
+                jobID: job.id, run: run, tenant: job.tenant, ttlSeconds: config.redis.eventTTLSeconds, redis: runner.redis) {
+            case .claimed(let seq):
+                lastSeq = seq
+                claimed = true
+                break claiming
+            case .finished(let stored):
+                logger.info("job already finished; producing its stored result again", metadata: ["job_id": "\(job.id)"])
+                metrics.resultReplayed()
+                await deliverResult(stored, of: job.id, for: message, ticket: ticket, producer: producer)
+                return
+            case .heldElsewhere:
+                // A run on another worker (the partition's owner before a rebalance) is
+                // still going: its result will be stored, or its lease will lapse.
+                try? await Task.sleep(for: .milliseconds(250))
+                if Task.isCancelled { return }
+            case .unavailable:
+                break claiming  // Redis away: run unclaimed (at least once)
+            case .ownedByAnotherTenant:
+                // Nothing of this job may reach the other tenant's keys: its answer goes
+                // to the result topic only, for the Kafka client that sent it.
+                logger.warning("job refused: its id belongs to another tenant", metadata: ["job_id": "\(job.id)"])
+                let refused = runner.idConflict(job, producedAtMs: message.timestampMs)
+                metrics.finished(refused.response)
+                await deliverResult(refused.json, of: job.id, for: message, ticket: ticket, producer: producer)
+                return
+            }
         }
 
         // The job runs in a task of its own so a cancel request can stop it alone; a
         // shutdown (this task cancelled) stops it too, and then no result is produced.
         let cancels = self.cancels
         let work = Task {
-            await runner.run(job, producedAtMs: message.timestampMs, cancelledByUser: { cancels.isCancelled(job) })
+            await runner.run(job, run: run, lastSeq: lastSeq, producedAtMs: message.timestampMs,
+                             cancelledByUser: { cancels.isCancelled(job) })
         }
+        let renewal: Task<Void, Never>? = claimed ? Task { [logger] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: RunClaim.renewEvery)
+                if Task.isCancelled { return }
+                if await !RunClaim.renew(jobID: job.id, run: run, redis: runner.redis) {
+                    logger.warning("another run took this job over (this run's lease lapsed)", metadata: ["job_id": "\(job.id)"])
+                    return
+                }
+            }
+        } : nil
         let token = cancels.register(job) { work.cancel() }
         if cancels.isCancelled(job) { work.cancel() }
-        let (response, value) = await withTaskCancellationHandler { await work.value } onCancel: { work.cancel() }
+        let outcome = await withTaskCancellationHandler { await work.value } onCancel: { work.cancel() }
         cancels.unregister(job.id, token: token)
-        if Task.isCancelled {
-            // Cancelled by shutdown's drain deadline: leave it uncommitted, so it is
+        renewal?.cancel()
+        // Queued after the run's last event and stored result: whoever waits for the
+        // claim finds the result first.
+        if claimed { RunClaim.release(jobID: job.id, run: run, redis: runner.redis) }
+        guard let (response, value) = outcome, !Task.isCancelled else {
+            // Cut off by shutdown's drain deadline: leave it uncommitted, so it is
             // redelivered rather than reported as cancelled.
             return
         }
         metrics.finished(response)
         guard !value.isEmpty else { return }
-        if await deliver(producer, topic: config.kafka.resultsTopic, key: Array(job.id.utf8), value: value) {
-            complete(message)
+        await deliverResult(value, of: job.id, for: message, ticket: ticket, producer: producer)
+    }
+
+    /// A short random id naming one run of a job in its events and claim.
+    static func newRunID() -> String {
+        let alphabet = Array("0123456789abcdefghijklmnopqrstuvwxyz".utf8)
+        var rng = SystemRandomNumberGenerator()
+        return String(decoding: (0..<10).map { _ in alphabet[Int(rng.next(upperBound: UInt(alphabet.count)))] }, as: UTF8.self)
+    }
+
+    /// Produces a job's result, then completes its message. A result the broker refuses
+    /// for good (too large, not authorized) ends the job all the same: a cut-down
+    /// `failed` one goes in its place, and the full one stays stored in Redis.
+    private func deliverResult(
+        _ value: [UInt8], of jobID: String, for message: KafkaMessage, ticket: OffsetTracker.Ticket, producer: KafkaProducer
+    ) async {
+        let topic = config.kafka.resultsTopic
+        let key = Array(jobID.utf8)
+        switch await deliver(producer, topic: topic, key: key, value: value) {
+        case .delivered:
+            complete(ticket)
+        case .permanent(let refusal):
+            metrics.recordRefused(topic: "results")
+            let error = UnifiedResponse.refusedError(
+                tooLarge: refusal.isTooLarge, reason: refusal.message, resultBytes: value.count,
+                limitBytes: config.kafka.maxMessageBytes, jobID: jobID, keptSeconds: config.redis.eventTTLSeconds)
+            logger.error("the results topic refused the result; producing a cut-down failed result instead: \(error.message)",
+                         metadata: ["job_id": "\(jobID)"])
+            // Read back from the bytes: a result replayed from Redis has no other form.
+            let cut = (try? JSON.decode(UnifiedResponse.self, from: value)).flatMap { try? JSON.encode($0.cutDown(error: error)) }
+            await deliverReplacement(producer, topic: topic, key: key, value: cut ?? [], for: message, ticket: ticket)
+        case .cancelled:
+            break
         }
     }
 
-    /// Produces until acknowledged, retrying while the broker is away; gives up only
-    /// when the worker is cancelled (the message then stays uncommitted).
-    private func deliver(_ producer: KafkaProducer, topic: String, key: [UInt8]?, value: [UInt8]) async -> Bool {
+    enum Delivery {
+        case delivered
+        /// The broker refused the message for good (`KafkaError.isPermanent`).
+        case permanent(KafkaError)
+        /// The worker is shutting down; the message stays uncommitted.
+        case cancelled
+    }
+
+    /// Delivers the cut-down record that replaces one the broker refused for good, then
+    /// completes the message: its job has ended. Refused too (a topic this worker may not
+    /// write to), the job still ends, with an error in the log; only a shutdown leaves
+    /// it uncommitted.
+    private func deliverReplacement(_ producer: KafkaProducer, topic: String, key: [UInt8]?, value: [UInt8],
+                                    for message: KafkaMessage, ticket: OffsetTracker.Ticket) async {
+        switch await deliver(producer, topic: topic, key: key, value: value) {
+        case .delivered:
+            complete(ticket)
+        case .permanent(let refusal):
+            logger.error("\(topic) refused the cut-down record too (\(refusal)); the message is committed without one", metadata: [
+                "topic": "\(message.topic)", "partition": "\(message.partition)", "offset": "\(message.offset)",
+            ])
+            complete(ticket)
+        case .cancelled:
+            break
+        }
+    }
+
+    /// Produces until acknowledged, retrying while the broker is away; gives up when the
+    /// broker refuses the message for good (too large, not authorized), or when the
+    /// worker is cancelled (the message then stays uncommitted).
+    private func deliver(_ producer: KafkaProducer, topic: String, key: [UInt8]?, value: [UInt8]) async -> Delivery {
         var delay = 0.2
         while true {
             do {
                 try await producer.send(topic: topic, key: key, value: value)
-                return true
+                return .delivered
             } catch {
-                if Task.isCancelled { return false }
+                if let refusal = error as? KafkaError, refusal.isPermanent { return .permanent(refusal) }
+                if Task.isCancelled { return .cancelled }
                 switch deliveryFailures.admit(topic) {
                 case .first: logger.warning("producing to \(topic) failed, retrying until the broker takes it: \(error)")
                 case .summary(let count): logger.warning("producing to \(topic) still fails (\(count) times in the last \(deliveryFailures.interval)), retrying: \(error)")
@@ -250,54 +409,8 @@ public final class Worker: Service {
         }
     }
 
-    private func complete(_ message: KafkaMessage) {
-        tracker.withLock { _ = $0.complete(message.topicPartition, offset: message.offset) }
-    }
-}
-
-/// A message that could not be parsed or validated, as written to the DLQ.
-struct DLQRecord: Encodable {
-    var error: String
-    var topic: String
-    var partition: Int32
-    var offset: Int64
-    var key: String?
-    var valueBase64: String
-    var at: String
-
-    init(message: KafkaMessage, error: String) {
-        self.error = error
-        self.topic = message.topic
-        self.partition = message.partition
-        self.offset = message.offset
-        self.key = message.keyString
-        self.valueBase64 = Data(DLQRecord.redacted(message.value)).base64EncodedString()
-        self.at = ISO8601DateFormatter().string(from: Date())
-    }
-
-    /// The message value with any `api_key` removed, where it is JSON enough to find it.
-    static func redacted(_ value: [UInt8]) -> [UInt8] {
-        guard var object = (try? JSON.decode(JSONValue.self, from: value))?.objectValue, object["api_key"] != nil else {
-            return value
-        }
-        object["api_key"] = nil
-        return (try? JSON.encode(JSONValue.object(object))) ?? []
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case error, topic, partition, offset, key, at
-        case valueBase64 = "value_base64"
-    }
-
-    func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(error, forKey: .error)
-        try c.encode(topic, forKey: .topic)
-        try c.encode(partition, forKey: .partition)
-        try c.encode(offset, forKey: .offset)
-        try c.encode(key, forKey: .key)
-        try c.encode(valueBase64, forKey: .valueBase64)
-        try c.encode(at, forKey: .at)
+    private func complete(_ ticket: OffsetTracker.Ticket) {
+        tracker.withLock { _ = $0.complete(ticket) }
     }
 }
 
@@ -307,6 +420,15 @@ final class SharedTracker: Sendable {
 
     func withLock<R>(_ body: (inout OffsetTracker) -> R) -> R {
         mutex.withLock { body(&$0) }
+    }
+}
+
+/// When a graceful shutdown must be done: set when it begins.
+final class DrainDeadline: Sendable {
+    private let deadline = Mutex(Double.infinity)
+    var value: Double {
+        get { deadline.withLock { $0 } }
+        set { deadline.withLock { $0 = newValue } }
     }
 }
 

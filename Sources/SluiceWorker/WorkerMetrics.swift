@@ -2,6 +2,7 @@ import CoreMetrics
 import Metrics
 import Prometheus
 import SluiceCore
+import Synchronization
 
 /// The worker's metrics, through swift-metrics into a Prometheus registry of the
 /// worker's own. `sluice worker --metrics-listen HOST:PORT` serves it at `/metrics`.
@@ -17,11 +18,18 @@ import SluiceCore
 /// | `sluice_worker_tokens_total` | `provider`, `kind` (`input`/`output`) | tokens, as reported or estimated |
 /// | `sluice_worker_cost_usd_total` | `provider` | cost of priced models |
 /// | `sluice_worker_consumer_lag` | `partition` | messages behind the partition's end, per assigned partition of the requests topic |
+/// | `sluice_worker_stale_messages_total` | | messages fetched under an assignment that ended before they started (left to the partition's owner) |
+/// | `sluice_worker_results_replayed_total` | | redelivered jobs answered from their stored result, without calling the provider |
+/// | `sluice_worker_redis_dropped_commands_total` | | events dropped because Redis was away and the buffer was full |
 public final class WorkerMetrics: Sendable {
     public let registry = PrometheusCollectorRegistry()
     private let factory: PrometheusMetricsFactory
     private let inFlight: Meter
     private let dlq: CoreMetrics.Counter
+    private let stale: CoreMetrics.Counter
+    private let replayed: CoreMetrics.Counter
+    private let redisDropped: CoreMetrics.Counter
+    private let redisDroppedSeen = Mutex(0)
 
     public init() {
         var factory = PrometheusMetricsFactory(registry: registry)
@@ -31,11 +39,30 @@ public final class WorkerMetrics: Sendable {
         inFlight = Meter(label: "sluice_worker_jobs_in_flight", factory: factory)
         inFlight.set(0)
         dlq = CoreMetrics.Counter(label: "sluice_worker_dlq_total", factory: factory)
+        stale = CoreMetrics.Counter(label: "sluice_worker_stale_messages_total", factory: factory)
+        replayed = CoreMetrics.Counter(label: "sluice_worker_results_replayed_total", factory: factory)
+        redisDropped = CoreMetrics.Counter(label: "sluice_worker_redis_dropped_commands_total", factory: factory)
+    }
+
+    func staleMessageSkipped() { stale.increment() }
+    func resultReplayed() { replayed.increment() }
+
+    /// Brings the dropped-commands counter up to the connection's running total.
+    func redisDropped(total: Int) {
+        let delta = redisDroppedSeen.withLock { seen -> Int in
+            defer { seen = max(seen, total) }
+            return total - seen
+        }
+        if delta > 0 { redisDropped.increment(by: delta) }
     }
 
     func jobStarted() { inFlight.increment() }
     func jobEnded() { inFlight.decrement() }
     func sentToDLQ() { dlq.increment() }
+    /// A record the broker refused for good, replaced by a cut-down one.
+    func recordRefused(topic: String) {
+        CoreMetrics.Counter(label: "sluice_worker_records_cut_down_total", dimensions: [("topic", topic)], factory: factory).increment()
+    }
 
     func retried(provider: String) {
         CoreMetrics.Counter(label: "sluice_worker_retries_total", dimensions: [("provider", provider)], factory: factory).increment()

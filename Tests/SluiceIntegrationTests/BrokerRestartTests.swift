@@ -103,6 +103,49 @@ struct BrokerRestartTests {
         }
     }
 
+    @Test func aWorkerStoppedWhileTheBrokerIsAwayExitsWithinItsDrainTime() async throws {
+        let broker = try TestBroker()
+        defer { broker.kill() }
+        try await broker.start()
+        try await MockProviderServer.withRunning(defaults: MockBehavior(chunks: 4), logger: TestServices.logger) { mock in
+            let prefix = "b\(UUID().uuidString.prefix(8).lowercased())"
+            var config = SluiceConfig()
+            config.kafka.brokers = broker.address
+            config.kafka.requestsTopic = "\(prefix).requests"
+            config.kafka.resultsTopic = "\(prefix).results"
+            config.kafka.dlqTopic = "\(prefix).dlq"
+            config.kafka.controlTopic = "\(prefix).control"
+            config.kafka.groupID = "\(prefix)-workers"
+            config.redis.url = try TestServices.redisURL()
+            config.worker.drainSeconds = 2
+            config.providers = [.init(name: "mock", kind: .mock, baseURL: mock.baseURL)]
+            config.models = ["default": ModelTarget(provider: "mock", model: "mock-1")]
+            try await broker.createTopics([(config.kafka.requestsTopic, 1), (config.kafka.resultsTopic, 1), (config.kafka.dlqTopic, 1), (config.kafka.controlTopic, 1)])
+            let dir = try TestPaths.tempDir("broker-away-stop")
+            let configPath = try TestPaths.writeConfig(config, to: dir)
+            let worker = try TestProcess(try TestPaths.sluiceBinary(), ["worker", "--config", configPath, "--log-level", "warning"],
+                                         log: dir.appendingPathComponent("worker.log").path)
+            defer { worker.signal(SIGKILL) }
+            let producer = try KafkaProducer(brokers: config.kafka.brokers, logger: TestServices.logger)
+            let job: JSONValue = ["id": "held", "provider": "mock", "model": "m-chunks=4,delay=100", "chat_input": "x"]
+            try await producer.send(topic: config.kafka.requestsTopic, key: "held", value: try JSON.encode(job))
+            producer.shutdown(timeoutMs: 2_000)
+            for _ in 0..<600 where mock.stats.snapshot.activeStreams == 0 { try await Task.sleep(for: .milliseconds(25)) }
+            try #require(mock.stats.snapshot.activeStreams == 1, "the job did not start")
+            // The broker goes away: the job finishes and its result has nowhere to go.
+            broker.kill()
+            for _ in 0..<400 where mock.stats.snapshot.activeStreams > 0 { try await Task.sleep(for: .milliseconds(25)) }
+            try await Task.sleep(for: .milliseconds(500))
+            let stoppedAt = ContinuousClock.now
+            worker.signal(SIGTERM)
+            let exit = await worker.wait(timeout: .seconds(60))
+            let took = ContinuousClock.now - stoppedAt
+            #expect(exit != nil, "SIGTERM with the broker away did not end the worker within 60 s")
+            // drain_s (2 s), then closing the Kafka clients against a broker that is gone.
+            #expect(took < .seconds(20), "SIGTERM took \(took) with the broker away")
+        }
+    }
+
     static func lines(_ path: String) -> [String] {
         (try? String(contentsOfFile: path, encoding: .utf8))?.split(separator: "\n").map(String.init) ?? []
     }

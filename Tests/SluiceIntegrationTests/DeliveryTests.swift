@@ -80,14 +80,54 @@ struct DeliveryTests {
                 try await Task.sleep(for: .milliseconds(25))
             }
             try await worker.stop()
-            try await Task.sleep(for: .milliseconds(300))
             #expect(stack.results.all.isEmpty, "jobs cut by shutdown produce no result")
+            // Nor an ending for their readers: no final event, no stored result.
+            for id in ids {
+                let names = try await stack.events(of: id).compactMap { $0["event"]?.stringValue }
+                #expect(names.contains("chunk"), "\(id) had started streaming")
+                #expect(!names.contains("chat_finished") && !names.contains("chat_response_failure"), "\(id): \(names.suffix(3))")
+                let stored = try await stack.redis.execute(RedisCommand("GET", RedisKeys.result(id)))
+                #expect(stored.isNull, "\(id) has a stored result after a drain")
+            }
 
             let next = WorkerHandle(config: stack.config)
             let results = try await stack.waitForResults(ids.count, timeout: .seconds(60))
             try await next.stop()
             #expect(Set(results.keys) == Set(ids))
             #expect(results.values.allSatisfy { $0.status == .succeeded })
+            // The run that took over replaced the cut-off run's replay, continuing its seq.
+            for id in ids {
+                let events = try await stack.events(of: id)
+                let runs = Set(events.compactMap { $0["run"]?.stringValue })
+                let seqs = events.compactMap { $0["seq"]?.doubleValue.map(Int.init) }
+                #expect(runs.count == 1, "\(id): replay mixes runs \(runs)")
+                #expect((seqs.first ?? 0) > 1, "\(id): seq continues after the cut-off run")
+                #expect(zip(seqs, seqs.dropFirst()).allSatisfy { $1 == $0 + 1 }, "\(id): gap in \(seqs)")
+                #expect(events.last?["event"]?.stringValue == "chat_finished")
+            }
+        }
+    }
+
+    @Test func aJobDeliveredTwiceRunsOnceAndItsResultIsProducedAgain() async throws {
+        try await TestStack.with(mock: MockBehavior(chunks: 20, chunkDelay: .milliseconds(50))) { stack in
+            // The same record twice (a redelivery), taken by one worker while the first
+            // run is still streaming: the second waits for the first and answers with its
+            // stored result.
+            let job: JSONValue = ["id": "twice", "model": "default", "chat_input": "x"]
+            try await stack.submit(job)
+            try await stack.submit(job)
+            var messages: [KafkaMessage] = []
+            for _ in 0..<1200 {
+                messages = stack.results.all.filter { $0.keyString == "twice" }
+                if messages.count >= 2 { break }
+                try await Task.sleep(for: .milliseconds(25))
+            }
+            #expect(messages.count == 2)
+            #expect(messages.first?.value == messages.last?.value, "the second is the stored result of the first")
+            #expect(stack.mock.stats.snapshot.requests == 1, "the provider was called once")
+            let events = try await stack.events(of: "twice")
+            #expect(Set(events.compactMap { $0["run"]?.stringValue }).count == 1)
+            #expect(events.compactMap { $0["seq"]?.doubleValue.map(Int.init) } == Array(1...events.count))
         }
     }
 

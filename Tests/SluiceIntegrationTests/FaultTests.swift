@@ -33,6 +33,11 @@ struct ProviderFaultTests {
             let started = events.filter { $0["event"] == "chat_started" }
             #expect(started.map { $0["data"]?["attempt"]?.intValue ?? 0 } == [1, 2, 3, 4])
             #expect(started.map { $0["data"]?["model"]?.stringValue ?? "" } == ["m-status=503", "m-status=503", "m-status=503", "m-1"])
+            // The request body is published once per job, not once per attempt.
+            let requests = events.filter { $0["event"] == "chat_completion_request" }
+            #expect(requests.count == 4)
+            #expect(requests.first?["data"]?["body"]?.objectValue != nil)
+            #expect(requests.dropFirst().allSatisfy { $0["data"]?["body"] == .null })
             // Backoff: 0.25 s × 2^retry with jitter in [half, full]: ≥ 0.125 s, then ≥ 0.25 s.
             let t = startedTimes(events)
             #expect(t[1] - t[0] >= 0.12, "first backoff \(t[1] - t[0])")
@@ -48,6 +53,25 @@ struct ProviderFaultTests {
             let t429 = startedTimes(try await stack.events(of: "r429"))
             #expect(t429.count == 3)
             #expect(t429[1] - t429[0] >= 0.99 && t429[2] - t429[1] >= 0.99, "\(t429)")
+        }
+    }
+
+    @Test func aRequestThatCannotBeSentFailsAtOnceWithoutWalkingTheFallbacks() async throws {
+        try await TestStack.with(configure: { $0.worker.maxAttempts = 3 }) { stack in
+            // A per-job key that is not a valid header value: the same for every target.
+            try await stack.submit(["id": "bad-key", "provider": "mock", "model": "m-1", "chat_input": "x",
+                                    "api_key": "sk-line\nbreak",
+                                    "fallbacks": [["provider": "mock", "model": "m-2"], ["provider": "mock", "model": "m-3"]]])
+            let results = try await stack.waitForResults(1, timeout: .seconds(30))
+            let r = try #require(results["bad-key"])
+            #expect(r.status == .failed)
+            #expect(r.error?.type == "invalid_request")
+            #expect(r.metrics.attempts == 1)
+            #expect(stack.mock.stats.snapshot.requests == 0)
+            let events = try await stack.events(of: "bad-key")
+            #expect(events.filter { $0["event"] == "chat_started" }.count == 1)
+            let message = r.error?.message ?? ""
+            #expect(message.contains("authorization") && !message.contains("sk-line"), "the key is not echoed: \(message)")
         }
     }
 

@@ -431,6 +431,46 @@ struct RedisClientTests {
         #expect(values == Array((5000 - values.count)..<5000))
     }
 
+    @Test func aConnectedRedisThatFallsBehindLosesNothingAndAsksForRoom() async throws {
+        try await withRedis { url, _ in
+            var configuration = try RedisConfiguration(url: url)
+            configuration.maxBufferedCommands = 50
+            let connection = RedisConnection(configuration: configuration, logger: testLogger)
+            defer { connection.shutdown() }
+            _ = try await connection.execute(RedisCommand("PING"))
+            let key = uniqueName("no-drop")
+            var askedForRoom = 0
+            for index in 0..<20_000 {
+                if !connection.send(RedisCommand("RPUSH", key, String(index))) {
+                    askedForRoom += 1
+                    await connection.waitForRoom()
+                }
+            }
+            let length = try await connection.execute(RedisCommand("LLEN", key)).int
+            #expect(length == 20_000, "commands were dropped while Redis was connected")
+            #expect(connection.droppedCommandCount == 0)
+            #expect(askedForRoom > 0, "20,000 sends never found a 50-command buffer full")
+        }
+    }
+
+    @Test func pinnedCommandsSurviveAFullBufferWhileRedisIsAway() async throws {
+        let server = try RedisTestServer(port: try freePort())  // not started yet
+        defer { server.stop() }
+        var configuration = try RedisConfiguration(url: server.url)
+        configuration.maxBufferedCommands = 100
+        let connection = RedisConnection(configuration: configuration, logger: testLogger)
+        defer { connection.shutdown() }
+        let key = uniqueName("pinned")
+        var final = RedisCommand("SET", key, "the result")
+        final.isPinned = true
+        connection.send(final)
+        for index in 0..<2000 { connection.send(RedisCommand("RPUSH", key + ":events", String(index))) }
+        #expect(connection.droppedCommandCount >= 1800)
+        try server.start()
+        let stored = try await connection.execute(RedisCommand("GET", key)).string
+        #expect(stored == "the result", "a pinned command was dropped")
+    }
+
     @Test func authenticatesAndSelectsTheDatabase() async throws {
         try await withRedisServer(arguments: ["--requirepass", "hunter2"]) { server in
             let logs = LogRecorder()

@@ -177,3 +177,31 @@ private func withRedis(_ body: (RedisConnection, RedisSubscriber) async throws -
     }
     try await body(redis, subscriber)
 }
+
+/// A completion relay follows one run of a job: a run that takes over after chunks were
+/// relayed ends the relay instead of mixing two replies.
+@Suite struct RunGuardTests {
+    func envelope(run: String, seq: Int, event: EventName) -> [UInt8] {
+        EventEnvelope.encode(jobID: "j", seq: seq, event: event, data: Array("{}".utf8), ts: 0).withPrefix(run: run)
+    }
+
+    @Test func aNewRunBeforeAnyChunkIsFollowedAfterOneItEndsTheRelay() {
+        var runs = RunGuard()
+        let steps: [(String, EventName, Bool)] = [
+            ("a", .chatStarted, true), ("b", .chatStarted, true), ("b", .chunk, true), ("b", .chunk, true), ("c", .chatStarted, false),
+        ]
+        let admitted = steps.enumerated().map { i, step in
+            runs.admit(envelope(run: step.0, seq: i + 1, event: step.1), isChunk: step.1 == .chunk)
+        }
+        // a -> b before any chunk is followed; c after b's chunks ends the relay.
+        #expect(admitted == steps.map(\.2))
+    }
+}
+
+private extension Array where Element == UInt8 {
+    /// The envelope as a worker of run `run` writes it.
+    func withPrefix(run: String) -> [UInt8] {
+        let plain = EventEnvelope.prefix(jobID: "j")
+        return EventEnvelope.prefix(jobID: "j", run: run) + self[plain.count...]
+    }
+}

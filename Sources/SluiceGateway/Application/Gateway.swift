@@ -32,7 +32,7 @@ public struct Gateway: Sendable {
         let redisConfig = try RedisConfiguration(url: config.redis.url)
         self.redis = RedisConnection(configuration: redisConfig, logger: logger)
         self.subscriber = RedisSubscriber(configuration: redisConfig, logger: logger)
-        self.producer = try KafkaProducer(brokers: config.kafka.brokers, properties: config.kafka.properties, logger: logger)
+        self.producer = try KafkaProducer(brokers: config.kafka.brokers, properties: config.kafka.producerProperties, logger: logger)
         self.follower = JobEventFollower(redis: redis, subscriber: subscriber, heartbeat: .seconds(15))
         self.keys = APIKeyTable(
             config.gateway.apiKeys, admin: (config.gateway.adminKeyEnv, config.gateway.adminKey), environment: environment)

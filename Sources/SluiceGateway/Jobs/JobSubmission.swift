@@ -59,6 +59,15 @@ extension Gateway {
         }
         do {
             try await producer.send(topic: config.kafka.requestsTopic, key: job.id, value: record)
+        } catch let error as KafkaError where error.isTooLarge {
+            // The request itself is too large for the queue: retrying cannot help. The id
+            // is freed again.
+            redis.send([RedisCommand("DEL", RedisKeys.meta(job.id))])
+            logger.warning("a job too large for the requests topic: \(error)", metadata: ["job_id": "\(job.id)"])
+            throw APIError(
+                .contentTooLarge, "invalid_request_error",
+                "the job is \(record.count) bytes, more than the job queue takes (kafka.max_message_bytes is \(config.kafka.maxMessageBytes), and the topic's max.message.bytes may be lower); send a smaller request",
+                code: "request_too_large")
         } catch {
             // Free the id again, so that a retry submits rather than finds a job that never was.
             redis.send([RedisCommand("DEL", RedisKeys.meta(job.id))])

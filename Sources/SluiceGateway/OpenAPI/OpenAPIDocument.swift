@@ -893,7 +893,7 @@ enum OpenAPIDocument {
         }
       },
       "TooLarge": {
-        "description": "The body is larger than `gateway.max_body_bytes`.",
+        "description": "The body is larger than `gateway.max_body_bytes`, or the job it makes is larger than the requests topic takes (`kafka.max_message_bytes`).",
         "content": {
           "application/json": {
             "schema": {
@@ -1348,6 +1348,10 @@ enum OpenAPIDocument {
           "metadata": {},
           "raw": {
             "description": "For a passthrough job: the provider's own response."
+          },
+          "input_omitted": {
+            "const": true,
+            "description": "Present when `context` and `chat_input` were left out (`context` empty, `chat_input` null) because the input was larger than `worker.echo_input_max_bytes`."
           }
         }
       },

@@ -114,9 +114,15 @@ extension Gateway {
             // Frames collect here and go out together once no further event is ready:
             // one body write (and one flush to the socket) for a burst of chunks.
             var pending = ByteBuffer()
+            var runs = RunGuard()
+            var restarted = false
             do {
                 let end = try await request.watchingDisconnect { disconnect in
                     try await feed.follow(afterSeq: 0, disconnect: disconnect) { item in
+                        if case .event(_, let name, let envelope, _) = item,
+                           !runs.admit(envelope, isChunk: name == EventName.chunk.rawValue) {
+                            throw RunRestarted()
+                        }
                         CompletionFrames.write(item, style: style, to: &pending)
                     } flush: {
                         guard pending.readableBytes > 0 else { return }
@@ -131,10 +137,26 @@ extension Gateway {
                 disconnected = end == .disconnected
             } catch is ClientGone {
                 disconnected = true
+            } catch is RunRestarted {
+                restarted = true
             } catch {
                 failure = error
             }
             feed.cancel()
+            if restarted {
+                // What was streamed came from a run that was cut off (its worker stopped);
+                // another run starts over. Mixing the two would garble the reply.
+                let error = APIError.jobFailed(status: nil, error: [
+                    "type": "run_restarted",
+                    "message": .string("the job's run was interrupted and the job restarted on another worker; what was streamed is incomplete; the result will be at /v1/jobs/\(jobID)"),
+                ])
+                let bytes = error.jsonBytes
+                SSEFormat.writeData(bytes, range: 0..<bytes.count, to: &pending)
+                pending.writeImmutableBuffer(SSEFormat.done)
+                try await writer.write(pending)
+                try await writer.finish(nil)
+                return
+            }
             if disconnected {
                 await gateway.cancelAfterDisconnect(job)
                 return
@@ -155,6 +177,43 @@ extension Gateway {
 
 /// Writing to the client failed: it has gone.
 struct ClientGone: Error {}
+
+/// A new run of the job began after another run's chunks were relayed.
+struct RunRestarted: Error {}
+
+/// Keeps a relay to one run of a job. Every envelope of a run starts with the same
+/// `{"job_id":…,"run":…` prefix, up to `,"seq":`; a different prefix is a different run.
+/// Before any chunk was relayed, a new run is simply followed instead (the old one said
+/// nothing the reader saw); after, the relay must end.
+struct RunGuard {
+    private var prefix: [UInt8]?
+    private var relayedChunk = false
+    private static let seqKey = Array(#","seq":"#.utf8)
+
+    mutating func admit(_ envelope: [UInt8], isChunk: Bool) -> Bool {
+        guard let end = RunGuard.prefixEnd(envelope) else { return true }
+        let runPrefix = envelope[..<end]
+        if let prefix, !prefix.elementsEqual(runPrefix) {
+            if relayedChunk { return false }
+            self.prefix = Array(runPrefix)
+        } else if prefix == nil {
+            prefix = Array(runPrefix)
+        }
+        if isChunk { relayedChunk = true }
+        return true
+    }
+
+    private static func prefixEnd(_ bytes: [UInt8]) -> Int? {
+        let key = seqKey
+        guard bytes.count > key.count else { return nil }
+        var i = 0
+        while i + key.count <= bytes.count {
+            if bytes[i] == key[0], bytes[i + 1] == key[1], bytes[(i + 2)..<(i + key.count)].elementsEqual(key[2...]) { return i }
+            i += 1
+        }
+        return nil
+    }
+}
 
 /// The OpenAI-style frames of a job's events: each chunk's `data` as a `data:` line, a
 /// failure as an OpenAI error object, `chat_finished` as `data: [DONE]`; the other

@@ -4,9 +4,10 @@ import Logging
 
 /// Topic administration for the local stack and tests.
 public enum KafkaAdmin {
-    /// Creates topics that do not exist yet; existing ones are left as they are.
+    /// Creates topics that do not exist yet, each with the topic settings `config` (e.g.
+    /// `max.message.bytes`); existing ones are left as they are.
     public static func createTopics(
-        brokers: String, topics: [(name: String, partitions: Int)], timeoutMs: Int32 = 15_000
+        brokers: String, topics: [(name: String, partitions: Int)], config: [String: String] = [:], timeoutMs: Int32 = 15_000
     ) throws {
         guard !topics.isEmpty else { return }
         let conf = try RDKafkaConfig.make(["bootstrap.servers": brokers, "log.connection.close": "false"])
@@ -25,6 +26,13 @@ public enum KafkaAdmin {
                 throw KafkaError(.admin, "topic \(t.name): \(String(cString: errstr))")
             }
             newTopics.append(nt)
+            for (key, value) in config.sorted(by: { $0.key < $1.key }) {
+                let err = rd_kafka_NewTopic_set_config(nt, key, value)
+                guard err == RD_KAFKA_RESP_ERR_NO_ERROR else {
+                    throw KafkaError(.admin, "topic \(t.name): setting \(key)=\(value): \(RDKafkaConfig.errorString(err))",
+                                     rdkafkaError: err.rawValue)
+                }
+            }
         }
         let queue = rd_kafka_queue_new(rk)
         defer { rd_kafka_queue_destroy(queue) }
@@ -96,5 +104,49 @@ public final class KafkaProbe: Sendable {
                 }
             }
         }
+    }
+}
+
+extension KafkaAdmin {
+    /// Messages of `topic` not yet committed by `group`, per partition: each partition's
+    /// end (high watermark) minus the group's committed offset (the whole partition when
+    /// the group has committed nothing). Asks the broker; does not join the group.
+    /// Blocking: call it off the cooperative pool (or in tools and tests).
+    public static func groupLag(brokers: String, group: String, topic: String, logger: Logger) throws -> [Int32: Int64] {
+        let props = [
+            "bootstrap.servers": brokers, "group.id": group, "enable.auto.commit": "false", "log.connection.close": "false",
+        ]
+        let client = try RDKafkaClient(kind: .consumer, properties: props, context: RDKafkaContext(logger: logger))
+        guard let rkt = rd_kafka_topic_new(client.handle, topic, nil) else {
+            throw KafkaError(.client, "cannot name topic \(topic)")
+        }
+        defer { rd_kafka_topic_destroy(rkt) }
+        var metadata: UnsafePointer<rd_kafka_metadata>?
+        let err = rd_kafka_metadata(client.handle, 0, rkt, &metadata, 5_000)
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR, let metadata else {
+            throw KafkaError(.client, "cannot read \(topic)'s partitions: \(RDKafkaConfig.errorString(err))", rdkafkaError: err.rawValue)
+        }
+        defer { rd_kafka_metadata_destroy(metadata) }
+        guard metadata.pointee.topic_cnt > 0, let t = metadata.pointee.topics?.pointee, let parts = t.partitions else { return [:] }
+        let list = rd_kafka_topic_partition_list_new(t.partition_cnt)!
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        for i in 0..<Int(t.partition_cnt) { _ = rd_kafka_topic_partition_list_add(list, topic, parts[i].id) }
+        let committedErr = rd_kafka_committed(client.handle, list, 5_000)
+        guard committedErr == RD_KAFKA_RESP_ERR_NO_ERROR, let elems = list.pointee.elems else {
+            throw KafkaError(.commit, "cannot read \(group)'s committed offsets: \(RDKafkaConfig.errorString(committedErr))",
+                             rdkafkaError: committedErr.rawValue)
+        }
+        var lag: [Int32: Int64] = [:]
+        for i in 0..<Int(list.pointee.cnt) {
+            var low: Int64 = 0
+            var high: Int64 = 0
+            let q = rd_kafka_query_watermark_offsets(client.handle, topic, elems[i].partition, &low, &high, 5_000)
+            guard q == RD_KAFKA_RESP_ERR_NO_ERROR else {
+                throw KafkaError(.client, "cannot read \(topic)[\(elems[i].partition)]'s end: \(RDKafkaConfig.errorString(q))")
+            }
+            let committed = elems[i].offset >= 0 ? elems[i].offset : low
+            lag[elems[i].partition] = max(0, high - committed)
+        }
+        return lag
     }
 }

@@ -22,7 +22,7 @@ final class RDKafkaClient: @unchecked Sendable {
     enum Kind { case producer, consumer }
 
     enum Rebalance: Sendable {
-        case assigned([TopicPartition])
+        case assigned([TopicPartition], generation: UInt64)
         case revoked([TopicPartition])
     }
 
@@ -141,6 +141,52 @@ final class RDKafkaClient: @unchecked Sendable {
         }
     }
 
+    /// Assigns every partition of `topic` (no group), each starting at the first message
+    /// at or after `fromTimestampMs` (the end, where there is none). Returns false when
+    /// the topic does not exist yet or the broker does not answer; try again later.
+    func assignAll(topic: String, fromTimestampMs: Int64) -> Bool {
+        guard let rkt = rd_kafka_topic_new(handle, topic, nil) else { return false }
+        defer { rd_kafka_topic_destroy(rkt) }
+        var metadata: UnsafePointer<rd_kafka_metadata>?
+        let err = rd_kafka_metadata(handle, 0, rkt, &metadata, 2_000)
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR, let metadata else {
+            context.logger.debug("cannot read \(topic)'s partitions yet: \(RDKafkaConfig.errorString(err))")
+            return false
+        }
+        defer { rd_kafka_metadata_destroy(metadata) }
+        guard metadata.pointee.topic_cnt > 0, let t = metadata.pointee.topics?.pointee,
+              t.err == RD_KAFKA_RESP_ERR_NO_ERROR, t.partition_cnt > 0, let parts = t.partitions
+        else {
+            context.logger.debug("\(topic) has no partitions yet")
+            return false
+        }
+        let list = rd_kafka_topic_partition_list_new(t.partition_cnt)!
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        for i in 0..<Int(t.partition_cnt) {
+            let p = rd_kafka_topic_partition_list_add(list, topic, parts[i].id)
+            p?.pointee.offset = fromTimestampMs  // offsets_for_times reads timestamps here
+        }
+        let found = rd_kafka_offsets_for_times(handle, list, 5_000)
+        if let elems = list.pointee.elems {
+            for i in 0..<Int(list.pointee.cnt) {
+                if found != RD_KAFKA_RESP_ERR_NO_ERROR || elems[i].err != RD_KAFKA_RESP_ERR_NO_ERROR {
+                    // A broker that cannot look offsets up by time: from the start (the
+                    // reader skips what is too old by the message's timestamp).
+                    elems[i].offset = Int64(RD_KAFKA_OFFSET_BEGINNING)
+                } else if elems[i].offset < 0 {
+                    elems[i].offset = Int64(RD_KAFKA_OFFSET_END)  // nothing that recent
+                }
+            }
+        }
+        let assigned = rd_kafka_assign(handle, list)
+        guard assigned == RD_KAFKA_RESP_ERR_NO_ERROR else {
+            context.logger.debug("cannot assign \(topic): \(RDKafkaConfig.errorString(assigned))")
+            return false
+        }
+        context.logger.debug("reading \(topic) without a group", metadata: ["partitions": "\(t.partition_cnt)"])
+        return true
+    }
+
     enum PollResult {
         case message(KafkaMessage)
         case error(String)
@@ -161,9 +207,11 @@ final class RDKafkaClient: @unchecked Sendable {
         let key = msg.key.map { Array(UnsafeRawBufferPointer(start: $0, count: msg.key_len)) }
         var tsType = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
         let ts = rd_kafka_message_timestamp(m, &tsType)
+        let tp = TopicPartition(topic: topic, partition: msg.partition)
         return .message(KafkaMessage(
             topic: topic, partition: msg.partition, offset: msg.offset, key: key, value: value,
-            timestampMs: tsType == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? nil : ts))
+            timestampMs: tsType == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? nil : ts,
+            generation: context.assignments.withLock { $0.generation(of: tp) }))
     }
 
     func commit(_ offsets: [TopicPartitionOffset], synchronously: Bool) throws {
@@ -229,12 +277,19 @@ final class RDKafkaClient: @unchecked Sendable {
     }
 }
 
-/// The continuation of one produced message, resolved by its delivery report.
-final class DeliveryPromise: @unchecked Sendable {
-    // @unchecked: the continuation is resumed exactly once, from the delivery report
-    // (or from `produce` when enqueueing fails, in which case no report will come).
-    let continuation: CheckedContinuation<Void, any Error>
-    init(_ continuation: CheckedContinuation<Void, any Error>) { self.continuation = continuation }
+/// The continuation of one produced message, resolved by its delivery report, or
+/// earlier by the sender's cancellation (the report then finds it resolved).
+final class DeliveryPromise: Sendable {
+    private let state: Mutex<CheckedContinuation<Void, any Error>?>
+    init(_ continuation: CheckedContinuation<Void, any Error>) { state = Mutex(continuation) }
+
+    func resolve(_ result: Result<Void, any Error>) {
+        let continuation = state.withLock { c in
+            defer { c = nil }
+            return c
+        }
+        continuation?.resume(with: result)
+    }
 }
 
 /// Delivery reports: called on the producer's poll thread. Balances the `passRetained`
@@ -246,10 +301,10 @@ private let deliveryCallback: @convention(c) (OpaquePointer?, UnsafePointer<rd_k
     let err = message.pointee.err
     if err == RD_KAFKA_RESP_ERR_NO_ERROR {
         RDKafkaContext.from(rk)?.brokerAnswered()
-        promise.continuation.resume()
+        promise.resolve(.success(()))
     } else {
-        promise.continuation.resume(throwing: KafkaError(
-            .delivery, "delivery failed: \(RDKafkaConfig.errorString(err))", rdkafkaError: err.rawValue))
+        promise.resolve(.failure(KafkaError(
+            .delivery, "delivery failed: \(RDKafkaConfig.errorString(err))", rdkafkaError: err.rawValue)))
     }
 }
 
@@ -266,7 +321,11 @@ private let rebalanceCallback: @convention(c) (
     switch err {
     case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
         context?.logger.info("partitions assigned", metadata: ["partitions": "\(tps)"])
-        context?.onRebalance?(.assigned(tps))
+        if let context {
+            if !cooperative { context.assignments.withLock { $0.revokeAll() } }
+            let generation = context.assignments.withLock { $0.assign(tps) }
+            context.onRebalance?(.assigned(tps, generation: generation))
+        }
         if cooperative {
             if let e = rd_kafka_incremental_assign(rk, partitions) { rd_kafka_error_destroy(e) }
         } else {
@@ -284,6 +343,8 @@ private let rebalanceCallback: @convention(c) (
         }
     case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
         context?.logger.info("partitions revoked", metadata: ["partitions": "\(tps)"])
+        // Stamped first: whatever is fetched from here on for these partitions is refused.
+        context?.assignments.withLock { cooperative ? $0.revoke(tps) : $0.revokeAll() }
         context?.onRebalance?(.revoked(tps))
         if cooperative {
             if let e = rd_kafka_incremental_unassign(rk, partitions) { rd_kafka_error_destroy(e) }
@@ -292,18 +353,37 @@ private let rebalanceCallback: @convention(c) (
         }
     default:
         context?.logger.warning("rebalance error: \(RDKafkaConfig.errorString(err))")
+        context?.assignments.withLock { $0.revokeAll() }
+        context?.onRebalance?(.revoked(tps))
         rd_kafka_assign(rk, nil)
     }
 }
 
+/// The broker's answer to a commit (asynchronous or not), per partition: handed to the
+/// owner, which counts an offset as committed only from here.
 private let offsetCommitCallback: @convention(c) (
     OpaquePointer?, rd_kafka_resp_err_t, UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?, UnsafeMutableRawPointer?
-) -> Void = { rk, err, _, _ in
-    guard err != RD_KAFKA_RESP_ERR_NO_ERROR, err != RD_KAFKA_RESP_ERR__NO_OFFSET else { return }
-    // Commits fail in a row while the brokers are away: one line per 30 s.
-    RDKafkaContext.from(rk)?.warnThrottled(
-        "commit", "offset commit failed; the messages will be read again after a restart",
-        metadata: ["rdkafka.error": "\(RDKafkaConfig.errorString(err))"])
+) -> Void = { rk, err, partitions, _ in
+    guard let context = RDKafkaContext.from(rk) else { return }
+    var outcome: [(TopicPartitionOffset, Bool)] = []
+    var failure = err == RD_KAFKA_RESP_ERR_NO_ERROR || err == RD_KAFKA_RESP_ERR__NO_OFFSET ? nil : err
+    if let partitions, partitions.pointee.cnt > 0, let elems = partitions.pointee.elems {
+        for i in 0..<Int(partitions.pointee.cnt) {
+            let e = elems[i]
+            let ok = err == RD_KAFKA_RESP_ERR_NO_ERROR && e.err == RD_KAFKA_RESP_ERR_NO_ERROR
+            if e.err != RD_KAFKA_RESP_ERR_NO_ERROR { failure = e.err }
+            guard e.offset >= 0 else { continue }
+            let tp = TopicPartition(topic: String(cString: e.topic), partition: e.partition)
+            outcome.append((TopicPartitionOffset(tp, offset: e.offset), ok))
+        }
+    }
+    if !outcome.isEmpty { context.onCommit?(outcome) }
+    if let failure {
+        // Commits fail in a row while the brokers are away: one line per 30 s.
+        context.warnThrottled(
+            "commit", "offset commit failed; it is retried",
+            metadata: ["rdkafka.error": "\(RDKafkaConfig.errorString(failure))"])
+    }
 }
 
 /// A thread of its own for a blocking poll loop (never the cooperative pool).

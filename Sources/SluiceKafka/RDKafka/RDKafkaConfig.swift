@@ -19,6 +19,23 @@ enum RDKafkaConfig {
         return conf
     }
 
+    /// Produce errors that retrying the same message cannot cure (`KafkaError.isPermanent`).
+    static let permanentProduceErrors: Set<Int32> = tooLargeProduceErrors.union([
+        RD_KAFKA_RESP_ERR_INVALID_RECORD.rawValue,
+        RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED.rawValue,
+        RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED.rawValue,
+        // The topic name is not a valid one.
+        RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION.rawValue,
+    ])
+
+    /// Produce errors that say the message (or its batch) is too large: librdkafka
+    /// reports a message over `message.max.bytes` when it is enqueued, a broker one over
+    /// the topic's `max.message.bytes` in the delivery report.
+    static let tooLargeProduceErrors: Set<Int32> = [
+        RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE.rawValue,
+        RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE.rawValue,
+    ]
+
     static func errorString(_ err: rd_kafka_resp_err_t) -> String {
         String(cString: rd_kafka_err2str(err))
     }
@@ -31,6 +48,12 @@ final class RDKafkaContext: @unchecked Sendable {
     // closures are themselves @Sendable.
     let logger: Logger
     let onRebalance: (@Sendable (RDKafkaClient.Rebalance) -> Void)?
+    /// The broker's answer to each commit, per partition: `true` when it took the offset.
+    let onCommit: (@Sendable ([(TopicPartitionOffset, Bool)]) -> Void)?
+    /// Each assigned partition's assignment generation, stamped on the messages fetched
+    /// under it. Written by the rebalance callback, read by the poll loop: both on the
+    /// consumer's poll thread, but the lock keeps it correct wherever they run.
+    let assignments = Mutex(Assignments())
     /// Connection failures, collapsed into an outage's first line, summaries and last line.
     let outage = BrokerOutage()
     /// Every other repeating error, logged once per 30 s with a count.
@@ -40,9 +63,34 @@ final class RDKafkaContext: @unchecked Sendable {
     /// differs between versions.
     let wantsPaused = Atomic<Bool>(false)
 
-    init(logger: Logger, onRebalance: (@Sendable (RDKafkaClient.Rebalance) -> Void)? = nil) {
+    init(logger: Logger, onRebalance: (@Sendable (RDKafkaClient.Rebalance) -> Void)? = nil,
+         onCommit: (@Sendable ([(TopicPartitionOffset, Bool)]) -> Void)? = nil) {
         self.logger = logger
         self.onRebalance = onRebalance
+        self.onCommit = onCommit
+    }
+
+    /// Partitions held and the generation each was assigned under.
+    struct Assignments: Sendable {
+        private var next: UInt64 = 1
+        private var held: [TopicPartition: UInt64] = [:]
+
+        /// Starts a new generation for `tps` and returns it.
+        mutating func assign(_ tps: [TopicPartition]) -> UInt64 {
+            let generation = next
+            next &+= 1
+            for tp in tps { held[tp] = generation }
+            return generation
+        }
+
+        mutating func revoke(_ tps: [TopicPartition]) {
+            for tp in tps { held[tp] = nil }
+        }
+
+        mutating func revokeAll() { held.removeAll() }
+
+        /// 0 for a partition not held (its messages are refused downstream).
+        func generation(of tp: TopicPartition) -> UInt64 { held[tp] ?? 0 }
     }
 
     /// Logs `message` unless the same `key` was logged less than 30 s ago; then a summary

@@ -1,0 +1,105 @@
+import SluiceCore
+import SluiceRedis
+
+/// One run of a job at a time, and no second run of a finished job.
+///
+/// A run claims the job with `SET sluice:job:{id}:run <run> NX PX <lease>` and renews the
+/// lease while it runs; the claim is released once the result is stored. A message
+/// delivered again (after a rebalance, a crash or a drain) meets one of three cases:
+/// the result is stored (the job finished: its result is produced again, the provider is
+/// not called), the claim is held (a run is still going, on the worker that had the
+/// partition before: wait for it), or neither (run it, continuing the event `seq`).
+///
+/// Before any of that, the job's id is claimed for its tenant (`JobOwnership`): a job
+/// whose id another tenant holds neither runs nor sees that tenant's stored result.
+///
+/// While Redis is unreachable jobs run unclaimed: delivery stays at least once.
+enum RunClaim {
+    /// How long a claim outlives a run that stopped renewing it (a killed worker).
+    static let lease: Duration = .seconds(10)
+    static let renewEvery: Duration = .seconds(3)
+
+    enum Outcome {
+        /// Ours; the replay stream's last seq so far (0 for a first run).
+        case claimed(lastSeq: Int)
+        /// The job finished before: its stored result.
+        case finished([UInt8])
+        /// Another run holds it.
+        case heldElsewhere
+        /// Redis did not answer.
+        case unavailable
+        /// The id belongs to another tenant's job (or to keys with no owner).
+        case ownedByAnotherTenant
+    }
+
+    /// One round trip: the id for the tenant, the claim, the stored result and the last
+    /// seq, pipelined.
+    static func claim(jobID: String, run: String, tenant: String, ttlSeconds: Int, redis: RedisConnection) async -> Outcome {
+        guard redis.isConnected else { return .unavailable }
+        let replies: [RedisReply]
+        do {
+            let owner = JobOwnership.claimArguments(jobID: jobID, tenant: tenant, ttlSeconds: ttlSeconds)
+            replies = try await redis.execute([
+                RedisCommand(owner.map { Array($0.utf8) }),
+                RedisCommand("SET", RedisKeys.run(jobID), run, "NX", "PX", String(lease.wholeMilliseconds)),
+                RedisCommand("GET", RedisKeys.result(jobID)),
+                RedisCommand("XREVRANGE", RedisKeys.events(jobID), "+", "-", "COUNT", "1"),
+            ])
+        } catch {
+            return .unavailable
+        }
+        let claimed = replies[1].string == "OK"
+        if let parts = replies[0].array, parts.count == 2, let ownerClaimed = parts[0].int,
+           JobOwnership.Claim(claimed: ownerClaimed, owner: parts[1].string ?? "", tenant: tenant) == .ownedByOther {
+            if claimed { release(jobID: jobID, run: run, redis: redis) }
+            return .ownedByAnotherTenant
+        }
+        if let result = replies[2].bytes, !result.isEmpty {
+            if claimed { release(jobID: jobID, run: run, redis: redis) }
+            return .finished(result)
+        }
+        guard claimed else { return .heldElsewhere }
+        return .claimed(lastSeq: lastSeq(replies[3]))
+    }
+
+    /// Extends the lease if the claim is still this run's, or takes it again if it is
+    /// gone (Redis restarted empty). False when another run holds it.
+    static func renew(jobID: String, run: String, redis: RedisConnection) async -> Bool {
+        let script = """
+            local v = redis.call('GET', KEYS[1])
+            if v == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+            if not v then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]); return 1 end
+            return 0
+            """
+        guard let reply = try? await redis.execute(
+            RedisCommand("EVAL", script, "1", RedisKeys.run(jobID), run, String(lease.wholeMilliseconds)))
+        else { return true }  // Redis away: nobody else can claim either
+        return reply.int != 0
+    }
+
+    /// Releases the claim if it is still this run's. Fire and forget, queued after the
+    /// run's last event and result, so a waiting worker finds the result first.
+    static func release(jobID: String, run: String, redis: RedisConnection) {
+        let script = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+        var command = RedisCommand("EVAL", script, "1", RedisKeys.run(jobID), run)
+        command.isPinned = true
+        redis.send(command)
+    }
+
+    private static func lastSeq(_ reply: RedisReply) -> Int {
+        guard let entry = reply.array?.first?.array?.first?.string,
+              let dash = entry.firstIndex(of: "-"),
+              let n = Int(entry[entry.index(after: dash)...])
+        else { return 0 }
+        return n
+    }
+}
+
+extension Duration {
+    /// Whole milliseconds, saturating.
+    var wholeMilliseconds: Int64 {
+        let (seconds, attoseconds) = components
+        let (ms, overflow) = seconds.multipliedReportingOverflow(by: 1000)
+        return overflow ? (seconds < 0 ? .min : .max) : ms &+ attoseconds / 1_000_000_000_000_000
+    }
+}
