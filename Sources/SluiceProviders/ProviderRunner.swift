@@ -139,8 +139,12 @@ public struct ProviderRunner: Sendable {
         case .totalTimeout: ProviderError(.timeout, "\(name) did not finish within the job's timeout", retryable: true, detail: error.message)
         case .cancelled: ProviderError(.cancelled, "the request was cancelled", retryable: false)
         case .invalidRequest:
-            ProviderError(.invalidRequest, "the request to \(name) cannot be sent (an invalid URL or header; a per-job api_key must be one line of text)",
-                          retryable: false, detail: error.message)
+            // "invalid header field \"authorization\"" says which header and nothing of
+            // the value; a message about the URL names its host and stays in the log.
+            ProviderError(
+                .invalidRequest,
+                "the request to \(name) cannot be sent: \(error.message.contains(":") ? "its URL was refused" : error.message) (a per-job api_key must be one line of text)",
+                retryable: false, detail: error.message)
         case .connect: ProviderError(.connection, "could not connect to \(name)", retryable: true, detail: error.message)
         default: ProviderError(.connection, "the connection to \(name) failed", retryable: true, detail: error.message)
         }
