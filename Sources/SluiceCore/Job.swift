@@ -48,12 +48,18 @@ public struct Job: Sendable {
     public var fallbacks: [ModelTarget]
     /// A per-job provider key; never logged, echoed or published.
     public var apiKey: Secret?
+    /// The per-job key as the requests topic carries it (`JobKeyring`); the worker opens
+    /// it into `apiKey`.
+    public var sealedAPIKey: String?
+    /// Set by the gateway: which submission this is, so that a cancel stops this job and
+    /// not a later one that reuses its id.
+    public var submissionID: String?
 
     public init(
         id: String, provider: String? = nil, model: String? = nil, request: JobRequest,
         parameters: [String: JSONValue] = [:], stream: Bool = true, sessionID: String? = nil,
         tenant: String = "default", metadata: JSONValue = .null, timeoutSeconds: Double? = nil,
-        fallbacks: [ModelTarget] = [], apiKey: Secret? = nil
+        fallbacks: [ModelTarget] = [], apiKey: Secret? = nil, submissionID: String? = nil, sealedAPIKey: String? = nil
     ) {
         self.id = id
         self.provider = provider
@@ -67,6 +73,8 @@ public struct Job: Sendable {
         self.timeoutSeconds = timeoutSeconds
         self.fallbacks = fallbacks
         self.apiKey = apiKey
+        self.submissionID = submissionID
+        self.sealedAPIKey = sealedAPIKey
     }
 }
 
@@ -221,7 +229,9 @@ extension Job {
             timeoutSeconds: timeout,
             fallbacks: fallbacks,
             // An empty key is no key (LLMstudio sends "" for "use the configured one").
-            apiKey: try fields.string("api_key").flatMap { $0.isEmpty ? nil : Secret($0) }
+            apiKey: try fields.string("api_key").flatMap { $0.isEmpty ? nil : Secret($0) },
+            submissionID: try fields.string("submission_id"),
+            sealedAPIKey: try fields.string("api_key_sealed")
         )
     }
 
@@ -252,6 +262,8 @@ extension Job {
                 return .object(fo)
             })
         }
+        if let submissionID { o["submission_id"] = .string(submissionID) }
+        if let sealedAPIKey { o["api_key_sealed"] = .string(sealedAPIKey) }
         if includeSecret, let apiKey { o["api_key"] = .string(apiKey.value) }
         return .object(o)
     }

@@ -23,6 +23,8 @@ public struct Gateway: Sendable {
     let keys: APIKeyTable
     let metrics: GatewayMetrics
     let kafkaProbe: LazyKafkaProbe
+    /// Seals per-job provider keys for the requests topic; nil without `kafka.job_key_env`.
+    let keyring: JobKeyring?
 
     public init(config: SluiceConfig, logger: Logger, environment: [String: String] = ProcessInfo.processInfo.environment) throws {
         self.config = config
@@ -32,8 +34,10 @@ public struct Gateway: Sendable {
         self.subscriber = RedisSubscriber(configuration: redisConfig, logger: logger)
         self.producer = try KafkaProducer(brokers: config.kafka.brokers, properties: config.kafka.producerProperties, logger: logger)
         self.follower = JobEventFollower(redis: redis, subscriber: subscriber, heartbeat: .seconds(15))
-        self.keys = APIKeyTable(config.gateway.apiKeys, environment: environment)
+        self.keys = APIKeyTable(
+            config.gateway.apiKeys, admin: (config.gateway.adminKeyEnv, config.gateway.adminKey), environment: environment)
         self.metrics = GatewayMetrics()
+        self.keyring = try JobKeyring.from(config.kafka, environment: environment)
         self.kafkaProbe = LazyKafkaProbe(brokers: config.kafka.brokers, properties: config.kafka.properties, logger: logger)
     }
 

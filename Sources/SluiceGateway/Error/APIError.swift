@@ -30,6 +30,17 @@ struct APIError: Error, HTTPResponseError, CustomStringConvertible {
         APIError(.notFound, "not_found_error", message, param: param, code: code)
     }
 
+    /// Something the API key may not do.
+    static func forbidden(_ message: String, param: String? = nil, code: String? = nil) -> APIError {
+        APIError(.forbidden, "permission_error", message, param: param, code: code)
+    }
+
+    /// A job id another tenant holds (or that has no owner): the answer names neither.
+    static func idConflict(_ id: String) -> APIError {
+        APIError(.conflict, "conflict_error", "the job id \"\(id)\" is already in use; submit with another id",
+                 param: "id", code: "job_id_conflict")
+    }
+
     static func unavailable(_ message: String) -> APIError {
         APIError(.serviceUnavailable, "service_unavailable", message)
     }

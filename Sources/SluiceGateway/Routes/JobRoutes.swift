@@ -31,10 +31,14 @@ extension Gateway {
         } catch let error as SluiceError {
             throw APIError.badRequest(error.message, param: "model", code: error.code.rawValue)
         }
-        try await submit(job, api: "jobs")
+        var status: JSONValue = "queued"
+        if try await submit(&job, api: "jobs") == .existing {
+            // The same tenant sent this id before: the existing job, as it stands now.
+            status = try await currentStatus(job.id, meta: try await requireJob(job.id, tenant: tenant)).status
+        }
         return Response.json([
             "id": .string(job.id),
-            "status": "queued",
+            "status": status,
             "status_url": .string("/v1/jobs/\(job.id)"),
             "events_url": .string("/v1/jobs/\(job.id)/events"),
         ], status: .accepted)
@@ -44,12 +48,26 @@ extension Gateway {
         let tenant = try keys.tenant(of: request)
         let id = try Gateway.jobID(in: context)
         let meta = try await requireJob(id, tenant: tenant)
-        let replies = try await redis.execute([
-            RedisCommand("GET", RedisKeys.result(id)),
-            RedisCommand("XREVRANGE", RedisKeys.events(id), "+", "-", "COUNT", "1"),
-        ])
+        let current = try await currentStatus(id, meta: meta)
+        if let result = current.result {
+            return Response.json(["id": .string(id), "status": current.status, "result": result])
+        }
+        return Response.json(["id": .string(id), "status": current.status, "result": .null, "last_event": current.lastEvent])
+    }
+
+    /// A job's status, from its stored result or else its last event.
+    func currentStatus(_ id: String, meta: JobMeta) async throws -> (status: JSONValue, result: JSONValue?, lastEvent: JSONValue) {
+        let replies: [RedisReply]
+        do {
+            replies = try await redis.execute([
+                RedisCommand("GET", RedisKeys.result(id)),
+                RedisCommand("XREVRANGE", RedisKeys.events(id), "+", "-", "COUNT", "1"),
+            ])
+        } catch {
+            throw APIError.unavailable("the event store is not reachable; try again later")
+        }
         if case .bulk(let result) = replies[0], let value = try? JSON.decode(JSONValue.self, from: result) {
-            return Response.json(["id": .string(id), "status": value["status"] ?? "succeeded", "result": value])
+            return (value["status"] ?? "succeeded", value, .null)
         }
         var status: JSONValue = "queued"
         var lastEvent: JSONValue = .null
@@ -59,7 +77,7 @@ extension Gateway {
             lastEvent = event
         }
         if meta.cancelRequested { status = "cancelling" }
-        return Response.json(["id": .string(id), "status": status, "result": .null, "last_event": lastEvent])
+        return (status, nil, lastEvent)
     }
 
     /// Produces a cancel message to the control topic; a worker running the job stops it.
@@ -67,12 +85,12 @@ extension Gateway {
     func cancelJob(_ request: Request, context: BasicRequestContext) async throws -> Response {
         let tenant = try keys.tenant(of: request)
         let id = try Gateway.jobID(in: context)
-        try await requireJob(id, tenant: tenant)
+        let meta = try await requireJob(id, tenant: tenant)
         let result = try? await redis.execute(RedisCommand("GET", RedisKeys.result(id)))
         if let bytes = result?.bytes, let status = JSONPeek.plainString(of: "status", in: bytes, range: 0..<bytes.count) {
             return Response.json(["id": .string(id), "status": .string(status)])
         }
-        try await requestCancel(id, reason: "delete")
+        try await requestCancel(id, tenant: meta.tenant, submissionID: meta.submissionID, reason: "delete")
         return Response.json(["id": .string(id), "status": "cancelling"], status: .accepted)
     }
 

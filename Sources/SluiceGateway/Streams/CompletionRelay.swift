@@ -31,6 +31,7 @@ struct CompletionStyle: Sendable {
 /// at once and, with `gateway.cancel_on_disconnect` (the default), cancels its job.
 extension Gateway {
     func runCompletion(_ job: Job, request: Request, style: CompletionStyle) async throws -> Response {
+        var job = job
         let feed: JobEventFeed
         do {
             feed = try await follower.subscribe(jobID: job.id)
@@ -39,19 +40,21 @@ extension Gateway {
             throw APIError.unavailable("the event store is not reachable; try again later")
         }
         do {
-            try await submit(job, api: style.api)
+            // The gateway chose the id: a job already under it is not this request's.
+            guard try await submit(&job, api: style.api) == .produced else { throw APIError.idConflict(job.id) }
         } catch {
             feed.cancel()
             throw error
         }
         if style.stream {
-            return streamCompletion(feed, jobID: job.id, request: request, style: style)
+            return streamCompletion(feed, job: job, request: request, style: style)
         }
-        return try await awaitCompletion(feed, jobID: job.id, request: request, style: style)
+        return try await awaitCompletion(feed, job: job, request: request, style: style)
     }
 
     /// Waits for `chat_finished`, then answers with the stored result.
-    private func awaitCompletion(_ feed: JobEventFeed, jobID: String, request: Request, style: CompletionStyle) async throws -> Response {
+    private func awaitCompletion(_ feed: JobEventFeed, job: Job, request: Request, style: CompletionStyle) async throws -> Response {
+        let jobID = job.id
         let end: JobEventFollower.End
         do {
             end = try await request.watchingDisconnect { disconnect in
@@ -64,7 +67,7 @@ extension Gateway {
         }
         let headers: HTTPFields = [.sluiceJobID: jobID, .connection: "close"]
         if end == .disconnected {
-            await cancelAfterDisconnect(jobID)
+            await cancelAfterDisconnect(job)
             return Response(status: .init(code: 499, reasonPhrase: "Client Closed Request"), headers: headers)
         }
 
@@ -97,7 +100,8 @@ extension Gateway {
     }
 
     /// Relays the job's chunks as they come.
-    private func streamCompletion(_ feed: JobEventFeed, jobID: String, request: Request, style: CompletionStyle) -> Response {
+    private func streamCompletion(_ feed: JobEventFeed, job: Job, request: Request, style: CompletionStyle) -> Response {
+        let jobID = job.id
         var headers = SSEFormat.headers
         headers[.sluiceJobID] = jobID
         headers[.connection] = "close"
@@ -154,7 +158,7 @@ extension Gateway {
                 return
             }
             if disconnected {
-                await gateway.cancelAfterDisconnect(jobID)
+                await gateway.cancelAfterDisconnect(job)
                 return
             }
             if let failure {
