@@ -11,8 +11,8 @@ struct SubmitCommand: AsyncParsableCommand {
         commandName: "submit",
         abstract: "Produce one job and follow its stream in the terminal.",
         discussion: """
-            Give a prompt (`sluice submit "Tell me a joke"`) or a job file in the shape of SPEC section 3 \
-            (`sluice submit --file job.json`). Tokens are printed as they stream, then the metrics. \
+            Give a prompt (`sluice submit "Tell me a joke"`) or a job file (`sluice submit --file job.json`; its shape: \
+            docs/contract.md, Jobs, and schemas/job.schema.json). Tokens are printed as they stream, then the metrics. \
             With --json, only the final unified response is printed, as JSON.
             """)
 

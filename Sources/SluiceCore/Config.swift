@@ -1,7 +1,7 @@
 import Foundation
 import Yams
 
-/// Sluice's configuration (SPEC section 2). Every key has a default, so the local stack
+/// Sluice's configuration (docs/contract.md, Configuration). Every key has a default, so the local stack
 /// needs no file; environment variables override the file.
 public struct SluiceConfig: Sendable, Codable {
     public struct Kafka: Sendable, Codable {
@@ -380,7 +380,7 @@ extension SluiceConfig {
     }
 
     /// The provider and model a job runs against: an explicit `provider`, a
-    /// `provider/model` name, or a `models` alias (SPEC section 2).
+    /// `provider/model` name, or a `models` alias.
     public func resolve(provider: String?, model: String?) throws -> (Provider, String) {
         if let provider {
             guard let p = self.provider(named: provider) else {

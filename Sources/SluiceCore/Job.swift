@@ -11,7 +11,7 @@ public struct ModelTarget: Sendable, Hashable, Codable {
     }
 }
 
-/// What the job asks for: one of the four request shapes of SPEC section 3.
+/// What the job asks for: one of the four request shapes (docs/contract.md, Jobs).
 public enum JobRequest: Sendable, Hashable {
     /// OpenAI chat messages, tools included.
     case messages([JSONValue])
@@ -32,7 +32,7 @@ public enum JobRequest: Sendable, Hashable {
     }
 }
 
-/// A completion job as it arrives on `sluice.requests` (SPEC section 3).
+/// A completion job as it arrives on `sluice.requests` (docs/contract.md, Jobs).
 public struct Job: Sendable {
     public var id: String
     public var provider: String?

@@ -1,4 +1,4 @@
-/// The lifecycle events of a job on Redis (SPEC section 4), named after Smarter's signals.
+/// The lifecycle events of a job on Redis (docs/contract.md, Events), named after Smarter's signals.
 public enum EventName: String, Sendable, CaseIterable, Codable {
     case chatStarted = "chat_started"
     case chatCompletionRequest = "chat_completion_request"
@@ -224,7 +224,7 @@ public enum JSONScanner {
     }
 }
 
-/// Redis key names (SPEC section 4).
+/// Redis key names (docs/contract.md, Redis keys and channels).
 public enum RedisKeys {
     public static func channel(_ jobID: String) -> String { "sluice:job:\(jobID)" }
     public static func events(_ jobID: String) -> String { "sluice:job:\(jobID):events" }

@@ -1,4 +1,5 @@
-/// The `metrics` object of the unified response (SPEC section 5).
+/// The `metrics` object of the unified response (docs/contract.md, Results; each field
+/// defined in README, "Metrics, exactly").
 public struct Metrics: Sendable, Hashable, Codable {
     public var inputTokens: Int
     public var outputTokens: Int

@@ -2,7 +2,7 @@ import Foundation
 import Mustache
 import Yams
 
-/// A Portkey-style prompt template (SPEC section 7): `prompts_dir/{id}.yaml` with a
+/// A Portkey-style prompt template (docs/contract.md, Jobs): `prompts_dir/{id}.yaml` with a
 /// provider, a model, messages whose contents are Mustache templates over the request's
 /// `variables`, and default hyperparameters that the request's overrides replace.
 ///

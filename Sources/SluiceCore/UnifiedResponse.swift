@@ -1,4 +1,4 @@
-/// The final unified response of a job (SPEC section 5): a superset of LLMstudio's
+/// The final unified response of a job (docs/contract.md, Results): a superset of LLMstudio's
 /// response, itself a superset of OpenAI's `chat.completion`. Produced to
 /// `sluice.results`, stored at `sluice:job:{id}:result`, and sent as the
 /// `chat_completion_response` event.

@@ -2,7 +2,7 @@ import Foundation
 import SluiceCore
 import Testing
 
-/// Every request shape of SPEC section 3 through the whole pipeline.
+/// Every request shape of a job (docs/contract.md, Jobs) through the whole pipeline.
 @Suite(.timeLimit(.minutes(3)))
 struct JobKindTests {
     static func promptsDir() throws -> String {

@@ -5,7 +5,7 @@ import SluiceCore
 import ServiceLifecycle
 import SluiceRedis
 
-/// The job API: submit a job of SPEC section 3's shape, read its status and result,
+/// The job API: submit a job (docs/contract.md, Jobs), read its status and result,
 /// follow its events (resumable), cancel it.
 extension Gateway {
     func addJobRoutes(to router: Router<BasicRequestContext>) {
