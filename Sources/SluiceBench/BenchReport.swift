@@ -1,7 +1,7 @@
 import Foundation
 import SluiceCore
 
-/// One target of issue 6, judged.
+/// One of the bench's performance targets (the "Targets" table of its report), judged.
 public struct TargetCheck: Sendable, Codable {
     var name: String
     var target: String
@@ -67,7 +67,7 @@ public struct BenchReport: Sendable, Encodable {
     }
 
     static let gib = 1024.0 * 1024 * 1024
-    /// Issue 6's first-token targets at 1,000 streams, judged here and drawn on the plot.
+    /// The first-token targets at 1,000 streams, judged here and drawn on the plot.
     static let firstTokenP50TargetMs = 1.0
     static let firstTokenP99TargetMs = 5.0
 
@@ -162,7 +162,7 @@ public struct BenchReport: Sendable, Encodable {
             provider, the Kafka producer and results consumer, and the SSE readers. Every timestamp is read \
             from the bench process's monotonic clock.
 
-            ## Targets (issue 6)
+            ## Targets
 
             | target | goal | measured | |
             |---|---|---|---|

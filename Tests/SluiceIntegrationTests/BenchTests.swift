@@ -44,7 +44,7 @@ struct BenchTests {
 
         let markdown = try String(contentsOf: output, encoding: .utf8)
         #expect(markdown.hasPrefix("# Sluice benchmarks"))
-        for heading in ["## Machine", "## Targets (issue 6)", "## Figures", "## Plots", "## Reproduce"] {
+        for heading in ["## Machine", "## Targets", "## Figures", "## Plots", "## Reproduce"] {
             #expect(markdown.contains(heading), "no \(heading)")
         }
         let rows = markdown.split(separator: "\n").filter { $0.hasPrefix("| ") }
