@@ -131,7 +131,7 @@ struct TopicsCommand: AsyncParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    @Option(help: "Partitions for the requests topic.")
+    @Option(help: "Partitions for the requests and results topics (the DLQ and the control topic get one).")
     var partitions: Int = 8
 
     func run() async throws {
