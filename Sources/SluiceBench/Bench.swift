@@ -85,7 +85,10 @@ public enum Bench {
         let maxInFlight = max(12_000, sizes.concurrencyJobs + 1_000)
         return try await TimestampingProvider.withRunning(logger: logger) { provider in
             var report = initialReport
-            report.logDir = children.logDir.path
+            // Relative to where the bench ran, so a committed report names no machine's paths.
+            let here = FileManager.default.currentDirectoryPath + "/"
+            let logs = children.logDir.standardizedFileURL.path
+            report.logDir = logs.hasPrefix(here) ? String(logs.dropFirst(here.count)) : logs
             step("starting Redis, the broker, a worker (max_in_flight \(maxInFlight)) and the gateway; logs in \(children.logDir.path)")
             let stack = try await BenchStack.start(
                 children: children, tools: tools, providerURL: provider.baseURL, maxInFlight: maxInFlight,
