@@ -280,6 +280,14 @@ final class BatchRunner: Sendable {
             ledger.withLock { $0.abort(because: "\(error)") }
             return
         }
+        // Per-job keys cross Kafka sealed, as the gateway and `sluice submit` send them.
+        let keyring: JobKeyring?
+        do {
+            keyring = try JobKeyring.from(config.kafka, environment: ProcessInfo.processInfo.environment)
+        } catch {
+            ledger.withLock { $0.abort(because: "\(error)") }
+            return
+        }
         var seen: [Int: Int] = [:]  // custom_id hash -> line of its first appearance
         var lineNumber = 0
         while !Task.isCancelled {
@@ -319,9 +327,18 @@ final class BatchRunner: Sendable {
             }
             let jobID = jobID(for: request.customID)
             let value: [UInt8]
-            do {
-                let (_, job) = try BatchFormat.job(request, id: jobID, defaultProvider: options.provider, limits: JobLimits(config))
-                value = try JSON.encode(job)
+            sealing: do {
+                let (parsed, job) = try BatchFormat.job(request, id: jobID, defaultProvider: options.provider, limits: JobLimits(config))
+                guard let apiKey = parsed.apiKey, case .object(var body) = job else {
+                    value = try JSON.encode(job)
+                    break sealing
+                }
+                guard let keyring else {
+                    throw SluiceError(.config, "a per-job api_key travels sealed, and no job key is configured: set kafka.job_key_env (the same key on gateways and workers)")
+                }
+                body["api_key"] = nil
+                body["api_key_sealed"] = .string(try keyring.seal(apiKey, jobID: jobID))
+                value = try JSON.encode(JSONValue.object(body))
             } catch {
                 invalid(line: lineNumber, reason: Self.reason(error))
                 continue

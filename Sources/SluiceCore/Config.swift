@@ -94,6 +94,12 @@ public struct SluiceConfig: Sendable, Codable {
         public var adminKeyEnv: String?
         /// A literal admin key, for tests and local set-ups only.
         public var adminKey: String?
+        /// `GET /v1/jobs/{id}/events` streams one tenant may hold open at once on one
+        /// gateway process; more are answered 429.
+        public var maxReadersPerTenant = 64
+        /// Events a reader may fall behind its job's live feed before it is cut (an
+        /// event stream ends and resumes with `Last-Event-ID`).
+        public var readerBufferEvents = 1024
 
         enum CodingKeys: String, CodingKey {
             case listen
@@ -103,6 +109,8 @@ public struct SluiceConfig: Sendable, Codable {
             case corsOrigins = "cors_origins"
             case adminKeyEnv = "admin_key_env"
             case adminKey = "admin_key"
+            case maxReadersPerTenant = "max_readers_per_tenant"
+            case readerBufferEvents = "reader_buffer_events"
         }
         public init() {}
     }
@@ -271,6 +279,8 @@ extension SluiceConfig.Gateway {
         corsOrigins = try c.decodeIfPresent([String].self, forKey: .corsOrigins) ?? corsOrigins
         adminKeyEnv = try c.decodeIfPresent(String.self, forKey: .adminKeyEnv)
         adminKey = try c.decodeIfPresent(String.self, forKey: .adminKey)
+        maxReadersPerTenant = try c.decodeIfPresent(Int.self, forKey: .maxReadersPerTenant) ?? maxReadersPerTenant
+        readerBufferEvents = try c.decodeIfPresent(Int.self, forKey: .readerBufferEvents) ?? readerBufferEvents
     }
 }
 
@@ -373,6 +383,10 @@ extension SluiceConfig {
             throw SluiceError(.config, "kafka.max_message_bytes (\(kafka.maxMessageBytes)) is above librdkafka's limit of \(SluiceConfig.Kafka.maxMessageBytesLimit)")
         }
         guard worker.echoInputMaxBytes >= 0 else { throw SluiceError(.config, "worker.echo_input_max_bytes must be 0 or more") }
+        guard gateway.maxReadersPerTenant > 0 else { throw SluiceError(.config, "gateway.max_readers_per_tenant must be at least 1") }
+        guard (16...1_000_000).contains(gateway.readerBufferEvents) else {
+            throw SluiceError(.config, "gateway.reader_buffer_events must be 16 to 1000000")
+        }
     }
 
     public func provider(named name: String) -> Provider? {

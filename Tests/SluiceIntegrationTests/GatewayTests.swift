@@ -632,7 +632,10 @@ struct GatewayTests {
     @Test func twoHundredConcurrentReadersEachGetTheirWholeStream() async throws {
         let readers = 200
         // Each job streams for about two seconds, so the readers are live at once.
-        try await TestStack.with(maxInFlight: readers + 8, mock: MockBehavior(chunks: 20, chunkDelay: .milliseconds(100)), gateway: true) { stack in
+        try await TestStack.with(
+            maxInFlight: readers + 8, mock: MockBehavior(chunks: 20, chunkDelay: .milliseconds(100)), gateway: true,
+            configure: { $0.gateway.maxReadersPerTenant = readers }
+        ) { stack in
             let ids = try await withThrowingTaskGroup(of: String.self) { group in
                 for i in 0..<readers {
                     group.addTask {

@@ -47,4 +47,30 @@ struct SecretsAtRestTests {
             #expect(try await stack.metric(#"sluice_gateway_jobs_submitted_total{api="llmstudio"}"#) ?? 0 == 0)
         }
     }
+
+    @Test func sluiceBatchSendsPerJobKeysSealed() async throws {
+        try await TestStack.with(configure: Self.configure) { stack in
+            let requests = try TopicCollector(brokers: stack.config.kafka.brokers, topic: stack.config.kafka.requestsTopic, logger: TestServices.logger)
+            defer { requests.close() }
+            let dir = try TestPaths.tempDir("batch-sealed")
+            let input = dir.appendingPathComponent("in.jsonl")
+            let output = dir.appendingPathComponent("out.jsonl")
+            let line: JSONValue = ["custom_id": "k1", "method": "POST", "url": "/v1/chat/completions", "body": [
+                "provider": "keyless", "model": "claude", "api_key": .string(Self.secret),
+                "messages": [["role": "user", "content": "hi"]],
+            ]]
+            try (String(decoding: try JSON.encode(line), as: UTF8.self) + "\n").write(to: input, atomically: true, encoding: .utf8)
+            let run = try await BatchTests().batch(stack, dir: dir, input: input, output: output)
+            #expect(run.code == 0, "\(run.log)")
+            // The keyless provider answers only with the job's key: success proves it arrived.
+            let out = try BatchTests().decoded(output)
+            #expect(out["k1"]?["response"]?["status_code"]?.intValue == 200, "\(out)")
+            let records = try await requests.waitForDistinctKeys(1, timeout: .seconds(20))
+            #expect(!records.isEmpty)
+            for record in records {
+                #expect(!String(decoding: record.value, as: UTF8.self).contains(Self.secret), "the key is in clear in the requests record")
+            }
+            #expect(!run.log.contains(Self.secret))
+        }
+    }
 }

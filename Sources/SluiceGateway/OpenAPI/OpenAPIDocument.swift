@@ -577,7 +577,7 @@ enum OpenAPIDocument {
         ],
         "operationId": "jobEvents",
         "summary": "Follow a job's events (Server-Sent Events, resumable)",
-        "description": "Every event of the job as `id: seq`, `event: name`, `data: {event JSON}`: what already happened, then live, ending after `chat_finished`. `Last-Event-ID` (or `?last_event_id=`) resumes after that seq with no gap and no repeat. `: keep-alive` every 15 s.",
+        "description": "Every event of the job as `id: seq`, `event: name`, `data: {event JSON}`: what already happened, then live, ending after `chat_finished`. `Last-Event-ID` (or `?last_event_id=`) resumes after that seq with no gap and no repeat. `: keep-alive` every 15 s. A reader that falls more than `gateway.reader_buffer_events` events behind the job is cut (the stream ends before `chat_finished`): resume with `Last-Event-ID`. A tenant holds at most `gateway.max_readers_per_tenant` streams open on one gateway process; more are answered 429.",
         "parameters": [
           {
             "name": "id",
@@ -636,6 +636,24 @@ enum OpenAPIDocument {
           },
           "404": {
             "$ref": "#/components/responses/NotFound"
+          },
+          "429": {
+            "description": "The key's tenant already holds `gateway.max_readers_per_tenant` event streams on this gateway process (`code`: `too_many_readers`). Retry after `Retry-After` seconds or close a stream.",
+            "headers": {
+              "Retry-After": {
+                "description": "Seconds to wait before retrying.",
+                "schema": {
+                  "type": "integer"
+                }
+              }
+            },
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
           },
           "503": {
             "$ref": "#/components/responses/Unavailable"

@@ -124,15 +124,24 @@ extension Gateway {
     /// Server-Sent Events of every event of the job: what already happened, then live,
     /// until `chat_finished`. `Last-Event-ID` (or `?last_event_id=`) resumes after that
     /// `seq` with no gap and no repeat.
+    ///
+    /// A tenant holds at most `gateway.max_readers_per_tenant` streams open on this
+    /// process (429 beyond). A reader that falls more than `gateway.reader_buffer_events`
+    /// behind the job is cut: the stream ends, and the client resumes with `Last-Event-ID`.
     func jobEvents(_ request: Request, context: BasicRequestContext) async throws -> Response {
         let tenant = try keys.tenant(of: request)
         let id = try Gateway.jobID(in: context)
         let lastEventID = try Gateway.resumeAfter(request)
         try await requireJob(id, tenant: tenant)
+        guard let slot = readers.acquire(tenant) else {
+            metrics.sseReaderRefused()
+            throw APIError.tooManyReaders(limit: readers.limit)
+        }
         let feed: JobEventFeed
         do {
             feed = try await follower.subscribe(jobID: id)
         } catch {
+            slot.release()
             throw APIError.unavailable("the event store is not reachable; try again later")
         }
         let gateway = self
@@ -140,7 +149,10 @@ extension Gateway {
         headers[.connection] = "close"
         return Response(status: .ok, headers: headers, body: ResponseBody { writer in
             gateway.metrics.sseReaderConnected()
-            defer { gateway.metrics.sseReaderDisconnected() }
+            defer {
+                gateway.metrics.sseReaderDisconnected()
+                slot.release()
+            }
             do {
                 _ = try await request.watchingDisconnect { disconnect in
                     // A gateway shutting down ends its event streams (their readers resume
@@ -164,6 +176,11 @@ extension Gateway {
                         disconnect.fire()
                     }
                 }
+            } catch let error as RedisError where error.code == .subscriptionOverflow {
+                // Too slow for the job: cut, so its buffer is freed; the client resumes
+                // with Last-Event-ID from the replay stream.
+                gateway.metrics.sseReaderCut()
+                gateway.logger.info("event reader fell behind and was cut", metadata: ["job_id": "\(id)", "tenant": "\(tenant)"])
             } catch {
                 gateway.logger.debug("event stream ended: \(error)", metadata: ["job_id": "\(id)"])
             }

@@ -52,13 +52,25 @@ extension Gateway {
         return try await awaitCompletion(feed, job: job, request: request, style: style)
     }
 
-    /// Waits for `chat_finished`, then answers with the stored result.
+    /// Waits for `chat_finished`, then answers with the stored result. Nothing is
+    /// relayed, so a feed that overflowed (the task was starved, not the client slow) is
+    /// simply subscribed again; the replay stream fills what it missed.
     private func awaitCompletion(_ feed: JobEventFeed, job: Job, request: Request, style: CompletionStyle) async throws -> Response {
         let jobID = job.id
         let end: JobEventFollower.End
         do {
+            var feed = feed
+            var seen = 0
             end = try await request.watchingDisconnect { disconnect in
-                try await feed.follow(afterSeq: 0, disconnect: disconnect) { _ in }
+                while true {
+                    do {
+                        return try await feed.follow(afterSeq: seen, disconnect: disconnect) { item in
+                            if case .event(let seq, _, _, _) = item { seen = seq }
+                        }
+                    } catch let error as RedisError where error.code == .subscriptionOverflow {
+                        feed = try await follower.subscribe(jobID: jobID)
+                    }
+                }
             }
         } catch {
             feed.cancel()
@@ -139,6 +151,18 @@ extension Gateway {
                 disconnected = true
             } catch is RunRestarted {
                 restarted = true
+            } catch let error as RedisError where error.code == .subscriptionOverflow {
+                // The client reads slower than the job writes: cut rather than buffer
+                // without end. There is no resume here; the result stays at /v1/jobs/{id}.
+                gateway.metrics.sseReaderCut()
+                let error = APIError.unavailable(
+                    "the client fell more than \(gateway.config.gateway.readerBufferEvents) events behind the job's stream and was cut; the result will be at /v1/jobs/\(jobID)")
+                let bytes = error.jsonBytes
+                SSEFormat.writeData(bytes, range: 0..<bytes.count, to: &pending)
+                pending.writeImmutableBuffer(SSEFormat.done)
+                try? await writer.write(pending)
+                try? await writer.finish(nil)
+                return
             } catch {
                 failure = error
             }
