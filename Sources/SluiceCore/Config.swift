@@ -97,6 +97,9 @@ public struct SluiceConfig: Sendable, Codable {
         /// `GET /v1/jobs/{id}/events` streams one tenant may hold open at once on one
         /// gateway process; more are answered 429.
         public var maxReadersPerTenant = 64
+        /// Jobs one tenant may have in flight (submitted through any gateway and not yet
+        /// finished); more are answered 429. 0: no cap.
+        public var maxJobsPerTenant = 1000
         /// Events a reader may fall behind its job's live feed before it is cut (an
         /// event stream ends and resumes with `Last-Event-ID`).
         public var readerBufferEvents = 1024
@@ -110,6 +113,7 @@ public struct SluiceConfig: Sendable, Codable {
             case adminKeyEnv = "admin_key_env"
             case adminKey = "admin_key"
             case maxReadersPerTenant = "max_readers_per_tenant"
+            case maxJobsPerTenant = "max_jobs_per_tenant"
             case readerBufferEvents = "reader_buffer_events"
         }
         public init() {}
@@ -280,6 +284,7 @@ extension SluiceConfig.Gateway {
         adminKeyEnv = try c.decodeIfPresent(String.self, forKey: .adminKeyEnv)
         adminKey = try c.decodeIfPresent(String.self, forKey: .adminKey)
         maxReadersPerTenant = try c.decodeIfPresent(Int.self, forKey: .maxReadersPerTenant) ?? maxReadersPerTenant
+        maxJobsPerTenant = try c.decodeIfPresent(Int.self, forKey: .maxJobsPerTenant) ?? maxJobsPerTenant
         readerBufferEvents = try c.decodeIfPresent(Int.self, forKey: .readerBufferEvents) ?? readerBufferEvents
     }
 }

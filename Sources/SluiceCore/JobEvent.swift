@@ -236,6 +236,10 @@ public enum RedisKeys {
     /// Held by the run of the job in progress (its run id), with a lease the run renews:
     /// one run at a time across workers.
     public static func run(_ jobID: String) -> String { "sluice:job:\(jobID):run" }
+    /// A tenant's jobs in flight: a sorted set of job ids, scored by the time (seconds
+    /// since the epoch) after which each stops counting. The gateway adds, the worker
+    /// removes a job when it finishes.
+    public static func tenantJobs(_ tenant: String) -> String { "sluice:tenant:\(tenant):jobs" }
 }
 
 /// Who owns a job id. The first tenant to claim an id owns it until its keys expire; the

@@ -107,6 +107,14 @@ struct JobEvents {
             RESPWriter.bulk(metaKey, into: &out)
             RESPWriter.bulk(ttlSeconds, into: &out)
         }
+        if event == .chatFinished {
+            // The job no longer counts among its tenant's jobs in flight.
+            RESPWriter.command(3, into: &out)
+            RESPWriter.bulk("ZREM", into: &out)
+            RESPWriter.bulk(Array(RedisKeys.tenantJobs(String(decoding: tenant, as: UTF8.self)).utf8), into: &out)
+            RESPWriter.bulk(Array(jobID.utf8), into: &out)
+            commands += 1
+        }
         var command = RedisCommand.formatted(out, commands: commands)
         command.isPinned = event == .chatFinished
         return redis.send(command)

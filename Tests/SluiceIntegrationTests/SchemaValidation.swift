@@ -24,4 +24,17 @@ enum SchemaValidator {
         #expect(result.status == 0, "schema check failed:\n\(report)", sourceLocation: sourceLocation)
         #expect(report.contains("\(documents.count) documents checked"), "\(report)", sourceLocation: sourceLocation)
     }
+
+    /// Expects the schema to reject `document`: the validator must run, and report at
+    /// least one error for it (a validator that cannot start does not count as a
+    /// rejection).
+    static func expectRejected(_ document: (schema: String, document: JSONValue), sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let line = try JSON.encode(["schema": .string(document.schema), "document": document.document] as JSONValue)
+        let result = try Spawn.runBlocking(
+            ["python3", root.appendingPathComponent("scripts/validate-schemas.py").path, root.appendingPathComponent("schemas").path],
+            input: line + Array("\n".utf8), timeout: .seconds(120))
+        let report = result.text
+        #expect(report.contains("1 documents checked"), "the validator did not run: \(report)", sourceLocation: sourceLocation)
+        #expect(result.status == 1 && report.contains("\(document.schema): "), "the \(document.schema) schema accepted \(document.document)", sourceLocation: sourceLocation)
+    }
 }

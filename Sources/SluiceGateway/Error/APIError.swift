@@ -48,6 +48,15 @@ struct APIError: Error, HTTPResponseError, CustomStringConvertible {
     }
 
     /// 429 for a tenant already holding `limit` event streams on this gateway process.
+    static func tooManyJobs(limit: Int) -> APIError {
+        var error = APIError(
+            .tooManyRequests, "rate_limit_error",
+            "this API key's tenant has \(limit) jobs in flight, the most gateway.max_jobs_per_tenant allows; wait for one to finish and retry",
+            code: "too_many_jobs")
+        error.retryAfter = 5
+        return error
+    }
+
     static func tooManyReaders(limit: Int) -> APIError {
         var error = APIError(
             .tooManyRequests, "rate_limit_error",

@@ -62,12 +62,14 @@ extension Gateway {
         case .claimed:
             break
         }
+        let release = [RedisCommand("DEL", RedisKeys.meta(job.id)), RedisCommand("ZREM", RedisKeys.tenantJobs(job.tenant), job.id)]
+        try await admitToTenantCap(job)
         do {
             try await producer.send(topic: config.kafka.requestsTopic, key: job.id, value: record)
         } catch let error as KafkaError where error.isTooLarge {
             // The request itself is too large for the queue: retrying cannot help. The id
             // is freed again.
-            redis.send([RedisCommand("DEL", RedisKeys.meta(job.id))])
+            redis.send(release)
             logger.warning("a job too large for the requests topic: \(error)", metadata: ["job_id": "\(job.id)"])
             throw APIError(
                 .contentTooLarge, "invalid_request_error",
@@ -75,13 +77,50 @@ extension Gateway {
                 code: "request_too_large")
         } catch {
             // Free the id again, so that a retry submits rather than finds a job that never was.
-            redis.send([RedisCommand("DEL", RedisKeys.meta(job.id))])
+            redis.send(release)
             logger.error("cannot submit a job to Kafka: \(error)", metadata: ["job_id": "\(job.id)"])
             throw APIError.unavailable("the job queue is not reachable; try again later")
         }
         metrics.jobSubmitted(api: api)
         logger.debug("job submitted", metadata: ["job_id": "\(job.id)", "api": "\(api)", "tenant": "\(job.tenant)"])
         return .produced
+    }
+
+    /// Counts the job among its tenant's jobs in flight (`gateway.max_jobs_per_tenant`,
+    /// across every gateway: the count lives in Redis, a sorted set of job ids scored by
+    /// when they stop counting); over the cap the id is freed again and the answer is 429.
+    /// The worker takes the job out of the set when it finishes; one that never does
+    /// stops counting after `redis.event_ttl_s`.
+    func admitToTenantCap(_ job: Job) async throws {
+        let cap = config.gateway.maxJobsPerTenant
+        guard cap > 0 else { return }
+        let script = """
+            redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+            if redis.call('ZSCORE', KEYS[1], ARGV[3]) then return 1 end
+            if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+            redis.call('ZADD', KEYS[1], ARGV[4], ARGV[3])
+            redis.call('EXPIRE', KEYS[1], ARGV[5])
+            return 1
+            """
+        let now = Int64(saturating: Date().timeIntervalSince1970)
+        let ttl = Int64(config.redis.eventTTLSeconds)
+        let admitted: Bool
+        do {
+            let reply = try await redis.execute(RedisCommand(
+                "EVAL", script, "1", RedisKeys.tenantJobs(job.tenant), String(now), String(cap), job.id,
+                String(now.adding(saturating: ttl)), String(ttl)))
+            if let error = reply.errorMessage { throw SluiceError(.internal, error) }
+            admitted = reply.int == 1
+        } catch {
+            redis.send([RedisCommand("DEL", RedisKeys.meta(job.id))])
+            logger.error("cannot count a tenant's jobs in Redis: \(error)", metadata: ["job_id": "\(job.id)"])
+            throw APIError.unavailable("the event store is not reachable; try again later")
+        }
+        guard admitted else {
+            redis.send([RedisCommand("DEL", RedisKeys.meta(job.id))])
+            metrics.jobRefused(reason: "tenant_cap")
+            throw APIError.tooManyJobs(limit: cap)
+        }
     }
 
     /// Produces `{"type": "cancel", "job_id", "tenant", "submission_id"}`, keyed by the

@@ -13,6 +13,7 @@ import Prometheus
 /// | `sluice_gateway_sse_readers_cut_total` | | readers cut for falling `gateway.reader_buffer_events` behind their job |
 /// | `sluice_gateway_jobs_submitted_total` | `api` | jobs produced to the requests topic, by endpoint family |
 /// | `sluice_gateway_jobs_cancelled_total` | `reason` | cancel messages produced (`delete`, `disconnect`) |
+/// | `sluice_gateway_jobs_refused_total` | `reason` | submissions refused by a limit (`tenant_cap`: `gateway.max_jobs_per_tenant`) |
 final class GatewayMetrics: Sendable {
     let registry = PrometheusCollectorRegistry()
     private let factory: PrometheusMetricsFactory
@@ -38,6 +39,10 @@ final class GatewayMetrics: Sendable {
 
     func jobCancelled(reason: String) {
         Counter(label: "sluice_gateway_jobs_cancelled_total", dimensions: [("reason", reason)], factory: factory).increment()
+    }
+
+    func jobRefused(reason: String) {
+        Counter(label: "sluice_gateway_jobs_refused_total", dimensions: [("reason", reason)], factory: factory).increment()
     }
 
     func sseReaderRefused() {
