@@ -6,6 +6,7 @@ final class InFlightLimiter: Sendable {
     private struct State {
         var inFlight = 0
         var waiters: [CheckedContinuation<Void, Never>] = []
+        var stopped = false
     }
 
     private let limit: Int
@@ -15,11 +16,24 @@ final class InFlightLimiter: Sendable {
 
     var inFlight: Int { state.withLock { $0.inFlight } }
     var isFull: Bool { state.withLock { $0.inFlight >= limit } }
+    var isStopped: Bool { state.withLock { $0.stopped } }
+
+    /// Shutdown: every waiter is let through at once (each then sees `isStopped`, and
+    /// releases its slot), and so is every later `acquire`.
+    func stop() {
+        let waiting = state.withLock { s -> [CheckedContinuation<Void, Never>] in
+            s.stopped = true
+            s.inFlight += s.waiters.count
+            defer { s.waiters = [] }
+            return s.waiters
+        }
+        for w in waiting { w.resume() }
+    }
 
     func acquire() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let granted = state.withLock { s -> Bool in
-                if s.inFlight < limit {
+                if s.inFlight < limit || s.stopped {
                     s.inFlight += 1
                     return true
                 }

@@ -63,17 +63,23 @@ enum RunClaim {
     }
 
     /// Extends the lease if the claim is still this run's, or takes it again if it is
-    /// gone (Redis restarted empty). False when another run holds it.
+    /// gone (Redis restarted empty). False only when another run holds it.
     static func renew(jobID: String, run: String, redis: RedisConnection) async -> Bool {
         let script = """
             local v = redis.call('GET', KEYS[1])
             if v == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-            if not v then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]); return 1 end
+            if not v then
+              -- Gone (Redis restarted empty, or the lease lapsed): take it again, unless
+              -- the job's result is stored (then nothing is left to run twice).
+              if redis.call('EXISTS', KEYS[2]) == 0 then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
+              return 1
+            end
             return 0
             """
         guard let reply = try? await redis.execute(
-            RedisCommand("EVAL", script, "1", RedisKeys.run(jobID), run, String(lease.wholeMilliseconds)))
+            RedisCommand("EVAL", script, "2", RedisKeys.run(jobID), RedisKeys.result(jobID), run, String(lease.wholeMilliseconds)))
         else { return true }  // Redis away: nobody else can claim either
+        if reply.errorMessage != nil { return true }  // no answer about the claim
         return reply.int != 0
     }
 

@@ -105,8 +105,15 @@ public final class Worker: Service {
                 await withDiscardingTaskGroup { jobs in
                     let flow = FlowControl(consumer)
                     for await message in consumer.messages {
+                        // Messages fetched before the shutdown are still buffered: none
+                        // of them starts (they were not committed; they are read again).
+                        if limiter.isStopped { break }
                         if limiter.isFull { flow.pause() }
                         await limiter.acquire()
+                        if limiter.isStopped {
+                            limiter.release()
+                            break
+                        }
                         // Resume here too: the jobs may all have finished between the
                         // pause and the acquire, and then no release would resume.
                         if !limiter.isFull { flow.resume() }
@@ -134,7 +141,7 @@ public final class Worker: Service {
                     }
                     // Intake stopped: let running jobs finish within the drain time.
                     while limiter.inFlight > 0 {
-                        if MonotonicClock.now() > drainDeadline.value {
+                        if MonotonicClock.now() > drainDeadline.value || Task.isCancelled {
                             logger.warning("drain time is up; cancelling \(limiter.inFlight) jobs, they will be redelivered")
                             jobs.cancelAll()
                             break
@@ -148,6 +155,9 @@ public final class Worker: Service {
             logger.info("shutting down: no new jobs, draining those in flight")
             drainDeadline.value = MonotonicClock.now() + self.config.worker.drainSeconds
             consumer.stopDelivering()
+            // Wakes an intake waiting for a slot, so the drain deadline is kept however
+            // long the running jobs are.
+            limiter.stop()
         }
 
         // What is done and not acknowledged, committed and waited for; the group's final
@@ -164,8 +174,8 @@ public final class Worker: Service {
         consumer.close()
         // Bounded by what is left of the drain time (a broker that is away would
         // otherwise hold the exit for message.timeout.ms).
-        let left = max(0.5, drainDeadline.value - MonotonicClock.now())
-        producer.shutdown(timeoutMs: Int32(clamping: Int64(left * 1000)))
+        let left = min(max(0.5, drainDeadline.value - MonotonicClock.now()), max(0.5, config.worker.drainSeconds))
+        producer.shutdown(timeoutMs: Int32(clamping: Int64(saturating: left * 1000)))
         http.shutdown()
         redis.shutdown()
         logger.info("worker stopped")
@@ -313,34 +323,52 @@ public final class Worker: Service {
         // The job runs in a task of its own so a cancel request can stop it alone; a
         // shutdown (this task cancelled) stops it too, and then no result is produced.
         let cancels = self.cancels
+        // Decided once, when the cancel arrives: whether this run was stopped by its user
+        // (a cancelled result) rather than by shutdown or a takeover (no result).
+        let stoppedByUser = Flag()
         let work = Task {
             if let rejection {
                 return await runner.reject(job.id, tenant: job.tenant, error: rejection, run: run, lastSeq: lastSeq, producedAtMs: message.timestampMs)
             }
             return await runner.run(job, run: run, lastSeq: lastSeq, producedAtMs: message.timestampMs,
-                                    cancelledByUser: { cancels.isCancelled(job) })
+                                    cancelledByUser: { stoppedByUser.isSet || cancels.isCancelled(job) })
         }
+        // A run whose lease lapsed and was taken over stops: two runs must never publish
+        // into one job. Its ticket is of an ended epoch (the message went to whoever runs
+        // it now), so leaving it uncompleted holds nothing up.
+        let supersededBy = Flag()
         let renewal: Task<Void, Never>? = claimed ? Task { [logger] in
             while !Task.isCancelled {
                 try? await Task.sleep(for: RunClaim.renewEvery)
                 if Task.isCancelled { return }
                 if await !RunClaim.renew(jobID: job.id, run: run, redis: runner.redis) {
-                    logger.warning("another run took this job over (this run's lease lapsed)", metadata: ["job_id": "\(job.id)"])
+                    logger.warning("another run took this job over (this run's lease lapsed); stopping this one", metadata: ["job_id": "\(job.id)"])
+                    supersededBy.set()
+                    work.cancel()
                     return
                 }
             }
         } : nil
-        let token = cancels.register(job) { work.cancel() }
-        if cancels.isCancelled(job) { work.cancel() }
+        let token = cancels.register(job) {
+            stoppedByUser.set()
+            work.cancel()
+        }
+        if cancels.isCancelled(job) {
+            stoppedByUser.set()
+            work.cancel()
+        }
         let outcome = await withTaskCancellationHandler { await work.value } onCancel: { work.cancel() }
         cancels.unregister(job.id, token: token)
         renewal?.cancel()
+        // A renew already on its way must land before the release, or it could take the
+        // claim again for a lease.
+        await renewal?.value
         // Queued after the run's last event and stored result: whoever waits for the
         // claim finds the result first.
-        if claimed { RunClaim.release(jobID: job.id, run: run, redis: runner.redis) }
-        guard let (response, value) = outcome, !Task.isCancelled else {
-            // Cut off by shutdown's drain deadline: leave it uncommitted, so it is
-            // redelivered rather than reported as cancelled.
+        if claimed && !supersededBy.isSet { RunClaim.release(jobID: job.id, run: run, redis: runner.redis) }
+        guard let (response, value) = outcome, !Task.isCancelled, !supersededBy.isSet else {
+            // Cut off by shutdown's drain deadline (left uncommitted, so it is redelivered
+            // rather than reported as cancelled), or taken over by another run.
             return
         }
         metrics.finished(response)
@@ -443,6 +471,13 @@ final class SharedTracker: Sendable {
     func withLock<R>(_ body: (inout OffsetTracker) -> R) -> R {
         mutex.withLock { body(&$0) }
     }
+}
+
+/// A one-way flag, safe from any thread.
+final class Flag: Sendable {
+    private let value = Atomic<Bool>(false)
+    func set() { value.store(true, ordering: .releasing) }
+    var isSet: Bool { value.load(ordering: .acquiring) }
 }
 
 /// When a graceful shutdown must be done: set when it begins.
