@@ -104,6 +104,9 @@ struct MockProviderCommand: AsyncParsableCommand {
     @Option(help: "Pause before the first content chunk, in milliseconds, when a request does not say.")
     var firstTokenDelayMs: Int = 0
 
+    @Option(help: "Enforce this many requests per minute per API key, answering 429 with rate-limit headers over it.")
+    var rpm: Int?
+
     func run() async throws {
         let logger = global.makeLogger("sluice.mock-provider")
         guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]) else {
@@ -111,7 +114,10 @@ struct MockProviderCommand: AsyncParsableCommand {
         }
         let defaults = MockBehavior(
             chunks: chunks, chunkDelay: .milliseconds(chunkDelayMs), firstTokenDelay: .milliseconds(firstTokenDelayMs))
-        let server = MockProviderServer(host: String(listen[..<colon]), port: port, defaults: defaults, logger: logger) { port in
+        if let rpm, rpm < 1 { throw ValidationError("--rpm must be at least 1") }
+        let server = MockProviderServer(
+            host: String(listen[..<colon]), port: port, defaults: defaults, rateLimit: rpm.map { MockRateLimit(rpm: $0) }, logger: logger
+        ) { port in
             logger.info("mock provider listening", metadata: ["port": "\(port)"])
         }
         let group = ServiceGroup(

@@ -87,6 +87,9 @@ public struct SluiceConfig: Sendable, Codable {
         public var firstTokenTimeoutSeconds: Double?
         /// Jobs larger than this go to the DLQ unread.
         public var maxJobBytes = 4 * 1024 * 1024
+        /// The longest a job with no `deadline` or `max_queue_s` waits for a provider's
+        /// rate limit (and its 429s) before it fails as `expired`.
+        public var maxRateLimitWaitSeconds = 86_400.0
 
         enum CodingKeys: String, CodingKey {
             case maxInFlight = "max_in_flight"
@@ -96,6 +99,7 @@ public struct SluiceConfig: Sendable, Codable {
             case idleTimeoutSeconds = "idle_timeout_s"
             case firstTokenTimeoutSeconds = "first_token_timeout_s"
             case maxJobBytes = "max_job_bytes"
+            case maxRateLimitWaitSeconds = "max_rate_limit_wait_s"
         }
         public init() {}
     }
@@ -114,9 +118,14 @@ public struct SluiceConfig: Sendable, Codable {
         /// Send `stream_options: {include_usage: true}` (some OpenAI-compatible servers
         /// reject it).
         public var streamOptions: Bool?
+        /// Requests per minute all workers together send, per API key; nil for none
+        /// (limits the provider announces in its headers are still followed).
+        public var rpm: Int?
+        /// Tokens (prompt and completion) per minute all workers together use, per API key.
+        public var tpm: Int?
 
         enum CodingKeys: String, CodingKey {
-            case name, kind
+            case name, kind, rpm, tpm
             case baseURL = "base_url"
             case apiKeyEnv = "api_key_env"
             case apiVersion = "api_version"
@@ -124,7 +133,9 @@ public struct SluiceConfig: Sendable, Codable {
         }
 
         public init(name: String, kind: Kind, baseURL: String, apiKeyEnv: String? = nil,
-                    apiVersion: String? = nil, streamOptions: Bool? = nil) {
+                    apiVersion: String? = nil, streamOptions: Bool? = nil, rpm: Int? = nil, tpm: Int? = nil) {
+            self.rpm = rpm
+            self.tpm = tpm
             self.name = name
             self.kind = kind
             self.baseURL = baseURL
@@ -230,6 +241,7 @@ extension SluiceConfig.Worker {
         idleTimeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .idleTimeoutSeconds) ?? idleTimeoutSeconds
         firstTokenTimeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .firstTokenTimeoutSeconds)
         maxJobBytes = try c.decodeIfPresent(Int.self, forKey: .maxJobBytes) ?? maxJobBytes
+        maxRateLimitWaitSeconds = try c.decodeIfPresent(Double.self, forKey: .maxRateLimitWaitSeconds) ?? maxRateLimitWaitSeconds
     }
 }
 
@@ -270,6 +282,12 @@ extension SluiceConfig {
         for p in providers {
             guard seen.insert(p.name).inserted else {
                 throw SluiceError(.config, "provider \"\(p.name)\" is configured twice")
+            }
+            if let rpm = p.rpm, rpm < 1 {
+                throw SluiceError(.config, "providers.\(p.name).rpm must be at least 1 (leave it out for no limit)")
+            }
+            if let tpm = p.tpm, tpm < 1 {
+                throw SluiceError(.config, "providers.\(p.name).tpm must be at least 1 (leave it out for no limit)")
             }
         }
         for (alias, target) in models {

@@ -35,12 +35,19 @@ public struct ProviderRunner: Sendable {
         guard (200..<300).contains(response.status) else {
             let body = (try? await response.body.collect(upTo: 1 << 20)) ?? []
             let message = format.errorMessage(body) ?? "HTTP \(response.status)"
-            let retryable = response.status == 429 || response.status == 408 || response.status >= 500
-            throw ProviderError(
+            let limits = RateLimitHeaders(response.headers)
+            // OpenAI answers 429 for a spent quota too: that one does not pass by waiting.
+            let quotaSpent = response.status == 429 && String(decoding: body, as: UTF8.self).contains("insufficient_quota")
+            let retryable = (response.status == 429 && !quotaSpent) || response.status == 408 || response.status >= 500
+            var error = ProviderError(
                 .http, "\(call.provider.name) answered \(response.status): \(message)", status: response.status,
-                retryable: retryable, retryAfter: ProviderRunner.retryAfter(response.headers["retry-after"]))
+                retryable: retryable, retryAfter: limits.retryAfter)
+            error.rateLimit = limits.isEmpty ? nil : limits
+            throw error
         }
 
+        let limits = RateLimitHeaders(response.headers)
+        let rateLimit = limits.isEmpty ? nil : limits
         if !call.stream {
             let body: [UInt8]
             do {
@@ -70,7 +77,7 @@ public struct ProviderRunner: Sendable {
             if chunk.carriesContent { timing.contentChunk(at: now) }
             onChunk(ProviderChunk(json: try JSON.encode(chunk), chunk: chunk), now)
             let raw = call.passthroughBody != nil ? try? JSON.decode(JSONValue.self, from: body) : nil
-            return ProviderOutcome(accumulator: accumulator, timing: timing, streamComplete: true, raw: raw)
+            return ProviderOutcome(accumulator: accumulator, timing: timing, streamComplete: true, raw: raw, rateLimit: rateLimit)
         }
 
         var parser = SSEParser()
@@ -124,11 +131,11 @@ public struct ProviderRunner: Sendable {
             var mapped = (error as? HTTPClientError).map(ProviderRunner.mapError)
                 ?? (error as? ProviderError)
                 ?? ProviderError(.protocolError, "\(error)", retryable: false)
-            mapped.partial = ProviderOutcome(accumulator: accumulator, timing: timing, streamComplete: false, raw: nil)
+            mapped.partial = ProviderOutcome(accumulator: accumulator, timing: timing, streamComplete: false, raw: nil, rateLimit: rateLimit)
             throw mapped
         }
         let complete = decoder.isComplete || accumulator.allChoicesFinished
-        return ProviderOutcome(accumulator: accumulator, timing: timing, streamComplete: complete, raw: nil)
+        return ProviderOutcome(accumulator: accumulator, timing: timing, streamComplete: complete, raw: nil, rateLimit: rateLimit)
     }
 
     static func mapError(_ error: HTTPClientError) -> ProviderError {
@@ -142,13 +149,6 @@ public struct ProviderRunner: Sendable {
 
     /// `Retry-After` as seconds or an HTTP date.
     static func retryAfter(_ value: String?) -> Double? {
-        guard let value = value?.trimmingCharacters(in: .whitespaces), !value.isEmpty else { return nil }
-        if let seconds = Double(value) { return max(0, seconds) }
-        let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX")
-        f.timeZone = TimeZone(identifier: "GMT")
-        f.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
-        guard let date = f.date(from: value) else { return nil }
-        return max(0, date.timeIntervalSinceNow)
+        RateLimitHeaders.retryAfter(value, now: Date())
     }
 }

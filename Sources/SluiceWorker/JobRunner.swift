@@ -15,6 +15,7 @@ struct JobRunner: Sendable {
     let logger: Logger
     let environment: [String: String]
     let metrics: WorkerMetrics
+    let limiter: RateLimiter
 
     /// - Parameter run: this run's id, carried by every event.
     /// - Parameter lastSeq: the last event seq of the runs before this one (0 for none).
@@ -24,7 +25,8 @@ struct JobRunner: Sendable {
     /// nil when the run was cut off by shutdown: then no final event is published and no
     /// result stored, and the job's readers wait for the run that takes it over.
     func run(
-        _ job: Job, run: String, lastSeq: Int, producedAtMs: Int64?, cancelledByUser: @Sendable () -> Bool = { false }
+        _ job: Job, run: String, lastSeq: Int, producedAtMs: Int64?, lane: JobPriority = .interactive,
+        cancelledByUser: @Sendable () -> Bool = { false }
     ) async -> (response: UnifiedResponse, json: [UInt8])? {
         let startedWall = WallClock.now()
         let queueWait = producedAtMs.map { max(0, startedWall - Double($0) / 1000) }
@@ -34,13 +36,24 @@ struct JobRunner: Sendable {
 
         var events = JobEvents(jobID: job.id, run: run, redis: redis, ttlSeconds: config.redis.eventTTLSeconds, lastSeq: lastSeq)
 
-        let deadline = MonotonicClock.now() + (job.timeoutSeconds ?? config.worker.defaultTimeoutSeconds)
+        // The latest moment the job may start, on the monotonic clock: its own deadline,
+        // else as long as a job may wait for a rate limit.
+        let startBy = job.startBy(producedAt: producedAtMs.map { Double($0) / 1000 })
+        let startByMonotonic = MonotonicClock.now()
+            + ((startBy ?? startedWall + config.worker.maxRateLimitWaitSeconds) - startedWall)
+        var progress = Progress()
         var response: UnifiedResponse
         do {
             if cancelledByUser() {
                 throw AttemptsError(underlying: SluiceError(.cancelled, "the job was cancelled before it started"), attempts: 0)
             }
-            response = try await attempt(job, events: &events, deadline: deadline, queueWait: queueWait, logger: logger)
+            if let startBy, startedWall >= startBy {
+                throw AttemptsError(underlying: SluiceError(
+                    .expired, "the job could not start before its deadline (\(JobRunner.timestamp(startBy))); the provider was not called"),
+                    attempts: 0)
+            }
+            response = try await attempt(job, events: &events, lane: lane, startBy: startByMonotonic, startByWall: startBy,
+                                         progress: &progress, queueWait: queueWait, logger: logger)
         } catch {
             if Task.isCancelled && !cancelledByUser() {
                 logger.info("run cut off by shutdown; the job will run again where its partition goes")
@@ -56,7 +69,7 @@ struct JobRunner: Sendable {
             let underlying = (error as? AttemptsError)?.underlying ?? error
             response = failedResponse(job, error: failure, status: status, queueWait: queueWait,
                                       attempts: (error as? AttemptsError)?.attempts ?? 0,
-                                      partial: (underlying as? ProviderError)?.partial)
+                                      partial: (underlying as? ProviderError)?.partial, rateLimitWait: progress.rateLimitWait)
             events.emit(.chatResponseFailure, encoding: ["error": failure])
         }
         let json = (try? JSON.encode(response)) ?? []
@@ -64,6 +77,26 @@ struct JobRunner: Sendable {
         events.storeResult(json)
         events.emit(.chatFinished, ["status": .string(response.status.rawValue)])
         return (response, json)
+    }
+
+    /// What a run has spent waiting so far.
+    struct Progress {
+        /// Seconds held by the rate limiter or by the provider's 429s.
+        var rateLimitWait = 0.0
+    }
+
+    static func timestamp(_ seconds: Double) -> String {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return f.string(from: Date(timeIntervalSince1970: seconds))
+    }
+
+    /// The tokens a request is charged before it is sent: its prompt (about four bytes a
+    /// token) plus the most it may generate.
+    static func estimatedTokens(messages: [JSONValue], parameters: [String: JSONValue]) -> Int {
+        let limit = parameters["max_tokens"]?.doubleValue ?? parameters["max_completion_tokens"]?.doubleValue ?? 0
+        let maxTokens = limit.isFinite && limit > 0 ? Int(min(limit, 10_000_000)) : 0
+        return TokenEstimator.promptTokens(messages) + maxTokens
     }
 
     /// `chat_completion_request`'s data: the body sent, spliced in as it is (it is JSON
@@ -88,7 +121,8 @@ struct JobRunner: Sendable {
     }
 
     private func attempt(
-        _ job: Job, events: inout JobEvents, deadline: Double, queueWait: Double?, logger: Logger
+        _ job: Job, events: inout JobEvents, lane: JobPriority, startBy: Double, startByWall: Double?,
+        progress: inout Progress, queueWait: Double?, logger: Logger
     ) async throws -> UnifiedResponse {
         let request = try resolve(job)
         let messages = request.messages
@@ -96,6 +130,11 @@ struct JobRunner: Sendable {
         targets += job.fallbacks
         var attempts = 0
         var lastError: any Error = SluiceError(.internal, "no attempt was made")
+        // `timeout_s` counts from the first admission: time held by a rate limit is bounded
+        // by the job's deadline instead.
+        var deadline: Double?
+        let timeout = job.timeoutSeconds ?? config.worker.defaultTimeoutSeconds
+        var rateLimited = 0
 
         for (targetIndex, target) in targets.enumerated() {
             let provider: SluiceConfig.Provider
@@ -117,11 +156,34 @@ struct JobRunner: Sendable {
                 call.passthroughBody = body
                 call.stream = body["stream"]?.boolValue ?? false
             }
+            let bucket = RateLimiter.Bucket(provider: provider.name, apiKey: job.apiKey)
+            let estimate = JobRunner.estimatedTokens(messages: messages, parameters: request.parameters)
 
-            for retry in 0..<config.worker.maxAttempts {
+            var retry = 0
+            while retry < config.worker.maxAttempts {
                 if Task.isCancelled { throw AttemptsError(underlying: CancellationError(), attempts: attempts) }
+                // Wait for the shared rate limit (and any hold a 429 set); this spends
+                // neither an attempt nor a connection.
+                let admitBy = deadline ?? startBy
+                do {
+                    progress.rateLimitWait += try await limiter.admit(
+                        bucket, rpm: provider.rpm, tpm: provider.tpm, cost: estimate, lane: lane, deadline: admitBy)
+                } catch let expired as RateLimiter.Expired {
+                    progress.rateLimitWait += expired.waited
+                    if deadline != nil {
+                        throw AttemptsError(underlying: SluiceError(.timeout, "the job ran past its timeout waiting for \(provider.name)'s rate limit"), attempts: attempts)
+                    }
+                    let by = startByWall.map { "its deadline (\(JobRunner.timestamp($0)))" } ?? "worker.max_rate_limit_wait_s"
+                    let why = rateLimited > 0 ? "held by \(provider.name)'s rate limit (answered 429 \(rateLimited) times)" : "waiting for \(provider.name)'s rate limit"
+                    throw AttemptsError(underlying: SluiceError(.expired, "the job could not start before \(by): \(why)"), attempts: attempts)
+                } catch {
+                    throw AttemptsError(underlying: CancellationError(), attempts: attempts)
+                }
+                if deadline == nil { deadline = MonotonicClock.now() + timeout }
+                let runDeadline = deadline ?? MonotonicClock.now() + timeout
                 attempts += 1
-                let remaining = deadline - MonotonicClock.now()
+                retry += 1
+                let remaining = runDeadline - MonotonicClock.now()
                 guard remaining > 0 else {
                     throw AttemptsError(underlying: SluiceError(.timeout, "the job ran past its timeout"), attempts: attempts - 1)
                 }
@@ -135,7 +197,7 @@ struct JobRunner: Sendable {
                     // target with `"body": null`, so retries cannot multiply a large
                     // request in Redis.
                     events.emit(.chatCompletionRequest, data: JobRunner.requestEvent(
-                        provider: provider.name, model: model, body: attempts == 1 ? httpRequest.body : []))
+                        provider: provider.name, model: model, body: attempts == 1 && rateLimited == 0 ? httpRequest.body : []))
                     // Redis cannot keep up: hold this stream back (never drop its events).
                     var redisFull = false
                     let redis = self.redis
@@ -150,17 +212,33 @@ struct JobRunner: Sendable {
                             await redis.waitForRoom()
                         }
                     })
+                    limiter.observe(bucket, headers: outcome.rateLimit, rateLimited: false)
+                    if let used = outcome.accumulator.usage?.totalTokens {
+                        limiter.settle(bucket, tpm: provider.tpm, estimated: estimate, actual: used)
+                    }
                     if !outcome.streamComplete {
                         throw ProviderError(.protocolError, "the provider's stream ended before its end marker", retryable: published == 0)
                     }
                     return succeeded(job, provider: provider.name, model: model, request: request,
-                                     outcome: outcome, attempts: attempts, queueWait: queueWait)
+                                     outcome: outcome, attempts: attempts, queueWait: queueWait, rateLimitWait: progress.rateLimitWait)
                 } catch {
                     lastError = error
                     if Task.isCancelled { throw AttemptsError(underlying: error, attempts: attempts) }
                     // Something of this attempt was relayed: a retry would repeat it.
                     guard let pe = error as? ProviderError, published == 0 else {
                         throw AttemptsError(underlying: error, attempts: attempts)
+                    }
+                    if pe.status == 429 && pe.retryable {
+                        // A rate limit is a wait, not a failed attempt: hold the bucket for
+                        // every worker as the provider asked, and queue for it again.
+                        attempts -= 1
+                        retry -= 1
+                        limiter.settle(bucket, tpm: provider.tpm, estimated: estimate, actual: 0)
+                        let hold = limiter.observe(bucket, headers: pe.rateLimit ?? RateLimitHeaders(retryAfter: pe.retryAfter),
+                                                   rateLimited: true, fallbackHold: JobRunner.backoff(retry: rateLimited, retryAfter: nil))
+                        rateLimited += 1
+                        logger.info("\(provider.name) answered 429; waiting for its limit", metadata: ["hold_s": "\(hold)"])
+                        continue
                     }
                     if !pe.retryable {
                         // The provider refused the request itself (400, 401, 403, 404, 422),
@@ -172,9 +250,9 @@ struct JobRunner: Sendable {
                         if pe.kind == .invalidRequest { throw AttemptsError(underlying: error, attempts: attempts) }
                         break
                     }
-                    guard retry + 1 < config.worker.maxAttempts else { break }
-                    let delay = JobRunner.backoff(retry: retry, retryAfter: pe.retryAfter)
-                    guard MonotonicClock.now() + delay < deadline else { break }
+                    guard retry < config.worker.maxAttempts else { break }
+                    let delay = JobRunner.backoff(retry: retry - 1, retryAfter: pe.retryAfter)
+                    guard MonotonicClock.now() + delay < runDeadline else { break }
                     logger.info("retrying after \(pe)", metadata: ["attempt": "\(attempts)", "delay_s": "\(delay)"])
                     metrics.retried(provider: provider.name)
                     try? await Task.sleep(for: .milliseconds(Int64(delay * 1000)))
@@ -243,7 +321,7 @@ struct JobRunner: Sendable {
 
     private func succeeded(
         _ job: Job, provider: String, model: String, request: ResolvedRequest,
-        outcome: ProviderOutcome, attempts: Int, queueWait: Double?
+        outcome: ProviderOutcome, attempts: Int, queueWait: Double?, rateLimitWait: Double
     ) -> UnifiedResponse {
         let messages = request.messages
         let acc = outcome.accumulator
@@ -267,7 +345,7 @@ struct JobRunner: Sendable {
             costUSD: prices.cost(provider: provider, model: model, inputTokens: usage.promptTokens, outputTokens: usage.completionTokens),
             latencyS: timing.latency, timeToFirstTokenS: timing.timeToFirstToken, interTokenLatencyS: timing.interTokenLatency,
             tokensPerSecond: timing.tokensPerSecond(outputTokens: usage.completionTokens), queueWaitS: queueWait,
-            attempts: attempts, usageSource: source, streamComplete: outcome.streamComplete)
+            rateLimitWaitS: rateLimitWait, attempts: attempts, usageSource: source, streamComplete: outcome.streamComplete)
         let now = WallClock.now()
         return UnifiedResponse(
             id: acc.id ?? "chatcmpl-\(job.id)", created: acc.created ?? Int(now), model: acc.model ?? model,
@@ -279,7 +357,7 @@ struct JobRunner: Sendable {
 
     func failedResponse(
         _ job: Job, error: UnifiedResponse.ErrorInfo, status: UnifiedResponse.Status, queueWait: Double?, attempts: Int,
-        partial: ProviderOutcome? = nil
+        partial: ProviderOutcome? = nil, rateLimitWait: Double = 0
     ) -> UnifiedResponse {
         let now = WallClock.now()
         let request = try? resolve(job)
@@ -294,7 +372,7 @@ struct JobRunner: Sendable {
         var source = Metrics.UsageSource.estimated
         var metrics = Metrics(
             inputTokens: 0, outputTokens: 0, totalTokens: 0, costUSD: nil, latencyS: 0, timeToFirstTokenS: nil,
-            interTokenLatencyS: nil, tokensPerSecond: nil, queueWaitS: queueWait, attempts: attempts,
+            interTokenLatencyS: nil, tokensPerSecond: nil, queueWaitS: queueWait, rateLimitWaitS: rateLimitWait, attempts: attempts,
             usageSource: .estimated, streamComplete: false)
         if let partial, partial.accumulator.contentChunks > 0 || partial.accumulator.usage != nil {
             if let u = partial.accumulator.usage {
@@ -310,7 +388,7 @@ struct JobRunner: Sendable {
                 costUSD: prices.cost(provider: provider, model: model, inputTokens: usage!.promptTokens, outputTokens: usage!.completionTokens),
                 latencyS: t.latency, timeToFirstTokenS: t.timeToFirstToken, interTokenLatencyS: t.interTokenLatency,
                 tokensPerSecond: t.tokensPerSecond(outputTokens: usage!.completionTokens), queueWaitS: queueWait,
-                attempts: attempts, usageSource: source, streamComplete: false)
+                rateLimitWaitS: rateLimitWait, attempts: attempts, usageSource: source, streamComplete: false)
         }
         return UnifiedResponse(
             id: partial?.accumulator.id ?? "chatcmpl-\(job.id)", created: Int(now), model: model,

@@ -82,7 +82,8 @@ public final class Worker: Service {
             properties: kafka.properties, logger: logger)
         let runner = JobRunner(
             config: config, providers: ProviderRunner(client: http), redis: redis,
-            prices: PriceTable(overrides: config.pricing), logger: logger, environment: environment, metrics: metrics)
+            prices: PriceTable(overrides: config.pricing), logger: logger, environment: environment, metrics: metrics,
+            limiter: RateLimiter(redis: redis, logger: logger, metrics: metrics))
         let limiter = InFlightLimiter(limit: config.worker.maxInFlight)
         let drainDeadline = DrainDeadline()
         // Connect to Redis before the first job (it connects lazily); if it is down, the
@@ -267,7 +268,7 @@ public final class Worker: Service {
         let cancels = self.cancels
         let work = Task {
             await runner.run(job, run: run, lastSeq: lastSeq, producedAtMs: message.timestampMs,
-                             cancelledByUser: { cancels.isCancelled(job.id) })
+                             lane: job.priority ?? .interactive, cancelledByUser: { cancels.isCancelled(job.id) })
         }
         let renewal: Task<Void, Never>? = claimed ? Task { [logger] in
             while !Task.isCancelled {

@@ -21,6 +21,10 @@ import Synchronization
 /// | `sluice_worker_stale_messages_total` | | messages fetched under an assignment that ended before they started (left to the partition's owner) |
 /// | `sluice_worker_results_replayed_total` | | redelivered jobs answered from their stored result, without calling the provider |
 /// | `sluice_worker_redis_dropped_commands_total` | | events dropped because Redis was away and the buffer was full |
+/// | `sluice_worker_rate_limit_admissions_total` | `provider` | requests the shared rate limiter let through |
+/// | `sluice_worker_rate_limit_waits_total` | `provider` | admissions that had to wait (for the limit, a hold, or interactive work) |
+/// | `sluice_worker_rate_limit_wait_seconds_total` | `provider` | time jobs spent waiting for admission |
+/// | `sluice_worker_provider_rate_limited_total` | `provider` | provider answers of 429 (waited out, not counted as attempts) |
 public final class WorkerMetrics: Sendable {
     public let registry = PrometheusCollectorRegistry()
     private let factory: PrometheusMetricsFactory
@@ -59,6 +63,21 @@ public final class WorkerMetrics: Sendable {
     func jobStarted() { inFlight.increment() }
     func jobEnded() { inFlight.decrement() }
     func sentToDLQ() { dlq.increment() }
+
+    func rateLimitAdmitted(provider: String, waited: Double) {
+        CoreMetrics.Counter(label: "sluice_worker_rate_limit_admissions_total", dimensions: [("provider", provider)], factory: factory)
+            .increment()
+        guard waited > 0.001 else { return }
+        CoreMetrics.Counter(label: "sluice_worker_rate_limit_waits_total", dimensions: [("provider", provider)], factory: factory)
+            .increment()
+        CoreMetrics.FloatingPointCounter(label: "sluice_worker_rate_limit_wait_seconds_total", dimensions: [("provider", provider)],
+                                         factory: factory).increment(by: waited)
+    }
+
+    func rateLimitedByProvider(provider: String) {
+        CoreMetrics.Counter(label: "sluice_worker_provider_rate_limited_total", dimensions: [("provider", provider)], factory: factory)
+            .increment()
+    }
 
     func retried(provider: String) {
         CoreMetrics.Counter(label: "sluice_worker_retries_total", dimensions: [("provider", provider)], factory: factory).increment()

@@ -44,7 +44,8 @@ struct TestStack: Sendable {
     let http: HTTPClient
 
     static func with(
-        maxInFlight: Int = 64, mock defaults: MockBehavior = MockBehavior(), gateway: Bool = false, worker: Bool = true,
+        maxInFlight: Int = 64, mock defaults: MockBehavior = MockBehavior(), rateLimit: MockRateLimit? = nil,
+        gateway: Bool = false, worker: Bool = true,
         configure: (inout SluiceConfig) -> Void = { _ in },
         _ body: (TestStack) async throws -> Void
     ) async throws {
@@ -66,7 +67,7 @@ struct TestStack: Sendable {
             (config.kafka.requestsTopic, 3), (config.kafka.resultsTopic, 3), (config.kafka.dlqTopic, 1), (config.kafka.controlTopic, 1),
         ])
 
-        try await MockProviderServer.withRunning(defaults: defaults, logger: logger) { mock in
+        try await MockProviderServer.withRunning(defaults: defaults, rateLimit: rateLimit, logger: logger) { mock in
             config.providers = [.init(name: "mock", kind: .mock, baseURL: mock.baseURL)]
             config.models = ["default": ModelTarget(provider: "mock", model: "mock-1")]
             configure(&config)
