@@ -87,8 +87,9 @@ public struct SluiceConfig: Sendable, Codable {
         public var firstTokenTimeoutSeconds: Double?
         /// Jobs larger than this go to the DLQ unread.
         public var maxJobBytes = 4 * 1024 * 1024
-        /// The longest a job with no `deadline` or `max_queue_s` waits for a provider's
-        /// rate limit (and its 429s) before it fails as `expired`.
+        /// The longest a batch-lane job with no `deadline` or `max_queue_s` waits for a
+        /// provider's rate limit (and its 429s) before it fails as `expired`. An
+        /// interactive job waits at most its `timeout_s` (or `default_timeout_s`).
         public var maxRateLimitWaitSeconds = 86_400.0
 
         enum CodingKeys: String, CodingKey {

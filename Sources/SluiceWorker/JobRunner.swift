@@ -37,10 +37,10 @@ struct JobRunner: Sendable {
         var events = JobEvents(jobID: job.id, run: run, redis: redis, ttlSeconds: config.redis.eventTTLSeconds, lastSeq: lastSeq)
 
         // The latest moment the job may start, on the monotonic clock: its own deadline,
-        // else as long as a job may wait for a rate limit.
+        // else as long as its lane may wait for a rate limit.
         let startBy = job.startBy(producedAt: producedAtMs.map { Double($0) / 1000 })
-        let startByMonotonic = MonotonicClock.now()
-            + ((startBy ?? startedWall + config.worker.maxRateLimitWaitSeconds) - startedWall)
+        let waitBound = waitBound(job, lane: lane)
+        let startByMonotonic = MonotonicClock.now() + ((startBy ?? startedWall + waitBound.seconds) - startedWall)
         var progress = Progress()
         var response: UnifiedResponse
         do {
@@ -53,7 +53,7 @@ struct JobRunner: Sendable {
                     attempts: 0)
             }
             response = try await attempt(job, events: &events, lane: lane, startBy: startByMonotonic, startByWall: startBy,
-                                         progress: &progress, queueWait: queueWait, logger: logger)
+                                         waitBound: waitBound, progress: &progress, queueWait: queueWait, logger: logger)
         } catch {
             if Task.isCancelled && !cancelledByUser() {
                 logger.info("run cut off by shutdown; the job will run again where its partition goes")
@@ -77,6 +77,18 @@ struct JobRunner: Sendable {
         events.storeResult(json)
         events.emit(.chatFinished, ["status": .string(response.status.rawValue)])
         return (response, json)
+    }
+
+    /// How long a job without a deadline may wait for a rate limit: an interactive job
+    /// its timeout, a batch job `worker.max_rate_limit_wait_s`.
+    func waitBound(_ job: Job, lane: JobPriority) -> (seconds: Double, name: String) {
+        switch lane {
+        case .interactive:
+            if let t = job.timeoutSeconds { return (t, "its timeout_s (\(t) s)") }
+            return (config.worker.defaultTimeoutSeconds, "worker.default_timeout_s (\(config.worker.defaultTimeoutSeconds) s)")
+        case .batch:
+            return (config.worker.maxRateLimitWaitSeconds, "worker.max_rate_limit_wait_s (\(config.worker.maxRateLimitWaitSeconds) s)")
+        }
     }
 
     /// What a run has spent waiting so far.
@@ -122,7 +134,7 @@ struct JobRunner: Sendable {
 
     private func attempt(
         _ job: Job, events: inout JobEvents, lane: JobPriority, startBy: Double, startByWall: Double?,
-        progress: inout Progress, queueWait: Double?, logger: Logger
+        waitBound: (seconds: Double, name: String), progress: inout Progress, queueWait: Double?, logger: Logger
     ) async throws -> UnifiedResponse {
         let request = try resolve(job)
         let messages = request.messages
@@ -130,8 +142,8 @@ struct JobRunner: Sendable {
         targets += job.fallbacks
         var attempts = 0
         var lastError: any Error = SluiceError(.internal, "no attempt was made")
-        // `timeout_s` counts from the first admission: time held by a rate limit is bounded
-        // by the job's deadline instead.
+        // `timeout_s` counts from the first admission the provider did not answer 429:
+        // time held by a rate limit is bounded by the job's deadline instead.
         var deadline: Double?
         let timeout = job.timeoutSeconds ?? config.worker.defaultTimeoutSeconds
         var rateLimited = 0
@@ -156,7 +168,7 @@ struct JobRunner: Sendable {
                 call.passthroughBody = body
                 call.stream = body["stream"]?.boolValue ?? false
             }
-            let bucket = RateLimiter.Bucket(provider: provider.name, apiKey: job.apiKey)
+            let bucket = RateLimiter.Bucket(provider: provider.name, baseURL: provider.baseURL, apiKey: call.apiKey)
             let estimate = JobRunner.estimatedTokens(messages: messages, parameters: request.parameters)
 
             var retry = 0
@@ -173,9 +185,15 @@ struct JobRunner: Sendable {
                     if deadline != nil {
                         throw AttemptsError(underlying: SluiceError(.timeout, "the job ran past its timeout waiting for \(provider.name)'s rate limit"), attempts: attempts)
                     }
-                    let by = startByWall.map { "its deadline (\(JobRunner.timestamp($0)))" } ?? "worker.max_rate_limit_wait_s"
-                    let why = rateLimited > 0 ? "held by \(provider.name)'s rate limit (answered 429 \(rateLimited) times)" : "waiting for \(provider.name)'s rate limit"
-                    throw AttemptsError(underlying: SluiceError(.expired, "the job could not start before \(by): \(why)"), attempts: attempts)
+                    let by = startByWall.map { "its deadline (\(JobRunner.timestamp($0)))" } ?? waitBound.name
+                    var why = "waiting for \(provider.name)'s rate limit"
+                    var context: [String: String] = [:]
+                    if rateLimited > 0, let last = lastError as? ProviderError {
+                        why = "held by \(provider.name)'s rate limit (answered 429 \(rateLimited) times; last: \(last.message))"
+                        context["provider_status"] = "429"
+                    }
+                    throw AttemptsError(underlying: SluiceError(.expired, "the job could not start before \(by): \(why)", context: context),
+                                        attempts: attempts)
                 } catch {
                     throw AttemptsError(underlying: CancellationError(), attempts: attempts)
                 }
@@ -233,6 +251,8 @@ struct JobRunner: Sendable {
                         // every worker as the provider asked, and queue for it again.
                         attempts -= 1
                         retry -= 1
+                        // Not started yet: the timeout counts from a request that is not refused.
+                        if attempts == 0 { deadline = nil }
                         limiter.settle(bucket, tpm: provider.tpm, estimated: estimate, actual: 0)
                         let hold = limiter.observe(bucket, headers: pe.rateLimit ?? RateLimitHeaders(retryAfter: pe.retryAfter),
                                                    rateLimited: true, fallbackHold: JobRunner.backoff(retry: rateLimited, retryAfter: nil))
@@ -409,7 +429,7 @@ struct JobRunner: Sendable {
             return .init(type: "cancelled", message: "the job was cancelled")
         case let e as SluiceError:
             let type = e.code == .cancelled ? "cancelled" : e.code == .timeout ? "timeout" : e.code.rawValue
-            return .init(type: type, message: e.message)
+            return .init(type: type, message: e.message, providerStatus: e.context["provider_status"].flatMap { Int($0) })
         default:
             return .init(type: "internal_error", message: "\(error)")
         }

@@ -8,7 +8,8 @@ import Synchronization
 
 /// Provider rate limits shared by every worker, held in Redis.
 ///
-/// Each bucket (a provider, or a provider and one job-supplied API key) is a Redis hash
+/// Each bucket (a provider's endpoint and the API key sent to it, the configured one or
+/// the job's own) is a Redis hash
 /// updated by one Lua script per admission, on Redis's clock, so all workers together
 /// stay under the limit:
 ///
@@ -31,23 +32,20 @@ import Synchronization
 /// jobs hold no provider connection. Without Redis the limiter lets jobs through (and
 /// still honours the holds this worker saw), so an outage does not stop the work.
 public final class RateLimiter: Sendable {
-    /// Where a job's requests are counted.
+    /// Where a job's requests are counted: one provider endpoint and the key used on it.
     public struct Bucket: Hashable, Sendable, CustomStringConvertible {
         public var provider: String
-        /// A fingerprint of the job's own API key (never the key), nil for the
-        /// provider's configured key.
-        public var keyFingerprint: String?
+        /// A fingerprint of the base URL and the API key sent (never the key itself).
+        public var fingerprint: String
 
-        public init(provider: String, apiKey: Secret?) {
+        public init(provider: String, baseURL: String, apiKey: Secret?) {
             self.provider = provider
-            self.keyFingerprint = apiKey.map { RateLimiter.fingerprint($0.value) }
+            self.fingerprint = RateLimiter.fingerprint(baseURL + "\n" + (apiKey?.value ?? ""))
         }
 
-        var redisKey: String {
-            "sluice:ratelimit:\(provider)" + (keyFingerprint.map { ":key:\($0)" } ?? "")
-        }
+        var redisKey: String { "sluice:ratelimit:\(provider):\(fingerprint)" }
 
-        public var description: String { provider + (keyFingerprint.map { " (key \($0.prefix(6)))" } ?? "") }
+        public var description: String { "\(provider) (\(fingerprint.prefix(6)))" }
     }
 
     /// A job that would wait past its deadline.
