@@ -146,8 +146,8 @@ struct TopicsCommand: AsyncParsableCommand {
 enum SluiceTopics {
     static func all(_ config: SluiceConfig, partitions: Int) -> [(name: String, partitions: Int)] {
         [
-            (config.kafka.requestsTopic, partitions), (config.kafka.resultsTopic, partitions),
-            (config.kafka.dlqTopic, 1), (config.kafka.controlTopic, 1),
+            (config.kafka.requestsTopic, partitions), (config.kafka.batchRequestsTopic, partitions),
+            (config.kafka.resultsTopic, partitions), (config.kafka.dlqTopic, 1), (config.kafka.controlTopic, 1),
         ]
     }
 }

@@ -84,7 +84,7 @@ struct JobTerminal: Sendable {
 
         if !jsonOutput { err.write(Data("job \(job.id) submitted\n".utf8)) }
         try await follower.follow(jobID: job.id, afterSeq: 0, onSubscribed: {
-            try await producer.send(topic: config.kafka.requestsTopic, key: job.id, value: try JSON.encode(job.encoded()))
+            try await producer.send(topic: config.requestsTopic(for: job.priority), key: job.id, value: try JSON.encode(job.encoded()))
         }) { item in
             guard case .event(_, let name, let envelope, let dataRange) = item else { return }
             let data = envelope[dataRange]

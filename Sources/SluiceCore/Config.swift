@@ -7,6 +7,8 @@ public struct SluiceConfig: Sendable, Codable {
     public struct Kafka: Sendable, Codable {
         public var brokers = "127.0.0.1:9092"
         public var requestsTopic = "sluice.requests"
+        /// The batch lane: read by workers only with what interactive work leaves.
+        public var batchRequestsTopic = "sluice.requests.batch"
         public var resultsTopic = "sluice.results"
         public var dlqTopic = "sluice.dlq"
         public var controlTopic = "sluice.control"
@@ -17,6 +19,7 @@ public struct SluiceConfig: Sendable, Codable {
         enum CodingKeys: String, CodingKey {
             case brokers, properties
             case requestsTopic = "requests_topic"
+            case batchRequestsTopic = "batch_requests_topic"
             case resultsTopic = "results_topic"
             case dlqTopic = "dlq_topic"
             case controlTopic = "control_topic"
@@ -203,6 +206,7 @@ extension SluiceConfig.Kafka {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         brokers = try c.decodeIfPresent(String.self, forKey: .brokers) ?? brokers
         requestsTopic = try c.decodeIfPresent(String.self, forKey: .requestsTopic) ?? requestsTopic
+        batchRequestsTopic = try c.decodeIfPresent(String.self, forKey: .batchRequestsTopic) ?? batchRequestsTopic
         resultsTopic = try c.decodeIfPresent(String.self, forKey: .resultsTopic) ?? resultsTopic
         dlqTopic = try c.decodeIfPresent(String.self, forKey: .dlqTopic) ?? dlqTopic
         controlTopic = try c.decodeIfPresent(String.self, forKey: .controlTopic) ?? controlTopic
@@ -297,7 +301,15 @@ extension SluiceConfig {
             }
         }
         guard worker.maxInFlight > 0 else { throw SluiceError(.config, "worker.max_in_flight must be at least 1") }
+        guard kafka.batchRequestsTopic != kafka.requestsTopic else {
+            throw SluiceError(.config, "kafka.batch_requests_topic must differ from kafka.requests_topic (the lanes are separate topics)")
+        }
         guard worker.maxAttempts > 0 else { throw SluiceError(.config, "worker.max_attempts must be at least 1") }
+    }
+
+    /// The topic of a lane.
+    public func requestsTopic(for priority: JobPriority?) -> String {
+        priority == .batch ? kafka.batchRequestsTopic : kafka.requestsTopic
     }
 
     public func provider(named name: String) -> Provider? {

@@ -18,6 +18,7 @@ import Synchronization
 /// | `sluice_worker_tokens_total` | `provider`, `kind` (`input`/`output`) | tokens, as reported or estimated |
 /// | `sluice_worker_cost_usd_total` | `provider` | cost of priced models |
 /// | `sluice_worker_consumer_lag` | `partition` | messages behind the partition's end, per assigned partition of the requests topic |
+/// | `sluice_worker_batch_consumer_lag` | `partition` | the same for the batch requests topic |
 /// | `sluice_worker_stale_messages_total` | | messages fetched under an assignment that ended before they started (left to the partition's owner) |
 /// | `sluice_worker_results_replayed_total` | | redelivered jobs answered from their stored result, without calling the provider |
 /// | `sluice_worker_redis_dropped_commands_total` | | events dropped because Redis was away and the buffer was full |
@@ -109,8 +110,9 @@ public final class WorkerMetrics: Sendable {
         }
     }
 
-    func lag(partition: Int32, behind: Int64) {
-        CoreMetrics.Gauge(label: "sluice_worker_consumer_lag", dimensions: [("partition", String(partition))], factory: factory)
+    func lag(partition: Int32, behind: Int64, lane: JobPriority = .interactive) {
+        CoreMetrics.Gauge(label: lane == .batch ? "sluice_worker_batch_consumer_lag" : "sluice_worker_consumer_lag",
+                          dimensions: [("partition", String(partition))], factory: factory)
             .record(behind)
     }
 

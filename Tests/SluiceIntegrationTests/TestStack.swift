@@ -54,6 +54,7 @@ struct TestStack: Sendable {
         var config = SluiceConfig()
         config.kafka.brokers = try TestServices.brokers()
         config.kafka.requestsTopic = "\(prefix).requests"
+        config.kafka.batchRequestsTopic = "\(prefix).requests.batch"
         config.kafka.resultsTopic = "\(prefix).results"
         config.kafka.dlqTopic = "\(prefix).dlq"
         config.kafka.controlTopic = "\(prefix).control"
@@ -64,7 +65,7 @@ struct TestStack: Sendable {
         config.worker.drainSeconds = 5
         config.gateway.listen = "127.0.0.1:0"
         try KafkaAdmin.createTopics(brokers: config.kafka.brokers, topics: [
-            (config.kafka.requestsTopic, 3), (config.kafka.resultsTopic, 3), (config.kafka.dlqTopic, 1), (config.kafka.controlTopic, 1),
+            (config.kafka.requestsTopic, 3), (config.kafka.batchRequestsTopic, 3), (config.kafka.resultsTopic, 3), (config.kafka.dlqTopic, 1), (config.kafka.controlTopic, 1),
         ])
 
         try await MockProviderServer.withRunning(defaults: defaults, rateLimit: rateLimit, logger: logger) { mock in

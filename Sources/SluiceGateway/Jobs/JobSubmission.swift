@@ -7,8 +7,9 @@ import SluiceRedis
 
 /// Submitting, finding and cancelling jobs: what every endpoint shares.
 extension Gateway {
-    /// Records the job's tenant, then produces it to the requests topic and waits for
-    /// the broker's acknowledgement.
+    /// Records the job's tenant, then produces it to its lane's requests topic (a job
+    /// saying `"priority": "batch"` goes to the batch lane, any other to the interactive
+    /// one) and waits for the broker's acknowledgement.
     func submit(_ job: Job, api: String) async throws {
         let meta = RedisKeys.meta(job.id)
         do {
@@ -22,7 +23,7 @@ extension Gateway {
             throw APIError.unavailable("the event store is not reachable; try again later")
         }
         do {
-            try await producer.send(topic: config.kafka.requestsTopic, key: job.id, value: try JSON.encode(job.encoded()))
+            try await producer.send(topic: config.requestsTopic(for: job.priority), key: job.id, value: try JSON.encode(job.encoded()))
         } catch {
             logger.error("cannot submit a job to Kafka: \(error)", metadata: ["job_id": "\(job.id)"])
             throw APIError.unavailable("the job queue is not reachable; try again later")
