@@ -512,6 +512,9 @@ final class BatchRunner: Sendable {
         let read = l.inputBytes > 0 ? " \(min(100, Int(Double(l.bytesRead) * 100 / Double(l.inputBytes))))% read" : ""
         parts.append("\(batchID)\(read)")
         parts.append("\(l.succeeded) ok, \(l.failed) failed, \(l.inFlight.count) in flight")
+        if l.heldByRateLimit, let wait = l.recentRateLimitWait {
+            parts.append("held by provider rate limit (jobs wait ~\(Human.duration(wait)))")
+        }
         if l.skipped > 0 { parts.append("\(l.skipped) skipped") }
         if l.invalid + l.duplicates > 0 { parts.append("bad lines \(l.invalid + l.duplicates)") }
         parts.append(rate.map(Human.rate) ?? "--/s")
@@ -608,6 +611,9 @@ struct BatchLedger: Sendable {
     var totalTokens = 0
     var costUSD = 0.0
     var unpriced = 0
+    /// How long the latest results were held by a provider's rate limit (a moving
+    /// average of their `rate_limit_wait_s`), nil before the first.
+    var recentRateLimitWait: Double?
     /// The last result, or when jobs began to be in flight again: the stall clock.
     var lastActivity: Double
 
@@ -628,8 +634,13 @@ struct BatchLedger: Sendable {
         outputTokens += r.metrics.outputTokens
         totalTokens += r.metrics.totalTokens
         if let c = r.metrics.costUSD { costUSD += c } else if r.metrics.totalTokens > 0 { unpriced += 1 }
+        let wait = r.metrics.rateLimitWaitS
+        recentRateLimitWait = recentRateLimitWait.map { $0 * 0.8 + wait * 0.2 } ?? wait
         lastActivity = now
     }
+
+    /// Whether the jobs are being paced by a provider's rate limit.
+    var heldByRateLimit: Bool { (recentRateLimitWait ?? 0) >= 0.5 }
 
     mutating func recordFailure(now: Double) {
         failed += 1

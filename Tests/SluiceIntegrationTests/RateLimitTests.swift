@@ -75,6 +75,13 @@ struct RateLimitTests {
             #expect(result.status == .failed)
             #expect(result.error?.type == "expired")
             #expect(stack.mock.stats.snapshot.requests == 0)
+            // The result, and a job with the new fields, are what the schemas say.
+            let raw = try #require(stack.results.all.first { $0.keyString == "late-1" })
+            try SchemaValidator.expectValid([
+                ("result", try JSON.decode(JSONValue.self, from: raw.value)),
+                ("job", ["id": "j", "model": "m", "chat_input": "x", "priority": "batch",
+                                     "deadline": "2026-01-31T12:00:00Z", "max_queue_s": 30]),
+            ])
             let events = try await stack.events(of: "late-1")
             #expect(!events.contains { $0["event"]?.stringValue == "chat_started" || $0["type"]?.stringValue == "chat_started" })
         }

@@ -1084,6 +1084,11 @@ enum OpenAPIDocument {
               "null"
             ]
           },
+          "rate_limit_wait_s": {
+            "type": "number",
+            "minimum": 0,
+            "description": "Seconds the job was held by a provider's rate limit: waiting for the shared limiter's admission and waiting out 429s."
+          },
           "attempts": {
             "type": "integer"
           },
@@ -1520,6 +1525,32 @@ enum OpenAPIDocument {
           "api_key": {
             "type": "string",
             "description": "A per-job provider key; never logged, echoed or published."
+          },
+          "priority": {
+            "enum": [
+              "interactive",
+              "batch"
+            ],
+            "default": "interactive",
+            "description": "The job's lane: batch jobs go to the batch requests topic and get what interactive work leaves of the workers and of a provider's rate limit."
+          },
+          "deadline": {
+            "oneOf": [
+              {
+                "type": "string",
+                "format": "date-time"
+              },
+              {
+                "type": "number",
+                "exclusiveMinimum": 0
+              }
+            ],
+            "description": "The latest time the job may start (RFC 3339, or seconds since the epoch). A job that cannot start in time, in the queue or held by a rate limit, ends failed with error type expired, without calling the provider."
+          },
+          "max_queue_s": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "description": "The longest the job may wait after submission before it starts; then it ends failed with error type expired."
           },
           "temperature": {
             "type": "number"
