@@ -191,9 +191,11 @@ public final class RateLimiter: Sendable {
             if level < need then wait = math.max(wait, math.ceil((need - level) * 60000 / tpm)) end
         end
         if wait > 0 then
-            if interactive then redis.call('HSET', KEYS[1], 'iw', now + wait + 1000) end
+            -- Renewed by the waiter's next ask (at most 250 ms later) while it waits.
+            if interactive then redis.call('HSET', KEYS[1], 'iw', now + wait + 300) end
             return wait
         end
+        if interactive then redis.call('HDEL', KEYS[1], 'iw') end
         if rpm > 0 then redis.call('HSET', KEYS[1], 'rtat', tat + 60000 / rpm) end
         if tpm > 0 then redis.call('HSET', KEYS[1], 'tlvl', level - cost, 'tts', now) end
         redis.call('PEXPIRE', KEYS[1], ARGV[5])
