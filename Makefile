@@ -5,7 +5,7 @@ SWIFT ?= swift
 SLUICE := .build/debug/sluice
 DEMO_FLAGS ?=
 
-.PHONY: setup build release test unit-test demo dev clean
+.PHONY: setup build release test unit-test chaos demo dev clean
 
 ## setup: install what a fresh machine needs (Debian packages, librdkafka 2.10+, Tansu); idempotent
 setup:
@@ -29,6 +29,12 @@ test: build
 ## unit-test: only the tests that need no servers
 unit-test: build
 	$(SWIFT) test --filter SluiceCoreTests
+
+## chaos: the chaos test at full size (500 jobs through worker processes that are killed,
+## joined, with a Redis restart and poison records); `make test` runs it with 150
+chaos: build
+	$(SWIFT) build --build-tests
+	SLUICE_CHAOS_JOBS=$${SLUICE_CHAOS_JOBS:-500} bash scripts/with-services.sh $(SWIFT) test --skip-build --filter ChaosTests
 
 ## demo: start the local stack, stream one job to the terminal, print its metrics, stop
 demo: build

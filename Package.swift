@@ -26,6 +26,7 @@ let package = Package(
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
+        .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
     ],
     targets: [
         // C libraries, each behind a one-line shim header; nothing above the Swift layer
@@ -102,7 +103,10 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
 
-        .testTarget(name: "SluiceCoreTests", dependencies: ["SluiceCore", "SluiceKafka", "SluiceProviders", "SluiceBench"]),
+        .testTarget(name: "SluiceCoreTests", dependencies: [
+            "SluiceCore", "SluiceKafka", "SluiceProviders", "SluiceBench",
+            .product(name: "PropertyBased", package: "swift-property-based"),
+        ]),
         .testTarget(name: "SluiceIntegrationTests", dependencies: [
             "SluiceCore", "SluiceKafka", "SluiceRedis", "SluiceHTTPClient", "SluiceProviders",
             "SluiceWorker", "SluiceGateway", "SluiceMockProvider",

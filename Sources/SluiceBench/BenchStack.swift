@@ -176,7 +176,7 @@ struct BenchStack: Sendable {
 
         try KafkaAdmin.createTopics(brokers: config.kafka.brokers, topics: [
             (config.kafka.requestsTopic, 4), (config.kafka.resultsTopic, 4), (config.kafka.dlqTopic, 1), (config.kafka.controlTopic, 1),
-        ])
+        ], config: config.kafka.topicConfig)
         let worker = try children.start("worker", tools.sluice, [
             "worker", "--config", configPath, "--log-level", "warning", "--max-in-flight", "\(maxInFlight)",
         ])

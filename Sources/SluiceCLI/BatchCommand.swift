@@ -192,8 +192,10 @@ final class BatchRunner: Sendable {
     }
 
     func jobID(for customID: String) -> String {
-        // Job ids are at most 256 bytes: a long custom_id is replaced by its digest.
-        customID.utf8.count <= 200 ? "\(batchID)-\(customID)" : "\(batchID)-h\(String(stableHash(customID), radix: 16))"
+        // A custom_id that would make no valid job id (too long, or characters other
+        // than letters, digits, '.', '_', ':' and '-') is replaced by its digest.
+        let id = "\(batchID)-\(customID)"
+        return Job.isValidID(id) ? id : "\(batchID)-h\(String(Job.stableHash(customID), radix: 16))"
     }
 
     func run() async -> BatchSummary {
@@ -224,7 +226,7 @@ final class BatchRunner: Sendable {
         // after a broker hiccup carries on where it was rather than at the new end.
         let positions = ReadPositions()
         let assigned = Mutex<Set<TopicPartition>>([])
-        var consumerProperties = kafka.properties
+        var consumerProperties = kafka.consumerProperties
         consumerProperties["auto.offset.reset"] = "latest"
         let resultsTopic = kafka.resultsTopic
         let consumer: KafkaConsumer
@@ -249,7 +251,7 @@ final class BatchRunner: Sendable {
         // A send that cannot be delivered fails after a minute (librdkafka's default is
         // five) rather than hanging the batch; kafka.properties may say otherwise.
         var producerProperties = ["message.timeout.ms": "60000"]
-        producerProperties.merge(kafka.properties, uniquingKeysWith: { $1 })
+        producerProperties.merge(kafka.producerProperties, uniquingKeysWith: { $1 })
         let producer: KafkaProducer
         do {
             producer = try KafkaProducer(brokers: kafka.brokers, properties: producerProperties, logger: logger)
@@ -343,7 +345,8 @@ final class BatchRunner: Sendable {
             let jobID = jobID(for: request.customID)
             let value: [UInt8]
             do {
-                let (_, job) = try BatchFormat.job(request, id: jobID, defaultProvider: options.provider, deadline: options.deadline)
+                let (_, job) = try BatchFormat.job(
+                    request, id: jobID, defaultProvider: options.provider, limits: JobLimits(config), deadline: options.deadline)
                 value = try JSON.encode(job)
             } catch {
                 invalid(line: lineNumber, reason: Self.reason(error))
@@ -570,15 +573,6 @@ final class BatchRunner: Sendable {
         return total > shown.count ? "\(text) and \(total - shown.count) more" : text
     }
 
-    /// FNV-1a, for job ids that must not depend on the process.
-    private func stableHash(_ s: String) -> UInt64 {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for b in s.utf8 {
-            h ^= UInt64(b)
-            h = h &* 0x100_0000_01b3
-        }
-        return h
-    }
 }
 
 struct InFlightJob: Sendable {

@@ -354,7 +354,7 @@ enum Human {
 
     static func duration(_ s: Double) -> String {
         guard s.isFinite, s >= 0 else { return "--" }
-        let t = Int(s.rounded())
+        let t = Int(saturating: s.rounded())
         if s < 10 { return String(format: "%.1fs", s) }
         if t < 60 { return "\(t)s" }
         if t < 3600 { return "\(t / 60)m\(String(format: "%02d", t % 60))s" }

@@ -86,7 +86,8 @@ struct DevCommand: AsyncParsableCommand {
         try await children.waitForPorts([("redis", redisPort), ("broker", kafkaPort), ("mock-provider", mockPort)], signals: signals)
 
         step("creating topics")
-        try KafkaAdmin.createTopics(brokers: config.kafka.brokers, topics: SluiceTopics.all(config, partitions: 4))
+        try KafkaAdmin.createTopics(
+            brokers: config.kafka.brokers, topics: SluiceTopics.all(config, partitions: 4), config: config.kafka.topicConfig)
 
         step("starting a worker and the gateway")
         try children.start("worker", me, ["worker", "--config", configPath, "--log-level", global.logLevel])

@@ -33,7 +33,7 @@ struct WorkerCommand: AsyncParsableCommand {
         let worker = Worker(config: config, logger: logger)
         var services: [any Service] = [worker]
         if let metricsListen {
-            guard let colon = metricsListen.lastIndex(of: ":"), let port = Int(metricsListen[metricsListen.index(after: colon)...]) else {
+            guard let colon = metricsListen.lastIndex(of: ":"), let port = Int(metricsListen[metricsListen.index(after: colon)...]), (0...65_535).contains(port) else {
                 throw ValidationError("--metrics-listen must be host:port, e.g. 0.0.0.0:9464")
             }
             let router = Router()
@@ -109,7 +109,7 @@ struct MockProviderCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = global.makeLogger("sluice.mock-provider")
-        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]) else {
+        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65_535).contains(port) else {
             throw ValidationError("--listen must be host:port")
         }
         let defaults = MockBehavior(
@@ -129,7 +129,11 @@ struct MockProviderCommand: AsyncParsableCommand {
 struct TopicsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "topics",
-        abstract: "Create Sluice's topics (requests, results, DLQ, control) if they do not exist.")
+        abstract: "Create Sluice's topics (requests, results, DLQ, control) if they do not exist.",
+        discussion: """
+            Each is created with max.message.bytes set to kafka.max_message_bytes, so a record as large \
+            as the gateway accepts fits. Existing topics are left as they are.
+            """)
 
     @OptionGroup var global: GlobalOptions
 
@@ -138,7 +142,8 @@ struct TopicsCommand: AsyncParsableCommand {
 
     func run() async throws {
         let config = try global.loadConfig()
-        try KafkaAdmin.createTopics(brokers: config.kafka.brokers, topics: SluiceTopics.all(config, partitions: partitions))
+        try KafkaAdmin.createTopics(
+            brokers: config.kafka.brokers, topics: SluiceTopics.all(config, partitions: partitions), config: config.kafka.topicConfig)
         print("topics ready on \(config.kafka.brokers)")
     }
 }

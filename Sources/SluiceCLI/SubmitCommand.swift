@@ -70,7 +70,7 @@ struct JobTerminal: Sendable {
         let redisConfig = try RedisConfiguration(url: config.redis.url)
         let redis = RedisConnection(configuration: redisConfig, logger: logger)
         let subscriber = RedisSubscriber(configuration: redisConfig, logger: logger)
-        let producer = try KafkaProducer(brokers: config.kafka.brokers, properties: config.kafka.properties, logger: logger)
+        let producer = try KafkaProducer(brokers: config.kafka.brokers, properties: config.kafka.producerProperties, logger: logger)
         defer {
             producer.shutdown(timeoutMs: 2_000)
             subscriber.shutdown()

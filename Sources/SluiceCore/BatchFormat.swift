@@ -66,7 +66,8 @@ public enum BatchFormat {
     /// Returns the parsed job (the body is validated as the worker would) and the JSON
     /// to produce. Throws `SluiceError(.invalidRequest)` naming the field at fault.
     public static func job(
-        _ request: Request, id: String, defaultProvider: String? = nil, deadline: Double? = nil
+        _ request: Request, id: String, defaultProvider: String? = nil, limits: JobLimits = JobLimits(),
+        deadline: Double? = nil
     ) throws -> (Job, JSONValue) {
         var body = request.body
         body["id"] = .string(id)
@@ -76,7 +77,7 @@ public enum BatchFormat {
         if let defaultProvider, (body["provider"] ?? .null).isNull { body["provider"] = .string(defaultProvider) }
         let value = JSONValue.object(body)
         do {
-            return (try Job.parse(value), value)
+            return (try Job.parse(value, limits: limits), value)
         } catch let error as SluiceError {
             throw SluiceError(.invalidRequest, "body: \(error.message)")
         }

@@ -11,7 +11,7 @@ public struct Usage: Sendable, Hashable, Codable {
                 promptTokensDetails: JSONValue? = nil, completionTokensDetails: JSONValue? = nil) {
         self.promptTokens = promptTokens
         self.completionTokens = completionTokens
-        self.totalTokens = totalTokens ?? (promptTokens + completionTokens)
+        self.totalTokens = totalTokens ?? promptTokens.adding(saturating: completionTokens)
         self.promptTokensDetails = promptTokensDetails
         self.completionTokensDetails = completionTokensDetails
     }
@@ -28,7 +28,7 @@ public struct Usage: Sendable, Hashable, Codable {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         promptTokens = try c.decodeIfPresent(Int.self, forKey: .promptTokens) ?? 0
         completionTokens = try c.decodeIfPresent(Int.self, forKey: .completionTokens) ?? 0
-        totalTokens = try c.decodeIfPresent(Int.self, forKey: .totalTokens) ?? (promptTokens + completionTokens)
+        totalTokens = try c.decodeIfPresent(Int.self, forKey: .totalTokens) ?? promptTokens.adding(saturating: completionTokens)
         promptTokensDetails = try c.decodeIfPresent(JSONValue.self, forKey: .promptTokensDetails)
         completionTokensDetails = try c.decodeIfPresent(JSONValue.self, forKey: .completionTokensDetails)
     }

@@ -193,7 +193,7 @@ extension JSONReader {
             }
         }
         let p = prompt ?? 0, c = completion ?? 0
-        return Usage(promptTokens: p, completionTokens: c, totalTokens: total ?? (p + c),
+        return Usage(promptTokens: p, completionTokens: c, totalTokens: total ?? p.adding(saturating: c),
                      promptTokensDetails: promptDetails, completionTokensDetails: completionDetails)
     }
 

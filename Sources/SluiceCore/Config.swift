@@ -13,11 +13,17 @@ public struct SluiceConfig: Sendable, Codable {
         public var dlqTopic = "sluice.dlq"
         public var controlTopic = "sluice.control"
         public var groupID = "sluice-workers"
+        /// The largest record Sluice writes or reads, in bytes: the producers'
+        /// `message.max.bytes`, the consumers' fetch sizes and the `max.message.bytes` of
+        /// the topics `sluice topics` creates. Room for the largest request the gateway
+        /// accepts (`gateway.max_body_bytes`) plus the job's envelope.
+        public var maxMessageBytes = 8 * 1024 * 1024
         /// Extra librdkafka properties, passed as they are (e.g. security settings).
         public var properties: [String: String] = [:]
 
         enum CodingKeys: String, CodingKey {
             case brokers, properties
+            case maxMessageBytes = "max_message_bytes"
             case requestsTopic = "requests_topic"
             case batchRequestsTopic = "batch_requests_topic"
             case resultsTopic = "results_topic"
@@ -88,8 +94,16 @@ public struct SluiceConfig: Sendable, Codable {
         /// A provider that sends no content for this long after the request fails the
         /// attempt; nil for no limit.
         public var firstTokenTimeoutSeconds: Double?
-        /// Jobs larger than this go to the DLQ unread.
-        public var maxJobBytes = 4 * 1024 * 1024
+        /// Jobs larger than this go to the DLQ unread. Defaults to
+        /// `kafka.max_message_bytes` when the file does not set it.
+        public var maxJobBytes = 8 * 1024 * 1024
+        /// A result repeats its input (`context`, `chat_input`) only while that input is
+        /// at most this many bytes of JSON; a larger one is left out and the result says
+        /// `input_omitted: true`. The job's record holds the input in full.
+        public var echoInputMaxBytes = 64 * 1024
+        /// The most `fallbacks` a job may give; a job with more is invalid (a 400 at
+        /// the gateway, a failed result at the worker).
+        public var maxFallbacks = 5
         /// The longest a batch-lane job with no `deadline` or `max_queue_s` waits for a
         /// provider's rate limit (and its 429s) before it fails as `expired`. An
         /// interactive job waits at most its `timeout_s` (or `default_timeout_s`).
@@ -103,6 +117,8 @@ public struct SluiceConfig: Sendable, Codable {
             case idleTimeoutSeconds = "idle_timeout_s"
             case firstTokenTimeoutSeconds = "first_token_timeout_s"
             case maxJobBytes = "max_job_bytes"
+            case echoInputMaxBytes = "echo_input_max_bytes"
+            case maxFallbacks = "max_fallbacks"
             case maxRateLimitWaitSeconds = "max_rate_limit_wait_s"
         }
         public init() {}
@@ -193,6 +209,9 @@ extension SluiceConfig {
         redis = try c.decodeIfPresent(Redis.self, forKey: .redis) ?? redis
         gateway = try c.decodeIfPresent(Gateway.self, forKey: .gateway) ?? gateway
         worker = try c.decodeIfPresent(Worker.self, forKey: .worker) ?? worker
+        // A worker takes any job the queue holds unless told otherwise.
+        let workerKeys = try? c.nestedContainer(keyedBy: Worker.CodingKeys.self, forKey: .worker)
+        if workerKeys?.contains(.maxJobBytes) != true { worker.maxJobBytes = kafka.maxMessageBytes }
         providers = try c.decodeIfPresent([Provider].self, forKey: .providers) ?? providers
         models = try c.decodeIfPresent([String: ModelTarget].self, forKey: .models) ?? models
         pricing = try c.decodeIfPresent([String: Price].self, forKey: .pricing) ?? pricing
@@ -211,6 +230,7 @@ extension SluiceConfig.Kafka {
         dlqTopic = try c.decodeIfPresent(String.self, forKey: .dlqTopic) ?? dlqTopic
         controlTopic = try c.decodeIfPresent(String.self, forKey: .controlTopic) ?? controlTopic
         groupID = try c.decodeIfPresent(String.self, forKey: .groupID) ?? groupID
+        maxMessageBytes = try c.decodeIfPresent(Int.self, forKey: .maxMessageBytes) ?? maxMessageBytes
         properties = try c.decodeIfPresent([String: String].self, forKey: .properties) ?? properties
     }
 }
@@ -246,6 +266,8 @@ extension SluiceConfig.Worker {
         idleTimeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .idleTimeoutSeconds) ?? idleTimeoutSeconds
         firstTokenTimeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .firstTokenTimeoutSeconds)
         maxJobBytes = try c.decodeIfPresent(Int.self, forKey: .maxJobBytes) ?? maxJobBytes
+        echoInputMaxBytes = try c.decodeIfPresent(Int.self, forKey: .echoInputMaxBytes) ?? echoInputMaxBytes
+        maxFallbacks = try c.decodeIfPresent(Int.self, forKey: .maxFallbacks) ?? maxFallbacks
         maxRateLimitWaitSeconds = try c.decodeIfPresent(Double.self, forKey: .maxRateLimitWaitSeconds) ?? maxRateLimitWaitSeconds
     }
 }
@@ -305,6 +327,30 @@ extension SluiceConfig {
             throw SluiceError(.config, "kafka.batch_requests_topic must differ from kafka.requests_topic (the lanes are separate topics)")
         }
         guard worker.maxAttempts > 0 else { throw SluiceError(.config, "worker.max_attempts must be at least 1") }
+        guard worker.maxFallbacks >= 0 else { throw SluiceError(.config, "worker.max_fallbacks must be 0 or more") }
+        guard worker.maxJobBytes > 0 else { throw SluiceError(.config, "worker.max_job_bytes must be at least 1") }
+        guard gateway.maxBodyBytes > 0 else { throw SluiceError(.config, "gateway.max_body_bytes must be at least 1") }
+        guard redis.eventTTLSeconds > 0 else { throw SluiceError(.config, "redis.event_ttl_s must be at least 1") }
+        guard worker.defaultTimeoutSeconds > 0, worker.defaultTimeoutSeconds <= JobLimits.maxTimeoutSeconds else {
+            throw SluiceError(.config, "worker.default_timeout_s must be greater than 0 and at most \(Int(JobLimits.maxTimeoutSeconds)) seconds")
+        }
+        for (key, seconds) in [("worker.drain_s", worker.drainSeconds), ("worker.idle_timeout_s", worker.idleTimeoutSeconds),
+                               ("worker.first_token_timeout_s", worker.firstTokenTimeoutSeconds ?? 1)] {
+            guard seconds >= 0, seconds.isFinite else { throw SluiceError(.config, "\(key) must be a finite number of seconds, 0 or more") }
+        }
+        // A request the gateway accepts must fit in a record, with room for the job's
+        // other fields.
+        let envelope = SluiceConfig.Kafka.envelopeBytes
+        guard kafka.maxMessageBytes >= gateway.maxBodyBytes + envelope else {
+            throw SluiceError(.config, """
+                kafka.max_message_bytes (\(kafka.maxMessageBytes)) is too small for gateway.max_body_bytes \
+                (\(gateway.maxBodyBytes)): raise it to at least \(gateway.maxBodyBytes + envelope), or lower max_body_bytes
+                """)
+        }
+        guard kafka.maxMessageBytes <= SluiceConfig.Kafka.maxMessageBytesLimit else {
+            throw SluiceError(.config, "kafka.max_message_bytes (\(kafka.maxMessageBytes)) is above librdkafka's limit of \(SluiceConfig.Kafka.maxMessageBytesLimit)")
+        }
+        guard worker.echoInputMaxBytes >= 0 else { throw SluiceError(.config, "worker.echo_input_max_bytes must be 0 or more") }
     }
 
     /// The topic of a lane.
@@ -347,5 +393,36 @@ extension SluiceConfig {
         throw SluiceError(
             .unknownModel,
             "cannot tell which provider serves model \"\(model)\": give \"provider\", write it as \"provider/model\", or add an alias under \"models\"")
+    }
+}
+
+extension SluiceConfig.Kafka {
+    /// Room kept in a record for a job's fields besides the request body.
+    public static let envelopeBytes = 64 * 1024
+    /// The largest `message.max.bytes` librdkafka takes.
+    public static let maxMessageBytesLimit = 1_000_000_000
+
+    /// A producer's librdkafka properties: `message.max.bytes` from `max_message_bytes`,
+    /// then `properties` (which win).
+    public var producerProperties: [String: String] {
+        ["message.max.bytes": String(maxMessageBytes)].merging(properties) { $1 }
+    }
+
+    /// A consumer's librdkafka properties: fetch sizes that take a `max_message_bytes`
+    /// record whole, then `properties` (which win).
+    public var consumerProperties: [String: String] {
+        // librdkafka's defaults where they are larger (50 MB per fetch, 100 MB per
+        // response); its rule that a response may be 512 bytes over a fetch.
+        let fetch = max(maxMessageBytes, 52_428_800)
+        return [
+            "fetch.max.bytes": String(fetch),
+            "max.partition.fetch.bytes": String(maxMessageBytes),
+            "receive.message.max.bytes": String(max(100_000_000, fetch + 512)),
+        ].merging(properties) { $1 }
+    }
+
+    /// The topic settings `sluice topics` creates Sluice's topics with.
+    public var topicConfig: [String: String] {
+        ["max.message.bytes": String(maxMessageBytes)]
     }
 }

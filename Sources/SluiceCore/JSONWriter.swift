@@ -169,6 +169,7 @@ extension UnifiedResponse {
         }
         try w.field("metadata", metadata)
         if let raw { try w.field("raw", raw) }
+        if let inputOmitted { w.field("input_omitted", inputOmitted) }
         return w.finish()
     }
 }

@@ -96,59 +96,75 @@ extension Job {
         "service_tier", "prediction", "audio", "store",
     ]
 
-    /// Parses a job from a Kafka message value. `key` is the message key, used as the id
-    /// when the body has none; with neither, a new UUID is assigned.
+    /// Parses a job from a Kafka message value and checks every field (`validate`).
+    /// Its id is the body's `id`, else `key` (the message key), else `fallbackID` (the
+    /// worker passes `derivedID(topic:partition:offset:)`), else a new UUID.
     ///
-    /// Throws `SluiceError(.invalidJob)` naming the field at fault: such a message goes to
-    /// the DLQ.
-    public static func parse(_ bytes: some Collection<UInt8>, key: String? = nil) throws -> Job {
+    /// Throws `SluiceError(.invalidJob)` naming the field at fault in its message and in
+    /// `context["field"]`. Once the id is known, `context["job_id"]` holds it: the
+    /// worker answers such a job with a `failed` result, and sends a message whose id
+    /// cannot be read to the DLQ.
+    public static func parse(
+        _ bytes: some Collection<UInt8>, key: String? = nil, fallbackID: String? = nil, limits: JobLimits = JobLimits()
+    ) throws -> Job {
         let root: JSONValue
         do {
             root = try JSON.decode(JSONValue.self, from: bytes)
         } catch {
             throw SluiceError(.invalidJob, "the message is not valid JSON")
         }
-        return try parse(root, key: key)
+        return try parse(root, key: key, fallbackID: fallbackID, limits: limits)
     }
 
-    public static func parse(_ root: JSONValue, key: String? = nil) throws -> Job {
+    public static func parse(
+        _ root: JSONValue, key: String? = nil, fallbackID: String? = nil, limits: JobLimits = JobLimits()
+    ) throws -> Job {
         guard case .object(let o) = root else {
             throw SluiceError(.invalidJob, "the job must be a JSON object, got \(root.typeName)")
         }
-        let fields = Fields(o)
-
-        let id = try fields.string("id") ?? key.flatMap { $0.isEmpty ? nil : $0 } ?? UUID().uuidString.lowercased()
-        guard !id.isEmpty, id.utf8.count <= 256 else {
-            throw SluiceError(.invalidJob, "\"id\" must be 1 to 256 characters")
+        let id: String
+        if let given = try Fields(o).string("id") {
+            guard isValidID(given) else { throw invalid("id", "\"id\" must be \(idRule)") }
+            id = given
+        } else if let key, !key.isEmpty {
+            guard isValidID(key) else { throw invalid("id", "the message key, the job's id when it has no \"id\", must be \(idRule)") }
+            id = key
+        } else {
+            id = fallbackID ?? UUID().uuidString.lowercased()
         }
+        do {
+            let job = try fields(of: o, id: id)
+            try job.validate(limits)
+            return job
+        } catch var error as SluiceError {
+            if isValidID(id) { error.context["job_id"] = id }
+            throw error
+        }
+    }
 
+    /// The job's fields by type; `validate` then checks their ranges.
+    private static func fields(of o: [String: JSONValue], id: String) throws -> Job {
+        let fields = Fields(o)
         var request: JobRequest?
         func setRequest(_ r: JobRequest) throws {
+            // The field that gives each shape (a template's is `prompt_id`).
+            func field(_ r: JobRequest) -> String { r.kind == "prompt" ? "prompt_id" : r.kind }
             if let existing = request {
-                throw SluiceError(
-                    .invalidJob,
-                    "the job has both \"\(existing.kind)\" and \"\(r.kind)\"; give exactly one request shape")
+                throw invalid(
+                    field(r),
+                    "the job has both \"\(field(existing))\" and \"\(field(r))\"; give exactly one request shape")
             }
             request = r
         }
-        if o["passthrough"]?.boolValue == true {
+        if try fields.bool("passthrough") == true {
             guard let body = o["body"], case .object = body else {
-                throw SluiceError(.invalidJob, "a passthrough job needs \"body\", a JSON object sent to the provider as is")
+                throw invalid("body", "a passthrough job needs \"body\", a JSON object sent to the provider as is")
             }
             request = .passthrough(body: body)
         } else {
             if let messages = o["messages"], !messages.isNull {
                 guard case .array(let list) = messages else {
-                    throw SluiceError(.invalidJob, "\"messages\" must be an array, got \(messages.typeName)")
-                }
-                guard !list.isEmpty else { throw SluiceError(.invalidJob, "\"messages\" is empty") }
-                for (i, m) in list.enumerated() {
-                    guard case .object(let mo) = m else {
-                        throw SluiceError(.invalidJob, "messages[\(i)] must be an object")
-                    }
-                    guard mo["role"]?.stringValue != nil else {
-                        throw SluiceError(.invalidJob, "messages[\(i)] has no \"role\"")
-                    }
+                    throw invalid("messages", "\"messages\" must be an array, got \(messages.typeName)")
                 }
                 try setRequest(.messages(list))
             }
@@ -159,7 +175,7 @@ extension Job {
                 var variables: [String: JSONValue] = [:]
                 if let v = o["variables"], !v.isNull {
                     guard case .object(let vo) = v else {
-                        throw SluiceError(.invalidJob, "\"variables\" must be an object, got \(v.typeName)")
+                        throw invalid("variables", "\"variables\" must be an object, got \(v.typeName)")
                     }
                     variables = vo
                 }
@@ -169,14 +185,15 @@ extension Job {
         guard let request else {
             throw SluiceError(
                 .invalidJob,
-                "the job has no request: give \"messages\", \"chat_input\", \"prompt_id\" with \"variables\", or \"passthrough\": true with \"body\"")
+                "the job has no request: give \"messages\", \"chat_input\", \"prompt_id\" with \"variables\", or \"passthrough\": true with \"body\"",
+                context: ["field": "messages"])
         }
 
         var parameters: [String: JSONValue] = [:]
         for k in hyperparameterKeys { if let v = o[k], !v.isNull { parameters[k] = v } }
         if let p = o["parameters"], !p.isNull {
             guard case .object(let po) = p else {
-                throw SluiceError(.invalidJob, "\"parameters\" must be an object, got \(p.typeName)")
+                throw invalid("parameters", "\"parameters\" must be an object, got \(p.typeName)")
             }
             parameters.merge(po, uniquingKeysWith: { _, explicit in explicit })
         }
@@ -185,8 +202,8 @@ extension Job {
 
         var timeout: Double?
         if let t = o["timeout_s"], !t.isNull {
-            guard let seconds = t.doubleValue, seconds > 0 else {
-                throw SluiceError(.invalidJob, "\"timeout_s\" must be a positive number")
+            guard let seconds = t.doubleValue else {
+                throw invalid("timeout_s", "\"timeout_s\" must be a number of seconds, got \(t.typeName)")
             }
             timeout = seconds
         }
@@ -194,7 +211,7 @@ extension Job {
         var priority: JobPriority?
         if let p = try fields.string("priority") {
             guard let lane = JobPriority(rawValue: p) else {
-                throw SluiceError(.invalidJob, "\"priority\" must be \"interactive\" or \"batch\", got \"\(p)\"")
+                throw invalid("priority", "\"priority\" must be \"interactive\" or \"batch\", got \"\(p)\"")
             }
             priority = lane
         }
@@ -206,18 +223,18 @@ extension Job {
                 deadline = seconds
             case .string(let text):
                 guard let date = Job.parseTimestamp(text) else {
-                    throw SluiceError(.invalidJob, "\"deadline\" must be an RFC 3339 time (2026-01-31T12:00:00Z) or seconds since the epoch, got \"\(text)\"")
+                    throw invalid("deadline", "\"deadline\" must be an RFC 3339 time (2026-01-31T12:00:00Z) or seconds since the epoch, got \"\(text)\"")
                 }
                 deadline = date
             default:
-                throw SluiceError(.invalidJob, "\"deadline\" must be an RFC 3339 time (2026-01-31T12:00:00Z) or seconds since the epoch")
+                throw invalid("deadline", "\"deadline\" must be an RFC 3339 time (2026-01-31T12:00:00Z) or seconds since the epoch")
             }
         }
 
         var maxQueue: Double?
         if let q = o["max_queue_s"], !q.isNull {
             guard let seconds = q.doubleValue, seconds.isFinite, seconds > 0 else {
-                throw SluiceError(.invalidJob, "\"max_queue_s\" must be a positive number of seconds")
+                throw invalid("max_queue_s", "\"max_queue_s\" must be a positive number of seconds")
             }
             maxQueue = seconds
         }
@@ -225,13 +242,17 @@ extension Job {
         var fallbacks: [ModelTarget] = []
         if let f = o["fallbacks"], !f.isNull {
             guard case .array(let list) = f else {
-                throw SluiceError(.invalidJob, "\"fallbacks\" must be an array")
+                throw invalid("fallbacks", "\"fallbacks\" must be an array, got \(f.typeName)")
             }
             for (i, item) in list.enumerated() {
-                guard let model = item["model"]?.stringValue else {
-                    throw SluiceError(.invalidJob, "fallbacks[\(i)] needs a \"model\"")
+                guard case .object(let fo) = item, let model = fo["model"]?.stringValue else {
+                    throw invalid("fallbacks", "fallbacks[\(i)] must be an object with a \"model\" string")
                 }
-                fallbacks.append(ModelTarget(provider: item["provider"]?.stringValue, model: model))
+                let provider = fo["provider"] ?? .null
+                guard provider.isNull || provider.stringValue != nil else {
+                    throw invalid("fallbacks", "fallbacks[\(i)].provider must be a string, got \(provider.typeName)")
+                }
+                fallbacks.append(ModelTarget(provider: provider.stringValue, model: model))
             }
         }
 
@@ -247,7 +268,8 @@ extension Job {
             metadata: o["metadata"] ?? .null,
             timeoutSeconds: timeout,
             fallbacks: fallbacks,
-            apiKey: try fields.string("api_key").map(Secret.init),
+            // An empty key is no key (LLMstudio sends "" for "use the configured one").
+            apiKey: try fields.string("api_key").flatMap { $0.isEmpty ? nil : Secret($0) },
             priority: priority,
             deadline: deadline,
             maxQueueSeconds: maxQueue
@@ -317,7 +339,7 @@ private struct Fields {
     func string(_ key: String) throws -> String? {
         guard let v = o[key], !v.isNull else { return nil }
         guard case .string(let s) = v else {
-            throw SluiceError(.invalidJob, "\"\(key)\" must be a string, got \(v.typeName)")
+            throw Job.invalid(key, "\"\(key)\" must be a string, got \(v.typeName)")
         }
         return s
     }
@@ -329,7 +351,7 @@ private struct Fields {
         // LLMstudio's `is_stream` is typed "any": accept the common spellings.
         case .string(let s) where ["true", "false"].contains(s.lowercased()): return s.lowercased() == "true"
         case .number(let n) where n == 0 || n == 1: return n == 1
-        default: throw SluiceError(.invalidJob, "\"\(key)\" must be a boolean, got \(v.typeName)")
+        default: throw Job.invalid(key, "\"\(key)\" must be a boolean, got \(v.typeName)")
         }
     }
 }

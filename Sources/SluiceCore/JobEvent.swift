@@ -42,7 +42,7 @@ public enum EventEnvelope {
         out.append(contentsOf: #","event":""#.utf8)
         out.append(contentsOf: event.rawValue.utf8)
         out.append(contentsOf: #"","ts":"#.utf8)
-        let micros = Int((ts * 1_000_000).rounded())
+        let micros = Int(saturating: (ts * 1_000_000).rounded())
         appendDecimal(micros / 1_000_000, to: &out)
         out.append(UInt8(ascii: "."))
         var fraction = micros % 1_000_000

@@ -55,6 +55,9 @@ public struct UnifiedResponse: Sendable, Codable {
     public var error: ErrorInfo?
     public var metadata: JSONValue
     public var raw: JSONValue?
+    /// True when `context` and `chat_input` were left out because the input was larger
+    /// than the worker echoes (`worker.echo_input_max_bytes`); absent otherwise.
+    public var inputOmitted: Bool?
 
     public init(id: String, created: Int, model: String, choices: [CompletionChoice], usage: Usage?,
                 systemFingerprint: String?, sessionID: String?, chatInput: String?, chatOutput: String?,
@@ -85,6 +88,7 @@ public struct UnifiedResponse: Sendable, Codable {
     enum CodingKeys: String, CodingKey {
         case id, object, created, model, choices, usage, context, provider, timestamp, parameters, metrics
         case status, error, metadata, raw
+        case inputOmitted = "input_omitted"
         case systemFingerprint = "system_fingerprint"
         case sessionID = "session_id"
         case chatInput = "chat_input"
@@ -114,6 +118,7 @@ public struct UnifiedResponse: Sendable, Codable {
         try c.encode(error, forKey: .error)
         try c.encode(metadata, forKey: .metadata)
         try c.encodeIfPresent(raw, forKey: .raw)
+        try c.encodeIfPresent(inputOmitted, forKey: .inputOmitted)
     }
 
     public init(from decoder: Decoder) throws {
@@ -138,5 +143,67 @@ public struct UnifiedResponse: Sendable, Codable {
         error = try c.decodeIfPresent(ErrorInfo.self, forKey: .error)
         metadata = try c.decodeIfPresent(JSONValue.self, forKey: .metadata) ?? .null
         raw = try c.decodeIfPresent(JSONValue.self, forKey: .raw)
+        inputOmitted = try c.decodeIfPresent(Bool.self, forKey: .inputOmitted)
+    }
+}
+
+// MARK: Size
+
+extension UnifiedResponse {
+    /// Leaves out the echoed input (`context` and `chat_input`) when it is larger than
+    /// `maxBytes` of JSON, and says so with `input_omitted: true`. A long prompt then
+    /// costs its size once, in the job's record, not again in every copy of the result.
+    public mutating func omitInput(largerThan maxBytes: Int) {
+        // The prompt is usually the bulk of both: count the cheap one first.
+        var size = chatInput?.utf8.count ?? 0
+        if size <= maxBytes {
+            size += (try? JSON.encode(context).count) ?? Int.max / 2
+        }
+        guard size > maxBytes else { return }
+        context = []
+        chatInput = nil
+        inputOmitted = true
+    }
+
+    /// The most of `parameters` and `metadata` a cut-down result keeps, in bytes of JSON
+    /// each; larger ones are left out.
+    public static let cutDownFieldLimit = 16 * 1024
+
+    /// What is produced in place of a result the broker refused for good: the same job,
+    /// id, model, usage and metrics, `status: failed` with `error`, and none of the
+    /// bulk (choices, output, input, raw reply; parameters and metadata only while
+    /// small), so that it fits where the full result did not.
+    public func cutDown(error: ErrorInfo) -> UnifiedResponse {
+        func small(_ value: JSONValue) -> Bool {
+            ((try? JSON.encode(value).count) ?? Int.max) <= UnifiedResponse.cutDownFieldLimit
+        }
+        var out = self
+        out.status = .failed
+        out.error = error
+        out.choices = []
+        out.chatOutput = nil
+        out.raw = nil
+        if !context.isEmpty || chatInput != nil { out.inputOmitted = true }
+        out.context = []
+        out.chatInput = nil
+        if !small(.object(parameters)) { out.parameters = [:] }
+        if !small(metadata) { out.metadata = .null }
+        return out
+    }
+
+    /// The `error` of a cut-down result: for one too large (`result_too_large`) its
+    /// size and the limit, for another refusal (`result_rejected`) the broker's reason;
+    /// and where the full result is kept.
+    public static func refusedError(
+        tooLarge: Bool, reason: String, resultBytes: Int, limitBytes: Int, jobID: String, keptSeconds: Int
+    ) -> ErrorInfo {
+        let kept = "the full result is kept at \(RedisKeys.result(jobID)) (GET /v1/jobs/\(jobID)) for \(keptSeconds) s"
+        guard tooLarge else {
+            return ErrorInfo(type: "result_rejected", message: "the broker refused the result for good (\(reason)); \(kept)")
+        }
+        return ErrorInfo(type: "result_too_large", message: """
+            the result is \(resultBytes) bytes, more than the results topic takes (kafka.max_message_bytes is \(limitBytes), \
+            and the topic's max.message.bytes may be lower); \(kept)
+            """)
     }
 }

@@ -122,7 +122,14 @@ public final class KafkaConsumer: Sendable {
             var setUpDone = setUp == nil
             var lastTry = ContinuousClock.now - .seconds(2)
             while isRunning() {
-                if !setUpDone, let setUp, ContinuousClock.now - lastTry >= .seconds(1) {
+                if setUp != nil, setUpDone, context.outage.isDown {
+                    // librdkafka (2.14) can crash when a broker comes back with a hand-
+                    // assigned topic re-created under a new id: let go of the assignment
+                    // while the brokers are away, and make it again once they answer.
+                    client.unassignAll()
+                    setUpDone = false
+                }
+                if !setUpDone, let setUp, !context.outage.isDown, ContinuousClock.now - lastTry >= .seconds(1) {
                     lastTry = ContinuousClock.now
                     setUpDone = setUp(client)
                 }

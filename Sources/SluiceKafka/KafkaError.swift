@@ -22,6 +22,22 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible {
     }
 
     public var description: String { "Kafka \(code): \(message)" }
+
+    /// Whether producing the same message again cannot succeed: the broker (or the
+    /// producer's own `message.max.bytes` check) refused the message itself, or this
+    /// client may not write to the topic. Such an error ends a delivery; any other
+    /// (a broker away, a leader moving, a timeout) is worth retrying.
+    public var isPermanent: Bool {
+        guard code == .produce || code == .delivery, let rdkafkaError else { return false }
+        return RDKafkaConfig.permanentProduceErrors.contains(rdkafkaError)
+    }
+
+    /// Whether the message was refused for its size (larger than the producer's
+    /// `message.max.bytes` or the topic's `max.message.bytes`): a smaller one may pass.
+    public var isTooLarge: Bool {
+        guard code == .produce || code == .delivery, let rdkafkaError else { return false }
+        return RDKafkaConfig.tooLargeProduceErrors.contains(rdkafkaError)
+    }
 }
 
 /// A message read from a topic.

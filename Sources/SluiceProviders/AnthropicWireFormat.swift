@@ -340,7 +340,7 @@ public struct AnthropicWireFormat: WireFormat {
                 details = ["cached_tokens": .number(Double(cacheRead ?? 0)), "cache_creation_tokens": .number(Double(cacheCreation ?? 0))]
             }
             return Usage(
-                promptTokens: input + (cacheRead ?? 0) + (cacheCreation ?? 0), completionTokens: output,
+                promptTokens: input.adding(saturating: cacheRead ?? 0).adding(saturating: cacheCreation ?? 0), completionTokens: output,
                 promptTokensDetails: details)
         }
     }

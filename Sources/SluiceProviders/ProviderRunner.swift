@@ -147,7 +147,8 @@ public struct ProviderRunner: Sendable {
         }
     }
 
-    /// `Retry-After` as seconds or an HTTP date.
+    /// `Retry-After` as seconds or an HTTP date, at most a day (a job's longest
+    /// timeout); nil when it is neither, or not a finite number.
     static func retryAfter(_ value: String?) -> Double? {
         RateLimitHeaders.retryAfter(value, now: Date())
     }

@@ -37,8 +37,8 @@ public struct RateLimitHeaders: Sendable, Hashable {
             headers[name].flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }.map { max(0, $0) }
         }
         self.init()
-        if let ms = headers["retry-after-ms"].flatMap({ Double($0.trimmingCharacters(in: .whitespaces)) }), ms >= 0 {
-            retryAfter = ms / 1000
+        if let ms = headers["retry-after-ms"].flatMap({ Double($0.trimmingCharacters(in: .whitespaces)) }), ms.isFinite, ms >= 0 {
+            retryAfter = min(ms / 1000, 86_400)
         } else {
             retryAfter = RateLimitHeaders.retryAfter(headers["retry-after"], now: now)
         }
@@ -62,7 +62,7 @@ public struct RateLimitHeaders: Sendable, Hashable {
     public static func duration(_ text: String) -> Double? {
         let s = text.trimmingCharacters(in: .whitespaces)
         if s.isEmpty { return nil }
-        if let seconds = Double(s) { return seconds >= 0 ? seconds : nil }
+        if let seconds = Double(s) { return seconds.isFinite && seconds >= 0 ? seconds : nil }
         var total = 0.0
         var number = ""
         let chars = Array(s)
@@ -91,7 +91,7 @@ public struct RateLimitHeaders: Sendable, Hashable {
             }
             sawUnit = true
         }
-        guard number.isEmpty, sawUnit else { return nil }
+        guard number.isEmpty, sawUnit, total.isFinite else { return nil }
         return total
     }
 
@@ -105,14 +105,15 @@ public struct RateLimitHeaders: Sendable, Hashable {
     }
 
     /// `Retry-After` as seconds or an HTTP date.
+    /// At most a day: a provider's header is not a reason to wait longer.
     static func retryAfter(_ value: String?, now: Date) -> Double? {
         guard let value = value?.trimmingCharacters(in: .whitespaces), !value.isEmpty else { return nil }
-        if let seconds = Double(value) { return max(0, seconds) }
+        if let seconds = Double(value) { return seconds.isFinite ? min(max(0, seconds), 86_400) : nil }
         let f = DateFormatter()
         f.locale = Locale(identifier: "en_US_POSIX")
         f.timeZone = TimeZone(identifier: "GMT")
         f.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
         guard let date = f.date(from: value) else { return nil }
-        return max(0, date.timeIntervalSince(now))
+        return min(max(0, date.timeIntervalSince(now)), 86_400)
     }
 }

@@ -72,6 +72,31 @@ struct JobRunner: Sendable {
                                       partial: (underlying as? ProviderError)?.partial, rateLimitWait: progress.rateLimitWait)
             events.emit(.chatResponseFailure, encoding: ["error": failure])
         }
+        return finish(response, events: &events)
+    }
+
+    /// Answers a job whose id could be read but whose fields are invalid (`error`, from
+    /// `Job.parse`) as any failed job is answered: a `chat_response_failure` event, a
+    /// stored `failed` result with error `invalid_job`, `chat_finished`.
+    func reject(
+        _ jobID: String, error: SluiceError, run: String, lastSeq: Int, producedAtMs: Int64?
+    ) async -> (response: UnifiedResponse, json: [UInt8])? {
+        let queueWait = producedAtMs.map { max(0, WallClock.now() - Double($0) / 1000) }
+        logger.warning("job failed: \(error.message)", metadata: ["job_id": "\(jobID)", "run": "\(run)"])
+        var events = JobEvents(jobID: jobID, run: run, redis: redis, ttlSeconds: config.redis.eventTTLSeconds, lastSeq: lastSeq)
+        // Nothing else of the job is trusted: a request with nothing to run stands in.
+        let unread = Job(id: jobID, request: .messages([]))
+        let failure = JobRunner.errorInfo(error)
+        let response = failedResponse(unread, error: failure, status: .failed, queueWait: queueWait, attempts: 0)
+        events.emit(.chatResponseFailure, encoding: ["error": failure])
+        return finish(response, events: &events)
+    }
+
+    /// Publishes the end of a job: the response event (when it succeeded), the stored
+    /// result and `chat_finished`.
+    private func finish(_ response: UnifiedResponse, events: inout JobEvents) -> (response: UnifiedResponse, json: [UInt8]) {
+        var response = response
+        response.omitInput(largerThan: config.worker.echoInputMaxBytes)
         let json = (try? JSON.encode(response)) ?? []
         if response.status == .succeeded { events.emit(.chatCompletionResponse, data: json) }
         events.storeResult(json)
@@ -112,16 +137,20 @@ struct JobRunner: Sendable {
     }
 
     /// `chat_completion_request`'s data: the body sent, spliced in as it is (it is JSON
-    /// Sluice just wrote; the key travels in a header, never in it).
-    static func requestEvent(provider: String, model: String, body: [UInt8]) -> [UInt8] {
+    /// Sluice just wrote; the key travels in a header, never in it). A body over
+    /// `maxBodyBytes` is left out like a long input in the result: `body: null`,
+    /// `body_omitted: true` and its size in `body_bytes`.
+    static func requestEvent(provider: String, model: String, body: [UInt8], maxBodyBytes: Int = .max) -> [UInt8] {
+        let omitted = body.count > maxBodyBytes
         var out: [UInt8] = []
-        out.reserveCapacity(body.count + provider.utf8.count + model.utf8.count + 40)
+        out.reserveCapacity((omitted ? 0 : body.count) + provider.utf8.count + model.utf8.count + 80)
         out.append(contentsOf: #"{"provider":"#.utf8)
         JSON.appendString(provider, to: &out)
         out.append(contentsOf: #","model":"#.utf8)
         JSON.appendString(model, to: &out)
         out.append(contentsOf: #","body":"#.utf8)
-        out.append(contentsOf: body.isEmpty ? Array("null".utf8) : body)
+        out.append(contentsOf: body.isEmpty || omitted ? Array("null".utf8) : body)
+        if omitted { out.append(contentsOf: #","body_omitted":true,"body_bytes":\#(body.count)"#.utf8) }
         out.append(UInt8(ascii: "}"))
         return out
     }
@@ -162,8 +191,8 @@ struct JobRunner: Sendable {
             var call = ProviderCall(
                 provider: provider, model: model, messages: messages, parameters: request.parameters, stream: job.stream,
                 apiKey: job.apiKey ?? provider.apiKeyEnv.flatMap { environment[$0] }.map(Secret.init))
-            call.idleTimeout = .milliseconds(Int64(config.worker.idleTimeoutSeconds * 1000))
-            call.firstTokenTimeout = config.worker.firstTokenTimeoutSeconds.map { .milliseconds(Int64($0 * 1000)) }
+            call.idleTimeout = .seconds(saturating: config.worker.idleTimeoutSeconds)
+            call.firstTokenTimeout = config.worker.firstTokenTimeoutSeconds.map { .seconds(saturating: $0) }
             if case .passthrough(let body) = job.request {
                 call.passthroughBody = body
                 call.stream = body["stream"]?.boolValue ?? false
@@ -205,7 +234,7 @@ struct JobRunner: Sendable {
                 guard remaining > 0 else {
                     throw AttemptsError(underlying: SluiceError(.timeout, "the job ran past its timeout"), attempts: attempts - 1)
                 }
-                call.totalTimeout = .milliseconds(Int64(remaining * 1000))
+                call.totalTimeout = .seconds(saturating: remaining)
                 events.emit(.chatStarted, ["provider": .string(provider.name), "model": .string(model), "attempt": .number(Double(attempts))])
 
                 var published = 0
@@ -215,7 +244,8 @@ struct JobRunner: Sendable {
                     // target with `"body": null`, so retries cannot multiply a large
                     // request in Redis.
                     events.emit(.chatCompletionRequest, data: JobRunner.requestEvent(
-                        provider: provider.name, model: model, body: attempts == 1 && rateLimited == 0 ? httpRequest.body : []))
+                        provider: provider.name, model: model, body: attempts == 1 && rateLimited == 0 ? httpRequest.body : [],
+                        maxBodyBytes: config.worker.echoInputMaxBytes))
                     // Redis cannot keep up: hold this stream back (never drop its events).
                     var redisFull = false
                     let redis = self.redis
@@ -275,7 +305,7 @@ struct JobRunner: Sendable {
                     guard MonotonicClock.now() + delay < runDeadline else { break }
                     logger.info("retrying after \(pe)", metadata: ["attempt": "\(attempts)", "delay_s": "\(delay)"])
                     metrics.retried(provider: provider.name)
-                    try? await Task.sleep(for: .milliseconds(Int64(delay * 1000)))
+                    try? await Task.sleep(for: .seconds(saturating: delay))
                 }
             }
         }
@@ -368,7 +398,7 @@ struct JobRunner: Sendable {
             rateLimitWaitS: rateLimitWait, attempts: attempts, usageSource: source, streamComplete: outcome.streamComplete)
         let now = WallClock.now()
         return UnifiedResponse(
-            id: acc.id ?? "chatcmpl-\(job.id)", created: acc.created ?? Int(now), model: acc.model ?? model,
+            id: acc.id ?? "chatcmpl-\(job.id)", created: acc.created ?? Int(saturating: now), model: acc.model ?? model,
             choices: acc.completionChoices, usage: usage, systemFingerprint: acc.systemFingerprint,
             sessionID: job.sessionID, chatInput: request.chatInput, chatOutput: output, context: messages, provider: provider,
             timestamp: now, parameters: request.parameters, metrics: metrics, jobID: job.id, status: .succeeded, error: nil,
@@ -411,7 +441,7 @@ struct JobRunner: Sendable {
                 rateLimitWaitS: rateLimitWait, attempts: attempts, usageSource: source, streamComplete: false)
         }
         return UnifiedResponse(
-            id: partial?.accumulator.id ?? "chatcmpl-\(job.id)", created: Int(now), model: model,
+            id: partial?.accumulator.id ?? "chatcmpl-\(job.id)", created: Int(saturating: now), model: model,
             choices: partial?.accumulator.completionChoices ?? [],
             usage: usage, systemFingerprint: nil, sessionID: job.sessionID, chatInput: chatInput,
             chatOutput: partial.map { $0.accumulator.output }, context: messages, provider: provider, timestamp: now,

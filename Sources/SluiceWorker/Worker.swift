@@ -49,7 +49,7 @@ public final class Worker: Service {
         // Room for a connection per job in flight (each provider request holds one over
         // HTTP/1.1), so none is closed and reopened between jobs.
         let http = HTTPClient(logger: logger, maxConnections: max(1024, config.worker.maxInFlight))
-        let producer = try KafkaProducer(brokers: kafka.brokers, properties: kafka.properties, logger: logger)
+        let producer = try KafkaProducer(brokers: kafka.brokers, properties: kafka.producerProperties, logger: logger)
         let tracker = self.tracker
         let logger = self.logger
         // One consumer per lane, so an interactive job never waits behind batch messages
@@ -57,7 +57,7 @@ public final class Worker: Service {
         func laneConsumer(topic: String, groupID: String) throws -> KafkaConsumer {
             try KafkaConsumer(
                 brokers: kafka.brokers, groupID: groupID, topics: [topic],
-                properties: kafka.properties, logger: logger,
+                properties: kafka.consumerProperties, logger: logger,
                 onRebalance: { event in
                     let due: [(TopicPartition, Int64)]
                     switch event {
@@ -89,7 +89,7 @@ public final class Worker: Service {
         // consumer group, from the oldest cancel that can still matter (the event TTL).
         let control = try KafkaConsumer(
             brokers: kafka.brokers, reading: kafka.controlTopic,
-            fromTimestampMs: Int64(Date().timeIntervalSince1970 * 1000) - Int64(config.redis.eventTTLSeconds) * 1000,
+            fromTimestampMs: Int64(saturating: (Date().timeIntervalSince1970 - Double(config.redis.eventTTLSeconds)) * 1000),
             properties: kafka.properties, logger: logger)
         let runner = JobRunner(
             config: config, providers: ProviderRunner(client: http), redis: redis,
@@ -266,11 +266,21 @@ public final class Worker: Service {
         _ message: KafkaMessage, lane topicLane: JobPriority, ticket: OffsetTracker.Ticket, runner: JobRunner, producer: KafkaProducer
     ) async {
         let job: Job
+        /// A job read far enough to know its id, with a field out of its type or range:
+        /// claimed and answered like any job, with a failed result naming the field.
+        let rejection: SluiceError?
         do {
             guard message.value.count <= config.worker.maxJobBytes else {
                 throw SluiceError(.invalidJob, "the job is \(message.value.count) bytes, more than worker.max_job_bytes (\(config.worker.maxJobBytes))")
             }
-            job = try Job.parse(message.value, key: message.keyString)
+            job = try Job.parse(
+                message.value, key: message.keyString,
+                fallbackID: Job.derivedID(topic: message.topic, partition: message.partition, offset: message.offset),
+                limits: JobLimits(config))
+            rejection = nil
+        } catch let error as SluiceError where error.context["job_id"] != nil {
+            job = Job(id: error.context["job_id"]!, request: .messages([]))
+            rejection = error
         } catch {
             let reason = (error as? SluiceError)?.message ?? "\(error)"
             logger.warning("message sent to the DLQ: \(reason)", metadata: [
@@ -278,8 +288,21 @@ public final class Worker: Service {
             ])
             metrics.sentToDLQ()
             let record = DLQRecord(message: message, error: reason)
-            if await deliver(producer, topic: config.kafka.dlqTopic, key: message.key, value: (try? JSON.encode(record)) ?? []) {
+            let topic = config.kafka.dlqTopic
+            switch await deliver(producer, topic: topic, key: record.key, value: (try? JSON.encode(record)) ?? []) {
+            case .delivered:
                 complete(ticket)
+            case .permanent(let refusal):
+                // Kept with its reason, its value cut short: the DLQ takes it, and the
+                // partition moves on.
+                metrics.recordRefused(topic: "dlq")
+                logger.error("the DLQ refused the record (\(refusal)); sending it with its value cut to \(DLQRecord.cutValueBytes) bytes", metadata: [
+                    "topic": "\(message.topic)", "partition": "\(message.partition)", "offset": "\(message.offset)",
+                ])
+                let cut = record.cutDown()
+                await deliverReplacement(producer, topic: topic, key: cut.key, value: (try? JSON.encode(cut)) ?? [], for: message, ticket: ticket)
+            case .cancelled:
+                break
             }
             return
         }
@@ -297,9 +320,7 @@ public final class Worker: Service {
             case .finished(let stored):
                 logger.info("job already finished; producing its stored result again", metadata: ["job_id": "\(job.id)"])
                 metrics.resultReplayed()
-                if await deliver(producer, topic: config.kafka.resultsTopic, key: Array(job.id.utf8), value: stored) {
-                    complete(ticket)
-                }
+                await deliverResult(stored, of: job.id, for: message, ticket: ticket, producer: producer)
                 return
             case .heldElsewhere:
                 // A run on another worker (the partition's owner before a rebalance) is
@@ -315,8 +336,11 @@ public final class Worker: Service {
         // shutdown (this task cancelled) stops it too, and then no result is produced.
         let cancels = self.cancels
         let work = Task {
-            await runner.run(job, run: run, lastSeq: lastSeq, producedAtMs: message.timestampMs,
-                             lane: job.priority ?? topicLane, cancelledByUser: { cancels.isCancelled(job.id) })
+            if let rejection {
+                return await runner.reject(job.id, error: rejection, run: run, lastSeq: lastSeq, producedAtMs: message.timestampMs)
+            }
+            return await runner.run(job, run: run, lastSeq: lastSeq, producedAtMs: message.timestampMs,
+                                    lane: job.priority ?? topicLane, cancelledByUser: { cancels.isCancelled(job.id) })
         }
         let renewal: Task<Void, Never>? = claimed ? Task { [logger] in
             while !Task.isCancelled {
@@ -343,9 +367,7 @@ public final class Worker: Service {
         }
         metrics.finished(response)
         guard !value.isEmpty else { return }
-        if await deliver(producer, topic: config.kafka.resultsTopic, key: Array(job.id.utf8), value: value) {
-            complete(ticket)
-        }
+        await deliverResult(value, of: job.id, for: message, ticket: ticket, producer: producer)
     }
 
     /// A short random id naming one run of a job in its events and claim.
@@ -355,22 +377,77 @@ public final class Worker: Service {
         return String(decoding: (0..<10).map { _ in alphabet[Int(rng.next(upperBound: UInt(alphabet.count)))] }, as: UTF8.self)
     }
 
-    /// Produces until acknowledged, retrying while the broker is away; gives up only
-    /// when the worker is cancelled (the message then stays uncommitted).
-    private func deliver(_ producer: KafkaProducer, topic: String, key: [UInt8]?, value: [UInt8]) async -> Bool {
+    /// Produces a job's result, then completes its message. A result the broker refuses
+    /// for good (too large, not authorized) ends the job all the same: a cut-down
+    /// `failed` one goes in its place, and the full one stays stored in Redis.
+    private func deliverResult(
+        _ value: [UInt8], of jobID: String, for message: KafkaMessage, ticket: OffsetTracker.Ticket, producer: KafkaProducer
+    ) async {
+        let topic = config.kafka.resultsTopic
+        let key = Array(jobID.utf8)
+        switch await deliver(producer, topic: topic, key: key, value: value) {
+        case .delivered:
+            complete(ticket)
+        case .permanent(let refusal):
+            metrics.recordRefused(topic: "results")
+            let error = UnifiedResponse.refusedError(
+                tooLarge: refusal.isTooLarge, reason: refusal.message, resultBytes: value.count,
+                limitBytes: config.kafka.maxMessageBytes, jobID: jobID, keptSeconds: config.redis.eventTTLSeconds)
+            logger.error("the results topic refused the result; producing a cut-down failed result instead: \(error.message)",
+                         metadata: ["job_id": "\(jobID)"])
+            // Read back from the bytes: a result replayed from Redis has no other form.
+            let cut = (try? JSON.decode(UnifiedResponse.self, from: value)).flatMap { try? JSON.encode($0.cutDown(error: error)) }
+            await deliverReplacement(producer, topic: topic, key: key, value: cut ?? [], for: message, ticket: ticket)
+        case .cancelled:
+            break
+        }
+    }
+
+    enum Delivery {
+        case delivered
+        /// The broker refused the message for good (`KafkaError.isPermanent`).
+        case permanent(KafkaError)
+        /// The worker is shutting down; the message stays uncommitted.
+        case cancelled
+    }
+
+    /// Delivers the cut-down record that replaces one the broker refused for good, then
+    /// completes the message: its job has ended. Refused too (a topic this worker may not
+    /// write to), the job still ends, with an error in the log; only a shutdown leaves
+    /// it uncommitted.
+    private func deliverReplacement(_ producer: KafkaProducer, topic: String, key: [UInt8]?, value: [UInt8],
+                                    for message: KafkaMessage, ticket: OffsetTracker.Ticket) async {
+        switch await deliver(producer, topic: topic, key: key, value: value) {
+        case .delivered:
+            complete(ticket)
+        case .permanent(let refusal):
+            logger.error("\(topic) refused the cut-down record too (\(refusal)); the message is committed without one", metadata: [
+                "topic": "\(message.topic)", "partition": "\(message.partition)", "offset": "\(message.offset)",
+            ])
+            complete(ticket)
+        case .cancelled:
+            break
+        }
+    }
+
+    /// Produces until acknowledged, retrying while the broker is away; gives up when the
+    /// broker refuses the message for good (too large, not authorized), or when the
+    /// worker is cancelled (the message then stays uncommitted).
+    private func deliver(_ producer: KafkaProducer, topic: String, key: [UInt8]?, value: [UInt8]) async -> Delivery {
         var delay = 0.2
         while true {
             do {
                 try await producer.send(topic: topic, key: key, value: value)
-                return true
+                return .delivered
             } catch {
-                if Task.isCancelled { return false }
+                if let refusal = error as? KafkaError, refusal.isPermanent { return .permanent(refusal) }
+                if Task.isCancelled { return .cancelled }
                 switch deliveryFailures.admit(topic) {
                 case .first: logger.warning("producing to \(topic) failed, retrying until the broker takes it: \(error)")
                 case .summary(let count): logger.warning("producing to \(topic) still fails (\(count) times in the last \(deliveryFailures.interval)), retrying: \(error)")
                 case .suppressed: break
                 }
-                try? await Task.sleep(for: .milliseconds(Int64(delay * 1000)))
+                try? await Task.sleep(for: .seconds(saturating: delay))
                 delay = min(delay * 2, 5)
             }
         }
@@ -378,52 +455,6 @@ public final class Worker: Service {
 
     private func complete(_ ticket: OffsetTracker.Ticket) {
         tracker.withLock { _ = $0.complete(ticket) }
-    }
-}
-
-/// A message that could not be parsed or validated, as written to the DLQ.
-struct DLQRecord: Encodable {
-    var error: String
-    var topic: String
-    var partition: Int32
-    var offset: Int64
-    var key: String?
-    var valueBase64: String
-    var at: String
-
-    init(message: KafkaMessage, error: String) {
-        self.error = error
-        self.topic = message.topic
-        self.partition = message.partition
-        self.offset = message.offset
-        self.key = message.keyString
-        self.valueBase64 = Data(DLQRecord.redacted(message.value)).base64EncodedString()
-        self.at = ISO8601DateFormatter().string(from: Date())
-    }
-
-    /// The message value with any `api_key` removed, where it is JSON enough to find it.
-    static func redacted(_ value: [UInt8]) -> [UInt8] {
-        guard var object = (try? JSON.decode(JSONValue.self, from: value))?.objectValue, object["api_key"] != nil else {
-            return value
-        }
-        object["api_key"] = nil
-        return (try? JSON.encode(JSONValue.object(object))) ?? []
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case error, topic, partition, offset, key, at
-        case valueBase64 = "value_base64"
-    }
-
-    func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(error, forKey: .error)
-        try c.encode(topic, forKey: .topic)
-        try c.encode(partition, forKey: .partition)
-        try c.encode(offset, forKey: .offset)
-        try c.encode(key, forKey: .key)
-        try c.encode(valueBase64, forKey: .valueBase64)
-        try c.encode(at, forKey: .at)
     }
 }
 

@@ -39,7 +39,7 @@ public final class WorkerMetrics: Sendable {
     public init() {
         var factory = PrometheusMetricsFactory(registry: registry)
         let latencyBuckets: [Double] = [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300]
-        factory.defaultDurationHistogramBuckets = latencyBuckets.map { .milliseconds(Int64($0 * 1000)) }
+        factory.defaultDurationHistogramBuckets = latencyBuckets.map { .seconds(saturating: $0) }
         self.factory = factory
         inFlight = Meter(label: "sluice_worker_jobs_in_flight", factory: factory)
         inFlight.set(0)
@@ -64,6 +64,10 @@ public final class WorkerMetrics: Sendable {
     func jobStarted() { inFlight.increment() }
     func jobEnded() { inFlight.decrement() }
     func sentToDLQ() { dlq.increment() }
+    /// A record the broker refused for good, replaced by a cut-down one.
+    func recordRefused(topic: String) {
+        CoreMetrics.Counter(label: "sluice_worker_records_cut_down_total", dimensions: [("topic", topic)], factory: factory).increment()
+    }
 
     func rateLimitAdmitted(provider: String, waited: Double) {
         CoreMetrics.Counter(label: "sluice_worker_rate_limit_admissions_total", dimensions: [("provider", provider)], factory: factory)
@@ -97,16 +101,16 @@ public final class WorkerMetrics: Sendable {
             CoreMetrics.Counter(label: "sluice_worker_tokens_total", dimensions: [("provider", provider), ("kind", "output")], factory: factory)
                 .increment(by: m.outputTokens)
         }
-        if let cost = m.costUSD, cost > 0 {
+        if let cost = m.costUSD, cost > 0, cost.isFinite {
             CoreMetrics.FloatingPointCounter(label: "sluice_worker_cost_usd_total", dimensions: [("provider", provider)], factory: factory)
                 .increment(by: cost)
         }
         guard r.status == .succeeded else { return }
         CoreMetrics.Timer(label: "sluice_worker_provider_latency_seconds", dimensions: [("provider", provider)], factory: factory)
-            .recordNanoseconds(Int64(m.latencyS * 1e9))
+            .recordNanoseconds(Int64(saturating: m.latencyS * 1e9))
         if let ttft = m.timeToFirstTokenS {
             CoreMetrics.Timer(label: "sluice_worker_time_to_first_token_seconds", dimensions: [("provider", provider)], factory: factory)
-                .recordNanoseconds(Int64(ttft * 1e9))
+                .recordNanoseconds(Int64(saturating: ttft * 1e9))
         }
     }
 

@@ -73,7 +73,7 @@ import Testing
         (#"{"messages": [{"content": "x"}]}"#, "messages[0] has no \"role\""),
         (#"{"chat_input": 5}"#, "\"chat_input\" must be a string"),
         (#"{"chat_input": "x", "messages": [{"role":"user","content":"y"}]}"#, "give exactly one request shape"),
-        (#"{"chat_input": "x", "timeout_s": -1}"#, "\"timeout_s\" must be a positive number"),
+        (#"{"chat_input": "x", "timeout_s": -1}"#, "\"timeout_s\" must be a number of seconds greater than 0 and at most 86400"),
         (#"{"chat_input": "x", "stream": "maybe"}"#, "\"stream\" must be a boolean"),
         (#"{"passthrough": true}"#, "needs \"body\""),
     ])

@@ -61,12 +61,23 @@ struct ProviderFaultTests {
     }
 
     @Test func aRequestThatCannotBeSentFailsAtOnceWithoutWalkingTheFallbacks() async throws {
-        try await TestStack.with(configure: { $0.worker.maxAttempts = 3 }) { stack in
-            // A per-job key that is not a valid header value: the same for every target.
-            try await stack.submit(["id": "bad-key", "provider": "mock", "model": "m-1", "chat_input": "x",
-                                    "api_key": "sk-line\nbreak",
-                                    "fallbacks": [["provider": "mock", "model": "m-2"], ["provider": "mock", "model": "m-3"]]])
-            let results = try await stack.waitForResults(1, timeout: .seconds(30))
+        try await TestStack.with(worker: false, configure: { c in
+            c.worker.maxAttempts = 3
+            c.providers = c.providers.map { p in
+                var p = p
+                p.apiKeyEnv = "MOCK_PROVIDER_KEY"
+                return p
+            }
+        }) { stack in
+            // The configured key is not a valid header value: the same for every target.
+            let worker = WorkerHandle(config: stack.config, environment: ["MOCK_PROVIDER_KEY": "sk-line\nbreak"])
+            let fallbacks: JSONValue = [["provider": "mock", "model": "m-2"], ["provider": "mock", "model": "m-3"]]
+            try await stack.submit(["id": "bad-key", "provider": "mock", "model": "m-1", "chat_input": "x", "fallbacks": fallbacks])
+            // A per-job key like it is out of range: the job fails before any attempt.
+            try await stack.submit(["id": "bad-job-key", "provider": "mock", "model": "m-1", "chat_input": "x",
+                                    "api_key": "sk-line\nbreak", "fallbacks": fallbacks])
+            let results = try await stack.waitForResults(2, timeout: .seconds(30))
+            try await worker.stop()
             let r = try #require(results["bad-key"])
             #expect(r.status == .failed)
             #expect(r.error?.type == "invalid_request")
@@ -76,6 +87,14 @@ struct ProviderFaultTests {
             #expect(events.filter { $0["event"] == "chat_started" }.count == 1)
             let message = r.error?.message ?? ""
             #expect(message.contains("authorization") && !message.contains("sk-line"), "the key is not echoed: \(message)")
+
+            let j = try #require(results["bad-job-key"])
+            #expect(j.status == .failed)
+            #expect(j.error?.type == "invalid_job")
+            #expect(j.metrics.attempts == 0)
+            #expect(try await stack.events(of: "bad-job-key").filter { $0["event"] == "chat_started" }.isEmpty)
+            let jobMessage = j.error?.message ?? ""
+            #expect(jobMessage.contains("\"api_key\"") && !jobMessage.contains("sk-line"), "the key is not echoed: \(jobMessage)")
         }
     }
 
@@ -214,19 +233,64 @@ struct BadInputTests {
             try await stack.submit(["id": "big", "model": "default", "chat_input": .string(big)])
             try await stack.submitRaw([0xFF, 0xFE, 0x00, 0x01], key: "binary")
             try await stack.submitRaw(Array(#"{"id": 7, "chat_input": "x"}"#.utf8), key: "wrongtype")
+            try await stack.submitRaw(Array(#"{"chat_input": "x", "id": "a b"}"#.utf8), key: "unsafeid")
+            // Readable ids with fields out of range: a failed result each, not a DLQ record.
             try await stack.submitRaw(Array(#"{"chat_input": "x", "fallbacks": "nope"}"#.utf8), key: "wrongfallbacks")
+            try await stack.submitRaw(Array(#"{"id": "t1e17", "model": "default", "chat_input": "hi", "timeout_s": 1e17}"#.utf8))
+            try await stack.submitRaw(Array(#"{"id": "t1e308", "model": "default", "chat_input": "hi", "timeout_s": 1e308}"#.utf8))
+            try await stack.submitRaw(Array(#"{"id": "tokens", "model": "default", "chat_input": "hi", "max_tokens": 1e300}"#.utf8))
             try await stack.submit(["id": "after", "model": "default", "chat_input": "still alive"])
             try await stack.submit(["id": "nomodel", "chat_input": "no model"])
-            let results = try await stack.waitForResults(2)
+            let results = try await stack.waitForResults(6)
             #expect(results["after"]?.status == .succeeded)
             #expect(results["nomodel"]?.status == .failed)
             #expect(results["nomodel"]?.error?.message.contains("neither \"provider\" nor \"model\"") == true)
+            for (id, field) in [("wrongfallbacks", "\"fallbacks\" must be an array"), ("t1e17", "\"timeout_s\""), ("t1e308", "\"timeout_s\""),
+                                ("tokens", "\"max_tokens\"")] {
+                let r = try #require(results[id], "no result for \(id)")
+                #expect(r.status == .failed)
+                #expect(r.jobID == id)
+                #expect(r.error?.type == "invalid_job")
+                #expect(r.error?.message.contains(field) == true, "\(r.error?.message ?? "")")
+                // Its readers see it end, as for any failed job.
+                let events = try await stack.events(of: id).compactMap { $0["event"]?.stringValue }
+                #expect(events == ["chat_response_failure", "chat_finished"], "\(id): \(events)")
+            }
             let records = try await dlq.waitForDistinctKeys(4, timeout: .seconds(30))
             let reasons = Dictionary(uniqueKeysWithValues: records.map { ($0.keyString ?? "", (try? JSON.decode(JSONValue.self, from: $0.value))?["error"]?.stringValue ?? "") })
             #expect(reasons["big"]?.contains("max_job_bytes") == true)
             #expect(reasons["binary"]?.contains("not valid JSON") == true)
             #expect(reasons["wrongtype"]?.contains("\"id\" must be a string") == true)
-            #expect(reasons["wrongfallbacks"]?.contains("\"fallbacks\" must be an array") == true)
+            #expect(reasons["unsafeid"]?.contains("\"id\" must be 1 to 128 characters") == true)
+        }
+    }
+
+    /// A job with neither id nor key is named by its place in the log, so a redelivery
+    /// is the same job.
+    @Test func aJobWithoutIDOrKeyGetsItsPlaceInTheLogAsID() async throws {
+        try await TestStack.with { stack in
+            try await stack.submitRaw(Array(#"{"model": "default", "chat_input": "anonymous"}"#.utf8))
+            let results = try await stack.waitForResults(1)
+            let (id, result) = try #require(results.first)
+            #expect(result.status == .succeeded)
+            #expect(id.hasPrefix(stack.config.kafka.requestsTopic + ":"), "\(id)")
+            let parts = id.split(separator: ":")
+            #expect(parts.count == 3 && Int(parts[1]) != nil && parts[2] == "0", "\(id)")
+        }
+    }
+
+    /// A provider asking to wait 1e300 s (or forever) ends the job's retries; nothing traps.
+    @Test func anAbsurdRetryAfterEndsTheRetriesWithoutATrap() async throws {
+        try await TestStack.with(configure: { $0.worker.maxAttempts = 3 }) { stack in
+            try await stack.submit(["id": "ra-huge", "provider": "mock", "model": "m-status=429,retry-after=1e300", "chat_input": "x", "timeout_s": 30])
+            try await stack.submit(["id": "ra-inf", "provider": "mock", "model": "m-status=503,retry-after=inf", "chat_input": "x", "timeout_s": 30])
+            try await stack.submit(["id": "ra-after", "model": "default", "chat_input": "x"])
+            let results = try await stack.waitForResults(3, timeout: .seconds(60))
+            #expect(results["ra-huge"]?.status == .failed)
+            #expect(results["ra-huge"]?.metrics.attempts == 1, "a wait past the deadline is not waited")
+            #expect(results["ra-huge"]?.error?.providerStatus == 429)
+            #expect(results["ra-inf"]?.status == .failed)
+            #expect(results["ra-after"]?.status == .succeeded)
         }
     }
 
@@ -248,8 +312,11 @@ struct BadInputTests {
             try await stack.submit(["id": "k2", "model": "default", "chat_input": "hi"])
             try await stack.submit(["id": "k3", "provider": "mock", "model": "m-status=401", "chat_input": "hi", "api_key": .string(jobKey)])
             try await stack.submit(["id": "k4", "provider": "mock", "model": "m-fail-after=2", "chat_input": "hi", "api_key": .string(jobKey)])
-            try await stack.submitRaw(Array(#"{"id": "k5", "messages": 1, "api_key": "\#(jobKey)"}"#.utf8), key: "k5")
-            let results = try await stack.waitForResults(4)
+            // An id that cannot be used: the DLQ, whose copy must not hold the key.
+            try await stack.submitRaw(Array(#"{"id": "k/5", "messages": 1, "api_key": "\#(jobKey)"}"#.utf8), key: "k5")
+            // A readable id with a field out of range: a failed result, which must not hold it either.
+            try await stack.submitRaw(Array(#"{"id": "k6", "chat_input": "x", "temperature": 9, "api_key": "\#(jobKey)"}"#.utf8), key: "k6")
+            let results = try await stack.waitForResults(5)
             _ = try await dlq.waitForDistinctKeys(1, timeout: .seconds(30))
             try await worker.stop()
 
@@ -263,7 +330,8 @@ struct BadInputTests {
             for id in results.keys {
                 for e in try await stack.events(of: id) { haystack += String(decoding: try JSON.encode(e), as: UTF8.self) }
             }
-            #expect(results.count == 4)
+            #expect(results.count == 5)
+            #expect(results["k6"]?.error?.type == "invalid_job")
             #expect(logs.all.count > 5, "the worker logged something to search")
             #expect(!haystack.contains(jobKey))
             #expect(!haystack.contains(envKey))

@@ -87,8 +87,12 @@ struct SchemaConformanceTests {
                 ["id": "s-unknown", "model": "nope/nope", "chat_input": "x", "fallbacks": [["provider": "mock", "model": "m2"]]],
             ]
             for job in jobs { try await stack.submit(job) }
+            // Out of range: no valid job, but its failed result and events are valid messages.
+            let invalid: JSONValue = ["id": "s-invalid", "model": "default", "chat_input": "x", "temperature": 5, "timeout_s": 1e17]
+            try await stack.submit(invalid)
             try await stack.submitRaw(Array("{broken".utf8), key: "s-broken")
-            let results = try await stack.waitForResults(jobs.count)
+            let results = try await stack.waitForResults(jobs.count + 1)
+            #expect(results["s-invalid"]?.error?.type == "invalid_job")
             let records = try await dlq.waitForDistinctKeys(1, timeout: .seconds(30))
 
             var documents: [(String, JSONValue)] = jobs.map { ("job", $0) }
@@ -102,7 +106,8 @@ struct SchemaConformanceTests {
             try SchemaValidator.expectValid(documents)
 
             // And the schemas reject what they should.
-            let rejected: [(String, JSONValue)] = [("control", ["type": "pause", "job_id": "x"]),
+            let rejected: [(String, JSONValue)] = [("control", ["type": "pause", "job_id": "x"]), ("job", invalid),
+                                                   ("job", ["id": "a b", "chat_input": "x"]),
                                                    ("event", ["job_id": "x", "seq": 0, "event": "chunk", "data": [:], "ts": 1])]
             for doc in rejected {
                 withKnownIssue { try SchemaValidator.expectValid([doc]) }

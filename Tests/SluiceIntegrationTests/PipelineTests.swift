@@ -91,12 +91,18 @@ struct PipelineTests {
             let dlq = try TopicCollector(brokers: stack.config.kafka.brokers, topic: stack.config.kafka.dlqTopic, logger: TestServices.logger)
             defer { dlq.close() }
             try await stack.submitRaw(Array("this is not json".utf8), key: "bad-1")
-            try await stack.submitRaw(Array(#"{"id": "bad-2", "messages": 5, "api_key": "sk-dlq-secret"}"#.utf8), key: "bad-2")
+            try await stack.submitRaw(Array(#"{"id": "bad 2", "messages": 5, "api_key": "sk-dlq-secret"}"#.utf8), key: "bad-2")
+            // An id that can be read: a failed result naming the field, not a DLQ record.
+            try await stack.submitRaw(Array(#"{"id": "bad-3", "messages": 5, "api_key": "sk-dlq-secret"}"#.utf8), key: "bad-3")
             let good = "good-\(UUID().uuidString.prefix(6))"
             try await stack.submit(["id": .string(good), "model": "default", "chat_input": "still there?"])
 
-            let results = try await stack.waitForResults(1)
+            let results = try await stack.waitForResults(2)
             #expect(results[good]?.status == .succeeded)
+            #expect(results["bad-3"]?.status == .failed)
+            #expect(results["bad-3"]?.error?.type == "invalid_job")
+            #expect(results["bad-3"]?.error?.message.contains("\"messages\" must be an array") == true)
+            #expect(!String(decoding: try JSON.encode(try #require(results["bad-3"])), as: UTF8.self).contains("sk-dlq-secret"))
 
             let records = try await dlq.waitForDistinctKeys(2, timeout: .seconds(30))
             let byKey = Dictionary(uniqueKeysWithValues: records.map { ($0.keyString ?? "", $0) })
@@ -114,7 +120,7 @@ struct PipelineTests {
 
             let secondRecord = try #require(byKey["bad-2"])
             let second = try JSON.decode(JSONValue.self, from: secondRecord.value)
-            #expect(second["error"]?.stringValue?.contains("\"messages\" must be an array") == true)
+            #expect(second["error"]?.stringValue?.contains("\"id\" must be 1 to 128 characters") == true)
             // The DLQ keeps the message but not its secret.
             let secondValue = String(decoding: Data(base64Encoded: second["value_base64"]?.stringValue ?? "") ?? Data(), as: UTF8.self)
             #expect(secondValue.contains("\"messages\""))

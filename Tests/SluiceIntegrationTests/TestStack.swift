@@ -64,18 +64,22 @@ struct TestStack: Sendable {
         config.worker.maxInFlight = maxInFlight
         config.worker.drainSeconds = 5
         config.gateway.listen = "127.0.0.1:0"
-        try KafkaAdmin.createTopics(brokers: config.kafka.brokers, topics: [
-            (config.kafka.requestsTopic, 3), (config.kafka.batchRequestsTopic, 3), (config.kafka.resultsTopic, 3), (config.kafka.dlqTopic, 1), (config.kafka.controlTopic, 1),
-        ])
 
         try await MockProviderServer.withRunning(defaults: defaults, rateLimit: rateLimit, logger: logger) { mock in
             config.providers = [.init(name: "mock", kind: .mock, baseURL: mock.baseURL)]
             config.models = ["default": ModelTarget(provider: "mock", model: "mock-1")]
             configure(&config)
             let frozen = config
+            // As `sluice topics` makes them: sized by kafka.max_message_bytes.
+            let kafka = frozen.kafka
+            try KafkaAdmin.createTopics(brokers: kafka.brokers, topics: [
+                (kafka.requestsTopic, 3), (kafka.batchRequestsTopic, 3), (kafka.resultsTopic, 3), (kafka.dlqTopic, 1),
+                (kafka.controlTopic, 1),
+            ], config: kafka.topicConfig)
 
-            let results = try TopicCollector(brokers: frozen.kafka.brokers, topic: frozen.kafka.resultsTopic, logger: logger)
-            let producer = try KafkaProducer(brokers: frozen.kafka.brokers, logger: logger)
+            let results = try TopicCollector(brokers: kafka.brokers, topic: kafka.resultsTopic, properties: kafka.consumerProperties,
+                                             logger: logger)
+            let producer = try KafkaProducer(brokers: kafka.brokers, properties: kafka.producerProperties, logger: logger)
             let redis = RedisConnection(configuration: try RedisConfiguration(url: frozen.redis.url), logger: logger)
             let http = HTTPClient(logger: logger)
             defer {
@@ -164,9 +168,9 @@ final class TopicCollector: Sendable {
     private let consumer: KafkaConsumer
     private let task: Task<Void, Never>
 
-    init(brokers: String, topic: String, logger: Logger) throws {
+    init(brokers: String, topic: String, properties: [String: String] = [:], logger: Logger) throws {
         let consumer = try KafkaConsumer(
-            brokers: brokers, groupID: "reader-\(UUID().uuidString.prefix(8))", topics: [topic], logger: logger)
+            brokers: brokers, groupID: "reader-\(UUID().uuidString.prefix(8))", topics: [topic], properties: properties, logger: logger)
         self.consumer = consumer
         let sink = Sink()
         self.task = Task { for await m in consumer.messages { sink.append(m) } }

@@ -30,7 +30,7 @@ public struct Gateway: Sendable {
         let redisConfig = try RedisConfiguration(url: config.redis.url)
         self.redis = RedisConnection(configuration: redisConfig, logger: logger)
         self.subscriber = RedisSubscriber(configuration: redisConfig, logger: logger)
-        self.producer = try KafkaProducer(brokers: config.kafka.brokers, properties: config.kafka.properties, logger: logger)
+        self.producer = try KafkaProducer(brokers: config.kafka.brokers, properties: config.kafka.producerProperties, logger: logger)
         self.follower = JobEventFollower(redis: redis, subscriber: subscriber, heartbeat: .seconds(15))
         self.keys = APIKeyTable(config.gateway.apiKeys, environment: environment)
         self.metrics = GatewayMetrics()
@@ -46,8 +46,8 @@ public struct Gateway: Sendable {
     }
 
     static func parseListen(_ listen: String) throws -> (String, Int) {
-        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]) else {
-            throw SluiceError(.config, "gateway.listen must be host:port, got \"\(listen)\"")
+        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65_535).contains(port) else {
+            throw SluiceError(.config, "gateway.listen must be host:port with a port from 0 to 65535, got \"\(listen)\"")
         }
         let host = String(listen[..<colon])
         return (host.isEmpty ? "0.0.0.0" : host, port)

@@ -71,7 +71,7 @@ extension APIError {
         case .internal, .config:
             self = APIError(.internalServerError, "server_error", error.message, code: error.code.rawValue)
         default:
-            self = .badRequest(error.message, code: error.code.rawValue)
+            self = .badRequest(error.message, param: error.context["field"], code: error.code.rawValue)
         }
     }
 

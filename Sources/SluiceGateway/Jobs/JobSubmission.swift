@@ -7,10 +7,16 @@ import SluiceRedis
 
 /// Submitting, finding and cancelling jobs: what every endpoint shares.
 extension Gateway {
-    /// Records the job's tenant, then produces it to its lane's requests topic (a job
-    /// saying `"priority": "batch"` goes to the batch lane, any other to the interactive
-    /// one) and waits for the broker's acknowledgement.
+    /// Checks the job's fields (a 400 naming the field), records its tenant, then
+    /// produces it to its lane's requests topic (a job saying `"priority": "batch"` goes
+    /// to the batch lane, any other to the interactive one) and waits for the broker's
+    /// acknowledgement.
     func submit(_ job: Job, api: String) async throws {
+        do {
+            try job.validate(JobLimits(config))
+        } catch let error as SluiceError {
+            throw APIError(error)
+        }
         let meta = RedisKeys.meta(job.id)
         do {
             let replies = try await redis.execute([
@@ -22,8 +28,16 @@ extension Gateway {
             logger.error("cannot record a job in Redis: \(error)", metadata: ["job_id": "\(job.id)"])
             throw APIError.unavailable("the event store is not reachable; try again later")
         }
+        let record = try JSON.encode(job.encoded())
         do {
-            try await producer.send(topic: config.requestsTopic(for: job.priority), key: job.id, value: try JSON.encode(job.encoded()))
+            try await producer.send(topic: config.requestsTopic(for: job.priority), key: job.id, value: record)
+        } catch let error as KafkaError where error.isTooLarge {
+            // The request itself is too large for the queue: retrying cannot help.
+            logger.warning("a job too large for the requests topic: \(error)", metadata: ["job_id": "\(job.id)"])
+            throw APIError(
+                .contentTooLarge, "invalid_request_error",
+                "the job is \(record.count) bytes, more than the job queue takes (kafka.max_message_bytes is \(config.kafka.maxMessageBytes), and the topic's max.message.bytes may be lower); send a smaller request",
+                code: "request_too_large")
         } catch {
             logger.error("cannot submit a job to Kafka: \(error)", metadata: ["job_id": "\(job.id)"])
             throw APIError.unavailable("the job queue is not reachable; try again later")

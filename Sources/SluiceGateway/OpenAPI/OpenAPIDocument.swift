@@ -456,9 +456,12 @@ enum OpenAPIDocument {
           "name": "id",
           "in": "path",
           "required": true,
-          "description": "The job id.",
+          "description": "The job id (letters, digits, `.`, `_`, `:` and `-`, starting with a letter or digit; 1 to 128 characters). Anything else is a 400.",
           "schema": {
-            "type": "string"
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 128,
+            "pattern": "^[A-Za-z0-9][A-Za-z0-9._:-]*$"
           }
         }
       ],
@@ -543,19 +546,23 @@ enum OpenAPIDocument {
             "name": "id",
             "in": "path",
             "required": true,
-            "description": "The job id.",
+            "description": "The job id (letters, digits, `.`, `_`, `:` and `-`, starting with a letter or digit; 1 to 128 characters). Anything else is a 400.",
             "schema": {
-              "type": "string"
+              "type": "string",
+              "minLength": 1,
+              "maxLength": 128,
+              "pattern": "^[A-Za-z0-9][A-Za-z0-9._:-]*$"
             }
           },
           {
             "name": "Last-Event-ID",
             "in": "header",
             "required": false,
-            "description": "Resume after this event's seq.",
+            "description": "Resume after this event's seq: an integer from 0 to 9007199254740991; anything else is a 400.",
             "schema": {
               "type": "integer",
-              "minimum": 0
+              "minimum": 0,
+              "maximum": 9007199254740991
             }
           },
           {
@@ -565,7 +572,8 @@ enum OpenAPIDocument {
             "description": "As `Last-Event-ID`, for clients that cannot set headers.",
             "schema": {
               "type": "integer",
-              "minimum": 0
+              "minimum": 0,
+              "maximum": 9007199254740991
             }
           }
         ],
@@ -786,7 +794,7 @@ enum OpenAPIDocument {
     },
     "responses": {
       "BadRequest": {
-        "description": "Invalid JSON, a missing or mistyped field (named in `message` and `param`), an unknown model or a missing template variable.",
+        "description": "Invalid JSON, a missing or mistyped field or a value out of its range (named in `message` and `param`), an unknown model or a missing template variable.",
         "content": {
           "application/json": {
             "schema": {
@@ -834,7 +842,7 @@ enum OpenAPIDocument {
         }
       },
       "TooLarge": {
-        "description": "The body is larger than `gateway.max_body_bytes`.",
+        "description": "The body is larger than `gateway.max_body_bytes`, or the job it makes is larger than the requests topic takes (`kafka.max_message_bytes`).",
         "content": {
           "application/json": {
             "schema": {
@@ -965,19 +973,29 @@ enum OpenAPIDocument {
             "type": "object"
           },
           "temperature": {
-            "type": "number"
+            "type": "number",
+            "minimum": 0,
+            "maximum": 2
           },
           "max_tokens": {
-            "type": "integer"
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 2147483647
           },
           "max_completion_tokens": {
-            "type": "integer"
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 2147483647
           },
           "top_p": {
-            "type": "number"
+            "type": "number",
+            "minimum": 0,
+            "maximum": 1
           },
           "n": {
-            "type": "integer"
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 128
           },
           "stop": {
             "oneOf": [
@@ -986,6 +1004,7 @@ enum OpenAPIDocument {
               },
               {
                 "type": "array",
+                "maxItems": 16,
                 "items": {
                   "type": "string"
                 }
@@ -993,16 +1012,23 @@ enum OpenAPIDocument {
             ]
           },
           "presence_penalty": {
-            "type": "number"
+            "type": "number",
+            "minimum": -2,
+            "maximum": 2
           },
           "frequency_penalty": {
-            "type": "number"
+            "type": "number",
+            "minimum": -2,
+            "maximum": 2
           },
           "seed": {
-            "type": "integer"
+            "type": "integer",
+            "minimum": -2147483648,
+            "maximum": 2147483647
           },
           "tools": {
             "type": "array",
+            "maxItems": 128,
             "items": {
               "type": "object"
             }
@@ -1012,16 +1038,21 @@ enum OpenAPIDocument {
             "type": "object"
           },
           "user": {
-            "type": "string"
+            "type": "string",
+            "maxLength": 256
           },
           "logprobs": {
             "type": "boolean"
           },
           "top_logprobs": {
-            "type": "integer"
+            "type": "integer",
+            "minimum": 0,
+            "maximum": 20
           },
           "top_k": {
-            "type": "integer"
+            "type": "integer",
+            "minimum": 0,
+            "maximum": 2147483647
           }
         }
       },
@@ -1254,6 +1285,10 @@ enum OpenAPIDocument {
           "metadata": {},
           "raw": {
             "description": "For a passthrough job: the provider's own response."
+          },
+          "input_omitted": {
+            "const": true,
+            "description": "Present when `context` and `chat_input` were left out (`context` empty, `chat_input` null) because the input was larger than `worker.echo_input_max_bytes`."
           }
         }
       },
@@ -1330,7 +1365,7 @@ enum OpenAPIDocument {
             "type": "string"
           },
           "parameters": {
-            "description": "Hyperparameters: an object (or one written as a JSON string), or null.",
+            "description": "Hyperparameters: an object (or one written as a JSON string), or null. Hyperparameters, held to the ranges of the job API's (e.g. `temperature` 0 to 2, `max_tokens` 1 to 2147483647).",
             "type": [
               "object",
               "string",
@@ -1377,19 +1412,29 @@ enum OpenAPIDocument {
           },
           "metadata": {},
           "temperature": {
-            "type": "number"
+            "type": "number",
+            "minimum": 0,
+            "maximum": 2
           },
           "max_tokens": {
-            "type": "integer"
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 2147483647
           },
           "max_completion_tokens": {
-            "type": "integer"
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 2147483647
           },
           "top_p": {
-            "type": "number"
+            "type": "number",
+            "minimum": 0,
+            "maximum": 1
           },
           "n": {
-            "type": "integer"
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 128
           },
           "stop": {
             "oneOf": [
@@ -1398,6 +1443,7 @@ enum OpenAPIDocument {
               },
               {
                 "type": "array",
+                "maxItems": 16,
                 "items": {
                   "type": "string"
                 }
@@ -1405,16 +1451,23 @@ enum OpenAPIDocument {
             ]
           },
           "presence_penalty": {
-            "type": "number"
+            "type": "number",
+            "minimum": -2,
+            "maximum": 2
           },
           "frequency_penalty": {
-            "type": "number"
+            "type": "number",
+            "minimum": -2,
+            "maximum": 2
           },
           "seed": {
-            "type": "integer"
+            "type": "integer",
+            "minimum": -2147483648,
+            "maximum": 2147483647
           },
           "tools": {
             "type": "array",
+            "maxItems": 128,
             "items": {
               "type": "object"
             }
@@ -1424,16 +1477,21 @@ enum OpenAPIDocument {
             "type": "object"
           },
           "user": {
-            "type": "string"
+            "type": "string",
+            "maxLength": 256
           },
           "logprobs": {
             "type": "boolean"
           },
           "top_logprobs": {
-            "type": "integer"
+            "type": "integer",
+            "minimum": 0,
+            "maximum": 20
           },
           "top_k": {
-            "type": "integer"
+            "type": "integer",
+            "minimum": 0,
+            "maximum": 2147483647
           }
         }
       },
@@ -1452,31 +1510,41 @@ enum OpenAPIDocument {
       },
       "Job": {
         "type": "object",
-        "description": "SPEC section 3: give exactly one of `messages`, `chat_input`, `prompt_id` (+ `variables`), `passthrough` (+ `body`).",
+        "description": "Give exactly one of `messages`, `chat_input`, `prompt_id` (+ `variables`), `passthrough` (+ `body`). Every field has a type and a range; JSON may nest at most 64 levels. A job out of range is a 400 naming the field in `param` and `message`.",
         "properties": {
           "id": {
-            "type": "string"
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 128,
+            "pattern": "^[A-Za-z0-9][A-Za-z0-9._:-]*$",
+            "description": "Letters, digits, `.`, `_`, `:` and `-`, starting with a letter or digit; 1 to 128 characters. A new UUID when not given."
           },
           "provider": {
-            "type": "string"
+            "type": "string",
+            "maxLength": 256
           },
           "model": {
-            "type": "string"
+            "type": "string",
+            "maxLength": 256
           },
           "messages": {
             "type": "array",
             "items": {
               "$ref": "#/components/schemas/Message"
-            }
+            },
+            "maxItems": 4096,
+            "minItems": 1
           },
           "chat_input": {
             "type": "string"
           },
           "prompt_id": {
-            "type": "string"
+            "type": "string",
+            "maxLength": 256
           },
           "variables": {
-            "type": "object"
+            "type": "object",
+            "maxProperties": 1024
           },
           "passthrough": {
             "type": "boolean"
@@ -1498,12 +1566,17 @@ enum OpenAPIDocument {
             ]
           },
           "session_id": {
-            "type": "string"
+            "type": "string",
+            "maxLength": 256
           },
-          "metadata": {},
+          "metadata": {
+            "description": "Any JSON, carried into the result: at most 64 KiB as compact JSON."
+          },
           "timeout_s": {
             "type": "number",
-            "exclusiveMinimum": 0
+            "exclusiveMinimum": 0,
+            "maximum": 86400,
+            "description": "Seconds the whole job may take, retries and fallbacks included; default `worker.default_timeout_s`."
           },
           "fallbacks": {
             "type": "array",
@@ -1520,11 +1593,16 @@ enum OpenAPIDocument {
                   "type": "string"
                 }
               }
-            }
+            },
+            "maxItems": 5,
+            "description": "Tried in order when the first target fails; at most `worker.max_fallbacks` (default 5)."
           },
           "api_key": {
             "type": "string",
-            "description": "A per-job provider key; never logged, echoed or published."
+            "minLength": 1,
+            "maxLength": 4096,
+            "pattern": "^[!-~]+$",
+            "description": "A per-job provider key (printable ASCII, it is sent as a header); never logged, echoed or published."
           },
           "priority": {
             "enum": [
@@ -1553,19 +1631,29 @@ enum OpenAPIDocument {
             "description": "The longest the job may wait after submission before it starts; then it ends failed with error type expired."
           },
           "temperature": {
-            "type": "number"
+            "type": "number",
+            "minimum": 0,
+            "maximum": 2
           },
           "max_tokens": {
-            "type": "integer"
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 2147483647
           },
           "max_completion_tokens": {
-            "type": "integer"
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 2147483647
           },
           "top_p": {
-            "type": "number"
+            "type": "number",
+            "minimum": 0,
+            "maximum": 1
           },
           "n": {
-            "type": "integer"
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 128
           },
           "stop": {
             "oneOf": [
@@ -1574,6 +1662,7 @@ enum OpenAPIDocument {
               },
               {
                 "type": "array",
+                "maxItems": 16,
                 "items": {
                   "type": "string"
                 }
@@ -1581,16 +1670,23 @@ enum OpenAPIDocument {
             ]
           },
           "presence_penalty": {
-            "type": "number"
+            "type": "number",
+            "minimum": -2,
+            "maximum": 2
           },
           "frequency_penalty": {
-            "type": "number"
+            "type": "number",
+            "minimum": -2,
+            "maximum": 2
           },
           "seed": {
-            "type": "integer"
+            "type": "integer",
+            "minimum": -2147483648,
+            "maximum": 2147483647
           },
           "tools": {
             "type": "array",
+            "maxItems": 128,
             "items": {
               "type": "object"
             }
@@ -1600,16 +1696,21 @@ enum OpenAPIDocument {
             "type": "object"
           },
           "user": {
-            "type": "string"
+            "type": "string",
+            "maxLength": 256
           },
           "logprobs": {
             "type": "boolean"
           },
           "top_logprobs": {
-            "type": "integer"
+            "type": "integer",
+            "minimum": 0,
+            "maximum": 20
           },
           "top_k": {
-            "type": "integer"
+            "type": "integer",
+            "minimum": 0,
+            "maximum": 2147483647
           }
         }
       },

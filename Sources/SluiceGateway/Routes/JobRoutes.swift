@@ -18,12 +18,12 @@ extension Gateway {
     func submitJob(_ request: Request, context: BasicRequestContext) async throws -> Response {
         let tenant = try keys.tenant(of: request)
         var request = request
-        let body = try await readBody(&request)
+        let body = try await readJSONObject(&request)
         var job: Job
         do {
-            job = try Job.parse(body)
+            job = try Job.parse(.object(body), limits: JobLimits(config))
         } catch let error as SluiceError {
-            throw APIError.badRequest(error.message, code: error.code.rawValue)
+            throw APIError(error)
         }
         job.tenant = tenant
         do {
@@ -42,7 +42,7 @@ extension Gateway {
 
     func jobStatus(_ request: Request, context: BasicRequestContext) async throws -> Response {
         let tenant = try keys.tenant(of: request)
-        let id = try context.parameters.require("id")
+        let id = try Gateway.jobID(in: context)
         let meta = try await requireJob(id, tenant: tenant)
         let replies = try await redis.execute([
             RedisCommand("GET", RedisKeys.result(id)),
@@ -66,7 +66,7 @@ extension Gateway {
     /// A job already finished is left as it is and its final status answered (200).
     func cancelJob(_ request: Request, context: BasicRequestContext) async throws -> Response {
         let tenant = try keys.tenant(of: request)
-        let id = try context.parameters.require("id")
+        let id = try Gateway.jobID(in: context)
         try await requireJob(id, tenant: tenant)
         let result = try? await redis.execute(RedisCommand("GET", RedisKeys.result(id)))
         if let bytes = result?.bytes, let status = JSONPeek.plainString(of: "status", in: bytes, range: 0..<bytes.count) {
@@ -76,23 +76,41 @@ extension Gateway {
         return Response.json(["id": .string(id), "status": "cancelling"], status: .accepted)
     }
 
+    /// The `{id}` of a job route, held to the rule of job ids (`Job.isValidID`).
+    static func jobID(in context: BasicRequestContext) throws -> String {
+        let id = try context.parameters.require("id")
+        guard Job.isValidID(id) else {
+            throw APIError.badRequest("the job id in the path must be \(Job.idRule)", param: "id", code: "invalid_job_id")
+        }
+        return id
+    }
+
+    /// The largest `seq` a reader may resume after: JSON's largest exact integer, far
+    /// beyond any job's events, and small enough that `seq + 1` cannot overflow.
+    static let maxResumeSeq = 9_007_199_254_740_991
+
+    /// The `seq` given by `Last-Event-ID` or `?last_event_id=` (the header wins), 0 if
+    /// neither; 400 for anything but an integer from 0 to `maxResumeSeq`.
+    static func resumeAfter(_ request: Request) throws -> Int {
+        let header = request.headers[.lastEventID]
+        guard let given = header ?? request.uri.queryParameters.get("last_event_id") else { return 0 }
+        let name = header != nil ? "Last-Event-ID" : "last_event_id"
+        guard let n = Int(given.trimmingCharacters(in: .whitespaces)), (0...maxResumeSeq).contains(n) else {
+            throw APIError.badRequest(
+                "\(name) must be an integer from 0 to \(maxResumeSeq) (the seq of the last event received)",
+                param: name, code: "invalid_last_event_id")
+        }
+        return n
+    }
+
     /// Server-Sent Events of every event of the job: what already happened, then live,
     /// until `chat_finished`. `Last-Event-ID` (or `?last_event_id=`) resumes after that
     /// `seq` with no gap and no repeat.
     func jobEvents(_ request: Request, context: BasicRequestContext) async throws -> Response {
         let tenant = try keys.tenant(of: request)
-        let id = try context.parameters.require("id")
+        let id = try Gateway.jobID(in: context)
+        let lastEventID = try Gateway.resumeAfter(request)
         try await requireJob(id, tenant: tenant)
-        let header = request.headers[.lastEventID]
-        let query = request.uri.queryParameters.get("last_event_id")
-        var resumeAfter = 0
-        if let given = header ?? query {
-            guard let n = Int(given.trimmingCharacters(in: .whitespaces)), n >= 0 else {
-                throw APIError.badRequest("Last-Event-ID must be a non-negative integer (an event's seq)", param: "Last-Event-ID")
-            }
-            resumeAfter = n
-        }
-        let lastEventID = resumeAfter
         let feed: JobEventFeed
         do {
             feed = try await follower.subscribe(jobID: id)

@@ -34,7 +34,7 @@ extension Gateway {
         object["messages"] = messages
         object["stream"] = .bool(stream)
         if let metadata = fields["metadata"] { object["metadata"] = metadata }
-        var job = try Gateway.parseJob(.object(object))
+        var job = try parseJob(.object(object))
         job.tenant = tenant
         return try await runCompletion(job, request: request, style: CompletionStyle(
             api: "openai", stream: stream, includeUsageChunk: fields.includeUsage))
@@ -42,12 +42,11 @@ extension Gateway {
 
     /// A job built by an endpoint, validated by the domain model; its errors are 400s
     /// that name the field.
-    static func parseJob(_ value: JSONValue) throws -> Job {
+    func parseJob(_ value: JSONValue) throws -> Job {
         do {
-            return try Job.parse(value)
+            return try Job.parse(value, limits: JobLimits(config))
         } catch let error as SluiceError {
-            let param = ["messages", "parameters", "variables", "body", "timeout_s"].first { error.message.contains("\"\($0)\"") || error.message.hasPrefix("\($0)[") }
-            throw APIError.badRequest(error.message, param: param, code: error.code.rawValue)
+            throw APIError(error)
         }
     }
 }

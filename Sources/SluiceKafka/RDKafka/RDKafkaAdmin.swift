@@ -4,9 +4,10 @@ import Logging
 
 /// Topic administration for the local stack and tests.
 public enum KafkaAdmin {
-    /// Creates topics that do not exist yet; existing ones are left as they are.
+    /// Creates topics that do not exist yet, each with the topic settings `config` (e.g.
+    /// `max.message.bytes`); existing ones are left as they are.
     public static func createTopics(
-        brokers: String, topics: [(name: String, partitions: Int)], timeoutMs: Int32 = 15_000
+        brokers: String, topics: [(name: String, partitions: Int)], config: [String: String] = [:], timeoutMs: Int32 = 15_000
     ) throws {
         guard !topics.isEmpty else { return }
         let conf = try RDKafkaConfig.make(["bootstrap.servers": brokers, "log.connection.close": "false"])
@@ -21,10 +22,17 @@ public enum KafkaAdmin {
         var newTopics: [OpaquePointer?] = []
         defer { for t in newTopics { rd_kafka_NewTopic_destroy(t) } }
         for t in topics {
-            guard let nt = rd_kafka_NewTopic_new(t.name, Int32(t.partitions), 1, &errstr, errstr.count) else {
+            guard let nt = rd_kafka_NewTopic_new(t.name, Int32(clamping: t.partitions), 1, &errstr, errstr.count) else {
                 throw KafkaError(.admin, "topic \(t.name): \(String(cString: errstr))")
             }
             newTopics.append(nt)
+            for (key, value) in config.sorted(by: { $0.key < $1.key }) {
+                let err = rd_kafka_NewTopic_set_config(nt, key, value)
+                guard err == RD_KAFKA_RESP_ERR_NO_ERROR else {
+                    throw KafkaError(.admin, "topic \(t.name): setting \(key)=\(value): \(RDKafkaConfig.errorString(err))",
+                                     rdkafkaError: err.rawValue)
+                }
+            }
         }
         let queue = rd_kafka_queue_new(rk)
         defer { rd_kafka_queue_destroy(queue) }

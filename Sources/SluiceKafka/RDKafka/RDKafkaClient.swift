@@ -187,6 +187,11 @@ final class RDKafkaClient: @unchecked Sendable {
         return true
     }
 
+    /// Drops a hand-made assignment.
+    func unassignAll() {
+        rd_kafka_assign(handle, nil)
+    }
+
     enum PollResult {
         case message(KafkaMessage)
         case error(String)

@@ -19,6 +19,23 @@ enum RDKafkaConfig {
         return conf
     }
 
+    /// Produce errors that retrying the same message cannot cure (`KafkaError.isPermanent`).
+    static let permanentProduceErrors: Set<Int32> = tooLargeProduceErrors.union([
+        RD_KAFKA_RESP_ERR_INVALID_RECORD.rawValue,
+        RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED.rawValue,
+        RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED.rawValue,
+        // The topic name is not a valid one.
+        RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION.rawValue,
+    ])
+
+    /// Produce errors that say the message (or its batch) is too large: librdkafka
+    /// reports a message over `message.max.bytes` when it is enqueued, a broker one over
+    /// the topic's `max.message.bytes` in the delivery report.
+    static let tooLargeProduceErrors: Set<Int32> = [
+        RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE.rawValue,
+        RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE.rawValue,
+    ]
+
     static func errorString(_ err: rd_kafka_resp_err_t) -> String {
         String(cString: rd_kafka_err2str(err))
     }
