@@ -79,12 +79,13 @@ public final class RateLimiter: Sendable {
     ) async throws -> Double {
         let gate = gates.withLock { gates in
             if let g = gates[bucket] { return g }
-            let g = Gate(bucket: bucket, limiter: self)
+            let g = Gate(bucket: bucket)
             gates[bucket] = g
             return g
         }
         let start = MonotonicClock.now()
-        try await gate.wait(Waiter.Request(rpm: rpm ?? 0, tpm: tpm ?? 0, cost: max(0, cost), lane: lane, deadline: deadline))
+        try await gate.wait(Waiter.Request(rpm: rpm ?? 0, tpm: tpm ?? 0, cost: max(0, cost), lane: lane, deadline: deadline),
+                            limiter: self)
         let waited = MonotonicClock.now() - start
         metrics.rateLimitAdmitted(provider: bucket.provider, waited: waited)
         return waited
@@ -265,12 +266,10 @@ private final class Gate: Sendable {
     }
 
     private let bucket: RateLimiter.Bucket
-    private unowned let limiter: RateLimiter
     private let state = Mutex(State())
 
-    init(bucket: RateLimiter.Bucket, limiter: RateLimiter) {
+    init(bucket: RateLimiter.Bucket) {
         self.bucket = bucket
-        self.limiter = limiter
     }
 
     func holdLocally(until t: Double) {
@@ -280,7 +279,8 @@ private final class Gate: Sendable {
         }
     }
 
-    func wait(_ request: Waiter.Request) async throws {
+    /// - Parameter limiter: asks Redis; held by the admitting task only while it runs.
+    func wait(_ request: Waiter.Request, limiter: RateLimiter) async throws {
         if Task.isCancelled { throw CancellationError() }
         let id = Mutex<UInt64?>(nil)
         try await withTaskCancellationHandler {
@@ -298,7 +298,7 @@ private final class Gate: Sendable {
                     s.pumping = true
                     return true
                 }
-                if startPump { Task { await self.pump() } }
+                if startPump { Task { await self.pump(limiter) } }
             }
         } onCancel: {
             let removed = state.withLock { s -> Waiter? in
@@ -310,7 +310,7 @@ private final class Gate: Sendable {
     }
 
     /// Admits the head, or sleeps for as long as Redis says; ends when nobody waits.
-    private func pump() async {
+    private func pump(_ limiter: RateLimiter) async {
         while true {
             let now = MonotonicClock.now()
             // Whoever cannot make it in time leaves now, not when they reach the head.
