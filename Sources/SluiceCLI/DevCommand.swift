@@ -58,6 +58,13 @@ struct DevCommand: AsyncParsableCommand {
         config.providers.append(.init(name: "mock-anthropic", kind: .anthropic, baseURL: "http://127.0.0.1:\(mockPort)", apiKeyEnv: "SLUICE_DEV_MOCK_KEY"))
         config.providers.append(.init(name: "mock-gemini", kind: .gemini, baseURL: "http://127.0.0.1:\(mockPort)", apiKeyEnv: "SLUICE_DEV_MOCK_KEY"))
         config.models["default"] = ModelTarget(provider: "mock", model: "mock-1")
+        // A job key of this run's, for per-job api_keys (the children inherit it).
+        if config.kafka.jobKeyEnv == nil, config.kafka.jobKey == nil {
+            var bytes = [UInt8](repeating: 0, count: 32)
+            for i in bytes.indices { bytes[i] = UInt8.random(in: 0...255) }
+            setenv("SLUICE_DEV_JOB_KEY", Data(bytes).base64EncodedString(), 1)
+            config.kafka.jobKeyEnv = "SLUICE_DEV_JOB_KEY"
+        }
         let dir = URL(fileURLWithPath: runDir, isDirectory: true)
         let logs = dir.appendingPathComponent("logs", isDirectory: true)
         try FileManager.default.createDirectory(at: logs, withIntermediateDirectories: true)

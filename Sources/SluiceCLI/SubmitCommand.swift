@@ -84,7 +84,8 @@ struct JobTerminal: Sendable {
 
         if !jsonOutput { err.write(Data("job \(job.id) submitted\n".utf8)) }
         try await follower.follow(jobID: job.id, afterSeq: 0, onSubscribed: {
-            try await producer.send(topic: config.requestsTopic(for: job.priority), key: job.id, value: try JSON.encode(job.encoded()))
+            let record = try job.record(keyring: try JobKeyring.from(config.kafka, environment: ProcessInfo.processInfo.environment))
+            try await producer.send(topic: config.requestsTopic(for: job.priority), key: job.id, value: try JSON.encode(record))
         }) { item in
             guard case .event(_, let name, let envelope, let dataRange) = item else { return }
             let data = envelope[dataRange]

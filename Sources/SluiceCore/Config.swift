@@ -20,9 +20,19 @@ public struct SluiceConfig: Sendable, Codable {
         public var maxMessageBytes = 8 * 1024 * 1024
         /// Extra librdkafka properties, passed as they are (e.g. security settings).
         public var properties: [String: String] = [:]
+        /// The environment variable holding the key that seals per-job `api_key`s in
+        /// requests records (`JobKeyring`); the same on gateways, workers and `submit`.
+        public var jobKeyEnv: String?
+        /// The variable holding the key before a rotation, which workers still open.
+        public var jobPreviousKeyEnv: String?
+        /// A literal job key, for tests and local set-ups only.
+        public var jobKey: String?
 
         enum CodingKeys: String, CodingKey {
             case brokers, properties
+            case jobKeyEnv = "job_key_env"
+            case jobPreviousKeyEnv = "job_previous_key_env"
+            case jobKey = "job_key"
             case maxMessageBytes = "max_message_bytes"
             case requestsTopic = "requests_topic"
             case batchRequestsTopic = "batch_requests_topic"
@@ -51,15 +61,23 @@ public struct SluiceConfig: Sendable, Codable {
         /// A literal key, for tests and local set-ups only.
         public var key: String?
         public var tenant: String = "default"
+        /// The providers the tenant may use (by name); every configured one when absent.
+        public var providers: [String]?
+        /// The models the tenant may use, each an alias of `models` or `provider/model`;
+        /// every model when absent.
+        public var models: [String]?
 
         enum CodingKeys: String, CodingKey {
             case keyEnv = "key_env"
-            case key, tenant
+            case key, tenant, providers, models
         }
-        public init(keyEnv: String? = nil, key: String? = nil, tenant: String = "default") {
+        public init(keyEnv: String? = nil, key: String? = nil, tenant: String = "default",
+                    providers: [String]? = nil, models: [String]? = nil) {
             self.keyEnv = keyEnv
             self.key = key
             self.tenant = tenant
+            self.providers = providers
+            self.models = models
         }
     }
 
@@ -71,12 +89,31 @@ public struct SluiceConfig: Sendable, Codable {
         /// Whether a client that disconnects from a synchronous completion endpoint
         /// (OpenAI, LLMstudio, Portkey, passthrough) before its end cancels the job.
         public var cancelOnDisconnect = true
+        /// Origins (`https://app.example.com`) whose pages may call the gateway from a
+        /// browser; none by default.
+        public var corsOrigins: [String] = []
+        /// The environment variable holding the operators' key, which `/metrics` and the
+        /// detailed `/readyz` need.
+        public var adminKeyEnv: String?
+        /// A literal admin key, for tests and local set-ups only.
+        public var adminKey: String?
+        /// `GET /v1/jobs/{id}/events` streams one tenant may hold open at once on one
+        /// gateway process; more are answered 429.
+        public var maxReadersPerTenant = 64
+        /// Events a reader may fall behind its job's live feed before it is cut (an
+        /// event stream ends and resumes with `Last-Event-ID`).
+        public var readerBufferEvents = 1024
 
         enum CodingKeys: String, CodingKey {
             case listen
             case apiKeys = "api_keys"
             case maxBodyBytes = "max_body_bytes"
             case cancelOnDisconnect = "cancel_on_disconnect"
+            case corsOrigins = "cors_origins"
+            case adminKeyEnv = "admin_key_env"
+            case adminKey = "admin_key"
+            case maxReadersPerTenant = "max_readers_per_tenant"
+            case readerBufferEvents = "reader_buffer_events"
         }
         public init() {}
     }
@@ -192,11 +229,11 @@ public struct SluiceConfig: Sendable, Codable {
 
     public init() {}
 
+    /// The real providers only: the mock is added by `sluice dev`, or configured by hand.
     public static let defaultProviders: [Provider] = [
         Provider(name: "openai", kind: .openai, baseURL: "https://api.openai.com/v1", apiKeyEnv: "OPENAI_API_KEY"),
         Provider(name: "anthropic", kind: .anthropic, baseURL: "https://api.anthropic.com", apiKeyEnv: "ANTHROPIC_API_KEY"),
         Provider(name: "gemini", kind: .gemini, baseURL: "https://generativelanguage.googleapis.com", apiKeyEnv: "GEMINI_API_KEY"),
-        Provider(name: "mock", kind: .mock, baseURL: "http://127.0.0.1:8081/v1"),
     ]
 }
 
@@ -232,6 +269,9 @@ extension SluiceConfig.Kafka {
         groupID = try c.decodeIfPresent(String.self, forKey: .groupID) ?? groupID
         maxMessageBytes = try c.decodeIfPresent(Int.self, forKey: .maxMessageBytes) ?? maxMessageBytes
         properties = try c.decodeIfPresent([String: String].self, forKey: .properties) ?? properties
+        jobKeyEnv = try c.decodeIfPresent(String.self, forKey: .jobKeyEnv)
+        jobPreviousKeyEnv = try c.decodeIfPresent(String.self, forKey: .jobPreviousKeyEnv)
+        jobKey = try c.decodeIfPresent(String.self, forKey: .jobKey)
     }
 }
 
@@ -252,6 +292,11 @@ extension SluiceConfig.Gateway {
         apiKeys = try c.decodeIfPresent([SluiceConfig.APIKey].self, forKey: .apiKeys) ?? apiKeys
         maxBodyBytes = try c.decodeIfPresent(Int.self, forKey: .maxBodyBytes) ?? maxBodyBytes
         cancelOnDisconnect = try c.decodeIfPresent(Bool.self, forKey: .cancelOnDisconnect) ?? cancelOnDisconnect
+        corsOrigins = try c.decodeIfPresent([String].self, forKey: .corsOrigins) ?? corsOrigins
+        adminKeyEnv = try c.decodeIfPresent(String.self, forKey: .adminKeyEnv)
+        adminKey = try c.decodeIfPresent(String.self, forKey: .adminKey)
+        maxReadersPerTenant = try c.decodeIfPresent(Int.self, forKey: .maxReadersPerTenant) ?? maxReadersPerTenant
+        readerBufferEvents = try c.decodeIfPresent(Int.self, forKey: .readerBufferEvents) ?? readerBufferEvents
     }
 }
 
@@ -322,6 +367,19 @@ extension SluiceConfig {
                 throw SluiceError(.config, "model alias \"\(alias)\" names provider \"\(p)\", which is not configured")
             }
         }
+        var policies: [String: APIKey] = [:]
+        for k in gateway.apiKeys {
+            for p in k.providers ?? [] where !seen.contains(p) {
+                throw SluiceError(.config, "gateway.api_keys: tenant \"\(k.tenant)\" may use provider \"\(p)\", which is not configured")
+            }
+            if let other = policies[k.tenant], other.providers != k.providers || other.models != k.models {
+                throw SluiceError(.config, "gateway.api_keys: the keys of tenant \"\(k.tenant)\" give different providers or models; give every key of a tenant the same lists")
+            }
+            policies[k.tenant] = k
+        }
+        for origin in gateway.corsOrigins where origin == "*" || !(origin.hasPrefix("https://") || origin.hasPrefix("http://")) || origin.hasSuffix("/") {
+            throw SluiceError(.config, "gateway.cors_origins: \"\(origin)\" is not an origin; give scheme://host[:port], e.g. https://app.example.com (no \"*\", no path)")
+        }
         guard worker.maxInFlight > 0 else { throw SluiceError(.config, "worker.max_in_flight must be at least 1") }
         guard kafka.batchRequestsTopic != kafka.requestsTopic else {
             throw SluiceError(.config, "kafka.batch_requests_topic must differ from kafka.requests_topic (the lanes are separate topics)")
@@ -351,6 +409,10 @@ extension SluiceConfig {
             throw SluiceError(.config, "kafka.max_message_bytes (\(kafka.maxMessageBytes)) is above librdkafka's limit of \(SluiceConfig.Kafka.maxMessageBytesLimit)")
         }
         guard worker.echoInputMaxBytes >= 0 else { throw SluiceError(.config, "worker.echo_input_max_bytes must be 0 or more") }
+        guard gateway.maxReadersPerTenant > 0 else { throw SluiceError(.config, "gateway.max_readers_per_tenant must be at least 1") }
+        guard (16...1_000_000).contains(gateway.readerBufferEvents) else {
+            throw SluiceError(.config, "gateway.reader_buffer_events must be 16 to 1000000")
+        }
     }
 
     /// The topic of a lane.

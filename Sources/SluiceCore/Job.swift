@@ -54,6 +54,12 @@ public struct Job: Sendable {
     public var fallbacks: [ModelTarget]
     /// A per-job provider key; never logged, echoed or published.
     public var apiKey: Secret?
+    /// The per-job key as the requests topic carries it (`JobKeyring`); the worker opens
+    /// it into `apiKey`.
+    public var sealedAPIKey: String?
+    /// Set by the gateway: which submission this is, so that a cancel stops this job and
+    /// not a later one that reuses its id.
+    public var submissionID: String?
     /// nil: the lane of the topic it arrived on.
     public var priority: JobPriority?
     /// The latest time (seconds since the epoch) the job may start; past it, it ends
@@ -66,8 +72,8 @@ public struct Job: Sendable {
         id: String, provider: String? = nil, model: String? = nil, request: JobRequest,
         parameters: [String: JSONValue] = [:], stream: Bool = true, sessionID: String? = nil,
         tenant: String = "default", metadata: JSONValue = .null, timeoutSeconds: Double? = nil,
-        fallbacks: [ModelTarget] = [], apiKey: Secret? = nil, priority: JobPriority? = nil,
-        deadline: Double? = nil, maxQueueSeconds: Double? = nil
+        fallbacks: [ModelTarget] = [], apiKey: Secret? = nil, submissionID: String? = nil, sealedAPIKey: String? = nil,
+        priority: JobPriority? = nil, deadline: Double? = nil, maxQueueSeconds: Double? = nil
     ) {
         self.priority = priority
         self.deadline = deadline
@@ -84,6 +90,8 @@ public struct Job: Sendable {
         self.timeoutSeconds = timeoutSeconds
         self.fallbacks = fallbacks
         self.apiKey = apiKey
+        self.submissionID = submissionID
+        self.sealedAPIKey = sealedAPIKey
     }
 }
 
@@ -270,6 +278,8 @@ extension Job {
             fallbacks: fallbacks,
             // An empty key is no key (LLMstudio sends "" for "use the configured one").
             apiKey: try fields.string("api_key").flatMap { $0.isEmpty ? nil : Secret($0) },
+            submissionID: try fields.string("submission_id"),
+            sealedAPIKey: try fields.string("api_key_sealed"),
             priority: priority,
             deadline: deadline,
             maxQueueSeconds: maxQueue
@@ -323,6 +333,8 @@ extension Job {
                 return .object(fo)
             })
         }
+        if let submissionID { o["submission_id"] = .string(submissionID) }
+        if let sealedAPIKey { o["api_key_sealed"] = .string(sealedAPIKey) }
         if let priority { o["priority"] = .string(priority.rawValue) }
         if let deadline { o["deadline"] = .number(deadline) }
         if let maxQueueSeconds { o["max_queue_s"] = .number(maxQueueSeconds) }

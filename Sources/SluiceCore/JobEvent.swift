@@ -229,10 +229,52 @@ public enum RedisKeys {
     public static func channel(_ jobID: String) -> String { "sluice:job:\(jobID)" }
     public static func events(_ jobID: String) -> String { "sluice:job:\(jobID):events" }
     public static func result(_ jobID: String) -> String { "sluice:job:\(jobID):result" }
-    /// Written by the gateway on submission: the job's tenant and submission time, so
-    /// `GET /v1/jobs/{id}` can answer "queued" and enforce tenancy before any event.
+    /// The job's owner (`tenant`) and what the gateway knows of it: written when the id is
+    /// claimed (`JobOwnership`), by the gateway on submission or by the worker for a job
+    /// produced straight to Kafka, and kept as long as the events and the result.
     public static func meta(_ jobID: String) -> String { "sluice:job:\(jobID):meta" }
     /// Held by the run of the job in progress (its run id), with a lease the run renews:
     /// one run at a time across workers.
     public static func run(_ jobID: String) -> String { "sluice:job:\(jobID):run" }
+}
+
+/// Who owns a job id. The first tenant to claim an id owns it until its keys expire; the
+/// owner is the `tenant` field of the job's meta, set once and given the events' TTL, and
+/// refreshed with them when the job ends. No owner means no job, for every tenant.
+public enum JobOwnership {
+    /// `EVAL claimScript 3 meta events result tenant ttl [field value]...`: claims the id for
+    /// `tenant` unless it has an owner already, or has events or a result with no owner
+    /// (left by a job whose owner is unknown, which nobody may take over). Answers
+    /// `{1, tenant}` when claimed now, `{0, owner}` otherwise (`owner` empty for none).
+    public static let claimScript = """
+        local owner = redis.call('HGET', KEYS[1], 'tenant')
+        if owner then return {0, owner} end
+        if redis.call('EXISTS', KEYS[2], KEYS[3]) > 0 then return {0, ''} end
+        redis.call('HSET', KEYS[1], 'tenant', ARGV[1], unpack(ARGV, 3))
+        redis.call('EXPIRE', KEYS[1], ARGV[2])
+        return {1, ARGV[1]}
+        """
+
+    /// The arguments of `EVAL` for claiming `jobID` for `tenant`.
+    public static func claimArguments(jobID: String, tenant: String, ttlSeconds: Int, fields: [(String, String)] = []) -> [String] {
+        var args = ["EVAL", claimScript, "3", RedisKeys.meta(jobID), RedisKeys.events(jobID), RedisKeys.result(jobID),
+                    tenant, String(ttlSeconds)]
+        for (name, value) in fields { args += [name, value] }
+        return args
+    }
+
+    /// What a claim found.
+    public enum Claim: Sendable, Equatable {
+        /// The id was free and is now the tenant's.
+        case claimed
+        /// The tenant owned the id already: a resubmission of its own job.
+        case ownedBySameTenant
+        /// Another tenant owns the id, or its keys have no owner.
+        case ownedByOther
+
+        /// Reads the script's answer, `claimed` (1 or 0) and the owner.
+        public init(claimed: Int64, owner: String, tenant: String) {
+            if claimed == 1 { self = .claimed } else if owner == tenant { self = .ownedBySameTenant } else { self = .ownedByOther }
+        }
+    }
 }

@@ -27,7 +27,7 @@ public struct GeminiWireFormat: WireFormat {
         let root = base.hasSuffix("/v1beta") || base.hasSuffix("/v1") ? base : base + "/v1beta"
         let method = call.stream ? ":streamGenerateContent?alt=sse" : ":generateContent"
         return HTTPRequest(
-            method: "POST", url: "\(root)/models/\(Self.pathModel(call.model))\(method)", headers: headers,
+            method: "POST", url: "\(root)/models/\(try Self.pathModel(call.model))\(method)", headers: headers,
             body: try JSON.encode(body), connectTimeout: call.connectTimeout, idleTimeout: call.idleTimeout,
             totalTimeout: call.totalTimeout)
     }
@@ -123,23 +123,10 @@ public struct GeminiWireFormat: WireFormat {
         max(1, parameters["n"]?.intValue ?? parameters["candidate_count"]?.intValue ?? 1)
     }
 
-    /// The model as a path segment: without a `models/` prefix, percent-encoded.
-    static func pathModel(_ model: String) -> String {
-        let name = model.hasPrefix("models/") ? String(model.dropFirst(7)) : model
-        var out = ""
-        for byte in name.utf8 {
-            switch byte {
-            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
-                 UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"), UInt8(ascii: "="), UInt8(ascii: ","):
-                out.unicodeScalars.append(Unicode.Scalar(byte))
-            default:
-                let hex = Array("0123456789ABCDEF".unicodeScalars)
-                out.unicodeScalars.append("%")
-                out.unicodeScalars.append(hex[Int(byte >> 4)])
-                out.unicodeScalars.append(hex[Int(byte & 0xF)])
-            }
-        }
-        return out
+    /// The model as a path segment: without a `models/` prefix, percent-encoded, and
+    /// refused if it could leave its segment.
+    static func pathModel(_ model: String) throws -> String {
+        try WireSupport.pathSegment(model.hasPrefix("models/") ? String(model.dropFirst(7)) : model, field: "model")
     }
 
     // MARK: Request translation

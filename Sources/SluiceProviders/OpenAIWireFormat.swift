@@ -30,7 +30,8 @@ public struct OpenAIWireFormat: WireFormat {
         let url: String
         if azure {
             let version = call.provider.apiVersion ?? "2024-10-21"
-            url = "\(base)/openai/deployments/\(call.model)/chat/completions?api-version=\(version)"
+            let deployment = try WireSupport.pathSegment(call.model, field: "Azure deployment (model)")
+            url = "\(base)/openai/deployments/\(deployment)/chat/completions?api-version=\(version)"
             if let key = call.apiKey { headers["api-key"] = key.value }
         } else {
             url = "\(base)/chat/completions"

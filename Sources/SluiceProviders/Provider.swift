@@ -61,13 +61,17 @@ public struct ProviderError: Error, Sendable, CustomStringConvertible {
     /// What the attempt produced before it failed (chunks already relayed, usage so
     /// far), when it failed mid-stream.
     public var partial: ProviderOutcome?
+    /// What the operator needs and the tenant must not see (a host and port, libcurl's
+    /// text, a provider's words about the operator's key): logged, never put in a result.
+    public var detail: String?
 
-    public init(_ kind: Kind, _ message: String, status: Int? = nil, retryable: Bool, retryAfter: Double? = nil) {
+    public init(_ kind: Kind, _ message: String, status: Int? = nil, retryable: Bool, retryAfter: Double? = nil, detail: String? = nil) {
         self.kind = kind
         self.message = message
         self.status = status
         self.retryable = retryable
         self.retryAfter = retryAfter
+        self.detail = detail
     }
 
     public var description: String { "\(kind.rawValue): \(message)" }

@@ -29,19 +29,18 @@ public struct ProviderRunner: Sendable {
         do {
             response = try await client.execute(request)
         } catch let error as HTTPClientError {
-            throw ProviderRunner.mapError(error)
+            throw ProviderRunner.mapError(error, provider: call.provider.name)
         }
 
         guard (200..<300).contains(response.status) else {
             let body = (try? await response.body.collect(upTo: 1 << 20)) ?? []
-            let message = format.errorMessage(body) ?? "HTTP \(response.status)"
             let limits = RateLimitHeaders(response.headers)
             // OpenAI answers 429 for a spent quota too: that one does not pass by waiting.
             let quotaSpent = response.status == 429 && String(decoding: body, as: UTF8.self).contains("insufficient_quota")
             let retryable = (response.status == 429 && !quotaSpent) || response.status == 408 || response.status >= 500
-            var error = ProviderError(
-                .http, "\(call.provider.name) answered \(response.status): \(message)", status: response.status,
-                retryable: retryable, retryAfter: limits.retryAfter)
+            var error = ProviderRunner.statusError(
+                provider: call.provider.name, status: response.status, message: format.errorMessage(body), retryable: retryable,
+                retryAfter: limits.retryAfter)
             error.rateLimit = limits.isEmpty ? nil : limits
             throw error
         }
@@ -53,7 +52,7 @@ public struct ProviderRunner: Sendable {
             do {
                 body = try await response.body.collect(upTo: ProviderRunner.maxBodyBytes)
             } catch let error as HTTPClientError {
-                throw ProviderRunner.mapError(error)
+                throw ProviderRunner.mapError(error, provider: call.provider.name)
             }
             let now = MonotonicClock.now()
             timing.byteReceived(at: now)
@@ -128,7 +127,7 @@ public struct ProviderRunner: Sendable {
             }
         } catch {
             // Keep what was relayed: a cancelled or failed job still reports its usage.
-            var mapped = (error as? HTTPClientError).map(ProviderRunner.mapError)
+            var mapped = (error as? HTTPClientError).map { ProviderRunner.mapError($0, provider: call.provider.name) }
                 ?? (error as? ProviderError)
                 ?? ProviderError(.protocolError, "\(error)", retryable: false)
             mapped.partial = ProviderOutcome(accumulator: accumulator, timing: timing, streamComplete: false, raw: nil, rateLimit: rateLimit)
@@ -138,13 +137,37 @@ public struct ProviderRunner: Sendable {
         return ProviderOutcome(accumulator: accumulator, timing: timing, streamComplete: complete, raw: nil, rateLimit: rateLimit)
     }
 
-    static func mapError(_ error: HTTPClientError) -> ProviderError {
-        switch error.code {
-        case .idleTimeout, .totalTimeout: ProviderError(.timeout, error.message, retryable: true)
+    /// A transport failure as a tenant may read it: what happened and to which provider;
+    /// libcurl's text, with its host and port, goes to `detail` for the log.
+    static func mapError(_ error: HTTPClientError, provider: String) -> ProviderError {
+        let name = "provider \"\(provider)\""
+        return switch error.code {
+        case .idleTimeout: ProviderError(.timeout, "\(name) sent nothing within the idle timeout", retryable: true, detail: error.message)
+        case .totalTimeout: ProviderError(.timeout, "\(name) did not finish within the job's timeout", retryable: true, detail: error.message)
         case .cancelled: ProviderError(.cancelled, "the request was cancelled", retryable: false)
-        case .invalidRequest: ProviderError(.invalidRequest, "the request cannot be sent: \(error.message)", retryable: false)
-        default: ProviderError(.connection, error.message, retryable: true)
+        case .invalidRequest:
+            // "invalid header field \"authorization\"" says which header and nothing of
+            // the value; a message about the URL names its host and stays in the log.
+            ProviderError(
+                .invalidRequest,
+                "the request to \(name) cannot be sent: \(error.message.contains(":") ? "its URL was refused" : error.message) (a per-job api_key must be one line of text)",
+                retryable: false, detail: error.message)
+        case .connect: ProviderError(.connection, "could not connect to \(name)", retryable: true, detail: error.message)
+        default: ProviderError(.connection, "the connection to \(name) failed", retryable: true, detail: error.message)
         }
+    }
+
+    /// An error status as a tenant may read it. The provider's own message is kept where
+    /// it is about the request (a 4xx such as 400 or 404); where it is about the
+    /// operator's account or the provider's inside (401, 403, 407, 5xx) only the status is.
+    static func statusError(provider: String, status: Int, message: String?, retryable: Bool, retryAfter: Double?) -> ProviderError {
+        let head = "\(provider) answered \(status)"
+        let aboutRequest = (400..<500).contains(status) && ![401, 403, 407].contains(status)
+        guard aboutRequest, let message, !message.isEmpty else {
+            return ProviderError(.http, head, status: status, retryable: retryable, retryAfter: retryAfter, detail: message)
+        }
+        let short = message.count > 300 ? String(message.prefix(300)) + "…" : message
+        return ProviderError(.http, "\(head): \(short)", status: status, retryable: retryable, retryAfter: retryAfter, detail: message)
     }
 
     /// `Retry-After` as seconds or an HTTP date, at most a day (a job's longest

@@ -13,6 +13,36 @@ extension SluiceConfig.Provider {
     }
 }
 
+extension WireSupport {
+    /// A value from a job (a model, an Azure deployment) as one segment of a provider URL.
+    /// What could leave the segment is refused: `/`, `\\`, `?`, `#`, `%`, control
+    /// characters, and the dot segments `.` and `..`. Anything else outside letters,
+    /// digits and `-._~=,` is percent-encoded.
+    static func pathSegment(_ value: String, field: String) throws -> String {
+        guard !value.isEmpty, value != ".", value != ".." else {
+            throw SluiceError(.invalidRequest, "\(field) \"\(value)\" cannot be used in a provider URL; give a model or deployment name")
+        }
+        var out = ""
+        for byte in value.utf8 {
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                 UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"), UInt8(ascii: "="), UInt8(ascii: ","):
+                out.unicodeScalars.append(Unicode.Scalar(byte))
+            case UInt8(ascii: "/"), UInt8(ascii: "\\"), UInt8(ascii: "?"), UInt8(ascii: "#"), UInt8(ascii: "%"), 0..<0x20, 0x7F:
+                throw SluiceError(
+                    .invalidRequest,
+                    "\(field) \"\(value)\" contains characters a provider URL cannot carry (/, \\, ?, #, % or control characters); give a model or deployment name")
+            default:
+                let hex = Array("0123456789ABCDEF".unicodeScalars)
+                out.unicodeScalars.append("%")
+                out.unicodeScalars.append(hex[Int(byte >> 4)])
+                out.unicodeScalars.append(hex[Int(byte & 0xF)])
+            }
+        }
+        return out
+    }
+}
+
 /// Builds the normalised `chat.completion.chunk`s of one response: every chunk shares the
 /// response's id, creation time and model, and each is encoded exactly once.
 struct ChunkBuilder: Sendable {

@@ -1,15 +1,21 @@
 import Foundation
+import SluiceCore
 import Synchronization
 
 /// Which jobs were asked to stop, and how to stop the ones running here.
 ///
 /// Every worker reads every cancel (the job may run anywhere, or not have started yet),
-/// so a cancel is remembered for a while: a job that starts after its cancel arrived is
-/// cancelled at once instead of run.
+/// so a cancel is remembered for `ttlSeconds` after it was asked: a job that starts after
+/// its cancel arrived is cancelled at once instead of run.
 final class CancelRegistry: Sendable {
+    private struct Running {
+        var job: Job
+        var stop: @Sendable () -> Void
+    }
+
     private struct State {
-        var running: [String: [Int: @Sendable () -> Void]] = [:]
-        var cancelled: [String: Double] = [:]
+        var running: [String: [Int: Running]] = [:]
+        var cancelled: [String: [CancelRequest]] = [:]
         var order: [String] = []
         var nextToken = 0
     }
@@ -17,36 +23,52 @@ final class CancelRegistry: Sendable {
     private let state = Mutex(State())
     /// How many cancelled ids are remembered.
     private let capacity: Int
+    /// How long a cancel holds: the event TTL, for which the job's id stays owned.
+    private let ttlSeconds: Double
+    private let now: @Sendable () -> Double
 
-    init(capacity: Int = 100_000) { self.capacity = capacity }
+    init(ttlSeconds: Double, capacity: Int = 100_000, now: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 }) {
+        self.ttlSeconds = ttlSeconds
+        self.capacity = capacity
+        self.now = now
+    }
 
-    /// Records a cancel and stops the job if it runs here. Returns whether it did.
+    /// Records a cancel and stops the jobs it applies to that run here. Returns whether
+    /// it stopped any. A cancel older than the TTL is ignored.
     @discardableResult
-    func cancel(_ jobID: String) -> Bool {
+    func cancel(_ request: CancelRequest) -> Bool {
+        guard isLive(request) else { return false }
         let handlers: [@Sendable () -> Void] = state.withLock { s in
-            if s.cancelled[jobID] == nil {
-                s.order.append(jobID)
+            if s.cancelled[request.jobID] == nil {
+                s.order.append(request.jobID)
                 if s.order.count > capacity {
                     let dropped = s.order.removeFirst(s.order.count - capacity)
                     for id in dropped { s.cancelled[id] = nil }
                 }
             }
-            s.cancelled[jobID] = Date().timeIntervalSince1970
-            return Array((s.running[jobID] ?? [:]).values)
+            s.cancelled[request.jobID, default: []].append(request)
+            return (s.running[request.jobID] ?? [:]).values.filter { request.applies(to: $0.job) }.map(\.stop)
         }
         for h in handlers { h() }
         return !handlers.isEmpty
     }
 
-    func isCancelled(_ jobID: String) -> Bool {
-        state.withLock { $0.cancelled[jobID] != nil }
+    /// Whether a cancel that still holds applies to `job`.
+    func isCancelled(_ job: Job) -> Bool {
+        state.withLock { s in
+            (s.cancelled[job.id] ?? []).contains { isLive($0) && $0.applies(to: job) }
+        }
+    }
+
+    private func isLive(_ request: CancelRequest) -> Bool {
+        now() - request.at < ttlSeconds
     }
 
     /// Registers a running job's stop handler; returns a token for `unregister`.
-    func register(_ jobID: String, stop: @escaping @Sendable () -> Void) -> Int {
+    func register(_ job: Job, stop: @escaping @Sendable () -> Void) -> Int {
         state.withLock { s in
             s.nextToken += 1
-            s.running[jobID, default: [:]][s.nextToken] = stop
+            s.running[job.id, default: [:]][s.nextToken] = Running(job: job, stop: stop)
             return s.nextToken
         }
     }

@@ -9,6 +9,10 @@ import SluiceRedis
 /// run. A redelivered job continues the numbering of the run before it, and its first
 /// event replaces the replay stream: what a cut-off run published is not replayed mixed
 /// with the run that took over.
+///
+/// The job's owner lives as long as its events: the first and the last event (and one
+/// every quarter TTL in between) give the meta, which holds the owner, the same fresh TTL
+/// as the replay stream.
 struct JobEvents {
     let jobID: String
     let run: String
@@ -17,6 +21,8 @@ struct JobEvents {
     private(set) var seq: Int
     private let channel: [UInt8]
     private let streamKey: [UInt8]
+    private let metaKey: [UInt8]
+    private let tenant: [UInt8]
 
     /// `{"job_id":"…"`, the start of every envelope of the job.
     private let envelopePrefix: [UInt8]
@@ -25,8 +31,10 @@ struct JobEvents {
     /// A run before this one published events: the first emit deletes them.
     private var replacesEarlierRun: Bool
     private var emittedAny = false
+    /// When the TTLs were last refreshed (wall clock, seconds).
+    private var refreshedAt = 0.0
 
-    init(jobID: String, run: String, redis: RedisConnection, ttlSeconds: Int, lastSeq: Int) {
+    init(jobID: String, run: String, tenant: String, redis: RedisConnection, ttlSeconds: Int, lastSeq: Int) {
         self.jobID = jobID
         self.run = run
         self.replacesEarlierRun = lastSeq > 0
@@ -35,6 +43,8 @@ struct JobEvents {
         self.seq = lastSeq
         self.channel = Array(RedisKeys.channel(jobID).utf8)
         self.streamKey = Array(RedisKeys.events(jobID).utf8)
+        self.metaKey = Array(RedisKeys.meta(jobID).utf8)
+        self.tenant = Array(tenant.utf8)
         self.envelopePrefix = EventEnvelope.prefix(jobID: jobID, run: run)
     }
 
@@ -47,14 +57,18 @@ struct JobEvents {
     mutating func emit(_ event: EventName, data: [UInt8]) -> Bool {
         seq += 1
         envelope.removeAll(keepingCapacity: true)
-        EventEnvelope.write(prefix: envelopePrefix, seq: seq, event: event, data: data, ts: WallClock.now(), into: &envelope)
+        let now = WallClock.now()
+        EventEnvelope.write(prefix: envelopePrefix, seq: seq, event: event, data: data, ts: now, into: &envelope)
         // The first event of the run sets the stream's TTL (a run cut off leaves nothing
-        // behind forever); chat_finished starts it again from the end.
-        let expire = !emittedAny || event == .chatFinished
+        // behind forever); chat_finished starts it again from the end; and one every
+        // quarter TTL while a long job streams, so that its owner and its events never
+        // expire while it runs.
+        let expire = !emittedAny || event == .chatFinished || now - refreshedAt > Double(ttlSeconds) / 4
         emittedAny = true
+        if expire { refreshedAt = now }
         var out: [UInt8] = []
         out.reserveCapacity(2 * envelope.count + channel.count + 4 * streamKey.count + 128)
-        var commands = expire ? 3 : 2
+        var commands = expire ? 5 : 2
         if replacesEarlierRun {
             replacesEarlierRun = false
             RESPWriter.command(2, into: &out)
@@ -81,6 +95,16 @@ struct JobEvents {
             RESPWriter.command(3, into: &out)
             RESPWriter.bulk("EXPIRE", into: &out)
             RESPWriter.bulk(streamKey, into: &out)
+            RESPWriter.bulk(ttlSeconds, into: &out)
+            // The owner, if Redis was away when the job started, and its fresh TTL.
+            RESPWriter.command(4, into: &out)
+            RESPWriter.bulk("HSETNX", into: &out)
+            RESPWriter.bulk(metaKey, into: &out)
+            RESPWriter.bulk("tenant", into: &out)
+            RESPWriter.bulk(tenant, into: &out)
+            RESPWriter.command(3, into: &out)
+            RESPWriter.bulk("EXPIRE", into: &out)
+            RESPWriter.bulk(metaKey, into: &out)
             RESPWriter.bulk(ttlSeconds, into: &out)
         }
         var command = RedisCommand.formatted(out, commands: commands)

@@ -34,7 +34,8 @@ struct JobRunner: Sendable {
         logger[metadataKey: "job_id"] = "\(job.id)"
         logger[metadataKey: "run"] = "\(run)"
 
-        var events = JobEvents(jobID: job.id, run: run, redis: redis, ttlSeconds: config.redis.eventTTLSeconds, lastSeq: lastSeq)
+        var events = JobEvents(
+            jobID: job.id, run: run, tenant: job.tenant, redis: redis, ttlSeconds: config.redis.eventTTLSeconds, lastSeq: lastSeq)
 
         // The latest moment the job may start, on the monotonic clock: its own deadline,
         // else as long as its lane may wait for a rate limit.
@@ -65,8 +66,10 @@ struct JobRunner: Sendable {
             }
             let status: UnifiedResponse.Status =
                 failure.type == "cancelled" ? .cancelled : failure.type == "timeout" ? .timedOut : .failed
-            logger.warning("job \(status.rawValue): \(failure.message)")
             let underlying = (error as? AttemptsError)?.underlying ?? error
+            var metadata: Logger.Metadata = [:]
+            if let detail = (underlying as? ProviderError)?.detail { metadata["detail"] = "\(detail)" }
+            logger.warning("job \(status.rawValue): \(failure.message)", metadata: metadata)
             response = failedResponse(job, error: failure, status: status, queueWait: queueWait,
                                       attempts: (error as? AttemptsError)?.attempts ?? 0,
                                       partial: (underlying as? ProviderError)?.partial, rateLimitWait: progress.rateLimitWait)
@@ -79,13 +82,14 @@ struct JobRunner: Sendable {
     /// `Job.parse`) as any failed job is answered: a `chat_response_failure` event, a
     /// stored `failed` result with error `invalid_job`, `chat_finished`.
     func reject(
-        _ jobID: String, error: SluiceError, run: String, lastSeq: Int, producedAtMs: Int64?
+        _ jobID: String, tenant: String, error: SluiceError, run: String, lastSeq: Int, producedAtMs: Int64?
     ) async -> (response: UnifiedResponse, json: [UInt8])? {
         let queueWait = producedAtMs.map { max(0, WallClock.now() - Double($0) / 1000) }
         logger.warning("job failed: \(error.message)", metadata: ["job_id": "\(jobID)", "run": "\(run)"])
-        var events = JobEvents(jobID: jobID, run: run, redis: redis, ttlSeconds: config.redis.eventTTLSeconds, lastSeq: lastSeq)
+        var events = JobEvents(
+            jobID: jobID, run: run, tenant: tenant, redis: redis, ttlSeconds: config.redis.eventTTLSeconds, lastSeq: lastSeq)
         // Nothing else of the job is trusted: a request with nothing to run stands in.
-        let unread = Job(id: jobID, request: .messages([]))
+        let unread = Job(id: jobID, request: .messages([]), tenant: tenant)
         let failure = JobRunner.errorInfo(error)
         let response = failedResponse(unread, error: failure, status: .failed, queueWait: queueWait, attempts: 0)
         events.emit(.chatResponseFailure, encoding: ["error": failure])
@@ -134,6 +138,17 @@ struct JobRunner: Sendable {
         let limit = parameters["max_tokens"]?.doubleValue ?? parameters["max_completion_tokens"]?.doubleValue ?? 0
         let maxTokens = limit.isFinite && limit > 0 ? Int(min(limit, 10_000_000)) : 0
         return TokenEstimator.promptTokens(messages) + maxTokens
+    }
+
+    /// The answer for a job whose id another tenant's job holds: a `failed` result with
+    /// `id_conflict`, for the result topic only; nothing of it reaches the job's keys.
+    func idConflict(_ job: Job, producedAtMs: Int64?) -> (response: UnifiedResponse, json: [UInt8]) {
+        let queueWait = producedAtMs.map { max(0, WallClock.now() - Double($0) / 1000) }
+        let failure = UnifiedResponse.ErrorInfo(
+            type: "id_conflict", message: "the job id \"\(job.id)\" is in use by another tenant's job; submit with another id")
+        var response = failedResponse(job, error: failure, status: .failed, queueWait: queueWait, attempts: 0)
+        response.omitInput(largerThan: config.worker.echoInputMaxBytes)
+        return (response, (try? JSON.encode(response)) ?? [])
     }
 
     /// `chat_completion_request`'s data: the body sent, spliced in as it is (it is JSON
@@ -303,7 +318,9 @@ struct JobRunner: Sendable {
                     guard retry < config.worker.maxAttempts else { break }
                     let delay = JobRunner.backoff(retry: retry - 1, retryAfter: pe.retryAfter)
                     guard MonotonicClock.now() + delay < runDeadline else { break }
-                    logger.info("retrying after \(pe)", metadata: ["attempt": "\(attempts)", "delay_s": "\(delay)"])
+                    logger.info("retrying after \(pe)", metadata: [
+                        "attempt": "\(attempts)", "delay_s": "\(delay)", "detail": "\(pe.detail ?? "")",
+                    ])
                     metrics.retried(provider: provider.name)
                     try? await Task.sleep(for: .seconds(saturating: delay))
                 }

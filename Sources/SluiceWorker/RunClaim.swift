@@ -10,6 +10,9 @@ import SluiceRedis
 /// not called), the claim is held (a run is still going, on the worker that had the
 /// partition before: wait for it), or neither (run it, continuing the event `seq`).
 ///
+/// Before any of that, the job's id is claimed for its tenant (`JobOwnership`): a job
+/// whose id another tenant holds neither runs nor sees that tenant's stored result.
+///
 /// While Redis is unreachable jobs run unclaimed: delivery stays at least once.
 enum RunClaim {
     /// How long a claim outlives a run that stopped renewing it (a killed worker).
@@ -25,14 +28,19 @@ enum RunClaim {
         case heldElsewhere
         /// Redis did not answer.
         case unavailable
+        /// The id belongs to another tenant's job (or to keys with no owner).
+        case ownedByAnotherTenant
     }
 
-    /// One round trip: the claim, the stored result and the last seq, pipelined.
-    static func claim(jobID: String, run: String, redis: RedisConnection) async -> Outcome {
+    /// One round trip: the id for the tenant, the claim, the stored result and the last
+    /// seq, pipelined.
+    static func claim(jobID: String, run: String, tenant: String, ttlSeconds: Int, redis: RedisConnection) async -> Outcome {
         guard redis.isConnected else { return .unavailable }
         let replies: [RedisReply]
         do {
+            let owner = JobOwnership.claimArguments(jobID: jobID, tenant: tenant, ttlSeconds: ttlSeconds)
             replies = try await redis.execute([
+                RedisCommand(owner.map { Array($0.utf8) }),
                 RedisCommand("SET", RedisKeys.run(jobID), run, "NX", "PX", String(lease.wholeMilliseconds)),
                 RedisCommand("GET", RedisKeys.result(jobID)),
                 RedisCommand("XREVRANGE", RedisKeys.events(jobID), "+", "-", "COUNT", "1"),
@@ -40,13 +48,18 @@ enum RunClaim {
         } catch {
             return .unavailable
         }
-        let claimed = replies[0].string == "OK"
-        if let result = replies[1].bytes, !result.isEmpty {
+        let claimed = replies[1].string == "OK"
+        if let parts = replies[0].array, parts.count == 2, let ownerClaimed = parts[0].int,
+           JobOwnership.Claim(claimed: ownerClaimed, owner: parts[1].string ?? "", tenant: tenant) == .ownedByOther {
+            if claimed { release(jobID: jobID, run: run, redis: redis) }
+            return .ownedByAnotherTenant
+        }
+        if let result = replies[2].bytes, !result.isEmpty {
             if claimed { release(jobID: jobID, run: run, redis: redis) }
             return .finished(result)
         }
         guard claimed else { return .heldElsewhere }
-        return .claimed(lastSeq: lastSeq(replies[2]))
+        return .claimed(lastSeq: lastSeq(replies[3]))
     }
 
     /// Extends the lease if the claim is still this run's, or takes it again if it is

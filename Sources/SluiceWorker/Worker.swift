@@ -27,7 +27,7 @@ public final class Worker: Service {
     private let logger: Logger
     private let environment: [String: String]
     private let tracker = SharedTracker()
-    private let cancels = CancelRegistry()
+    private let cancels: CancelRegistry
     /// Every job in flight retries its result while the broker is away: one line per
     /// topic per 30 s, not one per retry.
     private let deliveryFailures = LogThrottle()
@@ -40,6 +40,7 @@ public final class Worker: Service {
         self.logger = logger
         self.environment = environment
         self.metrics = metrics
+        self.cancels = CancelRegistry(ttlSeconds: Double(config.redis.eventTTLSeconds))
     }
 
     public func run() async throws {
@@ -91,6 +92,7 @@ public final class Worker: Service {
             brokers: kafka.brokers, reading: kafka.controlTopic,
             fromTimestampMs: Int64(saturating: (Date().timeIntervalSince1970 - Double(config.redis.eventTTLSeconds)) * 1000),
             properties: kafka.properties, logger: logger)
+        let keyring = try JobKeyring.from(config.kafka, environment: environment)
         let runner = JobRunner(
             config: config, providers: ProviderRunner(client: http), redis: redis,
             prices: PriceTable(overrides: config.pricing), logger: logger, environment: environment, metrics: metrics,
@@ -116,11 +118,11 @@ public final class Worker: Service {
                 await withDiscardingTaskGroup { intakes in
                     intakes.addTask {
                         await self.intake(consumer, lane: .interactive, limiter: limiter, runner: runner, producer: producer,
-                                          drainDeadline: drainDeadline)
+                                          keyring: keyring, drainDeadline: drainDeadline)
                     }
                     intakes.addTask {
                         await self.intake(batchConsumer, lane: .batch, limiter: limiter, runner: runner, producer: producer,
-                                          drainDeadline: drainDeadline)
+                                          keyring: keyring, drainDeadline: drainDeadline)
                     }
                 }
                 group.cancelAll()
@@ -160,7 +162,7 @@ public final class Worker: Service {
     /// finish within the drain time.
     private func intake(
         _ consumer: KafkaConsumer, lane: JobPriority, limiter: InFlightLimiter, runner: JobRunner, producer: KafkaProducer,
-        drainDeadline: DrainDeadline
+        keyring: JobKeyring?, drainDeadline: DrainDeadline
     ) async {
         let tracker = self.tracker
         await withDiscardingTaskGroup { jobs in
@@ -197,7 +199,7 @@ public final class Worker: Service {
                         if !limiter.isFull(lane) { flow.resume() }
                         self.metrics.jobEnded()
                     }
-                    await self.handle(message, lane: lane, ticket: ticket, runner: runner, producer: producer)
+                    await self.handle(message, lane: lane, ticket: ticket, runner: runner, producer: producer, keyring: keyring)
                 }
             }
             // Intake stopped: let running jobs finish within the drain time.
@@ -245,25 +247,24 @@ public final class Worker: Service {
 
     /// Applies cancel requests from the control topic.
     private func controlLoop(_ control: KafkaConsumer) async {
-        let oldest = { Date().timeIntervalSince1970 - Double(self.config.redis.eventTTLSeconds) }
         for await message in control.messages {
-            guard let value = try? JSON.decode(JSONValue.self, from: message.value),
-                  value["type"]?.stringValue == "cancel",
-                  let jobID = value["job_id"]?.stringValue ?? message.keyString
+            guard let request = CancelRequest.parse(
+                message.value, key: message.keyString, timestampMs: message.timestampMs, receivedAt: Date().timeIntervalSince1970)
             else {
                 logger.warning("ignoring a control message that is not {\"type\": \"cancel\", \"job_id\": ...}",
                                metadata: ["offset": "\(message.offset)"])
                 continue
             }
-            if let ts = message.timestampMs, Double(ts) / 1000 < oldest() { continue }
-            if cancels.cancel(jobID) {
-                logger.info("cancelling job on request", metadata: ["job_id": "\(jobID)"])
+            // A cancel older than the event TTL is ignored by the registry.
+            if cancels.cancel(request) {
+                logger.info("cancelling job on request", metadata: ["job_id": "\(request.jobID)"])
             }
         }
     }
 
     private func handle(
-        _ message: KafkaMessage, lane topicLane: JobPriority, ticket: OffsetTracker.Ticket, runner: JobRunner, producer: KafkaProducer
+        _ message: KafkaMessage, lane topicLane: JobPriority, ticket: OffsetTracker.Ticket, runner: JobRunner,
+        producer: KafkaProducer, keyring: JobKeyring?
     ) async {
         let job: Job
         /// A job read far enough to know its id, with a field out of its type or range:
@@ -273,13 +274,29 @@ public final class Worker: Service {
             guard message.value.count <= config.worker.maxJobBytes else {
                 throw SluiceError(.invalidJob, "the job is \(message.value.count) bytes, more than worker.max_job_bytes (\(config.worker.maxJobBytes))")
             }
-            job = try Job.parse(
+            var parsed = try Job.parse(
                 message.value, key: message.keyString,
                 fallbackID: Job.derivedID(topic: message.topic, partition: message.partition, offset: message.offset),
                 limits: JobLimits(config))
+            if let sealed = parsed.sealedAPIKey {
+                // A key this worker cannot open fails the job (its readers get an answer).
+                do {
+                    guard let keyring else {
+                        throw SluiceError(.invalidJob, "the job's api_key is sealed and this worker has no job key: set kafka.job_key_env")
+                    }
+                    parsed.apiKey = try keyring.open(sealed, jobID: parsed.id)
+                } catch var error as SluiceError {
+                    error.context["job_id"] = parsed.id
+                    throw error
+                }
+            }
+            job = parsed
             rejection = nil
         } catch let error as SluiceError where error.context["job_id"] != nil {
-            job = Job(id: error.context["job_id"]!, request: .messages([]))
+            // Its tenant, if that one field is usable: the owner of the failed result.
+            let tenant = (try? JSON.decode(JSONValue.self, from: message.value))?["tenant"]?.stringValue
+                .flatMap { Job.isValidID($0) ? $0 : nil } ?? "default"
+            job = Job(id: error.context["job_id"]!, request: .messages([]), tenant: tenant)
             rejection = error
         } catch {
             let reason = (error as? SluiceError)?.message ?? "\(error)"
@@ -312,7 +329,8 @@ public final class Worker: Service {
         var lastSeq = 0
         var claimed = false
         claiming: while true {
-            switch await RunClaim.claim(jobID: job.id, run: run, redis: runner.redis) {
+            switch await RunClaim.claim(
+                jobID: job.id, run: run, tenant: job.tenant, ttlSeconds: config.redis.eventTTLSeconds, redis: runner.redis) {
             case .claimed(let seq):
                 lastSeq = seq
                 claimed = true
@@ -329,6 +347,14 @@ public final class Worker: Service {
                 if Task.isCancelled { return }
             case .unavailable:
                 break claiming  // Redis away: run unclaimed (at least once)
+            case .ownedByAnotherTenant:
+                // Nothing of this job may reach the other tenant's keys: its answer goes
+                // to the result topic only, for the Kafka client that sent it.
+                logger.warning("job refused: its id belongs to another tenant", metadata: ["job_id": "\(job.id)"])
+                let refused = runner.idConflict(job, producedAtMs: message.timestampMs)
+                metrics.finished(refused.response)
+                await deliverResult(refused.json, of: job.id, for: message, ticket: ticket, producer: producer)
+                return
             }
         }
 
@@ -337,10 +363,10 @@ public final class Worker: Service {
         let cancels = self.cancels
         let work = Task {
             if let rejection {
-                return await runner.reject(job.id, error: rejection, run: run, lastSeq: lastSeq, producedAtMs: message.timestampMs)
+                return await runner.reject(job.id, tenant: job.tenant, error: rejection, run: run, lastSeq: lastSeq, producedAtMs: message.timestampMs)
             }
             return await runner.run(job, run: run, lastSeq: lastSeq, producedAtMs: message.timestampMs,
-                                    lane: job.priority ?? topicLane, cancelledByUser: { cancels.isCancelled(job.id) })
+                                    lane: job.priority ?? topicLane, cancelledByUser: { cancels.isCancelled(job) })
         }
         let renewal: Task<Void, Never>? = claimed ? Task { [logger] in
             while !Task.isCancelled {
@@ -352,8 +378,8 @@ public final class Worker: Service {
                 }
             }
         } : nil
-        let token = cancels.register(job.id) { work.cancel() }
-        if cancels.isCancelled(job.id) { work.cancel() }
+        let token = cancels.register(job) { work.cancel() }
+        if cancels.isCancelled(job) { work.cancel() }
         let outcome = await withTaskCancellationHandler { await work.value } onCancel: { work.cancel() }
         cancels.unregister(job.id, token: token)
         renewal?.cancel()

@@ -3,9 +3,9 @@ import SluiceCore
 import SluiceMockProvider
 import Testing
 
-/// The live console at `/`, in a real browser: headless Chromium loads the page, submits a
-/// prompt against the mock provider, and the streamed text must appear with the job's
-/// metrics. A screenshot is kept in test-artifacts/console.png.
+/// The live console at `/`, in a real browser: headless Chromium follows a job against
+/// the mock provider, and the streamed text must appear with the job's metrics; a link
+/// with `submit=1` submits nothing. A screenshot is kept in test-artifacts/console.png.
 @Suite(.timeLimit(.minutes(2)))
 struct ConsoleTests {
     static func chromium() throws -> String {
@@ -13,7 +13,7 @@ struct ConsoleTests {
         throw TestFailure("chromium is not installed; `make setup` installs it")
     }
 
-    @Test func theConsoleStreamsASubmittedPromptInABrowser() async throws {
+    @Test func theConsoleStreamsAJobInABrowserAndALinkSubmitsNothing() async throws {
         let browser = try Self.chromium()
         try await TestStack.with(mock: MockBehavior(chunks: 12, chunkDelay: .milliseconds(30)), gateway: true) { stack in
             let base = try #require(stack.gatewayURL)
@@ -23,15 +23,28 @@ struct ConsoleTests {
             #expect(!String(decoding: page, as: UTF8.self).contains("://cdn"), "nothing from a CDN")
 
             let dir = try TestPaths.tempDir("console")
-            let dom = dir.appendingPathComponent("dom.html").path
-            let url = "\(base)/?prompt=Tell%20me%20about%20rivers&submit=1"
             let flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
                          "--user-data-dir=\(dir.appendingPathComponent("profile").path)", "--virtual-time-budget=20000"]
+
+            // A link cannot make the page submit: it only fills the form.
+            let linked = dir.appendingPathComponent("linked.html").path
+            let link = try TestProcess(browser, flags + ["--dump-dom", "\(base)/?prompt=Spend%20credits&submit=1"], log: linked)
+            #expect(await link.wait(timeout: .seconds(60)) == 0)
+            #expect(((try? String(contentsOfFile: linked, encoding: .utf8)) ?? "").contains("id=\"submit-form\""), "the page loaded")
+            #expect(try await stack.metric(#"sluice_gateway_jobs_submitted_total{api="jobs"}"#) ?? 0 == 0)
+
+            // A submitted job, followed in the page.
+            let accepted = try await stack.call("POST", "/v1/jobs", json: [
+                "model": "default", "messages": [["role": "user", "content": "Tell me about rivers"]], "stream": true,
+            ])
+            let id = try #require(accepted.json["id"]?.stringValue)
+            let dom = dir.appendingPathComponent("dom.html").path
+            let url = "\(base)/?job=\(id)"
             let dump = try TestProcess(browser, flags + ["--dump-dom", url], log: dom)
             #expect(await dump.wait(timeout: .seconds(60)) == 0)
             let html = (try? String(contentsOfFile: dom, encoding: .utf8)) ?? ""
 
-            // The job the page submitted, as the worker finished it.
+            // The job as the worker finished it.
             let results = try await stack.waitForResults(1, timeout: .seconds(30))
             let result = try #require(results.values.first)
             #expect(result.status == .succeeded)

@@ -214,6 +214,10 @@ import Yams
         // The gateway's key variable reaches the gateway.
         let gatewayEnv = try #require(services["gateway"]?["environment"] as? [String: Any])
         for key in config.gateway.apiKeys { if let env = key.keyEnv { #expect(gatewayEnv[env] != nil) } }
+        if let env = config.gateway.adminKeyEnv { #expect(gatewayEnv[env] != nil, "the gateway gets its admin key \(env)") }
+        if let env = config.kafka.jobKeyEnv {
+            #expect(gatewayEnv[env] != nil && workerEnv[env] != nil, "the gateway and the workers share the job key \(env)")
+        }
 
         // The image puts the prompts where the config looks for them.
         let dockerfile = try String(contentsOf: Self.docker.appendingPathComponent("Dockerfile"), encoding: .utf8)

@@ -66,7 +66,7 @@ extension TestStack {
 
     /// The value of one Prometheus sample of the gateway's `/metrics` (nil if absent).
     func metric(_ sample: String) async throws -> Double? {
-        let text = try await call("GET", "/metrics").text
+        let text = try await call("GET", "/metrics", headers: TestStack.admin).text
         for line in text.split(separator: "\n") where line.hasPrefix(sample + " ") {
             return Double(line.dropFirst(sample.count + 1))
         }

@@ -82,7 +82,9 @@ struct GatewayTests {
                 (nil, "", 400, nil),
             ]
             for (json, raw, status, param) in cases {
-                let answer = try await stack.call("POST", "/v1/chat/completions", body: try json.map { try JSON.encode($0) } ?? Array((raw ?? "").utf8))
+                let answer = try await stack.call(
+                    "POST", "/v1/chat/completions", headers: ["content-type": "application/json"],
+                    body: try json.map { try JSON.encode($0) } ?? Array((raw ?? "").utf8))
                 #expect(answer.status == status, "\(json ?? .string(raw ?? ""))")
                 let error = try #require(answer.json["error"]?.objectValue, "\(answer.text)")
                 #expect(Set(error.keys) == ["message", "type", "param", "code"])
@@ -293,7 +295,11 @@ struct GatewayTests {
             let messages = try await control.waitForDistinctKeys(1, timeout: .seconds(20))
             let message = try #require(messages.first)
             #expect(message.keyString == id)
-            #expect(try JSON.decode(JSONValue.self, from: message.value) == ["type": "cancel", "job_id": .string(id)])
+            let cancel = try JSON.decode(JSONValue.self, from: message.value)
+            #expect(cancel["type"] == "cancel")
+            #expect(cancel["job_id"] == .string(id))
+            #expect(cancel["tenant"] == "a")
+            #expect(cancel["submission_id"]?.stringValue?.isEmpty == false)
             try SchemaValidator.expectValid([("control", try JSON.decode(JSONValue.self, from: message.value))])
             let status = try await stack.call("GET", "/v1/jobs/\(id)", headers: a).json["status"]?.stringValue
             #expect(["cancelling", "cancelled"].contains(status ?? ""), "\(status ?? "nil")")
@@ -339,9 +345,13 @@ struct GatewayTests {
                 #expect(wrong.status == 401)
                 #expect(!wrong.text.contains("k-not-a-key"))
             }
-            for path in ["/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"] {
+            for path in ["/healthz", "/readyz", "/openapi.json", "/docs"] {
                 #expect(try await stack.call("GET", path).status == 200, "\(path)")
             }
+            // Metrics are for operators: the admin key, not a tenant's.
+            #expect(try await stack.call("GET", "/metrics").status == 401)
+            #expect(try await stack.call("GET", "/metrics", headers: alpha).status == 401)
+            #expect(try await stack.call("GET", "/metrics", headers: TestStack.admin).status == 200)
             let noKeyCompletion = try await stack.call("POST", "/v1/chat/completions", json: ["model": "default", "messages": Self.user])
             #expect(noKeyCompletion.status == 401)
         }
@@ -368,22 +378,25 @@ struct GatewayTests {
             config.providers.append(.init(name: "remote", kind: .openaiCompatible, baseURL: "http://127.0.0.1:9/v1", apiKeyEnv: "SLUICE_TEST_NO_SUCH_KEY"))
         }) { stack in
             #expect(try await stack.call("GET", "/healthz").json == ["status": "ok"])
-            let ready = try await stack.call("GET", "/readyz")
+            let ready = try await stack.call("GET", "/readyz", headers: TestStack.admin)
             #expect(ready.status == 200)
             #expect(ready.json["checks"]?["kafka"]?["ok"] == true)
             #expect(ready.json["checks"]?["redis"]?["ok"] == true)
+            // Without the admin key: ready or not, nothing more.
+            #expect(try await stack.call("GET", "/readyz").json == ["status": "ready"])
 
             let providers = try await stack.call("GET", "/v1/providers")
             #expect(providers.status == 200)
             let list = try #require(providers.json["data"]?.arrayValue)
             #expect(list.compactMap { $0["name"]?.stringValue } == ["mock", "remote"])
-            #expect(list.allSatisfy { Set($0.objectValue?.keys ?? [:].keys).isSubset(of: ["name", "kind", "base_url", "api_version"]) })
+            #expect(list.allSatisfy { Set($0.objectValue?.keys ?? [:].keys) == ["name", "kind"] })
             #expect(list.last?["kind"] == "openai-compatible")
             #expect(!providers.text.contains("SLUICE_TEST_NO_SUCH_KEY"))
+            #expect(!providers.text.contains("127.0.0.1"), "no base URL")
 
             _ = try await stack.call("POST", "/v1/chat/completions", json: ["model": "default", "messages": Self.user])
             _ = try await stack.call("POST", "/v1/chat/completions", json: ["model": "default"])
-            let metrics = try await stack.call("GET", "/metrics")
+            let metrics = try await stack.call("GET", "/metrics", headers: TestStack.admin)
             #expect(metrics.headers["content-type"]?.hasPrefix("text/plain") == true)
             #expect(try await stack.metric(#"sluice_gateway_requests_total{route="/v1/chat/completions",method="POST",status="200"}"#) == 1)
             #expect(try await stack.metric(#"sluice_gateway_requests_total{route="/v1/chat/completions",method="POST",status="400"}"#) == 1)
@@ -407,6 +420,15 @@ struct GatewayTests {
             #expect(ready.json["checks"]?["kafka"]?["error"]?.stringValue?.isEmpty == false)
             #expect(ready.json["checks"]?["redis"]?["ok"] == true)
             #expect(try await http.get(base + "/healthz").status == 200)
+        }
+        // With an admin key configured, what is down and why is for its holder only.
+        config.gateway.adminKey = "k-admin"
+        try await withGatewayOnly(config) { base in
+            let plain = try await http.get(base + "/readyz")
+            #expect(plain.status == 503)
+            #expect(plain.json == ["status": "unavailable"])
+            let detailed = try await http.get(base + "/readyz", headers: ["authorization": "Bearer k-admin"])
+            #expect(detailed.json["checks"]?["kafka"]?["ok"] == false)
         }
     }
 
@@ -610,7 +632,10 @@ struct GatewayTests {
     @Test func twoHundredConcurrentReadersEachGetTheirWholeStream() async throws {
         let readers = 200
         // Each job streams for about two seconds, so the readers are live at once.
-        try await TestStack.with(maxInFlight: readers + 8, mock: MockBehavior(chunks: 20, chunkDelay: .milliseconds(100)), gateway: true) { stack in
+        try await TestStack.with(
+            maxInFlight: readers + 8, mock: MockBehavior(chunks: 20, chunkDelay: .milliseconds(100)), gateway: true,
+            configure: { $0.gateway.maxReadersPerTenant = readers }
+        ) { stack in
             let ids = try await withThrowingTaskGroup(of: String.self) { group in
                 for i in 0..<readers {
                     group.addTask {

@@ -120,6 +120,73 @@ struct SSERelayTests {
         }
     }
 
+    /// A finished job's stream is replayed a page at a time, each page handed to the
+    /// client (flushed) before the next is read, and resuming mid-page starts right after.
+    @Test func theReplayIsReadAndWrittenPageByPage() async throws {
+        try await withRedis { redis, subscriber in
+            let jobID = "paged-\(UUID().uuidString)"
+            let key = RedisKeys.events(jobID)
+            defer { redis.send(RedisCommand("DEL", key)) }
+            let total = 2 * JobEventFollower.replayPage + 45
+            for seq in 1...total {
+                let event: EventName = seq == total ? .chatFinished : .chunk
+                let envelope = EventEnvelope.encode(jobID: jobID, seq: seq, event: event, data: Array(#"{"n":\#(seq)}"#.utf8), ts: 1)
+                redis.send(RedisCommand([Array("XADD".utf8), Array(key.utf8), Array("0-\(seq)".utf8), Array("e".utf8), envelope]))
+            }
+            _ = try await redis.execute(RedisCommand("PING"))
+            let follower = JobEventFollower(redis: redis, subscriber: subscriber, heartbeat: .seconds(60))
+
+            for resumeAfter in [0, 300] {
+                var seqs: [Int] = []
+                var flushedAt: [Int] = []
+                let end = try await follower.subscribe(jobID: jobID).follow(afterSeq: resumeAfter, disconnect: nil) { item in
+                    if case .event(let seq, _, _, _) = item { seqs.append(seq) }
+                } flush: {
+                    flushedAt.append(seqs.count)
+                }
+                #expect(end == .finished)
+                #expect(seqs == Array((resumeAfter + 1)...total), "every event once, in order, after \(resumeAfter)")
+                // A flush after every full page: never more than a page held.
+                let pages = (total - resumeAfter + JobEventFollower.replayPage - 1) / JobEventFollower.replayPage
+                #expect(flushedAt.count == pages, "flushes at \(flushedAt)")
+                #expect(zip(flushedAt, flushedAt.dropFirst()).allSatisfy { $1 - $0 <= JobEventFollower.replayPage })
+                #expect(flushedAt.first.map { $0 <= JobEventFollower.replayPage } == true)
+            }
+            // A resume point at the very end of the range cannot overflow.
+            let feed = try await follower.subscribe(jobID: jobID)
+            let page = try await follower.readStream(jobID: jobID, after: Int.max)
+            feed.cancel()
+            #expect(page.entries.isEmpty && !page.more)
+        }
+    }
+
+    /// A reader whose buffer of live events overflows is unsubscribed at once (its
+    /// memory freed), and its follow ends with `subscriptionOverflow` when it next looks.
+    @Test func aReaderThatFallsBehindIsCut() async throws {
+        try await withRedis { redis, subscriber in
+            let jobID = "behind-\(UUID().uuidString)"
+            let follower = JobEventFollower(redis: redis, subscriber: subscriber, heartbeat: .seconds(60), bufferEvents: 16)
+            let feed = try await follower.subscribe(jobID: jobID)
+            let channel = RedisKeys.channel(jobID)
+            // Published while the reader is busy elsewhere (it has not started to follow).
+            for seq in 1...40 {
+                let envelope = EventEnvelope.encode(jobID: jobID, seq: seq, event: .chunk, data: Array("{}".utf8), ts: 1)
+                redis.send(RedisCommand([Array("PUBLISH".utf8), Array(channel.utf8), envelope]))
+            }
+            let deadline = ContinuousClock.now + .seconds(5)
+            while try await redis.execute(RedisCommand("PUBSUB", "NUMSUB", channel)).array?.last?.int != 0 {
+                #expect(ContinuousClock.now < deadline, "the overflowing reader is unsubscribed")
+                if ContinuousClock.now > deadline { break }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            await #expect {
+                try await feed.follow(afterSeq: 0, disconnect: nil) { _ in }
+            } throws: { error in
+                (error as? RedisError)?.code == .subscriptionOverflow
+            }
+        }
+    }
+
     @Test func heartbeatsAndDisconnectWakeTheReader() async throws {
         try await withRedis { redis, subscriber in
             let follower = JobEventFollower(redis: redis, subscriber: subscriber, heartbeat: .milliseconds(50))

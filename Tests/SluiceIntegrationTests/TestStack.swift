@@ -34,6 +34,11 @@ enum TestServices {
 /// the mock provider on a free port, a worker, optionally the gateway, and a reader of
 /// the results topic. Everything is stopped when the body returns or throws.
 struct TestStack: Sendable {
+    /// The gateway's admin key in every stack, which `metric(_:)` sends.
+    static let adminKey = "k-test-admin"
+    static let admin: HTTPHeaders = ["authorization": "Bearer \(adminKey)"]
+    /// The job key that seals per-job api_keys in every stack (32 bytes, base64).
+    static let jobKey = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
     let config: SluiceConfig
     let producer: KafkaProducer
     let redis: RedisConnection
@@ -64,6 +69,8 @@ struct TestStack: Sendable {
         config.worker.maxInFlight = maxInFlight
         config.worker.drainSeconds = 5
         config.gateway.listen = "127.0.0.1:0"
+        config.gateway.adminKey = TestStack.adminKey
+        config.kafka.jobKey = TestStack.jobKey
 
         try await MockProviderServer.withRunning(defaults: defaults, rateLimit: rateLimit, logger: logger) { mock in
             config.providers = [.init(name: "mock", kind: .mock, baseURL: mock.baseURL)]

@@ -8,6 +8,9 @@ extension Gateway {
         // Middleware first: Hummingbird wraps each route as it is added.
         router.add(middleware: RequestMetricsMiddleware(metrics: metrics))
         router.add(middleware: JSONErrorMiddleware(logger: logger))
+        if !config.gateway.corsOrigins.isEmpty {
+            router.add(middleware: CORSMiddleware(origins: Set(config.gateway.corsOrigins)))
+        }
 
         addOperationalRoutes(to: router)
         addDocsRoutes(to: router)

@@ -2,8 +2,9 @@
 /// `EventSource`, see its metrics; or follow any job by id. Plain HTML, CSS and JS in the
 /// binary, nothing from a CDN.
 ///
-/// `/?prompt=…&model=…&submit=1` fills the form and submits on load (used by the
-/// browser test, and handy for links). `EventSource` cannot send an `Authorization`
+/// `/?prompt=…&model=…` fills the form and `/?job=ID` follows a job, for links; nothing
+/// is ever submitted without a click, so a link from another site cannot spend the
+/// operator's provider credits. `EventSource` cannot send an `Authorization`
 /// header, so with `gateway.api_keys` configured the console can submit (with the key
 /// typed in) but not follow the events; it is meant for open, local gateways.
 enum ConsolePage {
@@ -170,7 +171,6 @@ const params = new URLSearchParams(location.search);
 if (params.get('prompt')) $('prompt').value = params.get('prompt');
 if (params.get('model')) $('model').value = params.get('model');
 if (params.get('job')) follow(params.get('job'));
-else if (params.get('submit') === '1') submit();
 </script>
 </body>
 </html>

@@ -13,6 +13,8 @@ struct APIError: Error, HTTPResponseError, CustomStringConvertible {
     var param: String?
     /// A machine-readable reason (`model_not_found`, `missing_variable`, ...).
     var code: String?
+    /// Seconds for a `Retry-After` header.
+    var retryAfter: Int?
 
     init(_ status: HTTPResponse.Status, _ type: String, _ message: String, param: String? = nil, code: String? = nil) {
         self.status = status
@@ -30,13 +32,38 @@ struct APIError: Error, HTTPResponseError, CustomStringConvertible {
         APIError(.notFound, "not_found_error", message, param: param, code: code)
     }
 
+    /// Something the API key may not do.
+    static func forbidden(_ message: String, param: String? = nil, code: String? = nil) -> APIError {
+        APIError(.forbidden, "permission_error", message, param: param, code: code)
+    }
+
+    /// A job id another tenant holds (or that has no owner): the answer names neither.
+    static func idConflict(_ id: String) -> APIError {
+        APIError(.conflict, "conflict_error", "the job id \"\(id)\" is already in use; submit with another id",
+                 param: "id", code: "job_id_conflict")
+    }
+
     static func unavailable(_ message: String) -> APIError {
         APIError(.serviceUnavailable, "service_unavailable", message)
     }
 
+    /// 429 for a tenant already holding `limit` event streams on this gateway process.
+    static func tooManyReaders(limit: Int) -> APIError {
+        var error = APIError(
+            .tooManyRequests, "rate_limit_error",
+            "this API key's tenant has \(limit) event streams open on this gateway, the most gateway.max_readers_per_tenant allows; close one or retry later",
+            code: "too_many_readers")
+        error.retryAfter = 5
+        return error
+    }
+
     var description: String { "\(status.code) \(type): \(message)" }
 
-    var headers: HTTPFields { [.contentType: "application/json"] }
+    var headers: HTTPFields {
+        var fields: HTTPFields = [.contentType: "application/json"]
+        if let retryAfter { fields[.retryAfter] = String(retryAfter) }
+        return fields
+    }
 
     /// `{"error": {...}}`.
     var json: JSONValue {
@@ -56,7 +83,9 @@ struct APIError: Error, HTTPResponseError, CustomStringConvertible {
     }
 
     func response() -> Response {
-        Response.json(json, status: status)
+        var extra: HTTPFields = [:]
+        if let retryAfter { extra[.retryAfter] = String(retryAfter) }
+        return Response.json(json, status: status, headers: extra)
     }
 }
 

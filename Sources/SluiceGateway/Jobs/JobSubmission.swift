@@ -7,51 +7,89 @@ import SluiceRedis
 
 /// Submitting, finding and cancelling jobs: what every endpoint shares.
 extension Gateway {
-    /// Checks the job's fields (a 400 naming the field), records its tenant, then
-    /// produces it to its lane's requests topic (a job saying `"priority": "batch"` goes
-    /// to the batch lane, any other to the interactive one) and waits for the broker's
-    /// acknowledgement.
-    func submit(_ job: Job, api: String) async throws {
+    /// What a submission did.
+    enum Submission: Equatable {
+        /// The job was produced to the requests topic.
+        case produced
+        /// The tenant had already submitted a job with this id: nothing was produced, and
+        /// the answer is the existing job (the id works as an idempotency key).
+        case existing
+    }
+
+    /// Checks the job's fields (a 400 naming the field), checks that the tenant may run the job's models (403 otherwise), claims the job's
+    /// id for its tenant, gives the job a new `submission_id` (which a
+    /// cancel names), then produces it to its lane's requests topic (a job saying
+    /// `"priority": "batch"` goes to the batch lane, any other to the interactive one) and
+    /// waits for the broker's acknowledgement. An id another tenant holds is refused with
+    /// 409, saying nothing of that tenant or its job.
+    func submit(_ job: inout Job, api: String) async throws -> Submission {
         do {
             try job.validate(JobLimits(config))
         } catch let error as SluiceError {
             throw APIError(error)
         }
-        let meta = RedisKeys.meta(job.id)
+        try authorize(job)
+        job.submissionID = UUID().uuidString.lowercased()
+        // Only this gateway seals keys: a client's own `api_key_sealed` is dropped.
+        job.sealedAPIKey = nil
+        let record: [UInt8]
         do {
-            let replies = try await redis.execute([
-                RedisCommand("HSET", meta, "tenant", job.tenant, "submitted_at", String(Date().timeIntervalSince1970), "api", api),
-                RedisCommand("EXPIRE", meta, String(config.redis.eventTTLSeconds)),
-            ])
-            if let error = replies[0].errorMessage { throw SluiceError(.internal, error) }
+            record = try JSON.encode(try job.record(keyring: keyring))
+        } catch let error as SluiceError {
+            throw APIError.badRequest("this gateway cannot take a per-job api_key: \(error.message)", param: "api_key", code: "api_key_not_accepted")
+        }
+        let claim: JobOwnership.Claim
+        do {
+            let args = JobOwnership.claimArguments(
+                jobID: job.id, tenant: job.tenant, ttlSeconds: config.redis.eventTTLSeconds,
+                fields: [("submitted_at", String(Date().timeIntervalSince1970)), ("api", api)]
+                    + (job.submissionID.map { [("submission_id", $0)] } ?? []))
+            let reply = try await redis.execute(RedisCommand(args.map { Array($0.utf8) }))
+            if let error = reply.errorMessage { throw SluiceError(.internal, error) }
+            guard let parts = reply.array, parts.count == 2, let claimed = parts[0].int else {
+                throw SluiceError(.internal, "unexpected answer to the ownership claim")
+            }
+            claim = JobOwnership.Claim(claimed: claimed, owner: parts[1].string ?? "", tenant: job.tenant)
         } catch {
             logger.error("cannot record a job in Redis: \(error)", metadata: ["job_id": "\(job.id)"])
             throw APIError.unavailable("the event store is not reachable; try again later")
         }
-        let record = try JSON.encode(job.encoded())
+        switch claim {
+        case .ownedByOther:
+            throw APIError.idConflict(job.id)
+        case .ownedBySameTenant:
+            logger.debug("job resubmitted; answering the existing one", metadata: ["job_id": "\(job.id)", "tenant": "\(job.tenant)"])
+            return .existing
+        case .claimed:
+            break
+        }
         do {
             try await producer.send(topic: config.requestsTopic(for: job.priority), key: job.id, value: record)
         } catch let error as KafkaError where error.isTooLarge {
-            // The request itself is too large for the queue: retrying cannot help.
+            // The request itself is too large for the queue: retrying cannot help. The id
+            // is freed again.
+            redis.send([RedisCommand("DEL", RedisKeys.meta(job.id))])
             logger.warning("a job too large for the requests topic: \(error)", metadata: ["job_id": "\(job.id)"])
             throw APIError(
                 .contentTooLarge, "invalid_request_error",
                 "the job is \(record.count) bytes, more than the job queue takes (kafka.max_message_bytes is \(config.kafka.maxMessageBytes), and the topic's max.message.bytes may be lower); send a smaller request",
                 code: "request_too_large")
         } catch {
+            // Free the id again, so that a retry submits rather than finds a job that never was.
+            redis.send([RedisCommand("DEL", RedisKeys.meta(job.id))])
             logger.error("cannot submit a job to Kafka: \(error)", metadata: ["job_id": "\(job.id)"])
             throw APIError.unavailable("the job queue is not reachable; try again later")
         }
         metrics.jobSubmitted(api: api)
         logger.debug("job submitted", metadata: ["job_id": "\(job.id)", "api": "\(api)", "tenant": "\(job.tenant)"])
+        return .produced
     }
 
-    /// Produces `{"type": "cancel", "job_id": id}`, keyed by the job id, to the control
-    /// topic, and notes the request in the job's meta.
-    func requestCancel(_ jobID: String, reason: String) async throws {
-        var message = Array(#"{"type":"cancel","job_id":"#.utf8)
-        JSON.appendString(jobID, to: &message)
-        message.append(UInt8(ascii: "}"))
+    /// Produces `{"type": "cancel", "job_id", "tenant", "submission_id"}`, keyed by the
+    /// job id, to the control topic, and notes the request in the job's meta. Workers
+    /// apply it to that tenant's submission only, for the event TTL.
+    func requestCancel(_ jobID: String, tenant: String, submissionID: String?, reason: String) async throws {
+        let message = CancelRequest.message(jobID: jobID, tenant: tenant, submissionID: submissionID)
         do {
             try await producer.send(topic: config.kafka.controlTopic, key: jobID, value: message)
         } catch {
@@ -64,38 +102,35 @@ extension Gateway {
     }
 
     /// Cancels the job of a client that went away, if `gateway.cancel_on_disconnect`.
-    func cancelAfterDisconnect(_ jobID: String) async {
+    func cancelAfterDisconnect(_ job: Job) async {
         guard config.gateway.cancelOnDisconnect else { return }
-        try? await requestCancel(jobID, reason: "disconnect")
+        try? await requestCancel(job.id, tenant: job.tenant, submissionID: job.submissionID, reason: "disconnect")
     }
 
-    /// What the gateway knows of a job: its owner, and whether a cancel was asked.
+    /// What the gateway knows of a job: its owner, the submission it came from (none for
+    /// a job produced straight to Kafka), and whether a cancel was asked.
     struct JobMeta {
         var tenant: String
+        var submissionID: String?
         var cancelRequested: Bool
     }
 
-    /// The job's meta if it exists and belongs to `tenant`; otherwise a 404, the same
-    /// for a job of another tenant as for no job at all.
+    /// The job's meta if the job belongs to `tenant`; otherwise a 404, the same for a job
+    /// of another tenant as for no job at all. A job with no recorded owner (its meta
+    /// expired, or a job from Kafka no worker has started yet) is nobody's.
     @discardableResult
     func requireJob(_ id: String, tenant: String) async throws -> JobMeta {
-        let replies: [RedisReply]
+        let reply: RedisReply
         do {
-            replies = try await redis.execute([
-                RedisCommand("HMGET", RedisKeys.meta(id), "tenant", "cancel_requested_at"),
-                RedisCommand("EXISTS", RedisKeys.events(id), RedisKeys.result(id)),
-            ])
+            reply = try await redis.execute(RedisCommand("HMGET", RedisKeys.meta(id), "tenant", "submission_id", "cancel_requested_at"))
         } catch {
             throw APIError.unavailable("the event store is not reachable; try again later")
         }
-        let fields = replies[0].array ?? []
-        let owner = fields.first?.string
-        let exists = owner != nil || (replies[1].int ?? 0) > 0
-        // A job submitted straight to Kafka has no meta: it belongs to the default tenant.
-        guard exists, (owner ?? "default") == tenant else {
+        let fields = reply.array ?? []
+        guard fields.count == 3, let owner = fields[0].string, owner == tenant else {
             throw APIError.notFound("no job \"\(id)\"", param: "id", code: "job_not_found")
         }
-        return JobMeta(tenant: owner ?? "default", cancelRequested: fields.count > 1 && fields[1].string != nil)
+        return JobMeta(tenant: owner, submissionID: fields[1].string, cancelRequested: fields[2].string != nil)
     }
 
     /// A new job id.

@@ -9,6 +9,8 @@ import Prometheus
 /// |---|---|---|
 /// | `sluice_gateway_requests_total` | `route`, `method`, `status` | requests answered (route as registered, `unmatched` for none) |
 /// | `sluice_gateway_sse_readers` | | event streams open now |
+/// | `sluice_gateway_sse_readers_refused_total` | | event streams refused: the tenant held `gateway.max_readers_per_tenant` |
+/// | `sluice_gateway_sse_readers_cut_total` | | readers cut for falling `gateway.reader_buffer_events` behind their job |
 /// | `sluice_gateway_jobs_submitted_total` | `api` | jobs produced to the requests topic, by endpoint family |
 /// | `sluice_gateway_jobs_cancelled_total` | `reason` | cancel messages produced (`delete`, `disconnect`) |
 final class GatewayMetrics: Sendable {
@@ -36,6 +38,14 @@ final class GatewayMetrics: Sendable {
 
     func jobCancelled(reason: String) {
         Counter(label: "sluice_gateway_jobs_cancelled_total", dimensions: [("reason", reason)], factory: factory).increment()
+    }
+
+    func sseReaderRefused() {
+        Counter(label: "sluice_gateway_sse_readers_refused_total", factory: factory).increment()
+    }
+
+    func sseReaderCut() {
+        Counter(label: "sluice_gateway_sse_readers_cut_total", factory: factory).increment()
     }
 
     func sseReaderConnected() { sseReaders.increment() }

@@ -8,7 +8,7 @@ enum OpenAPIDocument {
   "info": {
     "title": "Sluice gateway",
     "version": "1.0.0",
-    "description": "The HTTP front of Sluice. Every completion request becomes a Kafka job like any other; the gateway submits it, follows the job's events on Redis and answers in the shape the client speaks (OpenAI, LLMstudio, Portkey, Smarter), or through the job API. Errors are JSON `{\"error\": {\"message\", \"type\", \"param\", \"code\"}}`. With `gateway.api_keys` configured, requests need a key (`Authorization: Bearer KEY`, or `x-portkey-api-key`); a job is visible only to its key's tenant."
+    "description": "The HTTP front of Sluice. Every completion request becomes a Kafka job like any other; the gateway submits it, follows the job's events on Redis and answers in the shape the client speaks (OpenAI, LLMstudio, Portkey, Smarter), or through the job API. Errors are JSON `{\"error\": {\"message\", \"type\", \"param\", \"code\"}}`. With `gateway.api_keys` configured, requests need a key (`Authorization: Bearer KEY`, or `x-portkey-api-key`); a job id belongs to the tenant that first submitted it, and the job is visible only to that tenant. Request bodies must be `application/json` (415 otherwise)."
   },
   "tags": [
     {
@@ -104,11 +104,17 @@ enum OpenAPIDocument {
           "401": {
             "$ref": "#/components/responses/Unauthorized"
           },
+          "403": {
+            "$ref": "#/components/responses/ModelNotAllowed"
+          },
           "404": {
             "$ref": "#/components/responses/NotFound"
           },
           "413": {
             "$ref": "#/components/responses/TooLarge"
+          },
+          "415": {
+            "$ref": "#/components/responses/UnsupportedMediaType"
           },
           "429": {
             "$ref": "#/components/responses/ProviderError"
@@ -195,11 +201,17 @@ enum OpenAPIDocument {
           "401": {
             "$ref": "#/components/responses/Unauthorized"
           },
+          "403": {
+            "$ref": "#/components/responses/ModelNotAllowed"
+          },
           "404": {
             "$ref": "#/components/responses/NotFound"
           },
           "413": {
             "$ref": "#/components/responses/TooLarge"
+          },
+          "415": {
+            "$ref": "#/components/responses/UnsupportedMediaType"
           },
           "429": {
             "$ref": "#/components/responses/ProviderError"
@@ -284,11 +296,17 @@ enum OpenAPIDocument {
           "401": {
             "$ref": "#/components/responses/Unauthorized"
           },
+          "403": {
+            "$ref": "#/components/responses/ModelNotAllowed"
+          },
           "404": {
             "$ref": "#/components/responses/NotFound"
           },
           "413": {
             "$ref": "#/components/responses/TooLarge"
+          },
+          "415": {
+            "$ref": "#/components/responses/UnsupportedMediaType"
           },
           "429": {
             "$ref": "#/components/responses/ProviderError"
@@ -373,13 +391,23 @@ enum OpenAPIDocument {
             "$ref": "#/components/responses/BadRequest"
           },
           "403": {
-            "$ref": "#/components/responses/Forbidden"
+            "description": "No API key or an unknown one (Smarter answers 403), or a provider or model the key's tenant may not use (`code`: `model_not_allowed`).",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
           },
           "404": {
             "$ref": "#/components/responses/NotFound"
           },
           "413": {
             "$ref": "#/components/responses/TooLarge"
+          },
+          "415": {
+            "$ref": "#/components/responses/UnsupportedMediaType"
           },
           "429": {
             "$ref": "#/components/responses/ProviderError"
@@ -403,7 +431,7 @@ enum OpenAPIDocument {
         ],
         "operationId": "submitJob",
         "summary": "Submit a job",
-        "description": "A job in the shape of the requests topic (SPEC section 3); its tenant comes from the API key. The job runs asynchronously: follow it at `events_url`.",
+        "description": "A job in the shape of the requests topic (the requests topic's job schema); its tenant comes from the API key. The job runs asynchronously: follow it at `events_url`. A job id is the submitting tenant's until the job's keys expire (`redis.event_ttl_s` after it ends): another tenant's submission of it is refused with 409.",
         "requestBody": {
           "required": true,
           "content": {
@@ -426,7 +454,7 @@ enum OpenAPIDocument {
         },
         "responses": {
           "202": {
-            "description": "Accepted: produced to the requests topic.",
+            "description": "Accepted: produced to the requests topic. A resubmission of an id the same tenant already holds is answered with that job, as it stands, and nothing is produced again (the id works as an idempotency key).",
             "content": {
               "application/json": {
                 "schema": {
@@ -441,8 +469,17 @@ enum OpenAPIDocument {
           "401": {
             "$ref": "#/components/responses/Unauthorized"
           },
+          "403": {
+            "$ref": "#/components/responses/ModelNotAllowed"
+          },
+          "409": {
+            "$ref": "#/components/responses/Conflict"
+          },
           "413": {
             "$ref": "#/components/responses/TooLarge"
+          },
+          "415": {
+            "$ref": "#/components/responses/UnsupportedMediaType"
           },
           "503": {
             "$ref": "#/components/responses/Unavailable"
@@ -499,7 +536,7 @@ enum OpenAPIDocument {
         ],
         "operationId": "cancelJob",
         "summary": "Cancel a job",
-        "description": "Produces `{\"type\": \"cancel\", \"job_id\": id}` (keyed by the job id) to the control topic; the worker running the job stops it and its result says `cancelled`. A job already finished is left as it is (200 with its final status).",
+        "description": "Produces `{\"type\": \"cancel\", \"job_id\": id}` (keyed by the job id) to the control topic; the worker running the job stops it and its result says `cancelled`. A job already finished is left as it is (200 with its final status). The cancel names the job's tenant and submission: it cannot stop a later job that reuses the id, and it holds for `redis.event_ttl_s`.",
         "responses": {
           "202": {
             "description": "The cancel message was produced.",
@@ -540,7 +577,7 @@ enum OpenAPIDocument {
         ],
         "operationId": "jobEvents",
         "summary": "Follow a job's events (Server-Sent Events, resumable)",
-        "description": "Every event of the job as `id: seq`, `event: name`, `data: {event JSON}`: what already happened, then live, ending after `chat_finished`. `Last-Event-ID` (or `?last_event_id=`) resumes after that seq with no gap and no repeat. `: keep-alive` every 15 s.",
+        "description": "Every event of the job as `id: seq`, `event: name`, `data: {event JSON}`: what already happened, then live, ending after `chat_finished`. `Last-Event-ID` (or `?last_event_id=`) resumes after that seq with no gap and no repeat. `: keep-alive` every 15 s. A reader that falls more than `gateway.reader_buffer_events` events behind the job is cut (the stream ends before `chat_finished`): resume with `Last-Event-ID`. A tenant holds at most `gateway.max_readers_per_tenant` streams open on one gateway process; more are answered 429.",
         "parameters": [
           {
             "name": "id",
@@ -600,6 +637,24 @@ enum OpenAPIDocument {
           "404": {
             "$ref": "#/components/responses/NotFound"
           },
+          "429": {
+            "description": "The key's tenant already holds `gateway.max_readers_per_tenant` event streams on this gateway process (`code`: `too_many_readers`). Retry after `Retry-After` seconds or close a stream.",
+            "headers": {
+              "Retry-After": {
+                "description": "Seconds to wait before retrying.",
+                "schema": {
+                  "type": "integer"
+                }
+              }
+            },
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
           "503": {
             "$ref": "#/components/responses/Unavailable"
           }
@@ -612,7 +667,7 @@ enum OpenAPIDocument {
           "Operations"
         ],
         "operationId": "listProviders",
-        "summary": "The configured providers and model aliases (never a key)",
+        "summary": "The providers (name and kind) and model aliases the key's tenant may use",
         "responses": {
           "200": {
             "description": "The providers.",
@@ -663,7 +718,7 @@ enum OpenAPIDocument {
         "operationId": "readyz",
         "summary": "Readiness: Kafka and Redis reachable",
         "security": [],
-        "description": "Redis must answer PING and a Kafka broker a metadata request, each within 2 s.",
+        "description": "Redis must answer PING and a Kafka broker a metadata request, each within 2 s. Anyone gets `status`; `checks`, with each error, only with the admin key (`gateway.admin_key_env`), or from an open gateway with no admin key configured.",
         "responses": {
           "200": {
             "description": "Ready.",
@@ -676,7 +731,7 @@ enum OpenAPIDocument {
             }
           },
           "503": {
-            "description": "Kafka or Redis is not reachable; `checks` says which.",
+            "description": "Kafka or Redis is not reachable; with the admin key, `checks` says which.",
             "content": {
               "application/json": {
                 "schema": {
@@ -695,8 +750,12 @@ enum OpenAPIDocument {
         ],
         "operationId": "metrics",
         "summary": "Prometheus metrics",
-        "security": [],
-        "description": "`sluice_gateway_requests_total{route,method,status}`, `sluice_gateway_sse_readers`, `sluice_gateway_jobs_submitted_total{api}`, `sluice_gateway_jobs_cancelled_total{reason}`.",
+        "security": [
+          {
+            "adminKey": []
+          }
+        ],
+        "description": "`sluice_gateway_requests_total{route,method,status}`, `sluice_gateway_sse_readers`, `sluice_gateway_jobs_submitted_total{api}`, `sluice_gateway_jobs_cancelled_total{reason}`. Needs the admin key (`gateway.admin_key_env`, sent as `Authorization: Bearer KEY`); served without one only by an open gateway with no admin key configured.",
         "responses": {
           "200": {
             "description": "The text exposition format.",
@@ -704,6 +763,19 @@ enum OpenAPIDocument {
               "text/plain": {
                 "schema": {
                   "type": "string"
+                }
+              }
+            }
+          },
+          "401": {
+            "$ref": "#/components/responses/AdminOnly"
+          },
+          "403": {
+            "description": "The gateway has API keys but no admin key is configured: set `gateway.admin_key_env`.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
                 }
               }
             }
@@ -790,6 +862,11 @@ enum OpenAPIDocument {
         "in": "header",
         "name": "x-portkey-api-key",
         "description": "The same key, as the Portkey SDK sends it."
+      },
+      "adminKey": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "The operators' key, from the variable `gateway.admin_key_env` names: for `/metrics` and the detailed `/readyz`."
       }
     },
     "responses": {
@@ -863,6 +940,46 @@ enum OpenAPIDocument {
       },
       "Unavailable": {
         "description": "Kafka or Redis is not reachable.",
+        "content": {
+          "application/json": {
+            "schema": {
+              "$ref": "#/components/schemas/Error"
+            }
+          }
+        }
+      },
+      "Conflict": {
+        "description": "The job id is in use by another tenant's job (or by one whose owner is unknown): submit with another id. The answer says nothing of that job.",
+        "content": {
+          "application/json": {
+            "schema": {
+              "$ref": "#/components/schemas/Error"
+            }
+          }
+        }
+      },
+      "ModelNotAllowed": {
+        "description": "The API key's tenant may not use this provider or model (`gateway.api_keys[].providers`, `models`); `code` is `model_not_allowed` and the message names the model.",
+        "content": {
+          "application/json": {
+            "schema": {
+              "$ref": "#/components/schemas/Error"
+            }
+          }
+        }
+      },
+      "UnsupportedMediaType": {
+        "description": "The body is not declared JSON: send `Content-Type: application/json`.",
+        "content": {
+          "application/json": {
+            "schema": {
+              "$ref": "#/components/schemas/Error"
+            }
+          }
+        }
+      },
+      "AdminOnly": {
+        "description": "Needs the admin key (`gateway.admin_key_env`): 401 without it or with another key.",
         "content": {
           "application/json": {
             "schema": {
@@ -1727,7 +1844,16 @@ enum OpenAPIDocument {
             "type": "string"
           },
           "status": {
-            "const": "queued"
+            "enum": [
+              "queued",
+              "running",
+              "cancelling",
+              "succeeded",
+              "failed",
+              "cancelled",
+              "timed_out"
+            ],
+            "description": "`queued` for a new job; for a resubmission, the existing job's status."
           },
           "status_url": {
             "type": "string"
@@ -1842,20 +1968,13 @@ enum OpenAPIDocument {
               "type": "object",
               "required": [
                 "name",
-                "kind",
-                "base_url"
+                "kind"
               ],
               "properties": {
                 "name": {
                   "type": "string"
                 },
                 "kind": {
-                  "type": "string"
-                },
-                "base_url": {
-                  "type": "string"
-                },
-                "api_version": {
                   "type": "string"
                 }
               }
@@ -1878,7 +1997,8 @@ enum OpenAPIDocument {
               }
             }
           }
-        }
+        },
+        "description": "The providers and model aliases the caller's tenant may use; no URL, version or key."
       },
       "Health": {
         "type": "object",
@@ -1922,9 +2042,13 @@ enum OpenAPIDocument {
                   }
                 }
               }
-            }
+            },
+            "description": "Only with the admin key."
           }
-        }
+        },
+        "required": [
+          "status"
+        ]
       }
     }
   }

@@ -31,10 +31,14 @@ extension Gateway {
         } catch let error as SluiceError {
             throw APIError.badRequest(error.message, param: "model", code: error.code.rawValue)
         }
-        try await submit(job, api: "jobs")
+        var status: JSONValue = "queued"
+        if try await submit(&job, api: "jobs") == .existing {
+            // The same tenant sent this id before: the existing job, as it stands now.
+            status = try await currentStatus(job.id, meta: try await requireJob(job.id, tenant: tenant)).status
+        }
         return Response.json([
             "id": .string(job.id),
-            "status": "queued",
+            "status": status,
             "status_url": .string("/v1/jobs/\(job.id)"),
             "events_url": .string("/v1/jobs/\(job.id)/events"),
         ], status: .accepted)
@@ -44,12 +48,26 @@ extension Gateway {
         let tenant = try keys.tenant(of: request)
         let id = try Gateway.jobID(in: context)
         let meta = try await requireJob(id, tenant: tenant)
-        let replies = try await redis.execute([
-            RedisCommand("GET", RedisKeys.result(id)),
-            RedisCommand("XREVRANGE", RedisKeys.events(id), "+", "-", "COUNT", "1"),
-        ])
+        let current = try await currentStatus(id, meta: meta)
+        if let result = current.result {
+            return Response.json(["id": .string(id), "status": current.status, "result": result])
+        }
+        return Response.json(["id": .string(id), "status": current.status, "result": .null, "last_event": current.lastEvent])
+    }
+
+    /// A job's status, from its stored result or else its last event.
+    func currentStatus(_ id: String, meta: JobMeta) async throws -> (status: JSONValue, result: JSONValue?, lastEvent: JSONValue) {
+        let replies: [RedisReply]
+        do {
+            replies = try await redis.execute([
+                RedisCommand("GET", RedisKeys.result(id)),
+                RedisCommand("XREVRANGE", RedisKeys.events(id), "+", "-", "COUNT", "1"),
+            ])
+        } catch {
+            throw APIError.unavailable("the event store is not reachable; try again later")
+        }
         if case .bulk(let result) = replies[0], let value = try? JSON.decode(JSONValue.self, from: result) {
-            return Response.json(["id": .string(id), "status": value["status"] ?? "succeeded", "result": value])
+            return (value["status"] ?? "succeeded", value, .null)
         }
         var status: JSONValue = "queued"
         var lastEvent: JSONValue = .null
@@ -59,7 +77,7 @@ extension Gateway {
             lastEvent = event
         }
         if meta.cancelRequested { status = "cancelling" }
-        return Response.json(["id": .string(id), "status": status, "result": .null, "last_event": lastEvent])
+        return (status, nil, lastEvent)
     }
 
     /// Produces a cancel message to the control topic; a worker running the job stops it.
@@ -67,12 +85,12 @@ extension Gateway {
     func cancelJob(_ request: Request, context: BasicRequestContext) async throws -> Response {
         let tenant = try keys.tenant(of: request)
         let id = try Gateway.jobID(in: context)
-        try await requireJob(id, tenant: tenant)
+        let meta = try await requireJob(id, tenant: tenant)
         let result = try? await redis.execute(RedisCommand("GET", RedisKeys.result(id)))
         if let bytes = result?.bytes, let status = JSONPeek.plainString(of: "status", in: bytes, range: 0..<bytes.count) {
             return Response.json(["id": .string(id), "status": .string(status)])
         }
-        try await requestCancel(id, reason: "delete")
+        try await requestCancel(id, tenant: meta.tenant, submissionID: meta.submissionID, reason: "delete")
         return Response.json(["id": .string(id), "status": "cancelling"], status: .accepted)
     }
 
@@ -106,15 +124,24 @@ extension Gateway {
     /// Server-Sent Events of every event of the job: what already happened, then live,
     /// until `chat_finished`. `Last-Event-ID` (or `?last_event_id=`) resumes after that
     /// `seq` with no gap and no repeat.
+    ///
+    /// A tenant holds at most `gateway.max_readers_per_tenant` streams open on this
+    /// process (429 beyond). A reader that falls more than `gateway.reader_buffer_events`
+    /// behind the job is cut: the stream ends, and the client resumes with `Last-Event-ID`.
     func jobEvents(_ request: Request, context: BasicRequestContext) async throws -> Response {
         let tenant = try keys.tenant(of: request)
         let id = try Gateway.jobID(in: context)
         let lastEventID = try Gateway.resumeAfter(request)
         try await requireJob(id, tenant: tenant)
+        guard let slot = readers.acquire(tenant) else {
+            metrics.sseReaderRefused()
+            throw APIError.tooManyReaders(limit: readers.limit)
+        }
         let feed: JobEventFeed
         do {
             feed = try await follower.subscribe(jobID: id)
         } catch {
+            slot.release()
             throw APIError.unavailable("the event store is not reachable; try again later")
         }
         let gateway = self
@@ -122,7 +149,10 @@ extension Gateway {
         headers[.connection] = "close"
         return Response(status: .ok, headers: headers, body: ResponseBody { writer in
             gateway.metrics.sseReaderConnected()
-            defer { gateway.metrics.sseReaderDisconnected() }
+            defer {
+                gateway.metrics.sseReaderDisconnected()
+                slot.release()
+            }
             do {
                 _ = try await request.watchingDisconnect { disconnect in
                     // A gateway shutting down ends its event streams (their readers resume
@@ -146,6 +176,11 @@ extension Gateway {
                         disconnect.fire()
                     }
                 }
+            } catch let error as RedisError where error.code == .subscriptionOverflow {
+                // Too slow for the job: cut, so its buffer is freed; the client resumes
+                // with Last-Event-ID from the replay stream.
+                gateway.metrics.sseReaderCut()
+                gateway.logger.info("event reader fell behind and was cut", metadata: ["job_id": "\(id)", "tenant": "\(tenant)"])
             } catch {
                 gateway.logger.debug("event stream ended: \(error)", metadata: ["job_id": "\(id)"])
             }

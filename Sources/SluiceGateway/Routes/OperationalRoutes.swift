@@ -4,12 +4,16 @@ import SluiceCore
 import SluiceRedis
 
 /// Liveness, readiness, Prometheus metrics and the configured providers.
+///
+/// What is for operators (metrics, which dependency is down and why) needs the admin key
+/// (`gateway.admin_key_env`); anyone may learn whether the gateway is ready.
 extension Gateway {
     func addOperationalRoutes(to router: Router<BasicRequestContext>) {
         router.get("/healthz") { _, _ in Response.json(["status": "ok"]) }
-        router.get("/readyz") { _, _ in await self.readiness() }
-        router.get("/metrics") { _, _ in
-            Response(
+        router.get("/readyz") { request, _ in await self.readiness(detailed: self.keys.isAdmin(request)) }
+        router.get("/metrics") { request, _ in
+            try self.keys.requireAdmin(request, for: "/metrics")
+            return Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                 body: .init(byteBuffer: ByteBuffer(bytes: self.metrics.render())))
         }
@@ -17,8 +21,8 @@ extension Gateway {
     }
 
     /// 200 when Redis answers PING and a Kafka broker answers a metadata request, both
-    /// within 2 s; 503 naming what is not reachable otherwise.
-    func readiness() async -> Response {
+    /// within 2 s; 503 otherwise. `detailed` (for operators) adds each check and its error.
+    func readiness(detailed: Bool) async -> Response {
         async let redisCheck = check {
             let reply = try await self.redis.execute(RedisCommand("PING"))
             if let error = reply.errorMessage { throw SluiceError(.internal, error) }
@@ -29,9 +33,12 @@ extension Gateway {
             error.map { ["ok": false, "error": .string($0)] } ?? ["ok": true]
         }
         let ready = redisError == nil && kafkaError == nil
-        return Response.json(
-            ["status": ready ? "ready" : "unavailable", "checks": ["redis": entry(redisError), "kafka": entry(kafkaError)]],
-            status: ready ? .ok : .serviceUnavailable)
+        if !ready {
+            logger.warning("not ready", metadata: ["redis": "\(redisError ?? "ok")", "kafka": "\(kafkaError ?? "ok")"])
+        }
+        var body: [String: JSONValue] = ["status": ready ? "ready" : "unavailable"]
+        if detailed { body["checks"] = ["redis": entry(redisError), "kafka": entry(kafkaError)] }
+        return Response.json(.object(body), status: ready ? .ok : .serviceUnavailable)
     }
 
     private func check(_ body: @escaping @Sendable () async throws -> Void) async -> String? {
@@ -51,16 +58,18 @@ extension Gateway {
         }
     }
 
-    /// The configured providers and model aliases; never a key.
+    /// The providers and model aliases the caller's tenant may use, by name and kind:
+    /// never a key, a URL or an API version.
     func providers(_ request: Request) throws -> Response {
-        _ = try keys.tenant(of: request)
-        let providers: [JSONValue] = config.providers.map { p in
-            var o: [String: JSONValue] = ["name": .string(p.name), "kind": .string(p.kind.rawValue), "base_url": .string(p.baseURL)]
-            if let v = p.apiVersion { o["api_version"] = .string(v) }
-            return .object(o)
+        let tenant = try keys.tenant(of: request)
+        let policy = keys.policy(of: tenant)
+        let providers: [JSONValue] = config.providers.filter { policy.providers?.contains($0.name) ?? true }.map { p in
+            ["name": .string(p.name), "kind": .string(p.kind.rawValue)]
         }
         var models: [String: JSONValue] = [:]
         for (alias, target) in config.models {
+            guard let (provider, model) = try? config.resolve(provider: nil, model: alias),
+                  policy.allows(provider: provider.name, model: alias, resolvedModel: model) else { continue }
             models[alias] = ["provider": target.provider.map(JSONValue.string) ?? .null, "model": .string(target.model)]
         }
         return Response.json(["object": "list", "data": .array(providers), "models": .object(models)])

@@ -1,13 +1,25 @@
+import Foundation
 import HTTPTypes
 import Hummingbird
 import SluiceCore
 
-/// Reading request bodies: at most `gateway.max_body_bytes` (413 beyond), a JSON object
-/// (400 otherwise), and fields whose errors name them.
+/// Reading request bodies: declared as JSON (415 otherwise), at most
+/// `gateway.max_body_bytes` (413 beyond), a JSON object (400 otherwise), and fields whose
+/// errors name them.
 extension Gateway {
     /// The body, collected into the request (so that `watchingDisconnect` can still
     /// watch the connection afterwards).
+    ///
+    /// Only a body declared `application/json` is read: a browser sends another site's
+    /// `text/plain` or form POST without asking, but asks (CORS preflight) before a JSON
+    /// one, and the gateway allows no other origin unless `gateway.cors_origins` says so.
     func readBody(_ request: inout Request) async throws -> [UInt8] {
+        guard Gateway.isJSON(contentType: request.headers[.contentType]) else {
+            throw APIError(
+                .unsupportedMediaType, "invalid_request_error",
+                "the request body must be JSON: send \"Content-Type: application/json\"", param: "Content-Type",
+                code: "unsupported_media_type")
+        }
         let limit = config.gateway.maxBodyBytes
         let tooLarge = APIError(
             .contentTooLarge, "invalid_request_error",
@@ -19,6 +31,14 @@ extension Gateway {
         } catch let error as HTTPError where error.status == .contentTooLarge {
             throw tooLarge
         }
+    }
+
+    /// Whether a `Content-Type` is `application/json` or `application/*+json`, with or
+    /// without parameters.
+    static func isJSON(contentType: String?) -> Bool {
+        guard let contentType else { return false }
+        let type = contentType.split(separator: ";", maxSplits: 1).first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
+        return type == "application/json" || (type.hasPrefix("application/") && type.hasSuffix("+json"))
     }
 
     /// The body as a JSON object.

@@ -31,6 +31,7 @@ struct CompletionStyle: Sendable {
 /// at once and, with `gateway.cancel_on_disconnect` (the default), cancels its job.
 extension Gateway {
     func runCompletion(_ job: Job, request: Request, style: CompletionStyle) async throws -> Response {
+        var job = job
         let feed: JobEventFeed
         do {
             feed = try await follower.subscribe(jobID: job.id)
@@ -39,23 +40,37 @@ extension Gateway {
             throw APIError.unavailable("the event store is not reachable; try again later")
         }
         do {
-            try await submit(job, api: style.api)
+            // The gateway chose the id: a job already under it is not this request's.
+            guard try await submit(&job, api: style.api) == .produced else { throw APIError.idConflict(job.id) }
         } catch {
             feed.cancel()
             throw error
         }
         if style.stream {
-            return streamCompletion(feed, jobID: job.id, request: request, style: style)
+            return streamCompletion(feed, job: job, request: request, style: style)
         }
-        return try await awaitCompletion(feed, jobID: job.id, request: request, style: style)
+        return try await awaitCompletion(feed, job: job, request: request, style: style)
     }
 
-    /// Waits for `chat_finished`, then answers with the stored result.
-    private func awaitCompletion(_ feed: JobEventFeed, jobID: String, request: Request, style: CompletionStyle) async throws -> Response {
+    /// Waits for `chat_finished`, then answers with the stored result. Nothing is
+    /// relayed, so a feed that overflowed (the task was starved, not the client slow) is
+    /// simply subscribed again; the replay stream fills what it missed.
+    private func awaitCompletion(_ feed: JobEventFeed, job: Job, request: Request, style: CompletionStyle) async throws -> Response {
+        let jobID = job.id
         let end: JobEventFollower.End
         do {
+            var feed = feed
+            var seen = 0
             end = try await request.watchingDisconnect { disconnect in
-                try await feed.follow(afterSeq: 0, disconnect: disconnect) { _ in }
+                while true {
+                    do {
+                        return try await feed.follow(afterSeq: seen, disconnect: disconnect) { item in
+                            if case .event(let seq, _, _, _) = item { seen = seq }
+                        }
+                    } catch let error as RedisError where error.code == .subscriptionOverflow {
+                        feed = try await follower.subscribe(jobID: jobID)
+                    }
+                }
             }
         } catch {
             feed.cancel()
@@ -64,7 +79,7 @@ extension Gateway {
         }
         let headers: HTTPFields = [.sluiceJobID: jobID, .connection: "close"]
         if end == .disconnected {
-            await cancelAfterDisconnect(jobID)
+            await cancelAfterDisconnect(job)
             return Response(status: .init(code: 499, reasonPhrase: "Client Closed Request"), headers: headers)
         }
 
@@ -97,7 +112,8 @@ extension Gateway {
     }
 
     /// Relays the job's chunks as they come.
-    private func streamCompletion(_ feed: JobEventFeed, jobID: String, request: Request, style: CompletionStyle) -> Response {
+    private func streamCompletion(_ feed: JobEventFeed, job: Job, request: Request, style: CompletionStyle) -> Response {
+        let jobID = job.id
         var headers = SSEFormat.headers
         headers[.sluiceJobID] = jobID
         headers[.connection] = "close"
@@ -135,6 +151,18 @@ extension Gateway {
                 disconnected = true
             } catch is RunRestarted {
                 restarted = true
+            } catch let error as RedisError where error.code == .subscriptionOverflow {
+                // The client reads slower than the job writes: cut rather than buffer
+                // without end. There is no resume here; the result stays at /v1/jobs/{id}.
+                gateway.metrics.sseReaderCut()
+                let error = APIError.unavailable(
+                    "the client fell more than \(gateway.config.gateway.readerBufferEvents) events behind the job's stream and was cut; the result will be at /v1/jobs/\(jobID)")
+                let bytes = error.jsonBytes
+                SSEFormat.writeData(bytes, range: 0..<bytes.count, to: &pending)
+                pending.writeImmutableBuffer(SSEFormat.done)
+                try? await writer.write(pending)
+                try? await writer.finish(nil)
+                return
             } catch {
                 failure = error
             }
@@ -154,7 +182,7 @@ extension Gateway {
                 return
             }
             if disconnected {
-                await gateway.cancelAfterDisconnect(jobID)
+                await gateway.cancelAfterDisconnect(job)
                 return
             }
             if let failure {

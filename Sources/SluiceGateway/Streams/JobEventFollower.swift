@@ -12,15 +12,27 @@ import SluiceRedis
 /// feed (a Redis reconnect) is filled from the replay stream.
 ///
 /// Every reader of the process shares the gateway's one `RedisSubscriber` connection.
+///
+/// A reader's memory is bounded: the replay stream is read a page at a time
+/// (`replayPage` entries), each page delivered and flushed before the next is read, and
+/// the live feed buffers at most `bufferEvents` events. A reader that falls further
+/// behind (its client reads slower than the job writes) is unsubscribed: its `follow`
+/// throws `RedisError.Code.subscriptionOverflow`, and an event stream's client resumes
+/// with `Last-Event-ID`.
 public struct JobEventFollower: Sendable {
     let redis: RedisConnection
     let subscriber: RedisSubscriber
     let heartbeat: Duration
+    let bufferEvents: Int
 
-    public init(redis: RedisConnection, subscriber: RedisSubscriber, heartbeat: Duration = .seconds(15)) {
+    /// Entries read from the replay stream per `XRANGE`.
+    static let replayPage = 256
+
+    public init(redis: RedisConnection, subscriber: RedisSubscriber, heartbeat: Duration = .seconds(15), bufferEvents: Int = 1024) {
         self.redis = redis
         self.subscriber = subscriber
         self.heartbeat = heartbeat
+        self.bufferEvents = bufferEvents
     }
 
     public enum Item: Sendable {
@@ -41,7 +53,8 @@ public struct JobEventFollower: Sendable {
     /// Subscribes to the job's channel; once this returns, no event published later is
     /// missed. The place to start from when the job is yet to be submitted.
     public func subscribe(jobID: String) async throws -> JobEventFeed {
-        let subscription = try await subscriber.subscribe(to: RedisKeys.channel(jobID))
+        let subscription = try await subscriber.subscribe(
+            to: RedisKeys.channel(jobID), bufferingPolicy: .bounded(maxEvents: bufferEvents))
         return JobEventFeed(jobID: jobID, subscription: subscription, follower: self)
     }
 
@@ -59,14 +72,23 @@ public struct JobEventFollower: Sendable {
         return try await feed.follow(afterSeq: afterSeq, emit: emit)
     }
 
-    /// The envelopes in the replay stream after `seq` (entry IDs are `0-seq`).
-    func readStream(jobID: String, after seq: Int) async throws -> [[UInt8]] {
-        let reply = try await redis.execute(RedisCommand("XRANGE", RedisKeys.events(jobID), "0-\(seq + 1)", "+"))
-        guard let entries = reply.array else { return [] }
-        return entries.compactMap { entry -> [UInt8]? in
-            guard let fields = entry.array?.last?.array, fields.count >= 2, case .bulk(let bytes) = fields[1] else { return nil }
-            return bytes
+    /// One page of the replay stream: at most `count` entries after `seq` (entry IDs are
+    /// `0-seq`; the start is exclusive, so no `seq + 1` can overflow), each with its seq;
+    /// `more` when the page is full (the stream may hold more after it).
+    func readStream(
+        jobID: String, after seq: Int, count: Int = JobEventFollower.replayPage
+    ) async throws -> (entries: [(seq: Int, envelope: [UInt8])], more: Bool) {
+        let reply = try await redis.execute(
+            RedisCommand("XRANGE", RedisKeys.events(jobID), "(0-\(seq)", "+", "COUNT", String(count)))
+        guard let entries = reply.array else { return ([], false) }
+        let parsed = entries.compactMap { entry -> (Int, [UInt8])? in
+            guard let parts = entry.array, parts.count == 2, let id = parts[0].string,
+                  let entrySeq = id.split(separator: "-").last.flatMap({ Int($0) }),
+                  let fields = parts[1].array, fields.count >= 2, case .bulk(let bytes) = fields[1]
+            else { return nil }
+            return (entrySeq, bytes)
         }
+        return (parsed, entries.count >= count)
     }
 }
 
@@ -125,13 +147,22 @@ public struct JobEventFeed: Sendable {
             unflushed = false
             try await flush()
         }
+        // Page by page from after `last`, each page delivered and flushed before the
+        // next is read: a long stream is never held whole.
         func replay() async throws -> Bool {
-            for envelope in try await follower.readStream(jobID: jobID, after: last) {
-                if disconnect?.hasFired == true { return false }
-                guard let fields = EventEnvelope.peek(envelope) else { continue }
-                if try await deliver(envelope, fields) { return true }
+            var cursor = last
+            while true {
+                let page = try await follower.readStream(jobID: jobID, after: cursor)
+                let start = cursor
+                for (seq, envelope) in page.entries {
+                    if disconnect?.hasFired == true { return false }
+                    cursor = max(cursor, seq)
+                    guard let fields = EventEnvelope.peek(envelope) else { continue }
+                    if try await deliver(envelope, fields) { return true }
+                }
+                guard page.more, cursor > start else { return false }
+                try await flushIfNeeded()
             }
-            return false
         }
 
         if disconnect?.hasFired == true { return .disconnected }
@@ -176,7 +207,9 @@ public struct JobEventFeed: Sendable {
                     }
                 case .message(let envelope):
                     guard let fields = EventEnvelope.peek(envelope) else { continue }
-                    if fields.seq > last + 1 {
+                    // (`last < Int.max` first: a resume point at the end of the range cannot
+                    // overflow, and nothing can come after it anyway.)
+                    if last < Int.max, fields.seq > last + 1 {
                         // Missed something: take it from the replay stream, in order.
                         if try await replay() {
                             try await flushIfNeeded()
