@@ -929,7 +929,7 @@ enum OpenAPIDocument {
         }
       },
       "ProviderError": {
-        "description": "The job failed: a provider's 4xx passes through (429 stays 429), other provider failures are 502, a timeout 504, a cancelled job 409.",
+        "description": "The job failed: a provider's 4xx passes through (429 stays 429), other provider failures are 502, a timeout 504, a cancelled job 409; a job that expired held by a provider's 429s is a 429, one that expired in the queue (deadline, max_queue_s) a 504.",
         "content": {
           "application/json": {
             "schema": {
