@@ -51,6 +51,9 @@ struct BatchCommand: AsyncParsableCommand {
     @Option(help: "Seconds between progress lines when stderr is not a terminal.")
     var progressInterval: Double = 5
 
+    @Option(help: "How long the batch may take: each job must start within it or it ends expired (e.g. 24h, 90m, 3600).")
+    var completionWindow: String = "24h"
+
     @Option(help: "Give up (exit 2) when jobs are in flight and no result has come for this many seconds; 0 waits forever.")
     var stallTimeout: Double = 0
 
@@ -66,6 +69,9 @@ struct BatchCommand: AsyncParsableCommand {
     func validate() throws {
         guard maxInFlight >= 1 else { throw ValidationError("--max-in-flight must be at least 1") }
         guard progressInterval > 0 else { throw ValidationError("--progress-interval must be more than 0") }
+        guard let window = BatchCommand.seconds(completionWindow), window > 0 else {
+            throw ValidationError("--completion-window must be a duration such as 24h, 90m, 45s or a number of seconds")
+        }
         guard stallTimeout >= 0 else { throw ValidationError("--stall-timeout must be 0 (wait for ever) or more") }
         let a = URL(fileURLWithPath: input).standardizedFileURL.path
         let b = URL(fileURLWithPath: output).standardizedFileURL.path
@@ -103,7 +109,8 @@ struct BatchCommand: AsyncParsableCommand {
         BatchSignals.install()
 
         let options = BatchRunner.Options(
-            input: input, output: output, maxInFlight: maxInFlight, provider: provider, stallTimeout: stallTimeout)
+            input: input, output: output, maxInFlight: maxInFlight, provider: provider, stallTimeout: stallTimeout,
+            deadline: Date().timeIntervalSince1970 + (BatchCommand.seconds(completionWindow) ?? 86_400))
         let runner = BatchRunner(options: options, config: config, logger: logger, display: display)
         let summary = await runner.run()
         display.clear()
@@ -127,6 +134,22 @@ struct BatchCommand: AsyncParsableCommand {
     }
 }
 
+extension BatchCommand {
+    /// `24h`, `90m`, `45s` or plain seconds.
+    static func seconds(_ text: String) -> Double? {
+        let t = text.trimmingCharacters(in: .whitespaces).lowercased()
+        if let n = Double(t) { return n.isFinite ? n : nil }
+        guard let unit = t.last, let n = Double(t.dropLast()), n.isFinite else { return nil }
+        switch unit {
+        case "h": return n * 3600
+        case "m": return n * 60
+        case "s": return n
+        case "d": return n * 86_400
+        default: return nil
+        }
+    }
+}
+
 /// One run of a batch file: reads the input, submits jobs, collects results, writes the
 /// output, shows progress, and returns the summary.
 ///
@@ -141,6 +164,8 @@ final class BatchRunner: Sendable {
         var maxInFlight: Int
         var provider: String?
         var stallTimeout: Double
+        /// The end of the completion window (seconds since the epoch): every job's deadline.
+        var deadline: Double? = nil
     }
 
     let options: Options
@@ -328,7 +353,8 @@ final class BatchRunner: Sendable {
             let jobID = jobID(for: request.customID)
             let value: [UInt8]
             sealing: do {
-                let (parsed, job) = try BatchFormat.job(request, id: jobID, defaultProvider: options.provider, limits: JobLimits(config))
+                let (parsed, job) = try BatchFormat.job(
+                    request, id: jobID, defaultProvider: options.provider, limits: JobLimits(config), deadline: options.deadline)
                 guard let apiKey = parsed.apiKey, case .object(var body) = job else {
                     value = try JSON.encode(job)
                     break sealing
@@ -360,7 +386,7 @@ final class BatchRunner: Sendable {
             }
             // Not a child task: a send cannot be cancelled (librdkafka settles it by
             // message.timeout.ms at the latest), and a run that stops must not wait for it.
-            let topic = config.kafka.requestsTopic
+            let topic = config.kafka.batchRequestsTopic
             let brokers = config.kafka.brokers
             Task {
                 do {
@@ -460,7 +486,7 @@ final class BatchRunner: Sendable {
                     ledger.withLock {
                         $0.abort(because: """
                             no result for \(Int(quiet)) s with \(snapshot.inFlight.count) jobs in flight (--stall-timeout). \
-                            Are workers running and consuming \(config.kafka.requestsTopic) at \(config.kafka.brokers)?
+                            Are workers running and consuming \(config.kafka.batchRequestsTopic) at \(config.kafka.brokers)?
                             """)
                     }
                     return .aborted
@@ -469,7 +495,7 @@ final class BatchRunner: Sendable {
                     lastStallWarning = quiet
                     display.note("""
                         no result for \(Int(quiet)) s with \(snapshot.inFlight.count) jobs in flight: are workers \
-                        (`sluice worker`) running and consuming \(config.kafka.requestsTopic) at \(config.kafka.brokers)?
+                        (`sluice worker`) running and consuming \(config.kafka.batchRequestsTopic) at \(config.kafka.brokers)?
                         """)
                 }
             }
@@ -506,6 +532,9 @@ final class BatchRunner: Sendable {
         let read = l.inputBytes > 0 ? " \(min(100, Int(Double(l.bytesRead) * 100 / Double(l.inputBytes))))% read" : ""
         parts.append("\(batchID)\(read)")
         parts.append("\(l.succeeded) ok, \(l.failed) failed, \(l.inFlight.count) in flight")
+        if l.heldByRateLimit, let wait = l.recentRateLimitWait {
+            parts.append("held by provider rate limit (jobs wait ~\(Human.duration(wait)))")
+        }
         if l.skipped > 0 { parts.append("\(l.skipped) skipped") }
         if l.invalid + l.duplicates > 0 { parts.append("bad lines \(l.invalid + l.duplicates)") }
         parts.append(rate.map(Human.rate) ?? "--/s")
@@ -593,6 +622,9 @@ struct BatchLedger: Sendable {
     var totalTokens = 0
     var costUSD = 0.0
     var unpriced = 0
+    /// How long the latest results were held by a provider's rate limit (a moving
+    /// average of their `rate_limit_wait_s`), nil before the first.
+    var recentRateLimitWait: Double?
     /// The last result, or when jobs began to be in flight again: the stall clock.
     var lastActivity: Double
 
@@ -613,8 +645,13 @@ struct BatchLedger: Sendable {
         outputTokens += r.metrics.outputTokens
         totalTokens += r.metrics.totalTokens
         if let c = r.metrics.costUSD { costUSD += c } else if r.metrics.totalTokens > 0 { unpriced += 1 }
+        let wait = r.metrics.rateLimitWaitS
+        recentRateLimitWait = recentRateLimitWait.map { $0 * 0.8 + wait * 0.2 } ?? wait
         lastActivity = now
     }
+
+    /// Whether the jobs are being paced by a provider's rate limit.
+    var heldByRateLimit: Bool { (recentRateLimitWait ?? 0) >= 0.5 }
 
     mutating func recordFailure(now: Double) {
         failed += 1

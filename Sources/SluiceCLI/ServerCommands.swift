@@ -104,6 +104,9 @@ struct MockProviderCommand: AsyncParsableCommand {
     @Option(help: "Pause before the first content chunk, in milliseconds, when a request does not say.")
     var firstTokenDelayMs: Int = 0
 
+    @Option(help: "Enforce this many requests per minute per API key, answering 429 with rate-limit headers over it.")
+    var rpm: Int?
+
     func run() async throws {
         let logger = global.makeLogger("sluice.mock-provider")
         guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65_535).contains(port) else {
@@ -111,7 +114,10 @@ struct MockProviderCommand: AsyncParsableCommand {
         }
         let defaults = MockBehavior(
             chunks: chunks, chunkDelay: .milliseconds(chunkDelayMs), firstTokenDelay: .milliseconds(firstTokenDelayMs))
-        let server = MockProviderServer(host: String(listen[..<colon]), port: port, defaults: defaults, logger: logger) { port in
+        if let rpm, rpm < 1 { throw ValidationError("--rpm must be at least 1") }
+        let server = MockProviderServer(
+            host: String(listen[..<colon]), port: port, defaults: defaults, rateLimit: rpm.map { MockRateLimit(rpm: $0) }, logger: logger
+        ) { port in
             logger.info("mock provider listening", metadata: ["port": "\(port)"])
         }
         let group = ServiceGroup(
@@ -123,7 +129,7 @@ struct MockProviderCommand: AsyncParsableCommand {
 struct TopicsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "topics",
-        abstract: "Create Sluice's topics (requests, results, DLQ, control) if they do not exist.",
+        abstract: "Create Sluice's topics (requests, batch requests, results, DLQ, control) if they do not exist.",
         discussion: """
             Each is created with max.message.bytes set to kafka.max_message_bytes, so a record as large \
             as the gateway accepts fits. Existing topics are left as they are.
@@ -131,7 +137,7 @@ struct TopicsCommand: AsyncParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    @Option(help: "Partitions for the requests and results topics (the DLQ and the control topic get one).")
+    @Option(help: "Partitions for the requests, batch requests and results topics (the DLQ and the control topic get one).")
     var partitions: Int = 8
 
     func run() async throws {
@@ -145,8 +151,8 @@ struct TopicsCommand: AsyncParsableCommand {
 enum SluiceTopics {
     static func all(_ config: SluiceConfig, partitions: Int) -> [(name: String, partitions: Int)] {
         [
-            (config.kafka.requestsTopic, partitions), (config.kafka.resultsTopic, partitions),
-            (config.kafka.dlqTopic, 1), (config.kafka.controlTopic, 1),
+            (config.kafka.requestsTopic, partitions), (config.kafka.batchRequestsTopic, partitions),
+            (config.kafka.resultsTopic, partitions), (config.kafka.dlqTopic, 1), (config.kafka.controlTopic, 1),
         ]
     }
 }

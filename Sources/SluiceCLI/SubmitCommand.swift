@@ -85,7 +85,7 @@ struct JobTerminal: Sendable {
         if !jsonOutput { err.write(Data("job \(job.id) submitted\n".utf8)) }
         try await follower.follow(jobID: job.id, afterSeq: 0, onSubscribed: {
             let record = try job.record(keyring: try JobKeyring.from(config.kafka, environment: ProcessInfo.processInfo.environment))
-            try await producer.send(topic: config.kafka.requestsTopic, key: job.id, value: try JSON.encode(record))
+            try await producer.send(topic: config.requestsTopic(for: job.priority), key: job.id, value: try JSON.encode(record))
         }) { item in
             guard case .event(_, let name, let envelope, let dataRange) = item else { return }
             let data = envelope[dataRange]

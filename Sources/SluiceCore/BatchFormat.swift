@@ -60,14 +60,19 @@ public enum BatchFormat {
     }
 
     /// The job for a request: its body with `id` set, `stream` false unless the body
-    /// asks for a stream, and `provider` filled in where the body names none. Returns
-    /// the parsed job (the body is validated as the worker would) and the JSON to
-    /// produce. Throws `SluiceError(.invalidRequest)` naming the field at fault.
+    /// asks for a stream, `provider` filled in where the body names none, in the batch
+    /// lane (`priority: batch`) unless the body says otherwise, and with `deadline` the
+    /// batch's (the end of its completion window) unless the body gives its own.
+    /// Returns the parsed job (the body is validated as the worker would) and the JSON
+    /// to produce. Throws `SluiceError(.invalidRequest)` naming the field at fault.
     public static func job(
-        _ request: Request, id: String, defaultProvider: String? = nil, limits: JobLimits = JobLimits()
+        _ request: Request, id: String, defaultProvider: String? = nil, limits: JobLimits = JobLimits(),
+        deadline: Double? = nil
     ) throws -> (Job, JSONValue) {
         var body = request.body
         body["id"] = .string(id)
+        if (body["priority"] ?? .null).isNull { body["priority"] = .string(JobPriority.batch.rawValue) }
+        if let deadline, (body["deadline"] ?? .null).isNull { body["deadline"] = .number(deadline.rounded()) }
         if (body["stream"] ?? .null).isNull, (body["is_stream"] ?? .null).isNull { body["stream"] = .bool(false) }
         if let defaultProvider, (body["provider"] ?? .null).isNull { body["provider"] = .string(defaultProvider) }
         let value = JSONValue.object(body)

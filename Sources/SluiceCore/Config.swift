@@ -7,6 +7,8 @@ public struct SluiceConfig: Sendable, Codable {
     public struct Kafka: Sendable, Codable {
         public var brokers = "127.0.0.1:9092"
         public var requestsTopic = "sluice.requests"
+        /// The batch lane: read by workers only with what interactive work leaves.
+        public var batchRequestsTopic = "sluice.requests.batch"
         public var resultsTopic = "sluice.results"
         public var dlqTopic = "sluice.dlq"
         public var controlTopic = "sluice.control"
@@ -33,6 +35,7 @@ public struct SluiceConfig: Sendable, Codable {
             case jobKey = "job_key"
             case maxMessageBytes = "max_message_bytes"
             case requestsTopic = "requests_topic"
+            case batchRequestsTopic = "batch_requests_topic"
             case resultsTopic = "results_topic"
             case dlqTopic = "dlq_topic"
             case controlTopic = "control_topic"
@@ -142,6 +145,10 @@ public struct SluiceConfig: Sendable, Codable {
         /// The most `fallbacks` a job may give; a job with more is invalid (a 400 at
         /// the gateway, a failed result at the worker).
         public var maxFallbacks = 5
+        /// The longest a batch-lane job with no `deadline` or `max_queue_s` waits for a
+        /// provider's rate limit (and its 429s) before it fails as `expired`. An
+        /// interactive job waits at most its `timeout_s` (or `default_timeout_s`).
+        public var maxRateLimitWaitSeconds = 86_400.0
 
         enum CodingKeys: String, CodingKey {
             case maxInFlight = "max_in_flight"
@@ -153,6 +160,7 @@ public struct SluiceConfig: Sendable, Codable {
             case maxJobBytes = "max_job_bytes"
             case echoInputMaxBytes = "echo_input_max_bytes"
             case maxFallbacks = "max_fallbacks"
+            case maxRateLimitWaitSeconds = "max_rate_limit_wait_s"
         }
         public init() {}
     }
@@ -171,9 +179,14 @@ public struct SluiceConfig: Sendable, Codable {
         /// Send `stream_options: {include_usage: true}` (some OpenAI-compatible servers
         /// reject it).
         public var streamOptions: Bool?
+        /// Requests per minute all workers together send, per API key; nil for none
+        /// (limits the provider announces in its headers are still followed).
+        public var rpm: Int?
+        /// Tokens (prompt and completion) per minute all workers together use, per API key.
+        public var tpm: Int?
 
         enum CodingKeys: String, CodingKey {
-            case name, kind
+            case name, kind, rpm, tpm
             case baseURL = "base_url"
             case apiKeyEnv = "api_key_env"
             case apiVersion = "api_version"
@@ -181,7 +194,9 @@ public struct SluiceConfig: Sendable, Codable {
         }
 
         public init(name: String, kind: Kind, baseURL: String, apiKeyEnv: String? = nil,
-                    apiVersion: String? = nil, streamOptions: Bool? = nil) {
+                    apiVersion: String? = nil, streamOptions: Bool? = nil, rpm: Int? = nil, tpm: Int? = nil) {
+            self.rpm = rpm
+            self.tpm = tpm
             self.name = name
             self.kind = kind
             self.baseURL = baseURL
@@ -251,6 +266,7 @@ extension SluiceConfig.Kafka {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         brokers = try c.decodeIfPresent(String.self, forKey: .brokers) ?? brokers
         requestsTopic = try c.decodeIfPresent(String.self, forKey: .requestsTopic) ?? requestsTopic
+        batchRequestsTopic = try c.decodeIfPresent(String.self, forKey: .batchRequestsTopic) ?? batchRequestsTopic
         resultsTopic = try c.decodeIfPresent(String.self, forKey: .resultsTopic) ?? resultsTopic
         dlqTopic = try c.decodeIfPresent(String.self, forKey: .dlqTopic) ?? dlqTopic
         controlTopic = try c.decodeIfPresent(String.self, forKey: .controlTopic) ?? controlTopic
@@ -302,6 +318,7 @@ extension SluiceConfig.Worker {
         maxJobBytes = try c.decodeIfPresent(Int.self, forKey: .maxJobBytes) ?? maxJobBytes
         echoInputMaxBytes = try c.decodeIfPresent(Int.self, forKey: .echoInputMaxBytes) ?? echoInputMaxBytes
         maxFallbacks = try c.decodeIfPresent(Int.self, forKey: .maxFallbacks) ?? maxFallbacks
+        maxRateLimitWaitSeconds = try c.decodeIfPresent(Double.self, forKey: .maxRateLimitWaitSeconds) ?? maxRateLimitWaitSeconds
     }
 }
 
@@ -343,6 +360,12 @@ extension SluiceConfig {
             guard seen.insert(p.name).inserted else {
                 throw SluiceError(.config, "provider \"\(p.name)\" is configured twice")
             }
+            if let rpm = p.rpm, rpm < 1 {
+                throw SluiceError(.config, "providers.\(p.name).rpm must be at least 1 (leave it out for no limit)")
+            }
+            if let tpm = p.tpm, tpm < 1 {
+                throw SluiceError(.config, "providers.\(p.name).tpm must be at least 1 (leave it out for no limit)")
+            }
         }
         for (alias, target) in models {
             if let p = target.provider, !seen.contains(p) {
@@ -363,6 +386,9 @@ extension SluiceConfig {
             throw SluiceError(.config, "gateway.cors_origins: \"\(origin)\" is not an origin; give scheme://host[:port], e.g. https://app.example.com (no \"*\", no path)")
         }
         guard worker.maxInFlight > 0 else { throw SluiceError(.config, "worker.max_in_flight must be at least 1") }
+        guard kafka.batchRequestsTopic != kafka.requestsTopic else {
+            throw SluiceError(.config, "kafka.batch_requests_topic must differ from kafka.requests_topic (the lanes are separate topics)")
+        }
         guard worker.maxAttempts > 0 else { throw SluiceError(.config, "worker.max_attempts must be at least 1") }
         guard worker.maxFallbacks >= 0 else { throw SluiceError(.config, "worker.max_fallbacks must be 0 or more") }
         guard worker.maxJobBytes > 0 else { throw SluiceError(.config, "worker.max_job_bytes must be at least 1") }
@@ -392,6 +418,11 @@ extension SluiceConfig {
         guard (16...1_000_000).contains(gateway.readerBufferEvents) else {
             throw SluiceError(.config, "gateway.reader_buffer_events must be 16 to 1000000")
         }
+    }
+
+    /// The topic of a lane.
+    public func requestsTopic(for priority: JobPriority?) -> String {
+        priority == .batch ? kafka.batchRequestsTopic : kafka.requestsTopic
     }
 
     public func provider(named name: String) -> Provider? {

@@ -87,6 +87,7 @@ extension Metrics {
         try w.field("inter_token_latency_s", interTokenLatencyS)
         try w.field("tokens_per_second", tokensPerSecond)
         try w.field("queue_wait_s", queueWaitS)
+        try w.field("rate_limit_wait_s", rateLimitWaitS)
         w.field("attempts", attempts)
         w.field("usage_source", usageSource.rawValue)
         w.field("stream_complete", streamComplete)

@@ -32,7 +32,14 @@ public enum JobRequest: Sendable, Hashable {
     }
 }
 
-/// A completion job as it arrives on `sluice.requests` (docs/contract.md, Jobs).
+/// Which lane a job travels in: interactive work is taken and admitted to a provider
+/// before batch work.
+public enum JobPriority: String, Sendable, Hashable, Codable {
+    case interactive, batch
+}
+
+/// A completion job as it arrives on `sluice.requests` or `sluice.requests.batch`
+/// (docs/contract.md, Jobs).
 public struct Job: Sendable {
     public var id: String
     public var provider: String?
@@ -54,13 +61,24 @@ public struct Job: Sendable {
     /// Set by the gateway: which submission this is, so that a cancel stops this job and
     /// not a later one that reuses its id.
     public var submissionID: String?
+    /// nil: the lane of the topic it arrived on.
+    public var priority: JobPriority?
+    /// The latest time (seconds since the epoch) the job may start; past it, it ends
+    /// `expired` without calling the provider.
+    public var deadline: Double?
+    /// The longest the job may wait, from when it was produced, before it starts.
+    public var maxQueueSeconds: Double?
 
     public init(
         id: String, provider: String? = nil, model: String? = nil, request: JobRequest,
         parameters: [String: JSONValue] = [:], stream: Bool = true, sessionID: String? = nil,
         tenant: String = "default", metadata: JSONValue = .null, timeoutSeconds: Double? = nil,
-        fallbacks: [ModelTarget] = [], apiKey: Secret? = nil, submissionID: String? = nil, sealedAPIKey: String? = nil
+        fallbacks: [ModelTarget] = [], apiKey: Secret? = nil, submissionID: String? = nil, sealedAPIKey: String? = nil,
+        priority: JobPriority? = nil, deadline: Double? = nil, maxQueueSeconds: Double? = nil
     ) {
+        self.priority = priority
+        self.deadline = deadline
+        self.maxQueueSeconds = maxQueueSeconds
         self.id = id
         self.provider = provider
         self.model = model
@@ -199,6 +217,37 @@ extension Job {
             timeout = seconds
         }
 
+        var priority: JobPriority?
+        if let p = try fields.string("priority") {
+            guard let lane = JobPriority(rawValue: p) else {
+                throw invalid("priority", "\"priority\" must be \"interactive\" or \"batch\", got \"\(p)\"")
+            }
+            priority = lane
+        }
+
+        var deadline: Double?
+        if let d = o["deadline"], !d.isNull {
+            switch d {
+            case .number(let seconds) where seconds.isFinite && seconds > 0:
+                deadline = seconds
+            case .string(let text):
+                guard let date = Job.parseTimestamp(text) else {
+                    throw invalid("deadline", "\"deadline\" must be an RFC 3339 time (2026-01-31T12:00:00Z) or seconds since the epoch, got \"\(text)\"")
+                }
+                deadline = date
+            default:
+                throw invalid("deadline", "\"deadline\" must be an RFC 3339 time (2026-01-31T12:00:00Z) or seconds since the epoch")
+            }
+        }
+
+        var maxQueue: Double?
+        if let q = o["max_queue_s"], !q.isNull {
+            guard let seconds = q.doubleValue, seconds.isFinite, seconds > 0 else {
+                throw invalid("max_queue_s", "\"max_queue_s\" must be a positive number of seconds")
+            }
+            maxQueue = seconds
+        }
+
         var fallbacks: [ModelTarget] = []
         if let f = o["fallbacks"], !f.isNull {
             guard case .array(let list) = f else {
@@ -231,8 +280,31 @@ extension Job {
             // An empty key is no key (LLMstudio sends "" for "use the configured one").
             apiKey: try fields.string("api_key").flatMap { $0.isEmpty ? nil : Secret($0) },
             submissionID: try fields.string("submission_id"),
-            sealedAPIKey: try fields.string("api_key_sealed")
+            sealedAPIKey: try fields.string("api_key_sealed"),
+            priority: priority,
+            deadline: deadline,
+            maxQueueSeconds: maxQueue
         )
+    }
+
+    /// An RFC 3339 time, with or without fractional seconds, as seconds since the epoch.
+    public static func parseTimestamp(_ text: String) -> Double? {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        if let d = f.date(from: text) { return d.timeIntervalSince1970 }
+        return ISO8601DateFormatter().date(from: text)?.timeIntervalSince1970
+    }
+
+    /// The latest time (seconds since the epoch) the job may start: the earlier of its
+    /// `deadline` and `max_queue_s` after it was produced; nil for none.
+    public func startBy(producedAt: Double?) -> Double? {
+        let queued = maxQueueSeconds.flatMap { q in producedAt.map { $0 + q } }
+        switch (deadline, queued) {
+        case let (d?, q?): return min(d, q)
+        case let (d?, nil): return d
+        case let (nil, q?): return q
+        case (nil, nil): return nil
+        }
     }
 
     /// The job as JSON for the request topic (the gateway and `sluice submit` produce this).
@@ -264,6 +336,9 @@ extension Job {
         }
         if let submissionID { o["submission_id"] = .string(submissionID) }
         if let sealedAPIKey { o["api_key_sealed"] = .string(sealedAPIKey) }
+        if let priority { o["priority"] = .string(priority.rawValue) }
+        if let deadline { o["deadline"] = .number(deadline) }
+        if let maxQueueSeconds { o["max_queue_s"] = .number(maxQueueSeconds) }
         if includeSecret, let apiKey { o["api_key"] = .string(apiKey.value) }
         return .object(o)
     }

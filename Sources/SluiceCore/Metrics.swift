@@ -10,6 +10,9 @@ public struct Metrics: Sendable, Hashable, Codable {
     public var interTokenLatencyS: Double?
     public var tokensPerSecond: Double?
     public var queueWaitS: Double?
+    /// Seconds the job was held by a provider's rate limit: waiting for admission by the
+    /// shared limiter, and waiting out 429s.
+    public var rateLimitWaitS: Double = 0
     public var attempts: Int
     public var usageSource: UsageSource
     public var streamComplete: Bool
@@ -26,6 +29,7 @@ public struct Metrics: Sendable, Hashable, Codable {
         case interTokenLatencyS = "inter_token_latency_s"
         case tokensPerSecond = "tokens_per_second"
         case queueWaitS = "queue_wait_s"
+        case rateLimitWaitS = "rate_limit_wait_s"
         case attempts
         case usageSource = "usage_source"
         case streamComplete = "stream_complete"
@@ -33,7 +37,8 @@ public struct Metrics: Sendable, Hashable, Codable {
 
     public init(inputTokens: Int, outputTokens: Int, totalTokens: Int, costUSD: Double?, latencyS: Double,
                 timeToFirstTokenS: Double?, interTokenLatencyS: Double?, tokensPerSecond: Double?,
-                queueWaitS: Double?, attempts: Int, usageSource: UsageSource, streamComplete: Bool) {
+                queueWaitS: Double?, rateLimitWaitS: Double = 0, attempts: Int, usageSource: UsageSource, streamComplete: Bool) {
+        self.rateLimitWaitS = rateLimitWaitS
         self.inputTokens = inputTokens
         self.outputTokens = outputTokens
         self.totalTokens = totalTokens
@@ -48,6 +53,24 @@ public struct Metrics: Sendable, Hashable, Codable {
         self.streamComplete = streamComplete
     }
 
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        inputTokens = try c.decode(Int.self, forKey: .inputTokens)
+        outputTokens = try c.decode(Int.self, forKey: .outputTokens)
+        totalTokens = try c.decode(Int.self, forKey: .totalTokens)
+        costUSD = try c.decodeIfPresent(Double.self, forKey: .costUSD)
+        latencyS = try c.decode(Double.self, forKey: .latencyS)
+        timeToFirstTokenS = try c.decodeIfPresent(Double.self, forKey: .timeToFirstTokenS)
+        interTokenLatencyS = try c.decodeIfPresent(Double.self, forKey: .interTokenLatencyS)
+        tokensPerSecond = try c.decodeIfPresent(Double.self, forKey: .tokensPerSecond)
+        queueWaitS = try c.decodeIfPresent(Double.self, forKey: .queueWaitS)
+        // Results stored before the rate limiter have none.
+        rateLimitWaitS = try c.decodeIfPresent(Double.self, forKey: .rateLimitWaitS) ?? 0
+        attempts = try c.decode(Int.self, forKey: .attempts)
+        usageSource = try c.decode(UsageSource.self, forKey: .usageSource)
+        streamComplete = try c.decode(Bool.self, forKey: .streamComplete)
+    }
+
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(inputTokens, forKey: .inputTokens)
@@ -59,6 +82,7 @@ public struct Metrics: Sendable, Hashable, Codable {
         try c.encode(interTokenLatencyS, forKey: .interTokenLatencyS)
         try c.encode(tokensPerSecond, forKey: .tokensPerSecond)
         try c.encode(queueWaitS, forKey: .queueWaitS)
+        try c.encode(rateLimitWaitS, forKey: .rateLimitWaitS)
         try c.encode(attempts, forKey: .attempts)
         try c.encode(usageSource, forKey: .usageSource)
         try c.encode(streamComplete, forKey: .streamComplete)

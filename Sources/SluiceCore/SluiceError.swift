@@ -12,6 +12,8 @@ public struct SluiceError: Error, Sendable, Equatable, CustomStringConvertible {
         case provider = "provider_error"
         case timeout = "timeout"
         case cancelled = "cancelled"
+        /// The job could not start before its `deadline` or `max_queue_s`.
+        case expired = "expired"
         case config = "config_error"
         case `internal` = "internal_error"
     }

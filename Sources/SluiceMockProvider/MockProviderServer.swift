@@ -35,17 +35,20 @@ public struct MockProviderServer: Service {
     private let host: String
     private let port: Int
     private let defaults: MockBehavior
+    private let rateLimit: MockRateLimit?
     private let logger: Logger
     private let onServerRunning: @Sendable (_ port: Int) async -> Void
 
     /// - Parameters:
     ///   - port: 0 picks a free port; `onServerRunning` learns which.
     ///   - defaults: the behaviour of requests that set no knob.
+    ///   - rateLimit: a requests-per-minute limit enforced per API key; nil for none.
     ///   - onServerRunning: called with the bound port once the server accepts connections.
     public init(
         host: String = "127.0.0.1",
         port: Int,
         defaults: MockBehavior = MockBehavior(),
+        rateLimit: MockRateLimit? = nil,
         logger: Logger = Logger(label: "sluice.mock-provider"),
         onServerRunning: @escaping @Sendable (_ port: Int) async -> Void = { _ in }
     ) {
@@ -53,6 +56,7 @@ public struct MockProviderServer: Service {
         self.host = host
         self.port = port
         self.defaults = defaults
+        self.rateLimit = rateLimit
         self.logger = logger
         self.onServerRunning = onServerRunning
     }
@@ -63,7 +67,7 @@ public struct MockProviderServer: Service {
 
     func makeApplication() -> some ApplicationProtocol {
         let router = Router(context: BasicRequestContext.self)
-        let provider = MockEndpoints(defaults: self.defaults, stats: self.stats)
+        let provider = MockEndpoints(defaults: self.defaults, stats: self.stats, limiter: self.rateLimit.map(MockRateLimiter.init))
         router.get("/healthz") { _, _ in HTTPResponse.Status.ok }
         for path in ["/v1/chat/completions", "/chat/completions"] {
             router.post(RouterPath(path)) { request, _ in try await provider.openAI(request) }
@@ -107,11 +111,12 @@ extension MockProviderServer {
     /// down gracefully (responses still being paced are cut off).
     public static func withRunning<Result>(
         defaults: MockBehavior = MockBehavior(),
+        rateLimit: MockRateLimit? = nil,
         logger: Logger = Logger(label: "sluice.mock-provider"),
         _ body: (Running) async throws -> Result
     ) async throws -> Result {
         let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
-        let server = MockProviderServer(port: 0, defaults: defaults, logger: logger) { port in
+        let server = MockProviderServer(port: 0, defaults: defaults, rateLimit: rateLimit, logger: logger) { port in
             portContinuation.yield(port)
             portContinuation.finish()
         }
@@ -153,6 +158,7 @@ public struct MockProviderError: Error, Sendable, CustomStringConvertible {
 private struct MockEndpoints: Sendable {
     let defaults: MockBehavior
     let stats: MockProviderStats
+    let limiter: MockRateLimiter?
 
     static let maxBodyBytes = 16 << 20
 
@@ -227,6 +233,23 @@ private struct MockEndpoints: Sendable {
     /// stream, or a whole response.
     private func serve(_ request: Request, wire: MockWire, parse: (ByteBuffer) throws -> MockRequest) async throws -> Response {
         self.stats.requestReceived()
+        guard let limiter else { return try await self.answer(request, wire: wire, parse: parse) }
+        let decision = limiter.take(key: MockRateLimiter.key(request))
+        var response: Response
+        if decision.allowed {
+            response = try await self.answer(request, wire: wire, parse: parse)
+        } else {
+            self.stats.rateLimited()
+            response = Self.error(wire, 429, "Rate limit reached for requests: limit \(limiter.limit.rpm) per minute. Please try again later.",
+                                  code: "rate_limit_exceeded")
+        }
+        if !decision.allowed || limiter.limit.headersOnSuccess {
+            for (name, value) in limiter.headers(decision) { response.headers[name] = value }
+        }
+        return response
+    }
+
+    private func answer(_ request: Request, wire: MockWire, parse: (ByteBuffer) throws -> MockRequest) async throws -> Response {
         let body: ByteBuffer
         do {
             body = try await request.body.collect(upTo: Self.maxBodyBytes)

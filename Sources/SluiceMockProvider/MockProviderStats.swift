@@ -19,6 +19,8 @@ public final class MockProviderStats: Sendable {
         public var connectionsOpened = 0
         /// TCP connections open now.
         public var openConnections = 0
+        /// Requests answered 429 by the server's rate limit (``MockRateLimit``).
+        public var rateLimited = 0
     }
 
     fileprivate let counters = NIOLockedValueBox(Snapshot())
@@ -29,6 +31,10 @@ public final class MockProviderStats: Sendable {
 
     func requestReceived() {
         self.counters.withLockedValue { $0.requests += 1 }
+    }
+
+    func rateLimited() {
+        self.counters.withLockedValue { $0.rateLimited += 1 }
     }
 
     func streamStarted() {

@@ -56,6 +56,8 @@ public struct ProviderError: Error, Sendable, CustomStringConvertible {
     public var retryable: Bool
     /// Seconds the provider asked to wait (`Retry-After`).
     public var retryAfter: Double?
+    /// The response's rate-limit headers, when it had any.
+    public var rateLimit: RateLimitHeaders?
     /// What the attempt produced before it failed (chunks already relayed, usage so
     /// far), when it failed mid-stream.
     public var partial: ProviderOutcome?
@@ -89,6 +91,8 @@ public struct ProviderOutcome: Sendable {
     public var streamComplete: Bool
     /// The provider's own response, for passthrough jobs (non-streaming only).
     public var raw: JSONValue?
+    /// The response's rate-limit headers, when it had any.
+    public var rateLimit: RateLimitHeaders? = nil
 }
 
 /// A provider's wire format: how to ask, and how to read the answer.

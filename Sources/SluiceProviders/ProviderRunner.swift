@@ -34,12 +34,19 @@ public struct ProviderRunner: Sendable {
 
         guard (200..<300).contains(response.status) else {
             let body = (try? await response.body.collect(upTo: 1 << 20)) ?? []
-            let retryable = response.status == 429 || response.status == 408 || response.status >= 500
-            throw ProviderRunner.statusError(
+            let limits = RateLimitHeaders(response.headers)
+            // OpenAI answers 429 for a spent quota too: that one does not pass by waiting.
+            let quotaSpent = response.status == 429 && String(decoding: body, as: UTF8.self).contains("insufficient_quota")
+            let retryable = (response.status == 429 && !quotaSpent) || response.status == 408 || response.status >= 500
+            var error = ProviderRunner.statusError(
                 provider: call.provider.name, status: response.status, message: format.errorMessage(body), retryable: retryable,
-                retryAfter: ProviderRunner.retryAfter(response.headers["retry-after"]))
+                retryAfter: limits.retryAfter)
+            error.rateLimit = limits.isEmpty ? nil : limits
+            throw error
         }
 
+        let limits = RateLimitHeaders(response.headers)
+        let rateLimit = limits.isEmpty ? nil : limits
         if !call.stream {
             let body: [UInt8]
             do {
@@ -69,7 +76,7 @@ public struct ProviderRunner: Sendable {
             if chunk.carriesContent { timing.contentChunk(at: now) }
             onChunk(ProviderChunk(json: try JSON.encode(chunk), chunk: chunk), now)
             let raw = call.passthroughBody != nil ? try? JSON.decode(JSONValue.self, from: body) : nil
-            return ProviderOutcome(accumulator: accumulator, timing: timing, streamComplete: true, raw: raw)
+            return ProviderOutcome(accumulator: accumulator, timing: timing, streamComplete: true, raw: raw, rateLimit: rateLimit)
         }
 
         var parser = SSEParser()
@@ -123,11 +130,11 @@ public struct ProviderRunner: Sendable {
             var mapped = (error as? HTTPClientError).map { ProviderRunner.mapError($0, provider: call.provider.name) }
                 ?? (error as? ProviderError)
                 ?? ProviderError(.protocolError, "\(error)", retryable: false)
-            mapped.partial = ProviderOutcome(accumulator: accumulator, timing: timing, streamComplete: false, raw: nil)
+            mapped.partial = ProviderOutcome(accumulator: accumulator, timing: timing, streamComplete: false, raw: nil, rateLimit: rateLimit)
             throw mapped
         }
         let complete = decoder.isComplete || accumulator.allChoicesFinished
-        return ProviderOutcome(accumulator: accumulator, timing: timing, streamComplete: complete, raw: nil)
+        return ProviderOutcome(accumulator: accumulator, timing: timing, streamComplete: complete, raw: nil, rateLimit: rateLimit)
     }
 
     /// A transport failure as a tenant may read it: what happened and to which provider;
@@ -166,13 +173,6 @@ public struct ProviderRunner: Sendable {
     /// `Retry-After` as seconds or an HTTP date, at most a day (a job's longest
     /// timeout); nil when it is neither, or not a finite number.
     static func retryAfter(_ value: String?) -> Double? {
-        guard let value = value?.trimmingCharacters(in: .whitespaces), !value.isEmpty else { return nil }
-        if let seconds = Double(value) { return seconds.isFinite ? min(max(0, seconds), 86_400) : nil }
-        let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX")
-        f.timeZone = TimeZone(identifier: "GMT")
-        f.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
-        guard let date = f.date(from: value) else { return nil }
-        return min(max(0, date.timeIntervalSinceNow), 86_400)
+        RateLimitHeaders.retryAfter(value, now: Date())
     }
 }

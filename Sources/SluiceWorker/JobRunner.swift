@@ -15,6 +15,7 @@ struct JobRunner: Sendable {
     let logger: Logger
     let environment: [String: String]
     let metrics: WorkerMetrics
+    let limiter: RateLimiter
 
     /// - Parameter run: this run's id, carried by every event.
     /// - Parameter lastSeq: the last event seq of the runs before this one (0 for none).
@@ -24,7 +25,8 @@ struct JobRunner: Sendable {
     /// nil when the run was cut off by shutdown: then no final event is published and no
     /// result stored, and the job's readers wait for the run that takes it over.
     func run(
-        _ job: Job, run: String, lastSeq: Int, producedAtMs: Int64?, cancelledByUser: @Sendable () -> Bool = { false }
+        _ job: Job, run: String, lastSeq: Int, producedAtMs: Int64?, lane: JobPriority = .interactive,
+        cancelledByUser: @Sendable () -> Bool = { false }
     ) async -> (response: UnifiedResponse, json: [UInt8])? {
         let startedWall = WallClock.now()
         let queueWait = producedAtMs.map { max(0, startedWall - Double($0) / 1000) }
@@ -35,13 +37,24 @@ struct JobRunner: Sendable {
         var events = JobEvents(
             jobID: job.id, run: run, tenant: job.tenant, redis: redis, ttlSeconds: config.redis.eventTTLSeconds, lastSeq: lastSeq)
 
-        let deadline = MonotonicClock.now() + (job.timeoutSeconds ?? config.worker.defaultTimeoutSeconds)
+        // The latest moment the job may start, on the monotonic clock: its own deadline,
+        // else as long as its lane may wait for a rate limit.
+        let startBy = job.startBy(producedAt: producedAtMs.map { Double($0) / 1000 })
+        let waitBound = waitBound(job, lane: lane)
+        let startByMonotonic = MonotonicClock.now() + ((startBy ?? startedWall + waitBound.seconds) - startedWall)
+        var progress = Progress()
         var response: UnifiedResponse
         do {
             if cancelledByUser() {
                 throw AttemptsError(underlying: SluiceError(.cancelled, "the job was cancelled before it started"), attempts: 0)
             }
-            response = try await attempt(job, events: &events, deadline: deadline, queueWait: queueWait, logger: logger)
+            if let startBy, startedWall >= startBy {
+                throw AttemptsError(underlying: SluiceError(
+                    .expired, "the job could not start before its deadline (\(JobRunner.timestamp(startBy))); the provider was not called"),
+                    attempts: 0)
+            }
+            response = try await attempt(job, events: &events, lane: lane, startBy: startByMonotonic, startByWall: startBy,
+                                         waitBound: waitBound, progress: &progress, queueWait: queueWait, logger: logger)
         } catch {
             if Task.isCancelled && !cancelledByUser() {
                 logger.info("run cut off by shutdown; the job will run again where its partition goes")
@@ -59,7 +72,7 @@ struct JobRunner: Sendable {
             logger.warning("job \(status.rawValue): \(failure.message)", metadata: metadata)
             response = failedResponse(job, error: failure, status: status, queueWait: queueWait,
                                       attempts: (error as? AttemptsError)?.attempts ?? 0,
-                                      partial: (underlying as? ProviderError)?.partial)
+                                      partial: (underlying as? ProviderError)?.partial, rateLimitWait: progress.rateLimitWait)
             events.emit(.chatResponseFailure, encoding: ["error": failure])
         }
         return finish(response, events: &events)
@@ -93,6 +106,38 @@ struct JobRunner: Sendable {
         events.storeResult(json)
         events.emit(.chatFinished, ["status": .string(response.status.rawValue)])
         return (response, json)
+    }
+
+    /// How long a job without a deadline may wait for a rate limit: an interactive job
+    /// its timeout, a batch job `worker.max_rate_limit_wait_s`.
+    func waitBound(_ job: Job, lane: JobPriority) -> (seconds: Double, name: String) {
+        switch lane {
+        case .interactive:
+            if let t = job.timeoutSeconds { return (t, "its timeout_s (\(t) s)") }
+            return (config.worker.defaultTimeoutSeconds, "worker.default_timeout_s (\(config.worker.defaultTimeoutSeconds) s)")
+        case .batch:
+            return (config.worker.maxRateLimitWaitSeconds, "worker.max_rate_limit_wait_s (\(config.worker.maxRateLimitWaitSeconds) s)")
+        }
+    }
+
+    /// What a run has spent waiting so far.
+    struct Progress {
+        /// Seconds held by the rate limiter or by the provider's 429s.
+        var rateLimitWait = 0.0
+    }
+
+    static func timestamp(_ seconds: Double) -> String {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return f.string(from: Date(timeIntervalSince1970: seconds))
+    }
+
+    /// The tokens a request is charged before it is sent: its prompt (about four bytes a
+    /// token) plus the most it may generate.
+    static func estimatedTokens(messages: [JSONValue], parameters: [String: JSONValue]) -> Int {
+        let limit = parameters["max_tokens"]?.doubleValue ?? parameters["max_completion_tokens"]?.doubleValue ?? 0
+        let maxTokens = limit.isFinite && limit > 0 ? Int(min(limit, 10_000_000)) : 0
+        return TokenEstimator.promptTokens(messages) + maxTokens
     }
 
     /// The answer for a job whose id another tenant's job holds: a `failed` result with
@@ -132,7 +177,8 @@ struct JobRunner: Sendable {
     }
 
     private func attempt(
-        _ job: Job, events: inout JobEvents, deadline: Double, queueWait: Double?, logger: Logger
+        _ job: Job, events: inout JobEvents, lane: JobPriority, startBy: Double, startByWall: Double?,
+        waitBound: (seconds: Double, name: String), progress: inout Progress, queueWait: Double?, logger: Logger
     ) async throws -> UnifiedResponse {
         let request = try resolve(job)
         let messages = request.messages
@@ -140,6 +186,11 @@ struct JobRunner: Sendable {
         targets += job.fallbacks
         var attempts = 0
         var lastError: any Error = SluiceError(.internal, "no attempt was made")
+        // `timeout_s` counts from the first admission the provider did not answer 429:
+        // time held by a rate limit is bounded by the job's deadline instead.
+        var deadline: Double?
+        let timeout = job.timeoutSeconds ?? config.worker.defaultTimeoutSeconds
+        var rateLimited = 0
 
         for (targetIndex, target) in targets.enumerated() {
             let provider: SluiceConfig.Provider
@@ -161,11 +212,40 @@ struct JobRunner: Sendable {
                 call.passthroughBody = body
                 call.stream = body["stream"]?.boolValue ?? false
             }
+            let bucket = RateLimiter.Bucket(provider: provider.name, baseURL: provider.baseURL, apiKey: call.apiKey)
+            let estimate = JobRunner.estimatedTokens(messages: messages, parameters: request.parameters)
 
-            for retry in 0..<config.worker.maxAttempts {
+            var retry = 0
+            while retry < config.worker.maxAttempts {
                 if Task.isCancelled { throw AttemptsError(underlying: CancellationError(), attempts: attempts) }
+                // Wait for the shared rate limit (and any hold a 429 set); this spends
+                // neither an attempt nor a connection.
+                let admitBy = deadline ?? startBy
+                do {
+                    progress.rateLimitWait += try await limiter.admit(
+                        bucket, rpm: provider.rpm, tpm: provider.tpm, cost: estimate, lane: lane, deadline: admitBy)
+                } catch let expired as RateLimiter.Expired {
+                    progress.rateLimitWait += expired.waited
+                    if deadline != nil {
+                        throw AttemptsError(underlying: SluiceError(.timeout, "the job ran past its timeout waiting for \(provider.name)'s rate limit"), attempts: attempts)
+                    }
+                    let by = startByWall.map { "its deadline (\(JobRunner.timestamp($0)))" } ?? waitBound.name
+                    var why = "waiting for \(provider.name)'s rate limit"
+                    var context: [String: String] = [:]
+                    if rateLimited > 0, let last = lastError as? ProviderError {
+                        why = "held by \(provider.name)'s rate limit (answered 429 \(rateLimited) times; last: \(last.message))"
+                        context["provider_status"] = "429"
+                    }
+                    throw AttemptsError(underlying: SluiceError(.expired, "the job could not start before \(by): \(why)", context: context),
+                                        attempts: attempts)
+                } catch {
+                    throw AttemptsError(underlying: CancellationError(), attempts: attempts)
+                }
+                if deadline == nil { deadline = MonotonicClock.now() + timeout }
+                let runDeadline = deadline ?? MonotonicClock.now() + timeout
                 attempts += 1
-                let remaining = deadline - MonotonicClock.now()
+                retry += 1
+                let remaining = runDeadline - MonotonicClock.now()
                 guard remaining > 0 else {
                     throw AttemptsError(underlying: SluiceError(.timeout, "the job ran past its timeout"), attempts: attempts - 1)
                 }
@@ -179,7 +259,7 @@ struct JobRunner: Sendable {
                     // target with `"body": null`, so retries cannot multiply a large
                     // request in Redis.
                     events.emit(.chatCompletionRequest, data: JobRunner.requestEvent(
-                        provider: provider.name, model: model, body: attempts == 1 ? httpRequest.body : [],
+                        provider: provider.name, model: model, body: attempts == 1 && rateLimited == 0 ? httpRequest.body : [],
                         maxBodyBytes: config.worker.echoInputMaxBytes))
                     // Redis cannot keep up: hold this stream back (never drop its events).
                     var redisFull = false
@@ -195,17 +275,35 @@ struct JobRunner: Sendable {
                             await redis.waitForRoom()
                         }
                     })
+                    limiter.observe(bucket, headers: outcome.rateLimit, rateLimited: false)
+                    if let used = outcome.accumulator.usage?.totalTokens {
+                        limiter.settle(bucket, tpm: provider.tpm, estimated: estimate, actual: used)
+                    }
                     if !outcome.streamComplete {
                         throw ProviderError(.protocolError, "the provider's stream ended before its end marker", retryable: published == 0)
                     }
                     return succeeded(job, provider: provider.name, model: model, request: request,
-                                     outcome: outcome, attempts: attempts, queueWait: queueWait)
+                                     outcome: outcome, attempts: attempts, queueWait: queueWait, rateLimitWait: progress.rateLimitWait)
                 } catch {
                     lastError = error
                     if Task.isCancelled { throw AttemptsError(underlying: error, attempts: attempts) }
                     // Something of this attempt was relayed: a retry would repeat it.
                     guard let pe = error as? ProviderError, published == 0 else {
                         throw AttemptsError(underlying: error, attempts: attempts)
+                    }
+                    if pe.status == 429 && pe.retryable {
+                        // A rate limit is a wait, not a failed attempt: hold the bucket for
+                        // every worker as the provider asked, and queue for it again.
+                        attempts -= 1
+                        retry -= 1
+                        // Not started yet: the timeout counts from a request that is not refused.
+                        if attempts == 0 { deadline = nil }
+                        limiter.settle(bucket, tpm: provider.tpm, estimated: estimate, actual: 0)
+                        let hold = limiter.observe(bucket, headers: pe.rateLimit ?? RateLimitHeaders(retryAfter: pe.retryAfter),
+                                                   rateLimited: true, fallbackHold: JobRunner.backoff(retry: rateLimited, retryAfter: nil))
+                        rateLimited += 1
+                        logger.info("\(provider.name) answered 429; waiting for its limit", metadata: ["hold_s": "\(hold)"])
+                        continue
                     }
                     if !pe.retryable {
                         // The provider refused the request itself (400, 401, 403, 404, 422),
@@ -217,9 +315,9 @@ struct JobRunner: Sendable {
                         if pe.kind == .invalidRequest { throw AttemptsError(underlying: error, attempts: attempts) }
                         break
                     }
-                    guard retry + 1 < config.worker.maxAttempts else { break }
-                    let delay = JobRunner.backoff(retry: retry, retryAfter: pe.retryAfter)
-                    guard MonotonicClock.now() + delay < deadline else { break }
+                    guard retry < config.worker.maxAttempts else { break }
+                    let delay = JobRunner.backoff(retry: retry - 1, retryAfter: pe.retryAfter)
+                    guard MonotonicClock.now() + delay < runDeadline else { break }
                     logger.info("retrying after \(pe)", metadata: [
                         "attempt": "\(attempts)", "delay_s": "\(delay)", "detail": "\(pe.detail ?? "")",
                     ])
@@ -290,7 +388,7 @@ struct JobRunner: Sendable {
 
     private func succeeded(
         _ job: Job, provider: String, model: String, request: ResolvedRequest,
-        outcome: ProviderOutcome, attempts: Int, queueWait: Double?
+        outcome: ProviderOutcome, attempts: Int, queueWait: Double?, rateLimitWait: Double
     ) -> UnifiedResponse {
         let messages = request.messages
         let acc = outcome.accumulator
@@ -314,7 +412,7 @@ struct JobRunner: Sendable {
             costUSD: prices.cost(provider: provider, model: model, inputTokens: usage.promptTokens, outputTokens: usage.completionTokens),
             latencyS: timing.latency, timeToFirstTokenS: timing.timeToFirstToken, interTokenLatencyS: timing.interTokenLatency,
             tokensPerSecond: timing.tokensPerSecond(outputTokens: usage.completionTokens), queueWaitS: queueWait,
-            attempts: attempts, usageSource: source, streamComplete: outcome.streamComplete)
+            rateLimitWaitS: rateLimitWait, attempts: attempts, usageSource: source, streamComplete: outcome.streamComplete)
         let now = WallClock.now()
         return UnifiedResponse(
             id: acc.id ?? "chatcmpl-\(job.id)", created: acc.created ?? Int(saturating: now), model: acc.model ?? model,
@@ -326,7 +424,7 @@ struct JobRunner: Sendable {
 
     func failedResponse(
         _ job: Job, error: UnifiedResponse.ErrorInfo, status: UnifiedResponse.Status, queueWait: Double?, attempts: Int,
-        partial: ProviderOutcome? = nil
+        partial: ProviderOutcome? = nil, rateLimitWait: Double = 0
     ) -> UnifiedResponse {
         let now = WallClock.now()
         let request = try? resolve(job)
@@ -341,7 +439,7 @@ struct JobRunner: Sendable {
         var source = Metrics.UsageSource.estimated
         var metrics = Metrics(
             inputTokens: 0, outputTokens: 0, totalTokens: 0, costUSD: nil, latencyS: 0, timeToFirstTokenS: nil,
-            interTokenLatencyS: nil, tokensPerSecond: nil, queueWaitS: queueWait, attempts: attempts,
+            interTokenLatencyS: nil, tokensPerSecond: nil, queueWaitS: queueWait, rateLimitWaitS: rateLimitWait, attempts: attempts,
             usageSource: .estimated, streamComplete: false)
         if let partial, partial.accumulator.contentChunks > 0 || partial.accumulator.usage != nil {
             if let u = partial.accumulator.usage {
@@ -357,7 +455,7 @@ struct JobRunner: Sendable {
                 costUSD: prices.cost(provider: provider, model: model, inputTokens: usage!.promptTokens, outputTokens: usage!.completionTokens),
                 latencyS: t.latency, timeToFirstTokenS: t.timeToFirstToken, interTokenLatencyS: t.interTokenLatency,
                 tokensPerSecond: t.tokensPerSecond(outputTokens: usage!.completionTokens), queueWaitS: queueWait,
-                attempts: attempts, usageSource: source, streamComplete: false)
+                rateLimitWaitS: rateLimitWait, attempts: attempts, usageSource: source, streamComplete: false)
         }
         return UnifiedResponse(
             id: partial?.accumulator.id ?? "chatcmpl-\(job.id)", created: Int(saturating: now), model: model,
@@ -378,7 +476,7 @@ struct JobRunner: Sendable {
             return .init(type: "cancelled", message: "the job was cancelled")
         case let e as SluiceError:
             let type = e.code == .cancelled ? "cancelled" : e.code == .timeout ? "timeout" : e.code.rawValue
-            return .init(type: type, message: e.message)
+            return .init(type: type, message: e.message, providerStatus: e.context["provider_status"].flatMap { Int($0) })
         default:
             return .init(type: "internal_error", message: "\(error)")
         }

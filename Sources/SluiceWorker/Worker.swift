@@ -10,6 +10,10 @@ import Synchronization
 
 /// `sluice worker`: consumes jobs, runs them, publishes their events and results.
 ///
+/// Two lanes: the interactive requests topic and the batch one, each read by a
+/// consumer of its own. Interactive work may fill every slot; batch work gets what is
+/// left of all but a reserve, and a freed slot goes to interactive work first.
+///
 /// The consumer's poll thread never waits for a job. Each job runs as a child task; when
 /// `max_in_flight` are running, the partitions are paused until one finishes. A job's
 /// offset becomes committable only once its result is acknowledged by the broker, and a
@@ -49,32 +53,39 @@ public final class Worker: Service {
         let producer = try KafkaProducer(brokers: kafka.brokers, properties: kafka.producerProperties, logger: logger)
         let tracker = self.tracker
         let logger = self.logger
-        let consumer = try KafkaConsumer(
-            brokers: kafka.brokers, groupID: kafka.groupID, topics: [kafka.requestsTopic],
-            properties: kafka.consumerProperties, logger: logger,
-            onRebalance: { event in
-                let due: [(TopicPartition, Int64)]
-                switch event {
-                case .assigned(let tps, let generation):
-                    due = tracker.withLock { $0.assign(tps, generation: generation) }
-                case .revoked(let tps):
-                    // Commit what is done before the partitions go; jobs still running on
-                    // them finish, but their offsets are no longer ours to commit.
-                    due = tracker.withLock { $0.revoke(tps) }
-                }
-                return due.map { TopicPartitionOffset($0.0, offset: $0.1) }
-            },
-            onCommit: { outcome in
-                tracker.withLock { t in
-                    for (tpo, ok) in outcome {
-                        if ok {
-                            t.commitSucceeded(tpo.topicPartition, offset: tpo.offset)
-                        } else {
-                            t.commitFailed(tpo.topicPartition, offset: tpo.offset)
+        // One consumer per lane, so an interactive job never waits behind batch messages
+        // already fetched. The batch lane is a group of its own (`group_id` + ".batch").
+        func laneConsumer(topic: String, groupID: String) throws -> KafkaConsumer {
+            try KafkaConsumer(
+                brokers: kafka.brokers, groupID: groupID, topics: [topic],
+                properties: kafka.consumerProperties, logger: logger,
+                onRebalance: { event in
+                    let due: [(TopicPartition, Int64)]
+                    switch event {
+                    case .assigned(let tps, let generation):
+                        due = tracker.withLock { $0.assign(tps, generation: generation) }
+                    case .revoked(let tps):
+                        // Commit what is done before the partitions go; jobs still running on
+                        // them finish, but their offsets are no longer ours to commit.
+                        due = tracker.withLock { $0.revoke(tps) }
+                    }
+                    return due.map { TopicPartitionOffset($0.0, offset: $0.1) }
+                },
+                onCommit: { outcome in
+                    tracker.withLock { t in
+                        for (tpo, ok) in outcome {
+                            if ok {
+                                t.commitSucceeded(tpo.topicPartition, offset: tpo.offset)
+                            } else {
+                                t.commitFailed(tpo.topicPartition, offset: tpo.offset)
+                            }
                         }
                     }
-                }
-            })
+                })
+        }
+        let consumer = try laneConsumer(topic: kafka.requestsTopic, groupID: kafka.groupID)
+        let batchConsumer = try laneConsumer(topic: kafka.batchRequestsTopic, groupID: kafka.groupID + ".batch")
+        let lanes = Lanes(interactive: consumer, batch: batchConsumer, batchTopic: kafka.batchRequestsTopic)
         // Every worker reads every cancel: all partitions of the control topic, without a
         // consumer group, from the oldest cancel that can still matter (the event TTL).
         let control = try KafkaConsumer(
@@ -84,7 +95,8 @@ public final class Worker: Service {
         let keyring = try JobKeyring.from(config.kafka, environment: environment)
         let runner = JobRunner(
             config: config, providers: ProviderRunner(client: http), redis: redis,
-            prices: PriceTable(overrides: config.pricing), logger: logger, environment: environment, metrics: metrics)
+            prices: PriceTable(overrides: config.pricing), logger: logger, environment: environment, metrics: metrics,
+            limiter: RateLimiter(redis: redis, logger: logger, metrics: metrics))
         let limiter = InFlightLimiter(limit: config.worker.maxInFlight)
         let drainDeadline = DrainDeadline()
         // Connect to Redis before the first job (it connects lazily); if it is down, the
@@ -94,59 +106,23 @@ public final class Worker: Service {
         }
 
         logger.info("worker started", metadata: [
-            "brokers": "\(kafka.brokers)", "topic": "\(kafka.requestsTopic)", "group": "\(kafka.groupID)",
+            "brokers": "\(kafka.brokers)", "topic": "\(kafka.requestsTopic)", "batch_topic": "\(kafka.batchRequestsTopic)",
+            "group": "\(kafka.groupID)",
             "max_in_flight": "\(config.worker.maxInFlight)",
         ])
 
         await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
-                group.addTask { await self.commitLoop(consumer, redis: redis) }
+                group.addTask { await self.commitLoop(lanes, redis: redis) }
                 group.addTask { await self.controlLoop(control) }
-                await withDiscardingTaskGroup { jobs in
-                    let flow = FlowControl(consumer)
-                    for await message in consumer.messages {
-                        // Messages fetched before the shutdown are still buffered: none
-                        // of them starts (they were not committed; they are read again).
-                        if limiter.isStopped { break }
-                        if limiter.isFull { flow.pause() }
-                        await limiter.acquire()
-                        if limiter.isStopped {
-                            limiter.release()
-                            break
-                        }
-                        // Resume here too: the jobs may all have finished between the
-                        // pause and the acquire, and then no release would resume.
-                        if !limiter.isFull { flow.resume() }
-                        // Fetched under an assignment that has ended (a revoke came while
-                        // it waited): not ours to run; the partition's owner reads it again.
-                        guard let ticket = tracker.withLock({ $0.begin(
-                            message.topicPartition, generation: message.generation, offset: message.offset) })
-                        else {
-                            limiter.release()
-                            if !limiter.isFull { flow.resume() }
-                            self.metrics.staleMessageSkipped()
-                            continue
-                        }
-                        self.metrics.jobStarted()
-                        jobs.addTask {
-                            defer {
-                                limiter.release()
-                                // A freed slot resumes fetching; waiting for the next
-                                // message to do it would wait forever on paused partitions.
-                                if !limiter.isFull { flow.resume() }
-                                self.metrics.jobEnded()
-                            }
-                            await self.handle(message, ticket: ticket, runner: runner, producer: producer, keyring: keyring)
-                        }
+                await withDiscardingTaskGroup { intakes in
+                    intakes.addTask {
+                        await self.intake(consumer, lane: .interactive, limiter: limiter, runner: runner, producer: producer,
+                                          keyring: keyring, drainDeadline: drainDeadline)
                     }
-                    // Intake stopped: let running jobs finish within the drain time.
-                    while limiter.inFlight > 0 {
-                        if MonotonicClock.now() > drainDeadline.value || Task.isCancelled {
-                            logger.warning("drain time is up; cancelling \(limiter.inFlight) jobs, they will be redelivered")
-                            jobs.cancelAll()
-                            break
-                        }
-                        try? await Task.sleep(for: .milliseconds(50))
+                    intakes.addTask {
+                        await self.intake(batchConsumer, lane: .batch, limiter: limiter, runner: runner, producer: producer,
+                                          keyring: keyring, drainDeadline: drainDeadline)
                     }
                 }
                 group.cancelAll()
@@ -158,20 +134,22 @@ public final class Worker: Service {
             // Wakes an intake waiting for a slot, so the drain deadline is kept however
             // long the running jobs are.
             limiter.stop()
+            batchConsumer.stopDelivering()
         }
 
         // What is done and not acknowledged, committed and waited for; the group's final
         // revoke then has nothing left to commit.
         let due = tracker.withLock { $0.revokeAll() }
-        if !due.isEmpty {
+        for (laneConsumer, offsets) in lanes.split(due) {
             do {
-                try consumer.commit(due.map { TopicPartitionOffset($0.0, offset: $0.1) }, synchronously: true)
+                try laneConsumer.commit(offsets, synchronously: true)
             } catch {
                 logger.warning("final commit failed; the last finished jobs will be read again: \(error)")
             }
         }
         control.close()
         consumer.close()
+        batchConsumer.close()
         // Bounded by what is left of the drain time (a broker that is away would
         // otherwise hold the exit for message.timeout.ms).
         let left = min(max(0.5, drainDeadline.value - MonotonicClock.now()), max(0.5, config.worker.drainSeconds))
@@ -181,30 +159,91 @@ public final class Worker: Service {
         logger.info("worker stopped")
     }
 
+    /// Takes one lane's messages and runs them, `max_in_flight` at once over both lanes
+    /// (batch within its share); then, once intake stops, lets the lane's running jobs
+    /// finish within the drain time.
+    private func intake(
+        _ consumer: KafkaConsumer, lane: JobPriority, limiter: InFlightLimiter, runner: JobRunner, producer: KafkaProducer,
+        keyring: JobKeyring?, drainDeadline: DrainDeadline
+    ) async {
+        let tracker = self.tracker
+        await withDiscardingTaskGroup { jobs in
+            let flow = FlowControl(consumer)
+            for await message in consumer.messages {
+                // Shutting down: messages fetched before intake stopped are left
+                // uncommitted for the next owner, not started.
+                if drainDeadline.value.isFinite { break }
+                if limiter.isFull(lane) { flow.pause() }
+                await limiter.acquire(lane)
+                if drainDeadline.value.isFinite {
+                    limiter.release()
+                    break
+                }
+                // Resume here too: the jobs may all have finished between the
+                // pause and the acquire, and then no release would resume.
+                if !limiter.isFull(lane) { flow.resume() }
+                // Fetched under an assignment that has ended (a revoke came while
+                // it waited): not ours to run; the partition's owner reads it again.
+                guard let ticket = tracker.withLock({ $0.begin(
+                    message.topicPartition, generation: message.generation, offset: message.offset) })
+                else {
+                    limiter.release()
+                    if !limiter.isFull(lane) { flow.resume() }
+                    self.metrics.staleMessageSkipped()
+                    continue
+                }
+                self.metrics.jobStarted()
+                jobs.addTask {
+                    defer {
+                        limiter.release()
+                        // A freed slot resumes fetching; waiting for the next
+                        // message to do it would wait forever on paused partitions.
+                        if !limiter.isFull(lane) { flow.resume() }
+                        self.metrics.jobEnded()
+                    }
+                    await self.handle(message, lane: lane, ticket: ticket, runner: runner, producer: producer, keyring: keyring)
+                }
+            }
+            // Intake stopped: let running jobs finish within the drain time.
+            while limiter.inFlight > 0 {
+                if MonotonicClock.now() > drainDeadline.value || Task.isCancelled {
+                    logger.warning("drain time is up; cancelling the \(lane.rawValue) jobs in flight, they will be redelivered")
+                    jobs.cancelAll()
+                    break
+                }
+                try? await Task.sleep(for: .milliseconds(50))
+            }
+        }
+    }
+
     /// Commits what is committable, every 100 ms.
-    private func commitLoop(_ consumer: KafkaConsumer, redis: RedisConnection) async {
+    private func commitLoop(_ lanes: Lanes, redis: RedisConnection) async {
         var ticks = 0
         while !Task.isCancelled {
             try? await Task.sleep(for: .milliseconds(100))
-            commitDue(consumer)
+            commitDue(lanes)
             ticks += 1
             if ticks % 50 == 0 {
-                for (tp, behind) in consumer.lag() { metrics.lag(partition: tp.partition, behind: behind) }
+                for (tp, behind) in lanes.interactive.lag() { metrics.lag(partition: tp.partition, behind: behind) }
+                for (tp, behind) in lanes.batch.lag() { metrics.lag(partition: tp.partition, behind: behind, lane: .batch) }
                 metrics.redisDropped(total: redis.droppedCommandCount)
             }
         }
     }
 
-    /// Sends what is committable; it counts as committed once the broker answers
-    /// (`onCommit`), and a failed commit is sent again on a later tick.
-    private func commitDue(_ consumer: KafkaConsumer) {
+    /// Sends what is committable, each lane's offsets through its own consumer; it counts
+    /// as committed once the broker answers (`onCommit`), and a failed commit is sent
+    /// again on a later tick.
+    private func commitDue(_ lanes: Lanes) {
         let due = tracker.withLock { $0.commitsDue() }
         guard !due.isEmpty else { return }
-        do {
-            try consumer.commit(due.map { TopicPartitionOffset($0.0, offset: $0.1) }, synchronously: false)
-        } catch {
-            tracker.withLock { t in for (tp, offset) in due { t.commitFailed(tp, offset: offset) } }
-            logger.warning("commit failed, retrying: \(error)")
+        for (consumer, offsets) in lanes.split(due) {
+            do {
+                try consumer.commit(offsets, synchronously: false)
+            } catch {
+                tracker.withLock { t in for o in offsets { t.commitFailed(o.topicPartition, offset: o.offset) } }
+                logger.warning("commit failed, retrying: \(error)")
+            }
         }
     }
 
@@ -226,7 +265,8 @@ public final class Worker: Service {
     }
 
     private func handle(
-        _ message: KafkaMessage, ticket: OffsetTracker.Ticket, runner: JobRunner, producer: KafkaProducer, keyring: JobKeyring?
+        _ message: KafkaMessage, lane topicLane: JobPriority, ticket: OffsetTracker.Ticket, runner: JobRunner,
+        producer: KafkaProducer, keyring: JobKeyring?
     ) async {
         let job: Job
         /// A job read far enough to know its id, with a field out of its type or range:
@@ -331,7 +371,7 @@ public final class Worker: Service {
                 return await runner.reject(job.id, tenant: job.tenant, error: rejection, run: run, lastSeq: lastSeq, producedAtMs: message.timestampMs)
             }
             return await runner.run(job, run: run, lastSeq: lastSeq, producedAtMs: message.timestampMs,
-                                    cancelledByUser: { stoppedByUser.isSet || cancels.isCancelled(job) })
+                                    lane: job.priority ?? topicLane, cancelledByUser: { stoppedByUser.isSet || cancels.isCancelled(job) })
         }
         // A run whose lease lapsed and was taken over stops: two runs must never publish
         // into one job. Its ticket is of an ended epoch (the message went to whoever runs
@@ -478,6 +518,21 @@ final class Flag: Sendable {
     private let value = Atomic<Bool>(false)
     func set() { value.store(true, ordering: .releasing) }
     var isSet: Bool { value.load(ordering: .acquiring) }
+}
+
+/// The two lanes' consumers.
+struct Lanes: Sendable {
+    let interactive: KafkaConsumer
+    let batch: KafkaConsumer
+    let batchTopic: String
+
+    /// Offsets to commit, grouped by the consumer whose group owns them.
+    func split(_ due: [(TopicPartition, Int64)]) -> [(KafkaConsumer, [TopicPartitionOffset])] {
+        let offsets = due.map { TopicPartitionOffset($0.0, offset: $0.1) }
+        let batchOffsets = offsets.filter { $0.topicPartition.topic == batchTopic }
+        let interactiveOffsets = offsets.filter { $0.topicPartition.topic != batchTopic }
+        return [(interactive, interactiveOffsets), (batch, batchOffsets)].filter { !$0.1.isEmpty }
+    }
 }
 
 /// When a graceful shutdown must be done: set when it begins.

@@ -18,9 +18,14 @@ import Synchronization
 /// | `sluice_worker_tokens_total` | `provider`, `kind` (`input`/`output`) | tokens, as reported or estimated |
 /// | `sluice_worker_cost_usd_total` | `provider` | cost of priced models |
 /// | `sluice_worker_consumer_lag` | `partition` | messages behind the partition's end, per assigned partition of the requests topic |
+/// | `sluice_worker_batch_consumer_lag` | `partition` | the same for the batch requests topic |
 /// | `sluice_worker_stale_messages_total` | | messages fetched under an assignment that ended before they started (left to the partition's owner) |
 /// | `sluice_worker_results_replayed_total` | | redelivered jobs answered from their stored result, without calling the provider |
 /// | `sluice_worker_redis_dropped_commands_total` | | events dropped because Redis was away and the buffer was full |
+/// | `sluice_worker_rate_limit_admissions_total` | `provider` | requests the shared rate limiter let through |
+/// | `sluice_worker_rate_limit_waits_total` | `provider` | admissions that had to wait (for the limit, a hold, or interactive work) |
+/// | `sluice_worker_rate_limit_wait_seconds_total` | `provider` | time jobs spent waiting for admission |
+/// | `sluice_worker_provider_rate_limited_total` | `provider` | provider answers of 429 (waited out, not counted as attempts) |
 public final class WorkerMetrics: Sendable {
     public let registry = PrometheusCollectorRegistry()
     private let factory: PrometheusMetricsFactory
@@ -64,6 +69,21 @@ public final class WorkerMetrics: Sendable {
         CoreMetrics.Counter(label: "sluice_worker_records_cut_down_total", dimensions: [("topic", topic)], factory: factory).increment()
     }
 
+    func rateLimitAdmitted(provider: String, waited: Double) {
+        CoreMetrics.Counter(label: "sluice_worker_rate_limit_admissions_total", dimensions: [("provider", provider)], factory: factory)
+            .increment()
+        guard waited > 0.001 else { return }
+        CoreMetrics.Counter(label: "sluice_worker_rate_limit_waits_total", dimensions: [("provider", provider)], factory: factory)
+            .increment()
+        CoreMetrics.FloatingPointCounter(label: "sluice_worker_rate_limit_wait_seconds_total", dimensions: [("provider", provider)],
+                                         factory: factory).increment(by: waited)
+    }
+
+    func rateLimitedByProvider(provider: String) {
+        CoreMetrics.Counter(label: "sluice_worker_provider_rate_limited_total", dimensions: [("provider", provider)], factory: factory)
+            .increment()
+    }
+
     func retried(provider: String) {
         CoreMetrics.Counter(label: "sluice_worker_retries_total", dimensions: [("provider", provider)], factory: factory).increment()
     }
@@ -94,8 +114,9 @@ public final class WorkerMetrics: Sendable {
         }
     }
 
-    func lag(partition: Int32, behind: Int64) {
-        CoreMetrics.Gauge(label: "sluice_worker_consumer_lag", dimensions: [("partition", String(partition))], factory: factory)
+    func lag(partition: Int32, behind: Int64, lane: JobPriority = .interactive) {
+        CoreMetrics.Gauge(label: lane == .batch ? "sluice_worker_batch_consumer_lag" : "sluice_worker_consumer_lag",
+                          dimensions: [("partition", String(partition))], factory: factory)
             .record(behind)
     }
 

@@ -61,6 +61,39 @@ struct BatchTests {
         return out
     }
 
+    /// A batch larger than the provider's limit allows at once: every line succeeds in
+    /// the batch lane, each job carries the completion window as its deadline, and the
+    /// progress says the run is held by the limit.
+    @Test func aBatchHeldByARateLimitSaysSoAndSucceeds() async throws {
+        try await TestStack.with(rateLimit: MockRateLimit(rpm: 240, burst: 2), configure: { $0.providers[0].rpm = 240 }) { stack in
+            let dir = try TestPaths.tempDir("batch-limit")
+            let input = dir.appendingPathComponent("in.jsonl")
+            let output = dir.appendingPathComponent("out.jsonl")
+            let ids = (0..<24).map { "lim-\($0)" }
+            try (ids.map { Self.request($0, "hello \($0)") }.joined(separator: "\n") + "\n").write(to: input, atomically: true, encoding: .utf8)
+            let before = Date().timeIntervalSince1970
+            let run = try await batch(stack, dir: dir, input: input, output: output, ["--completion-window", "2h"])
+            #expect(run.code == 0, "\(run.log)")
+            let results = try decoded(output)
+            #expect(Set(results.keys) == Set(ids))
+            #expect(results.values.allSatisfy { $0["response"]?["status_code"]?.intValue == 200 })
+            #expect(run.log.contains("held by provider rate limit"), "\(run.log)")
+            #expect(stack.mock.stats.snapshot.rateLimited <= 2)
+
+            // The jobs went to the batch lane, with the window's end as their deadline.
+            let collector = try TopicCollector(brokers: stack.config.kafka.brokers, topic: stack.config.kafka.batchRequestsTopic,
+                                               logger: TestServices.logger)
+            defer { collector.close() }
+            let jobs = try await collector.waitForDistinctKeys(ids.count, timeout: .seconds(30))
+            for m in jobs {
+                let job = try Job.parse(m.value)
+                #expect(job.priority == .batch)
+                let deadline = try #require(job.deadline)
+                #expect(abs(deadline - (before + 7200)) < 60, "deadline \(deadline), run began \(before)")
+            }
+        }
+    }
+
     @Test func runsAFileReportsBadLinesAndResumesWithoutRunningAnythingTwice() async throws {
         try await TestStack.with(mock: MockBehavior(chunks: 4)) { stack in
             let dir = try TestPaths.tempDir("batch")

@@ -166,9 +166,10 @@ struct ProviderTests {
 
     @Test func providerErrorsAndBrokenStreamsInEachFormat() async throws {
         try await TestStack.with(configure: Self.configureProviders) { stack in
-            // Knobs in the model name: 429 is retried (max_attempts 3), 400 is not.
+            // Knobs in the model name: 429 is waited out (an interactive job for as long as
+            // its timeout), 400 fails.
             try await stack.submit(["id": "a429", "provider": "anthropic", "model": "claude-status=429",
-                                    "api_key": "k", "chat_input": "x"])
+                                    "api_key": "k", "chat_input": "x", "timeout_s": 2])
             try await stack.submit(["id": "g400", "provider": "gemini", "model": "gemini-status=400",
                                     "api_key": "k", "chat_input": "x"])
             try await stack.submit(["id": "nokey", "provider": "anthropic", "model": "claude", "chat_input": "x"])
@@ -192,8 +193,9 @@ struct ProviderTests {
             let a = try #require(results["a429"])
             #expect(a.status == .failed)
             #expect(a.error?.providerStatus == 429)
+            #expect(a.error?.type == "expired")
             #expect(a.error?.message.contains("rate_limit_error") == true, "\(String(describing: a.error))")
-            #expect(a.metrics.attempts == stack.config.worker.maxAttempts)
+            #expect(a.metrics.attempts == 0)
 
             let g = try #require(results["g400"])
             #expect(g.status == .failed)

@@ -49,7 +49,8 @@ struct TestStack: Sendable {
     let http: HTTPClient
 
     static func with(
-        maxInFlight: Int = 64, mock defaults: MockBehavior = MockBehavior(), gateway: Bool = false, worker: Bool = true,
+        maxInFlight: Int = 64, mock defaults: MockBehavior = MockBehavior(), rateLimit: MockRateLimit? = nil,
+        gateway: Bool = false, worker: Bool = true,
         configure: (inout SluiceConfig) -> Void = { _ in },
         _ body: (TestStack) async throws -> Void
     ) async throws {
@@ -58,6 +59,7 @@ struct TestStack: Sendable {
         var config = SluiceConfig()
         config.kafka.brokers = try TestServices.brokers()
         config.kafka.requestsTopic = "\(prefix).requests"
+        config.kafka.batchRequestsTopic = "\(prefix).requests.batch"
         config.kafka.resultsTopic = "\(prefix).results"
         config.kafka.dlqTopic = "\(prefix).dlq"
         config.kafka.controlTopic = "\(prefix).control"
@@ -70,7 +72,7 @@ struct TestStack: Sendable {
         config.gateway.adminKey = TestStack.adminKey
         config.kafka.jobKey = TestStack.jobKey
 
-        try await MockProviderServer.withRunning(defaults: defaults, logger: logger) { mock in
+        try await MockProviderServer.withRunning(defaults: defaults, rateLimit: rateLimit, logger: logger) { mock in
             config.providers = [.init(name: "mock", kind: .mock, baseURL: mock.baseURL)]
             config.models = ["default": ModelTarget(provider: "mock", model: "mock-1")]
             configure(&config)
@@ -78,7 +80,8 @@ struct TestStack: Sendable {
             // As `sluice topics` makes them: sized by kafka.max_message_bytes.
             let kafka = frozen.kafka
             try KafkaAdmin.createTopics(brokers: kafka.brokers, topics: [
-                (kafka.requestsTopic, 3), (kafka.resultsTopic, 3), (kafka.dlqTopic, 1), (kafka.controlTopic, 1),
+                (kafka.requestsTopic, 3), (kafka.batchRequestsTopic, 3), (kafka.resultsTopic, 3), (kafka.dlqTopic, 1),
+                (kafka.controlTopic, 1),
             ], config: kafka.topicConfig)
 
             let results = try TopicCollector(brokers: kafka.brokers, topic: kafka.resultsTopic, properties: kafka.consumerProperties,

@@ -118,7 +118,8 @@ extension APIError {
     ///
     /// Request errors are 400 (an unknown prompt 404); a provider's own 4xx passes
     /// through (a 429 stays a 429); other provider failures are 502, a timeout 504, a
-    /// cancelled job 409 and a kind not implemented 501.
+    /// cancelled job 409 and a kind not implemented 501. A job that expired waiting for a
+    /// provider that answered 429 is a 429; one that expired in the queue is a 504.
     static func jobFailed(status: String?, error: JSONValue?) -> APIError {
         let type = error?["type"]?.stringValue ?? (status == "cancelled" ? "cancelled" : status == "timed_out" ? "timeout" : "internal_error")
         let message = error?["message"]?.stringValue ?? "the job \(status ?? "failed")"
@@ -134,6 +135,10 @@ extension APIError {
             return APIError(.gatewayTimeout, "timeout", message, code: type)
         case "cancelled":
             return APIError(.conflict, "cancelled", message, code: type)
+        case "expired" where providerStatus == 429:
+            return APIError(.tooManyRequests, "rate_limit_error", message, code: type)
+        case "expired":
+            return APIError(.gatewayTimeout, "timeout", message, code: type)
         case "provider_error" where providerStatus.map { (400..<500).contains($0) } ?? false:
             let status = HTTPResponse.Status(code: providerStatus!)
             return APIError(status, providerStatus == 429 ? "rate_limit_error" : "provider_error", message, code: type)

@@ -18,7 +18,8 @@ extension Gateway {
 
     /// Checks the job's fields (a 400 naming the field), checks that the tenant may run the job's models (403 otherwise), claims the job's
     /// id for its tenant, gives the job a new `submission_id` (which a
-    /// cancel names), then produces it to the requests topic and
+    /// cancel names), then produces it to its lane's requests topic (a job saying
+    /// `"priority": "batch"` goes to the batch lane, any other to the interactive one) and
     /// waits for the broker's acknowledgement. An id another tenant holds is refused with
     /// 409, saying nothing of that tenant or its job.
     func submit(_ job: inout Job, api: String) async throws -> Submission {
@@ -65,7 +66,7 @@ extension Gateway {
         let release = [RedisCommand("DEL", RedisKeys.meta(job.id)), RedisCommand("ZREM", RedisKeys.tenantJobs(job.tenant), job.id)]
         try await admitToTenantCap(job)
         do {
-            try await producer.send(topic: config.kafka.requestsTopic, key: job.id, value: record)
+            try await producer.send(topic: config.requestsTopic(for: job.priority), key: job.id, value: record)
         } catch let error as KafkaError where error.isTooLarge {
             // The request itself is too large for the queue: retrying cannot help. The id
             // is freed again.

@@ -929,7 +929,7 @@ enum OpenAPIDocument {
         }
       },
       "ProviderError": {
-        "description": "The job failed: a provider's 4xx passes through (429 stays 429), other provider failures are 502, a timeout 504, a cancelled job 409.",
+        "description": "The job failed: a provider's 4xx passes through (429 stays 429), other provider failures are 502, a timeout 504, a cancelled job 409; a job that expired held by a provider's 429s is a 429, one that expired in the queue (deadline, max_queue_s) a 504.",
         "content": {
           "application/json": {
             "schema": {
@@ -1231,6 +1231,11 @@ enum OpenAPIDocument {
               "number",
               "null"
             ]
+          },
+          "rate_limit_wait_s": {
+            "type": "number",
+            "minimum": 0,
+            "description": "Seconds the job was held by a provider's rate limit: waiting for the shared limiter's admission and waiting out 429s."
           },
           "attempts": {
             "type": "integer"
@@ -1715,6 +1720,32 @@ enum OpenAPIDocument {
             "maxLength": 4096,
             "pattern": "^[!-~]+$",
             "description": "A per-job provider key (printable ASCII, it is sent as a header); never logged, echoed or published."
+          },
+          "priority": {
+            "enum": [
+              "interactive",
+              "batch"
+            ],
+            "default": "interactive",
+            "description": "The job's lane: batch jobs go to the batch requests topic and get what interactive work leaves of the workers and of a provider's rate limit."
+          },
+          "deadline": {
+            "oneOf": [
+              {
+                "type": "string",
+                "format": "date-time"
+              },
+              {
+                "type": "number",
+                "exclusiveMinimum": 0
+              }
+            ],
+            "description": "The latest time the job may start (RFC 3339, or seconds since the epoch). A job that cannot start in time, in the queue or held by a rate limit, ends failed with error type expired, without calling the provider."
+          },
+          "max_queue_s": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "description": "The longest the job may wait after submission before it starts; then it ends failed with error type expired."
           },
           "temperature": {
             "type": "number",

@@ -231,12 +231,15 @@ final class RDKafkaClient: @unchecked Sendable {
 
     /// Pauses (or resumes) fetching for every partition currently assigned.
     func setPaused(_ paused: Bool) {
-        // Stored first: a rebalance racing with this call then sees the new state.
-        context.wantsPaused.store(paused, ordering: .sequentiallyConsistent)
-        var list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?
-        guard rd_kafka_assignment(handle, &list) == RD_KAFKA_RESP_ERR_NO_ERROR, let list else { return }
-        defer { rd_kafka_topic_partition_list_destroy(list) }
-        if paused { rd_kafka_pause_partitions(handle, list) } else { rd_kafka_resume_partitions(handle, list) }
+        // Under the lock the assign callback takes too: a rebalance racing with this call
+        // applies either the state before it or this one, never a stale one after it.
+        context.wantsPaused.withLock { wanted in
+            wanted = paused
+            var list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?
+            guard rd_kafka_assignment(handle, &list) == RD_KAFKA_RESP_ERR_NO_ERROR, let list else { return }
+            defer { rd_kafka_topic_partition_list_destroy(list) }
+            if paused { rd_kafka_pause_partitions(handle, list) } else { rd_kafka_resume_partitions(handle, list) }
+        }
     }
 
     /// Messages behind the end of each assigned partition: the high watermark (as last
@@ -339,11 +342,9 @@ private let rebalanceCallback: @convention(c) (
         // A full worker must not fetch from new partitions, and one that has room must
         // not be left with partitions still paused from before the rebalance (newer
         // librdkafka keeps a re-assigned partition's pause): nobody would resume them.
-        if let partitions {
-            if context?.wantsPaused.load(ordering: .sequentiallyConsistent) == true {
-                rd_kafka_pause_partitions(rk, partitions)
-            } else {
-                rd_kafka_resume_partitions(rk, partitions)
+        if let partitions, let context {
+            context.wantsPaused.withLock { paused in
+                if paused { rd_kafka_pause_partitions(rk, partitions) } else { rd_kafka_resume_partitions(rk, partitions) }
             }
         }
     case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:

@@ -61,7 +61,9 @@ final class RDKafkaContext: @unchecked Sendable {
     /// Whether the owner wants fetching paused: applied to partitions as they are
     /// assigned, since whether librdkafka keeps a partition's pause across a rebalance
     /// differs between versions.
-    let wantsPaused = Atomic<Bool>(false)
+    /// Held while a pause or resume is applied, by `setPaused` and by the assign
+    /// callback alike, so that neither applies a state the other has just replaced.
+    let wantsPaused = Mutex<Bool>(false)
 
     init(logger: Logger, onRebalance: (@Sendable (RDKafkaClient.Rebalance) -> Void)? = nil,
          onCommit: (@Sendable ([(TopicPartitionOffset, Bool)]) -> Void)? = nil) {

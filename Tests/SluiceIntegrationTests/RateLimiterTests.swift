@@ -1,0 +1,130 @@
+import Foundation
+import SluiceCore
+import SluiceProviders
+import SluiceRedis
+import SluiceWorker
+import Synchronization
+import Testing
+
+/// The shared limiter against the real Redis: what two workers see of one bucket.
+@Suite(.serialized, .timeLimit(.minutes(2)))
+struct RateLimiterTests {
+    func withLimiters(_ count: Int = 1, _ body: ([RateLimiter]) async throws -> Void) async throws {
+        try await withLimiters(count) { limiters, _ in try await body(limiters) }
+    }
+
+    func withLimiters(_ count: Int, _ body: ([RateLimiter], [RedisConnection]) async throws -> Void) async throws {
+        let connections = try (0..<count).map { _ in
+            RedisConnection(configuration: try RedisConfiguration(url: try TestServices.redisURL()), logger: TestServices.logger)
+        }
+        defer { for c in connections { c.shutdown() } }
+        for c in connections { _ = try await c.execute(RedisCommand("PING")) }
+        try await body(connections.map { RateLimiter(redis: $0, logger: TestServices.logger, metrics: WorkerMetrics()) }, connections)
+    }
+
+    func freshBucket() -> RateLimiter.Bucket {
+        RateLimiter.Bucket(provider: "p", baseURL: "http://limiter-test-\(UUID().uuidString)", apiKey: nil)
+    }
+
+    var far: Double { MonotonicClock.now() + 60 }
+
+    @Test func tokensArePacedAndCorrectedWithRealUsage() async throws {
+        try await withLimiters { limiters in
+            let limiter = limiters[0]
+            let bucket = freshBucket()
+            // 600 tokens a minute: a bucket of 10, refilled at 10 a second.
+            let first = try await limiter.admit(bucket, rpm: nil, tpm: 600, cost: 10, lane: .batch, deadline: far)
+            #expect(first < 0.2)
+            let second = try await limiter.admit(bucket, rpm: nil, tpm: 600, cost: 10, lane: .batch, deadline: far)
+            #expect(second > 0.7, "the second request of a full second's tokens went after \(second) s")
+            // The request used nothing after all: its tokens come back, the next goes at once.
+            limiter.settle(bucket, tpm: 600, estimated: 10, actual: 0)
+            let third = try await limiter.admit(bucket, rpm: nil, tpm: 600, cost: 10, lane: .batch, deadline: far)
+            #expect(third < 0.3, "refunded tokens were not there: waited \(third) s")
+        }
+    }
+
+    @Test func twoWorkersShareOneRequestLimit() async throws {
+        try await withLimiters(2) { limiters in
+            let bucket = freshBucket()
+            let start = MonotonicClock.now()
+            // 600 rpm: one request every 100 ms, whichever worker asks.
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for i in 0..<20 {
+                    group.addTask {
+                        _ = try await limiters[i % 2].admit(bucket, rpm: 600, tpm: nil, cost: 0, lane: .batch, deadline: self.far)
+                    }
+                }
+                try await group.waitForAll()
+            }
+            let elapsed = MonotonicClock.now() - start
+            #expect(elapsed >= 1.8 && elapsed < 3.5, "20 admissions at 600 rpm took \(elapsed) s")
+        }
+    }
+
+    @Test func aProvidersHoldHoldsEveryWorker() async throws {
+        try await withLimiters(2) { limiters, connections in
+            let bucket = freshBucket()
+            limiters[0].observe(bucket, headers: RateLimitHeaders(retryAfter: 1), rateLimited: true)
+            // The hold is sent without waiting for an answer; a command after it on the
+            // same connection answers once it is stored.
+            _ = try await connections[0].execute(RedisCommand("PING"))
+            let waited = try await limiters[1].admit(bucket, rpm: nil, tpm: nil, cost: 0, lane: .batch, deadline: far)
+            #expect(waited > 0.8, "the other worker waited \(waited) s of a 1 s hold")
+        }
+    }
+
+    @Test func aLimitNobodyConfiguredIsLearnedFromHeaders() async throws {
+        try await withLimiters { limiters in
+            let limiter = limiters[0]
+            let bucket = freshBucket()
+            limiter.observe(bucket, headers: RateLimitHeaders(requestLimit: 60, requestsRemaining: 59), rateLimited: false)
+            _ = try await limiter.admit(bucket, rpm: nil, tpm: nil, cost: 0, lane: .batch, deadline: far)
+            let second = try await limiter.admit(bucket, rpm: nil, tpm: nil, cost: 0, lane: .batch, deadline: far)
+            #expect(second > 0.8, "a learned 60 rpm spaced requests by \(second) s")
+        }
+    }
+
+    @Test func interactiveAdmissionsGoFirst() async throws {
+        try await withLimiters { limiters in
+            let limiter = limiters[0]
+            let bucket = freshBucket()
+            _ = try await limiter.admit(bucket, rpm: 240, tpm: nil, cost: 0, lane: .batch, deadline: far)
+            let order = Admitted()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for i in 0..<4 {
+                    group.addTask {
+                        _ = try await limiter.admit(bucket, rpm: 240, tpm: nil, cost: 0, lane: .batch, deadline: self.far)
+                        order.append("batch-\(i)")
+                    }
+                }
+                try await Task.sleep(for: .milliseconds(50))
+                group.addTask {
+                    _ = try await limiter.admit(bucket, rpm: 240, tpm: nil, cost: 0, lane: .interactive, deadline: self.far)
+                    order.append("interactive")
+                }
+                try await group.waitForAll()
+            }
+            let seen = order.all
+            #expect(seen.first == "interactive", "admitted in the order \(seen)")
+        }
+    }
+
+    @Test func aWaitPastTheDeadlineExpires() async throws {
+        try await withLimiters { limiters in
+            let limiter = limiters[0]
+            let bucket = freshBucket()
+            _ = try await limiter.admit(bucket, rpm: 60, tpm: nil, cost: 0, lane: .batch, deadline: far)
+            await #expect(throws: RateLimiter.Expired.self) {
+                _ = try await limiter.admit(bucket, rpm: 60, tpm: nil, cost: 0, lane: .batch, deadline: MonotonicClock.now() + 0.3)
+            }
+        }
+    }
+}
+
+/// The order admissions came in.
+private final class Admitted: Sendable {
+    private let names = Mutex<[String]>([])
+    func append(_ name: String) { names.withLock { $0.append(name) } }
+    var all: [String] { names.withLock { $0 } }
+}
