@@ -50,7 +50,8 @@ struct SecretsAtRestTests {
 
     @Test func sluiceBatchSendsPerJobKeysSealed() async throws {
         try await TestStack.with(configure: Self.configure) { stack in
-            let requests = try TopicCollector(brokers: stack.config.kafka.brokers, topic: stack.config.kafka.requestsTopic, logger: TestServices.logger)
+            // `sluice batch` sends its jobs to the batch lane.
+            let requests = try TopicCollector(brokers: stack.config.kafka.brokers, topic: stack.config.kafka.batchRequestsTopic, logger: TestServices.logger)
             defer { requests.close() }
             let dir = try TestPaths.tempDir("batch-sealed")
             let input = dir.appendingPathComponent("in.jsonl")

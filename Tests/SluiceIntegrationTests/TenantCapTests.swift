@@ -9,7 +9,9 @@ import Testing
 @Suite(.timeLimit(.minutes(2)))
 struct TenantCapTests {
     @Test func aTenantOverItsCapIsRefusedAndOthersAreNot() async throws {
-        let keys: [SluiceConfig.APIKey] = [.init(key: "k-a", tenant: "a"), .init(key: "k-b", tenant: "b")]
+        // Tenants of this test only: the count lives in Redis, which the suite shares.
+        let run = UUID().uuidString.prefix(6).lowercased()
+        let keys: [SluiceConfig.APIKey] = [.init(key: "k-a", tenant: "cap-a-\(run)"), .init(key: "k-b", tenant: "cap-b-\(run)")]
         let a: HTTPHeaders = ["authorization": "Bearer k-a"]
         let b: HTTPHeaders = ["authorization": "Bearer k-b"]
         try await TestStack.with(mock: MockBehavior(chunks: 20, chunkDelay: .milliseconds(100)), gateway: true, configure: {
