@@ -132,17 +132,9 @@ import Testing
 /// a later run of that message did (a redelivery that finished). And within one epoch
 /// the offsets the tracker sends never go backwards.
 @Suite struct OffsetTrackerModelTests {
-    /// A small deterministic generator, so a failure names a seed that reproduces it.
-    struct SplitMix64: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
+    /// The fuzz tests' SplitMix64: deterministic, so a failure names a seed that
+    /// reproduces it.
+    typealias SplitMix64 = FuzzTests.Rng
 
     /// A job in flight on the consumer: its ticket, and the message it runs.
     struct Running {
