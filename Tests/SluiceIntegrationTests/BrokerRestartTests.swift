@@ -20,15 +20,7 @@ struct BrokerRestartTests {
         defer { broker.kill() }
         try await broker.start()
         try await MockProviderServer.withRunning(defaults: MockBehavior(chunks: 4), logger: TestServices.logger) { mock in
-            let prefix = "b\(UUID().uuidString.prefix(8).lowercased())"
-            var config = SluiceConfig()
-            config.kafka.brokers = broker.address
-            config.kafka.requestsTopic = "\(prefix).requests"
-            config.kafka.resultsTopic = "\(prefix).results"
-            config.kafka.dlqTopic = "\(prefix).dlq"
-            config.kafka.controlTopic = "\(prefix).control"
-            config.kafka.groupID = "\(prefix)-workers"
-            config.redis.url = try TestServices.redisURL()
+            var config = try Self.config(broker: broker)
             config.worker.drainSeconds = 5
             config.providers = [.init(name: "mock", kind: .mock, baseURL: mock.baseURL)]
             config.models = ["default": ModelTarget(provider: "mock", model: "mock-1")]
@@ -108,15 +100,7 @@ struct BrokerRestartTests {
         defer { broker.kill() }
         try await broker.start()
         try await MockProviderServer.withRunning(defaults: MockBehavior(chunks: 4), logger: TestServices.logger) { mock in
-            let prefix = "b\(UUID().uuidString.prefix(8).lowercased())"
-            var config = SluiceConfig()
-            config.kafka.brokers = broker.address
-            config.kafka.requestsTopic = "\(prefix).requests"
-            config.kafka.resultsTopic = "\(prefix).results"
-            config.kafka.dlqTopic = "\(prefix).dlq"
-            config.kafka.controlTopic = "\(prefix).control"
-            config.kafka.groupID = "\(prefix)-workers"
-            config.redis.url = try TestServices.redisURL()
+            var config = try Self.config(broker: broker)
             config.worker.drainSeconds = 2
             config.providers = [.init(name: "mock", kind: .mock, baseURL: mock.baseURL)]
             config.models = ["default": ModelTarget(provider: "mock", model: "mock-1")]
@@ -144,6 +128,20 @@ struct BrokerRestartTests {
             // drain_s (2 s), then closing the Kafka clients against a broker that is gone.
             #expect(took < .seconds(20), "SIGTERM took \(took) with the broker away")
         }
+    }
+
+    /// A config of its own topics and group on `broker`, with the suite's Redis.
+    static func config(broker: TestBroker) throws -> SluiceConfig {
+        let prefix = "b\(UUID().uuidString.prefix(8).lowercased())"
+        var config = SluiceConfig()
+        config.kafka.brokers = broker.address
+        config.kafka.requestsTopic = "\(prefix).requests"
+        config.kafka.resultsTopic = "\(prefix).results"
+        config.kafka.dlqTopic = "\(prefix).dlq"
+        config.kafka.controlTopic = "\(prefix).control"
+        config.kafka.groupID = "\(prefix)-workers"
+        config.redis.url = try TestServices.redisURL()
+        return config
     }
 
     static func lines(_ path: String) -> [String] {

@@ -47,21 +47,23 @@ struct APIError: Error, HTTPResponseError, CustomStringConvertible {
         APIError(.serviceUnavailable, "service_unavailable", message)
     }
 
-    /// 429 for a tenant already holding `limit` event streams on this gateway process.
+    /// 429 for a tenant already holding `limit` jobs in flight (across gateways).
     static func tooManyJobs(limit: Int) -> APIError {
-        var error = APIError(
-            .tooManyRequests, "rate_limit_error",
+        tenantLimit(
             "this API key's tenant has \(limit) jobs in flight, the most gateway.max_jobs_per_tenant allows; wait for one to finish and retry",
             code: "too_many_jobs")
-        error.retryAfter = 5
-        return error
     }
 
+    /// 429 for a tenant already holding `limit` event streams on this gateway process.
     static func tooManyReaders(limit: Int) -> APIError {
-        var error = APIError(
-            .tooManyRequests, "rate_limit_error",
+        tenantLimit(
             "this API key's tenant has \(limit) event streams open on this gateway, the most gateway.max_readers_per_tenant allows; close one or retry later",
             code: "too_many_readers")
+    }
+
+    /// A tenant's limit reached: 429, retry in 5 s.
+    private static func tenantLimit(_ message: String, code: String) -> APIError {
+        var error = APIError(.tooManyRequests, "rate_limit_error", message, code: code)
         error.retryAfter = 5
         return error
     }
