@@ -225,9 +225,10 @@ public struct SluiceConfig: Sendable, Codable {
     public var models: [String: ModelTarget] = ["default": ModelTarget(provider: "openai", model: "gpt-4o-mini")]
     public var pricing: [String: Price] = [:]
     public var promptsDir = "prompts"
+    public var tracing = Tracing()
 
     enum CodingKeys: String, CodingKey {
-        case kafka, redis, gateway, worker, providers, models, pricing
+        case kafka, redis, gateway, worker, providers, models, pricing, tracing
         case promptsDir = "prompts_dir"
     }
 
@@ -257,6 +258,7 @@ extension SluiceConfig {
         models = try c.decodeIfPresent([String: ModelTarget].self, forKey: .models) ?? models
         pricing = try c.decodeIfPresent([String: Price].self, forKey: .pricing) ?? pricing
         promptsDir = try c.decodeIfPresent(String.self, forKey: .promptsDir) ?? promptsDir
+        tracing = try c.decodeIfPresent(Tracing.self, forKey: .tracing) ?? tracing
     }
 }
 
@@ -418,6 +420,7 @@ extension SluiceConfig {
         guard (16...1_000_000).contains(gateway.readerBufferEvents) else {
             throw SluiceError(.config, "gateway.reader_buffer_events must be 16 to 1000000")
         }
+        try tracing.validate()
     }
 
     /// The topic of a lane.
