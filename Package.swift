@@ -1,4 +1,4 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.1
 // Sluice: asynchronous LLM completions over Kafka, streamed through Redis.
 import PackageDescription
 
@@ -28,6 +28,10 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        // Tracing: the API everywhere, swift-otel's OTLP/HTTP exporter only where it is set up.
+        .package(url: "https://github.com/apple/swift-distributed-tracing", from: "1.1.0"),
+        .package(url: "https://github.com/swift-otel/swift-w3c-trace-context", from: "1.0.0"),
+        .package(url: "https://github.com/swift-otel/swift-otel", from: "1.6.0", traits: ["OTLPHTTP"]),
     ],
     targets: [
         // C libraries, each behind a one-line shim header; nothing above the Swift layer
@@ -56,6 +60,17 @@ let package = Package(
             .product(name: "Mustache", package: "swift-mustache"),
             // Sealing per-job provider keys for the Kafka record (AES-GCM).
             .product(name: "Crypto", package: "swift-crypto"),
+            // Reading and writing the W3C trace context a job's records carry.
+            .product(name: "W3CTraceContext", package: "swift-w3c-trace-context"),
+        ]),
+
+        // The tracing backend: an OTLP exporter built from `tracing.*` (off by default).
+        .target(name: "SluiceTelemetry", dependencies: [
+            "SluiceCore",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Tracing", package: "swift-distributed-tracing"),
+            .product(name: "OTel", package: "swift-otel"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
 
         // Provider wire formats over the HTTP client.
@@ -65,14 +80,14 @@ let package = Package(
 
         // The three servers.
         .target(name: "SluiceWorker", dependencies: [
-            "SluiceCore", "SluiceProviders", "SluiceKafka", "SluiceRedis",
+            "SluiceCore", "SluiceProviders", "SluiceKafka", "SluiceRedis", "SluiceTelemetry",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         .target(name: "SluiceGateway", dependencies: [
-            "SluiceCore", "SluiceKafka", "SluiceRedis",
+            "SluiceCore", "SluiceKafka", "SluiceRedis", "SluiceTelemetry",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "Logging", package: "swift-log"),
@@ -99,7 +114,7 @@ let package = Package(
         // The command line: `sluice worker|gateway|dev|submit|mock-provider`.
         .executableTarget(name: "SluiceCLI", dependencies: [
             "SluiceCore", "SluiceKafka", "SluiceRedis", "SluiceHTTPClient", "SluiceProviders",
-            "SluiceWorker", "SluiceGateway", "SluiceMockProvider", "SluiceBench",
+            "SluiceWorker", "SluiceGateway", "SluiceMockProvider", "SluiceBench", "SluiceTelemetry",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "Logging", package: "swift-log"),
@@ -112,8 +127,10 @@ let package = Package(
         ]),
         .testTarget(name: "SluiceIntegrationTests", dependencies: [
             "SluiceCore", "SluiceKafka", "SluiceRedis", "SluiceHTTPClient", "SluiceProviders",
-            "SluiceWorker", "SluiceGateway", "SluiceMockProvider",
+            "SluiceWorker", "SluiceGateway", "SluiceMockProvider", "SluiceTelemetry",
             .product(name: "Logging", package: "swift-log"),
+            // The OTLP receiver of the tracing test.
+            .product(name: "Hummingbird", package: "hummingbird"),
         ]),
     ]
 )
