@@ -7,6 +7,7 @@ import SluiceCore
 import SluiceGateway
 import SluiceKafka
 import SluiceMockProvider
+import SluiceTelemetry
 import SluiceWorker
 
 struct WorkerCommand: AsyncParsableCommand {
@@ -30,8 +31,10 @@ struct WorkerCommand: AsyncParsableCommand {
         var config = try global.loadConfig()
         if let maxInFlight { config.worker.maxInFlight = maxInFlight }
         let logger = global.makeLogger("sluice.worker")
-        let worker = Worker(config: config, logger: logger)
-        var services: [any Service] = [worker]
+        // First in the group, so stopped last: spans of the jobs drained at shutdown go out.
+        let tracing = try TracingBackend.make(config.tracing, serviceName: "sluice-worker", logger: logger)
+        let worker = Worker(config: config, logger: logger, tracer: tracing.tracer)
+        var services: [any Service] = (tracing.service.map { [$0] } ?? []) + [worker]
         if let metricsListen {
             guard let colon = metricsListen.lastIndex(of: ":"), let port = Int(metricsListen[metricsListen.index(after: colon)...]), (0...65_535).contains(port) else {
                 throw ValidationError("--metrics-listen must be host:port, e.g. 0.0.0.0:9464")
@@ -68,12 +71,13 @@ struct GatewayCommand: AsyncParsableCommand {
         var config = try global.loadConfig()
         if let listen { config.gateway.listen = listen }
         let logger = global.makeLogger("sluice.gateway")
-        let gateway = try Gateway(config: config, logger: logger)
+        let tracing = try TracingBackend.make(config.tracing, serviceName: "sluice-gateway", logger: logger)
+        let gateway = try Gateway(config: config, logger: logger, tracer: tracing.tracer)
         let app = try gateway.buildApplication { port in
             logger.info("gateway listening", metadata: ["port": "\(port)"])
         }
-        let group = ServiceGroup(
-            configuration: .init(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        let group = ServiceGroup(configuration: .init(
+            services: (tracing.service.map { [$0] } ?? []) + [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         defer { gateway.shutdown() }
         try await group.run()
     }

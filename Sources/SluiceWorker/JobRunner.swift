@@ -24,13 +24,15 @@ struct JobRunner: Sendable {
     /// Returns the response and its JSON, encoded once for Redis and the result topic;
     /// nil when the run was cut off by shutdown: then no final event is published and no
     /// result stored, and the job's readers wait for the run that takes it over.
+    /// - Parameter trace: the job's trace: each provider attempt is a span of it (tracing
+    ///   on) and sends its context to the provider.
     func run(
-        _ job: Job, run: String, lastSeq: Int, producedAtMs: Int64?, lane: JobPriority = .interactive,
+        _ job: Job, run: String, lastSeq: Int, producedAtMs: Int64?, lane: JobPriority = .interactive, trace: JobTrace = .untraced,
         cancelledByUser: @Sendable () -> Bool = { false }
     ) async -> (response: UnifiedResponse, json: [UInt8])? {
         let startedWall = WallClock.now()
         let queueWait = producedAtMs.map { max(0, startedWall - Double($0) / 1000) }
-        var logger = self.logger
+        var logger = trace.logging(self.logger)
         logger[metadataKey: "job_id"] = "\(job.id)"
         logger[metadataKey: "run"] = "\(run)"
 
@@ -54,7 +56,7 @@ struct JobRunner: Sendable {
                     attempts: 0)
             }
             response = try await attempt(job, events: &events, lane: lane, startBy: startByMonotonic, startByWall: startBy,
-                                         waitBound: waitBound, progress: &progress, queueWait: queueWait, logger: logger)
+                                         waitBound: waitBound, progress: &progress, queueWait: queueWait, trace: trace, logger: logger)
         } catch {
             if Task.isCancelled && !cancelledByUser() {
                 logger.info("run cut off by shutdown; the job will run again where its partition goes")
@@ -82,8 +84,9 @@ struct JobRunner: Sendable {
     /// `Job.parse`) as any failed job is answered: a `chat_response_failure` event, a
     /// stored `failed` result with error `invalid_job`, `chat_finished`.
     func reject(
-        _ jobID: String, tenant: String, error: SluiceError, run: String, lastSeq: Int, producedAtMs: Int64?
+        _ jobID: String, tenant: String, error: SluiceError, run: String, lastSeq: Int, producedAtMs: Int64?, logger: Logger? = nil
     ) async -> (response: UnifiedResponse, json: [UInt8])? {
+        let logger = logger ?? self.logger
         let queueWait = producedAtMs.map { max(0, WallClock.now() - Double($0) / 1000) }
         logger.warning("job failed: \(error.message)", metadata: ["job_id": "\(jobID)", "run": "\(run)"])
         var events = JobEvents(
@@ -178,7 +181,7 @@ struct JobRunner: Sendable {
 
     private func attempt(
         _ job: Job, events: inout JobEvents, lane: JobPriority, startBy: Double, startByWall: Double?,
-        waitBound: (seconds: Double, name: String), progress: inout Progress, queueWait: Double?, logger: Logger
+        waitBound: (seconds: Double, name: String), progress: inout Progress, queueWait: Double?, trace: JobTrace, logger: Logger
     ) async throws -> UnifiedResponse {
         let request = try resolve(job)
         let messages = request.messages
@@ -252,9 +255,15 @@ struct JobRunner: Sendable {
                 call.totalTimeout = .seconds(saturating: remaining)
                 events.emit(.chatStarted, ["provider": .string(provider.name), "model": .string(model), "attempt": .number(Double(attempts))])
 
+                // A span per attempt (tracing on), ended with this iteration.
+                let attemptSpan = trace.startAttempt(provider: provider.name, model: model, attempt: attempts)
+                defer { attemptSpan?.end() }
                 var published = 0
                 do {
-                    let httpRequest = try format.makeRequest(call)
+                    var httpRequest = try format.makeRequest(call)
+                    if let context = trace.headers(of: attemptSpan) {
+                        for field in context.fields { httpRequest.headers[field.name] = field.value }
+                    }
                     // The body goes out once per job: a retry or a fallback names its
                     // target with `"body": null`, so retries cannot multiply a large
                     // request in Redis.
@@ -268,7 +277,11 @@ struct JobRunner: Sendable {
                         if !events.emit(.chunk, data: chunk.json) { redisFull = true }
                         // Only content counts: a retry after a role-only chunk repeats nothing
                         // a reader would notice.
-                        if chunk.chunk.carriesContent { published += 1 }
+                        if chunk.chunk.carriesContent {
+                            // The first token is an event of the attempt's span; chunks make none.
+                            if published == 0 { attemptSpan?.addEvent("first token") }
+                            published += 1
+                        }
                     }, afterRead: {
                         if redisFull {
                             redisFull = false
@@ -286,6 +299,11 @@ struct JobRunner: Sendable {
                                      outcome: outcome, attempts: attempts, queueWait: queueWait, rateLimitWait: progress.rateLimitWait)
                 } catch {
                     lastError = error
+                    if let attemptSpan {
+                        let failure = JobRunner.errorInfo(error)
+                        if let status = failure.providerStatus { attemptSpan.attributes["http.response.status_code"] = status }
+                        attemptSpan.fail("\(failure.type): \(failure.message)")
+                    }
                     if Task.isCancelled { throw AttemptsError(underlying: error, attempts: attempts) }
                     // Something of this attempt was relayed: a retry would repeat it.
                     guard let pe = error as? ProviderError, published == 0 else {

@@ -3,6 +3,7 @@ import Logging
 import SluiceCore
 import SluiceKafka
 import SluiceRedis
+import SluiceTelemetry
 import Synchronization
 
 /// `sluice gateway`: the HTTP front. It only submits jobs to Kafka, subscribes to their
@@ -27,10 +28,14 @@ public struct Gateway: Sendable {
     let keyring: JobKeyring?
     /// Event streams open per tenant (`gateway.max_readers_per_tenant`).
     let readers: ReaderLimiter
+    /// A span per submission, when tracing is on.
+    let tracer: SluiceTracer
 
-    public init(config: SluiceConfig, logger: Logger, environment: [String: String] = ProcessInfo.processInfo.environment) throws {
+    public init(config: SluiceConfig, logger: Logger, environment: [String: String] = ProcessInfo.processInfo.environment,
+                tracer: SluiceTracer = .off) throws {
         self.config = config
         self.logger = logger
+        self.tracer = tracer
         let redisConfig = try RedisConfiguration(url: config.redis.url)
         self.redis = RedisConnection(configuration: redisConfig, logger: logger)
         self.subscriber = RedisSubscriber(configuration: redisConfig, logger: logger)

@@ -32,7 +32,7 @@ extension Gateway {
             throw APIError.badRequest(error.message, param: "model", code: error.code.rawValue)
         }
         var status: JSONValue = "queued"
-        if try await submit(&job, api: "jobs") == .existing {
+        if try await submit(&job, api: "jobs", trace: request.traceContext) == .existing {
             // The same tenant sent this id before: the existing job, as it stands now.
             status = try await currentStatus(job.id, meta: try await requireJob(job.id, tenant: tenant)).status
         }

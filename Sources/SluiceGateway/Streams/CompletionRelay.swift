@@ -41,7 +41,7 @@ extension Gateway {
         }
         do {
             // The gateway chose the id: a job already under it is not this request's.
-            guard try await submit(&job, api: style.api) == .produced else { throw APIError.idConflict(job.id) }
+            guard try await submit(&job, api: style.api, trace: request.traceContext) == .produced else { throw APIError.idConflict(job.id) }
         } catch {
             feed.cancel()
             throw error
