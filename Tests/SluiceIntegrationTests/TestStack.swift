@@ -7,6 +7,7 @@ import SluiceHTTPClient
 import SluiceKafka
 import SluiceMockProvider
 import SluiceRedis
+import SluiceTelemetry
 import SluiceWorker
 import Synchronization
 import Testing
@@ -51,10 +52,10 @@ struct TestStack: Sendable {
     static func with(
         maxInFlight: Int = 64, mock defaults: MockBehavior = MockBehavior(), rateLimit: MockRateLimit? = nil,
         gateway: Bool = false, worker: Bool = true,
+        logger: Logger = TestServices.logger, tracers: (gateway: SluiceTracer, worker: SluiceTracer) = (.off, .off),
         configure: (inout SluiceConfig) -> Void = { _ in },
         _ body: (TestStack) async throws -> Void
     ) async throws {
-        let logger = TestServices.logger
         let prefix = "t\(UUID().uuidString.prefix(8).lowercased())"
         var config = SluiceConfig()
         config.kafka.brokers = try TestServices.brokers()
@@ -96,11 +97,11 @@ struct TestStack: Sendable {
                 http.shutdown()
             }
 
-            var services: [any Service] = worker ? [Worker(config: frozen, logger: logger)] : []
+            var services: [any Service] = worker ? [Worker(config: frozen, logger: logger, tracer: tracers.worker)] : []
             let gatewayPort = PortBox()
             var gatewayObject: Gateway?
             if gateway {
-                let g = try Gateway(config: frozen, logger: logger)
+                let g = try Gateway(config: frozen, logger: logger, tracer: tracers.gateway)
                 gatewayObject = g
                 services.append(try g.buildApplication { port in gatewayPort.set(port) })
             }
