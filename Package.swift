@@ -28,7 +28,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
-        // Tracing: the API everywhere, swift-otel's OTLP/HTTP exporter only where it is set up.
+        // Tracing: swift-distributed-tracing's API and swift-otel's OTLP/HTTP exporter; the
+        // OTLPHTTP trait alone (traits need tools 6.1) leaves its gRPC stack out of the build.
         .package(url: "https://github.com/apple/swift-distributed-tracing", from: "1.1.0"),
         .package(url: "https://github.com/swift-otel/swift-w3c-trace-context", from: "1.0.0"),
         .package(url: "https://github.com/swift-otel/swift-otel", from: "1.6.0", traits: ["OTLPHTTP"]),

@@ -9,8 +9,6 @@ import Tracing
 /// records) is the span's context, or with tracing off the record's own, unchanged.
 struct JobTrace: Sendable {
     let tracer: SluiceTracer
-    /// The record's `traceparent`/`tracestate` headers, if valid.
-    let incoming: TraceHeaders?
     /// The job's span; nil with tracing off.
     let span: (any Span)?
     /// The context the job passes on.
@@ -21,7 +19,7 @@ struct JobTrace: Sendable {
 
     /// No span: `incoming` passed on as it came (a message that is no job, for the DLQ).
     init(passingOn incoming: TraceHeaders?) {
-        self.init(tracer: .off, incoming: incoming, span: nil, headers: incoming)
+        self.init(tracer: .off, span: nil, headers: incoming)
     }
 
     /// Reads the record's context; it is untrusted, and ignored if malformed.
@@ -36,12 +34,11 @@ struct JobTrace: Sendable {
         if let provider = job.provider { attributes["provider"] = "\(provider)" }
         if let model = job.model { attributes["model"] = "\(model)" }
         let span = tracer.startSpan("run job", continuing: incoming, ofKind: .consumer, attributes: attributes)
-        self.init(tracer: tracer, incoming: incoming, span: span, headers: span.flatMap(tracer.headers(of:)) ?? incoming)
+        self.init(tracer: tracer, span: span, headers: span.flatMap(tracer.headers(of:)) ?? incoming)
     }
 
-    init(tracer: SluiceTracer, incoming: TraceHeaders?, span: (any Span)?, headers: TraceHeaders?) {
+    private init(tracer: SluiceTracer, span: (any Span)?, headers: TraceHeaders?) {
         self.tracer = tracer
-        self.incoming = incoming
         self.span = span
         self.headers = headers
     }
