@@ -38,7 +38,7 @@ struct DeliveryTests {
             let before = Set(stack.results.all.compactMap(\.keyString))
 
             let second = try TestProcess(binary, ["worker", "--config", configPath, "--log-level", "warning"], log: log)
-            let results = try await stack.waitForResults(ids.count, timeout: .seconds(120))
+            let results = try await stack.waitForResults(ids.count, timeout: .seconds(120), duplicates: .allowed)
             #expect(Set(results.keys) == Set(ids))
             #expect(results.values.allSatisfy { $0.status == .succeeded })
             #expect(before.count < ids.count, "the kill came before every job had finished")
@@ -141,7 +141,7 @@ struct DeliveryTests {
             let b = WorkerHandle(config: stack.config)
             try await Task.sleep(for: .seconds(4))
             try await a.stop()
-            let results = try await stack.waitForResults(ids.count, timeout: .seconds(90))
+            let results = try await stack.waitForResults(ids.count, timeout: .seconds(90), duplicates: .allowed)
             try await b.stop()
             #expect(Set(results.keys) == Set(ids))
             #expect(results.values.allSatisfy { $0.status == .succeeded })

@@ -133,9 +133,15 @@ struct TestStack: Sendable {
         try await producer.send(topic: topic ?? config.kafka.requestsTopic, key: key, value: bytes)
     }
 
-    /// The results, decoded, keyed by job id, once `count` distinct ids have arrived.
-    func waitForResults(_ count: Int, timeout: Duration = .seconds(60)) async throws -> [String: UnifiedResponse] {
-        let messages = try await results.waitForDistinctKeys(count, timeout: timeout)
+    /// The results, decoded, keyed by job id, once `count` distinct ids have arrived. A job
+    /// given two results is an issue unless the test allows it (a worker killed or a
+    /// partition moved while jobs ran: the job id is the idempotency key then).
+    func waitForResults(
+        _ count: Int, timeout: Duration = .seconds(60), duplicates: TopicCollector.Duplicates = .forbidden,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) async throws -> [String: UnifiedResponse] {
+        let messages = try await results.waitForDistinctKeys(
+            count, timeout: timeout, duplicates: duplicates, sourceLocation: sourceLocation)
         var out: [String: UnifiedResponse] = [:]
         for m in messages {
             out[m.keyString ?? ""] = try JSON.decode(UnifiedResponse.self, from: m.value)
@@ -193,20 +199,48 @@ final class TopicCollector: Sendable {
 
     var all: [KafkaMessage] { sink.messages.withLock { $0 } }
 
+    /// Whether a test's jobs may legitimately give a key twice (a broker restart makes the
+    /// producer retry; the job id is the idempotency key then).
+    enum Duplicates { case forbidden, allowed }
+
     /// Waits until messages with `count` distinct keys have arrived; returns the last
-    /// message of each key.
-    func waitForDistinctKeys(_ count: Int, timeout: Duration) async throws -> [KafkaMessage] {
+    /// message of each key. Every message is kept: unless the test allows duplicates, a key
+    /// that arrived more than once is recorded as an issue, so a result produced twice
+    /// cannot hide behind the one kept.
+    func waitForDistinctKeys(
+        _ count: Int, timeout: Duration, duplicates: Duplicates = .forbidden,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) async throws -> [KafkaMessage] {
         let deadline = ContinuousClock.now + timeout
         while true {
+            let messages = all
             var byKey: [String: KafkaMessage] = [:]
-            for m in all { byKey[m.keyString ?? ""] = m }
-            if byKey.count >= count { return Array(byKey.values) }
-            if ContinuousClock.now > deadline {
-                Issue.record("only \(byKey.count) of \(count) messages arrived within \(timeout)")
+            var seen: [String: Int] = [:]
+            for m in messages {
+                byKey[m.keyString ?? ""] = m
+                seen[m.keyString ?? "", default: 0] += 1
+            }
+            let done = byKey.count >= count
+            if done || ContinuousClock.now > deadline {
+                if !done {
+                    Issue.record("only \(byKey.count) of \(count) messages arrived within \(timeout)", sourceLocation: sourceLocation)
+                }
+                if duplicates == .forbidden {
+                    for (key, n) in seen where n > 1 {
+                        Issue.record("key \(key) arrived \(n) times", sourceLocation: sourceLocation)
+                    }
+                }
                 return Array(byKey.values)
             }
             try await Task.sleep(for: .milliseconds(50))
         }
+    }
+
+    /// How many messages each key has had so far.
+    var countsByKey: [String: Int] {
+        var seen: [String: Int] = [:]
+        for m in all { seen[m.keyString ?? "", default: 0] += 1 }
+        return seen
     }
 
     func close() {
