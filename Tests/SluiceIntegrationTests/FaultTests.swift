@@ -60,6 +60,50 @@ struct ProviderFaultTests {
         }
     }
 
+    @Test func timeoutsAndConnectionErrorsAreRetriedAndFallbacksRunInTheirOrder() async throws {
+        try await TestStack.with(configure: { c in
+            c.worker.maxAttempts = 2
+            // Nothing listens on port 1: every request to it is a connection error.
+            c.providers.append(.init(name: "dead", kind: .mock, baseURL: "http://127.0.0.1:1/v1"))
+        }) { stack in
+            try await stack.submit(["id": "r408", "provider": "mock", "model": "m-status=408", "chat_input": "x",
+                                    "fallbacks": [["provider": "mock", "model": "m-status=500"], ["provider": "mock", "model": "m-1"]]])
+            try await stack.submit(["id": "rconn", "provider": "dead", "model": "m-1", "chat_input": "x",
+                                    "fallbacks": [["provider": "mock", "model": "m-2"]]])
+            let results = try await stack.waitForResults(2, timeout: .seconds(60))
+
+            let r408 = try #require(results["r408"])
+            #expect(r408.status == .succeeded)
+            #expect(r408.model == "m-1")
+            #expect(r408.metrics.attempts == 5)
+            let started = try await stack.events(of: "r408").filter { $0["event"] == "chat_started" }
+            #expect(started.map { $0["data"]?["model"]?.stringValue ?? "" }
+                == ["m-status=408", "m-status=408", "m-status=500", "m-status=500", "m-1"])
+
+            let rconn = try #require(results["rconn"])
+            #expect(rconn.status == .succeeded)
+            #expect(rconn.metrics.attempts == 3)
+            let providers = try await stack.events(of: "rconn").filter { $0["event"] == "chat_started" }
+                .map { $0["data"]?["provider"]?.stringValue ?? "" }
+            #expect(providers == ["dead", "dead", "mock"])
+        }
+    }
+
+    @Test func aJobsTimeoutBoundsItsRetries() async throws {
+        try await TestStack.with(configure: { $0.worker.maxAttempts = 100 }) { stack in
+            try await stack.submit(["id": "slow", "provider": "mock", "model": "m-status=503", "chat_input": "x", "timeout_s": 2])
+            let result = try #require(try await stack.waitForResults(1, timeout: .seconds(30))["slow"])
+            #expect(result.status == .timedOut)
+            #expect(result.error?.type == "timeout")
+            #expect(result.error?.providerStatus == 503)
+            #expect(result.error?.message.contains("timeout_s") == true, "\(result.error?.message ?? "")")
+            // Backoff 0.25 s × 2ⁿ with jitter: a handful of attempts fit in 2 s, never 100.
+            #expect((2...8).contains(result.metrics.attempts), "\(result.metrics.attempts) attempts")
+            let t = startedTimes(try await stack.events(of: "slow"))
+            #expect((t.last ?? 0) - (t.first ?? 0) < 2, "attempts started over \(t)")
+        }
+    }
+
     @Test func aRequestThatCannotBeSentFailsAtOnceWithoutWalkingTheFallbacks() async throws {
         try await TestStack.with(worker: false, configure: { c in
             c.worker.maxAttempts = 3
