@@ -269,6 +269,44 @@ struct ProviderFaultTests {
 
 @Suite(.timeLimit(.minutes(3)))
 struct BadInputTests {
+    @Test func aCancelReachesEveryWorker() async throws {
+        try await TestStack.with(mock: MockBehavior(chunks: 400, chunkDelay: .milliseconds(50)), worker: false) { stack in
+            let workers = [WorkerHandle(config: stack.config), WorkerHandle(config: stack.config)]
+            func text(_ w: WorkerHandle) -> String { String(decoding: w.metrics.render(), as: UTF8.self) }
+            // Each has partitions of its own once the group settles (a lag gauge per
+            // assigned partition appears).
+            for _ in 0..<400 where !workers.allSatisfy({ text($0).contains("sluice_worker_consumer_lag{") }) {
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            let ids = (0..<12).map { "cancel-all-\($0)" }
+            for id in ids { try await stack.submit(["id": .string(id), "model": "default", "chat_input": .string(id)]) }
+            // Every job streams before the cancels go out.
+            var streaming: Set<String> = []
+            for _ in 0..<400 where streaming.count < ids.count {
+                for id in ids where !streaming.contains(id) {
+                    if try await stack.events(of: id).contains(where: { $0["event"] == "chunk" }) { streaming.insert(id) }
+                }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            #expect(streaming.count == ids.count)
+            let running = workers.map { w in
+                text(w).split(separator: "\n").first { $0.hasPrefix("sluice_worker_jobs_in_flight ") }
+                    .flatMap { Double($0.split(separator: " ").last ?? "") } ?? 0
+            }
+            #expect(running.allSatisfy { $0 > 0 }, "jobs in flight per worker: \(running)")
+
+            for id in ids {
+                try await stack.submitRaw(try JSON.encode(["type": "cancel", "job_id": .string(id)] as JSONValue),
+                                          key: id, topic: stack.config.kafka.controlTopic)
+            }
+            let results = try await stack.waitForResults(ids.count, timeout: .seconds(30), duplicates: .allowed)
+            for w in workers { try await w.stop() }
+            #expect(results.values.allSatisfy { $0.status == .cancelled }, "\(results.mapValues(\.status))")
+            // Both workers cancelled jobs of their own.
+            for w in workers { #expect(text(w).contains(#"status="cancelled""#), "\(text(w).prefix(600))") }
+        }
+    }
+
     @Test func oversizeAndWrongTypesNeverCrashTheWorker() async throws {
         try await TestStack.with(configure: { $0.worker.maxJobBytes = 10_000 }) { stack in
             let dlq = try TopicCollector(brokers: stack.config.kafka.brokers, topic: stack.config.kafka.dlqTopic, logger: TestServices.logger)
