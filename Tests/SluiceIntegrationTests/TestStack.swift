@@ -133,6 +133,21 @@ struct TestStack: Sendable {
         try await producer.send(topic: topic ?? config.kafka.requestsTopic, key: key, value: bytes)
     }
 
+    /// Waits until the worker group has committed every message of the requests topic
+    /// (no lag on any partition) and returns the lag per partition it last saw.
+    func waitForNoLag(timeout: Duration = .seconds(15)) async throws -> [Int32: Int64] {
+        let kafka = config.kafka
+        let deadline = ContinuousClock.now + timeout
+        var lag: [Int32: Int64] = [:]
+        repeat {
+            lag = try KafkaAdmin.groupLag(brokers: kafka.brokers, group: kafka.groupID, topic: kafka.requestsTopic,
+                                          logger: TestServices.logger)
+            if !lag.isEmpty && lag.values.allSatisfy({ $0 == 0 }) { return lag }
+            try await Task.sleep(for: .milliseconds(100))
+        } while ContinuousClock.now < deadline
+        return lag
+    }
+
     /// The results, decoded, keyed by job id, once `count` distinct ids have arrived. A job
     /// given two results is an issue unless the test allows it (a worker killed or a
     /// partition moved while jobs ran: the job id is the idempotency key then).
@@ -276,4 +291,23 @@ func parseSSE(_ body: [UInt8]) -> [SSEEvent] {
 /// The text of a chunk event's data.
 func chunkText(_ data: JSONValue?) -> String {
     data?["choices"]?.arrayValue?.compactMap { $0["delta"]?["content"]?.stringValue }.joined() ?? ""
+}
+
+/// Returns once something accepts connections on the loopback port: the readiness
+/// check for a server a test starts itself.
+func waitUntilListening(port: Int) async throws {
+    for _ in 0..<200 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let ok = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        } == 0
+        close(fd)
+        if ok { return }
+        try await Task.sleep(for: .milliseconds(50))
+    }
+    throw TestFailure("nothing listens on port \(port)")
 }
