@@ -3,7 +3,7 @@
 /// `sluice.results`, stored at `sluice:job:{id}:result`, and sent as the
 /// `chat_completion_response` event.
 public struct UnifiedResponse: Sendable, Codable {
-    public enum Status: String, Sendable, Codable {
+    public enum Status: String, Sendable, Codable, CaseIterable {
         case succeeded, failed, cancelled
         case timedOut = "timed_out"
     }
