@@ -93,6 +93,53 @@ struct QuotaTests {
         }
     }
 
+    /// A gateway that let a job through (its limit was raised, or it raced another
+    /// gateway) still finds the worker refusing it: the completion answers 429 with the
+    /// worker's message and `Retry-After` until midnight.
+    @Test func aJobTheWorkerRefusesAnswersItsCompletionWith429() async throws {
+        try await TestStack.with(gateway: true, worker: false) { stack in
+            var strict = stack.config
+            strict.quotas = .init(maxSpendUSDPerDay: 0)
+            let worker = WorkerHandle(config: strict)
+            let answer = try await stack.call("POST", "/v1/chat/completions", json: [
+                "model": "default", "messages": [["role": "user", "content": "hi"]],
+            ])
+            let now = Date().timeIntervalSince1970
+            try await worker.stop()
+            #expect(answer.status == 429)
+            #expect(answer.json["error"]?["code"] == "quota_exceeded")
+            #expect(answer.json["error"]?["message"]?.stringValue?.contains("provider was not called") == true, "\(answer.text)")
+            let retryAfter = try #require(answer.headers["retry-after"].flatMap { Int($0) })
+            #expect(abs(retryAfter - UsageDay(unixSeconds: now).secondsUntilEnd(from: now)) <= 5)
+            #expect(stack.mock.stats.snapshot.requests == 0)
+        }
+    }
+
+    /// The script that adds a job to its tenant's day adds each job once, however many
+    /// runs of it finish.
+    @Test func aJobIsAddedToItsTenantsDayOnceHoweverOftenItsRunsFinish() async throws {
+        try await TestStack.with(worker: false) { stack in
+            let tenant = Self.tenant("twice")
+            let day = UsageDay(unixSeconds: Date().timeIntervalSince1970)
+            let id = "twice-\(UUID().uuidString.prefix(6).lowercased())"
+            let response = TenantUsageFixture.response(input: 7, output: 5, cost: 0.000012)
+            var added: [Int64] = []
+            for _ in 0..<3 {
+                let args = TenantUsage.recordArguments(jobID: id, tenant: tenant, day: day, response: response)
+                added.append(try await stack.redis.execute(RedisCommand(args.map { Array($0.utf8) })).int ?? -1)
+            }
+            #expect(added == [1, 0, 0])
+            let usage = try await Self.usage(of: tenant, stack: stack)
+            #expect(usage.promptTokens == 7 && usage.completionTokens == 5 && usage.costMicroUSD == 12)
+            #expect(usage.jobs == ["succeeded": 1])
+            // Another job of the tenant's adds to the same day.
+            let other = TenantUsage.recordArguments(jobID: id + "-b", tenant: tenant, day: day, response: response)
+            #expect(try await stack.redis.execute(RedisCommand(other.map { Array($0.utf8) })).int == 1)
+            #expect(try await Self.usage(of: tenant, stack: stack).costMicroUSD == 24)
+            _ = try await stack.redis.execute([RedisCommand("DEL", RedisKeys.meta(id)), RedisCommand("DEL", RedisKeys.meta(id + "-b"))])
+        }
+    }
+
     /// What `GET /v1/usage` answers adds up the finished jobs' results, counts a
     /// redelivered job once, and is the caller's tenant's alone; the worker's metrics
     /// say the same per tenant.
@@ -204,5 +251,17 @@ struct QuotaTests {
         let ttl = try await stack.redis.execute(RedisCommand("TTL", key)).int ?? -1
         #expect(ttl > 0 && ttl <= Int64(TenantUsage.ttlSeconds))
         return TenantUsage(fields: stride(from: 0, to: flat.count - 1, by: 2).map { (flat[$0], flat[$0 + 1]) })
+    }
+}
+
+enum TenantUsageFixture {
+    static func response(input: Int, output: Int, cost: Double?) -> UnifiedResponse {
+        UnifiedResponse(
+            id: "c", created: 0, model: "m", choices: [], usage: nil, systemFingerprint: nil, sessionID: nil, chatInput: nil,
+            chatOutput: nil, context: [], provider: "mock", timestamp: 0, parameters: [:],
+            metrics: Metrics(inputTokens: input, outputTokens: output, totalTokens: input + output, costUSD: cost, latencyS: 1,
+                             timeToFirstTokenS: nil, interTokenLatencyS: nil, tokensPerSecond: nil, queueWaitS: nil, attempts: 1,
+                             usageSource: .provider, streamComplete: true),
+            jobID: "j", status: .succeeded, error: nil, metadata: .null)
     }
 }
