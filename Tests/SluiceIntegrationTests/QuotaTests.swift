@@ -8,7 +8,7 @@ import Testing
 /// Daily spend limits per tenant (`quotas`) and usage accounting (`GET /v1/usage`,
 /// `sluice:usage:{tenant}:{day}`, the worker's per-tenant metrics). Every test uses
 /// tenants of its own: the usage lives in Redis, which the suite shares.
-@Suite(.timeLimit(.minutes(3)))
+@Suite(.needsServices, .timeLimit(.minutes(3)))
 struct QuotaTests {
     /// A dollar a token on the mock, so that costs are whole micro-dollars many times over.
     static let price = SluiceConfig.Price(input: 1_000_000, output: 1_000_000)
