@@ -14,7 +14,7 @@ import Testing
 /// submission, the job's Kafka record, the worker's run and its provider attempt, to the
 /// result record, with the spans exported over OTLP to a receiver in the test. With
 /// tracing off the record's context still passes on; hostile record headers never do.
-@Suite(.timeLimit(.minutes(3)))
+@Suite(.needsServices, .timeLimit(.minutes(3)))
 struct TracingTests {
     static let user: JSONValue = [["role": "user", "content": "Tell me a joke"]]
 
