@@ -118,14 +118,7 @@ struct LongRecordTests {
             ])
 
             // Every job's offset is committed: the group has nothing left on any partition.
-            let kafka = stack.config.kafka
-            var lag: [Int32: Int64] = [:]
-            for _ in 0..<100 {
-                lag = try KafkaAdmin.groupLag(brokers: kafka.brokers, group: kafka.groupID, topic: kafka.requestsTopic,
-                                              logger: TestServices.logger)
-                if lag.values.allSatisfy({ $0 == 0 }) { break }
-                try await Task.sleep(for: .milliseconds(100))
-            }
+            let lag = try await stack.waitForNoLag()
             #expect(lag.count == 3 && lag.values.allSatisfy { $0 == 0 }, "lag per partition: \(lag)")
         }
     }
