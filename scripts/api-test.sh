@@ -9,6 +9,7 @@
 # The tools live in a venv, .deps/api-tools, pinned by scripts/api-test-requirements.txt.
 # SLUICE_API_TEST_EXAMPLES (default 20) bounds the cases per operation and phase,
 # SLUICE_API_TEST_SEED (default 1) fixes them: the same seed runs the same requests.
+# SLUICE_API_TEST_ARGS adds schemathesis arguments (e.g. `--include-path /v1/jobs`).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -105,7 +106,7 @@ status=0
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
   --phases examples,coverage,fuzzing --max-examples "$examples" --seed "$seed" \
   --generation-database none --workers 1 --request-timeout 30 --no-color \
-  --header "Authorization: Bearer $SLUICE_API_TEST_KEY") || status=$?
+  --header "Authorization: Bearer $SLUICE_API_TEST_KEY" ${SLUICE_API_TEST_ARGS:-}) || status=$?
 if [ "$status" != 0 ]; then
   echo "schemathesis found failures (above); the gateway's logs:" >&2
   tail -n 30 "$run"/dev/logs/gateway.log >&2 2>/dev/null || true
