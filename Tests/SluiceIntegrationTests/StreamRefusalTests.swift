@@ -1,5 +1,7 @@
 import Foundation
+import Hummingbird
 import SluiceCore
+@testable import SluiceGateway
 import SluiceMockProvider
 import Testing
 
@@ -70,5 +72,55 @@ struct StreamRefusalTests {
             #expect(events.dropLast().count >= 4)
             #expect(events.dropLast().allSatisfy { $0.data.contains("chat.completion.chunk") })
         }
+    }
+}
+
+/// What a streaming completion decides before it sends its status, event by event,
+/// including the keep-alive that the integration tests above would wait 15 s for.
+@Suite struct StreamOpeningTests {
+    static let style = CompletionStyle(api: "openai", stream: true, includeUsageChunk: false)
+    static let refused = #"{"error":{"type":"provider_error","message":"no","provider_status":422,"retryable":false}}"#
+    static let chunk = #"{"object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"Hi"}}]}"#
+
+    func item(_ seq: Int, _ event: EventName, _ data: String) throws -> JobEventFollower.Item {
+        let envelope = EventEnvelope.encode(jobID: "j", seq: seq, event: event, data: Array(data.utf8), ts: 0)
+        let fields = try #require(EventEnvelope.peek(envelope))
+        return .event(seq: seq, name: event.rawValue, envelope: envelope, data: fields.data)
+    }
+
+    @Test func aFailureBeforeAnyChunkIsARefusalWithItsStatus() throws {
+        var opening = StreamOpening(style: Self.style)
+        opening.take(try item(1, .chatStarted, #"{"provider":"mock","model":"m","attempt":1}"#))
+        opening.take(try item(2, .chatCompletionRequest, #"{"provider":"mock","model":"m","body":null}"#))
+        #expect(!opening.isDecided)
+        opening.take(try item(3, .chatResponseFailure, Self.refused))
+        opening.take(try item(4, .chatFinished, #"{"status":"failed"}"#))
+        #expect(opening.isDecided)
+        #expect(opening.refusal?.status.code == 422)
+        #expect(opening.pending.readableBytes == 0, "nothing to stream")
+    }
+
+    @Test func aKeepAliveStartsTheStreamAndALaterFailureIsAnErrorLine() throws {
+        var opening = StreamOpening(style: Self.style)
+        opening.take(.heartbeat)
+        #expect(opening.isDecided)
+        opening.take(try item(1, .chatResponseFailure, Self.refused))
+        opening.take(try item(2, .chatFinished, #"{"status":"failed"}"#))
+        #expect(opening.refusal?.status == nil)
+        #expect(opening.finished)
+        let text = String(buffer: opening.pending)
+        #expect(text.hasPrefix(": keep-alive\n\n"))
+        #expect(text.contains(#"data: {"error":"#))
+        #expect(text.hasSuffix("data: [DONE]\n\n"))
+    }
+
+    @Test func theFirstChunkStartsTheStream() throws {
+        var opening = StreamOpening(style: Self.style)
+        opening.take(try item(1, .chatStarted, #"{"provider":"mock","model":"m","attempt":1}"#))
+        opening.take(try item(2, .chunk, Self.chunk))
+        #expect(opening.isDecided)
+        #expect(opening.refusal?.status == nil)
+        #expect(!opening.finished)
+        #expect(String(buffer: opening.pending) == "data: \(Self.chunk)\n\n")
     }
 }
