@@ -13,7 +13,7 @@ import Glibc
 /// The broker going away and coming back empty (Tansu keeps everything in memory): the
 /// worker survives, recovers its producer and consumer, loses no result it still holds,
 /// and logs the outage in a few lines.
-@Suite(.serialized, .timeLimit(.minutes(4)))
+@Suite(.needsServices, .serialized, .timeLimit(.minutes(4)))
 struct BrokerRestartTests {
     @Test func theWorkerRecoversFromABrokerRestartWithoutLosingAResultOrFloodingTheLog() async throws {
         let broker = try TestBroker()

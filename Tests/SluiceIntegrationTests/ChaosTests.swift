@@ -17,7 +17,7 @@ import Glibc
 ///
 /// `make test` runs it with 150 jobs; `make chaos` with 500 (`SLUICE_CHAOS_JOBS`). It
 /// prints its figures (the README's "Guarantees" quotes the last full run).
-@Suite(.serialized, .timeLimit(.minutes(8)))
+@Suite(.needsServices, .serialized, .timeLimit(.minutes(8)))
 struct ChaosTests {
     @Test func jobsSurviveKillsRebalancesARedisRestartAndPoison() async throws {
         let jobCount = ProcessInfo.processInfo.environment["SLUICE_CHAOS_JOBS"].flatMap(Int.init) ?? 150

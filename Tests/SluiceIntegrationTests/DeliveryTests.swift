@@ -11,7 +11,7 @@ import Glibc
 
 /// At-least-once end to end: workers killed, stopped, joining and leaving, jobs that run
 /// long, Redis going away. Every job must end with a result on the topic.
-@Suite(.serialized, .timeLimit(.minutes(4)))
+@Suite(.needsServices, .serialized, .timeLimit(.minutes(4)))
 struct DeliveryTests {
     func jobs(_ prefix: String, _ n: Int) -> [String] { (0..<n).map { "\(prefix)-\($0)" } }
 

@@ -12,7 +12,7 @@ import Glibc
 /// Providers that fail, stall or cut streams short; cancels; bad input. Each fault is
 /// injected through the mock provider's knobs (in the model name, as a Kafka job has no
 /// headers) and the behaviour checked, timings included.
-@Suite(.timeLimit(.minutes(3)))
+@Suite(.needsServices, .timeLimit(.minutes(3)))
 struct ProviderFaultTests {
     func startedTimes(_ events: [JSONValue]) -> [Double] {
         events.filter { $0["event"] == "chat_started" }.compactMap { $0["ts"]?.doubleValue }
@@ -267,7 +267,7 @@ struct ProviderFaultTests {
     }
 }
 
-@Suite(.timeLimit(.minutes(3)))
+@Suite(.needsServices, .timeLimit(.minutes(3)))
 struct BadInputTests {
     @Test func aCancelReachesEveryWorker() async throws {
         try await TestStack.with(mock: MockBehavior(chunks: 400, chunkDelay: .milliseconds(50)), worker: false) { stack in

@@ -7,7 +7,7 @@ import Testing
 /// Records larger than Kafka's defaults: a long prompt runs end to end, a request too
 /// large for the queue is a 413, and a record the broker refuses for good ends its job
 /// with a cut-down record instead of holding its partition.
-@Suite(.timeLimit(.minutes(4)))
+@Suite(.needsServices, .timeLimit(.minutes(4)))
 struct LongRecordTests {
     /// Two MiB of prompt, past librdkafka's default 1 MB message limit.
     static let longPrompt = String(repeating: "A long context line, one of many. ", count: (2 << 20) / 34 + 1)

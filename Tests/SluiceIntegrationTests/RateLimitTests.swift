@@ -6,7 +6,7 @@ import Testing
 /// Provider rate limits shared by the workers: a batch larger than the limit allows at
 /// once takes as long as the limit requires and every job succeeds; a 429 is a wait, not
 /// an attempt; a job that cannot start before its deadline expires without a call.
-@Suite(.serialized, .timeLimit(.minutes(6)))
+@Suite(.needsServices, .serialized, .timeLimit(.minutes(6)))
 struct RateLimitTests {
     /// 150 jobs through two workers against a provider allowing `rpm` requests a minute
     /// per key. `SLUICE_TEST_RATE_LIMIT_RPM=60` runs it at a real provider's tier-one

@@ -9,7 +9,7 @@ import Glibc
 
 /// Scale-out on one machine: three `sluice worker` processes in one group share the
 /// partitions; one is stopped mid-run; every job's result still arrives.
-@Suite(.timeLimit(.minutes(3)))
+@Suite(.needsServices, .timeLimit(.minutes(3)))
 struct ScaleOutTests {
     @Test func threeWorkerProcessesShareTheWorkAndOneLeavingLosesNothing() async throws {
         try await TestStack.with(mock: MockBehavior(chunks: 10, chunkDelay: .milliseconds(100)), worker: false, configure: {
@@ -45,7 +45,7 @@ struct ScaleOutTests {
     }
 }
 
-@Suite(.timeLimit(.minutes(2)))
+@Suite(.needsServices, .timeLimit(.minutes(2)))
 struct WorkerMetricsTests {
     @Test func prometheusMetricsCountJobsTokensRetriesAndTheDLQ() async throws {
         try await TestStack.with(worker: false, configure: {

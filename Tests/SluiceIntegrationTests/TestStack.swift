@@ -13,6 +13,13 @@ import Testing
 
 /// The broker and Redis that `make test` starts (scripts/with-services.sh).
 enum TestServices {
+    /// Whether the broker and Redis of `make test` are there (scripts/with-services.sh
+    /// exports their addresses). `make unit-test` runs without them and skips the
+    /// suites marked `.needsServices`.
+    static var available: Bool {
+        ProcessInfo.processInfo.environment["SLUICE_TEST_KAFKA_BROKERS"] != nil
+    }
+
     static func brokers() throws -> String {
         try #require(ProcessInfo.processInfo.environment["SLUICE_TEST_KAFKA_BROKERS"],
                      "SLUICE_TEST_KAFKA_BROKERS is not set: run the integration tests with `make test`")
@@ -310,4 +317,12 @@ func waitUntilListening(port: Int) async throws {
         try await Task.sleep(for: .milliseconds(50))
     }
     throw TestFailure("nothing listens on port \(port)")
+}
+
+extension Trait where Self == ConditionTrait {
+    /// The suite needs the Kafka broker and Redis that `make test` starts (or starts
+    /// servers of its own); `make unit-test`, which has none, skips it.
+    static var needsServices: Self {
+        .enabled(if: TestServices.available, "needs the broker and Redis: run it with `make test`")
+    }
 }
