@@ -87,15 +87,21 @@ let package = Package(
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
-        .target(name: "SluiceGateway", dependencies: [
-            "SluiceCore", "SluiceKafka", "SluiceRedis", "SluiceTelemetry",
-            .product(name: "Hummingbird", package: "hummingbird"),
-            .product(name: "HTTPTypes", package: "swift-http-types"),
-            .product(name: "Logging", package: "swift-log"),
-            .product(name: "Metrics", package: "swift-metrics"),
-            .product(name: "Prometheus", package: "swift-prometheus"),
-            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-        ]),
+        .target(
+            name: "SluiceGateway",
+            dependencies: [
+                "SluiceCore", "SluiceKafka", "SluiceRedis", "SluiceTelemetry",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            // The API description, compiled into the binary as bytes
+            // (`PackageResources.openapi_json`): no bundle to ship beside `sluice`.
+            resources: [.embedInCode("Resources/openapi.json")]
+        ),
         .target(name: "SluiceMockProvider", dependencies: [
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HTTPTypes", package: "swift-http-types"),

@@ -567,6 +567,30 @@ struct GatewayTests {
         }
     }
 
+    /// A reader resuming at or after a job's last event has everything: its stream ends at
+    /// once when the job has finished, and when the job finishes when it has not.
+    @Test func resumingAfterTheLastEventEndsTheStream() async throws {
+        try await TestStack.with(mock: MockBehavior(chunks: 10, chunkDelay: .milliseconds(100)), gateway: true) { stack in
+            let id = try #require(try await stack.call("POST", "/v1/jobs", json: ["model": "default", "chat_input": "resume at the end"]).json["id"]?.stringValue)
+            // Running: a reader past the end waits for the job, then ends with nothing.
+            let early = try await stack.call("GET", "/v1/jobs/\(id)/events", headers: ["last-event-id": "9007199254740991"])
+            #expect(early.status == 200)
+            #expect(early.events.isEmpty)
+            #expect(try await stack.call("GET", "/v1/jobs/\(id)").json["status"] == "succeeded")
+
+            // Finished: at once, for the last seq and beyond it.
+            let last = try await stack.events(of: id).count
+            for resume in [last, last + 1, 9_007_199_254_740_991] {
+                let start = ContinuousClock.now
+                let answer = try await stack.call("GET", "/v1/jobs/\(id)/events?last_event_id=\(resume)")
+                #expect(answer.status == 200)
+                #expect(answer.events.isEmpty, "after \(resume)")
+                #expect(ContinuousClock.now - start < .seconds(5), "after \(resume)")
+            }
+            #expect(try await stack.call("GET", "/v1/jobs/\(id)/events?last_event_id=\(last - 1)").events.map(\.event) == ["chat_finished"])
+        }
+    }
+
     @Test func aDisconnectingReaderFreesItsSubscriptionAtOnce() async throws {
         try await TestStack.with(mock: MockBehavior(chunks: 200, chunkDelay: .milliseconds(50)), gateway: true) { stack in
             let id = try #require(try await stack.call("POST", "/v1/jobs", json: ["model": "default", "chat_input": "long"]).json["id"]?.stringValue)

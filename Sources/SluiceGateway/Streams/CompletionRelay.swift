@@ -47,7 +47,7 @@ extension Gateway {
             throw error
         }
         if style.stream {
-            return streamCompletion(feed, job: job, request: request, style: style)
+            return try await streamCompletion(feed, job: job, request: request, style: style)
         }
         return try await awaitCompletion(feed, job: job, request: request, style: style)
     }
@@ -114,8 +114,39 @@ extension Gateway {
     }
 
     /// Relays the job's chunks as they come.
-    private func streamCompletion(_ feed: JobEventFeed, job: Job, request: Request, style: CompletionStyle) -> Response {
+    ///
+    /// The status waits for the provider's answer: nothing is sent until the job's first
+    /// chunk, its end, or the first keep-alive is due (`JobEventFollower.heartbeat`, 15 s).
+    /// A job that fails before any chunk (the provider refused the request, a 429 or a 5xx
+    /// that outlasted the retries, a timeout) is answered like a non-streaming one: the
+    /// error's status with a JSON error, never a 200 and an error line.
+    private func streamCompletion(_ feed: JobEventFeed, job: Job, request: Request, style: CompletionStyle) async throws -> Response {
         let jobID = job.id
+        var opening = StreamOpening(style: style)
+        let end: JobEventFollower.End
+        do {
+            end = try await feed.follow(afterSeq: 0, disconnect: nil) { item in
+                opening.take(item)
+            } flush: {
+                if opening.isDecided { throw JobEventFollower.PauseFollow() }
+            }
+        } catch {
+            feed.cancel()
+            logger.error("lost a job's event feed: \(error)", metadata: ["job_id": "\(jobID)"])
+            throw APIError.unavailable("lost the job's event feed; follow it at /v1/jobs/\(jobID)")
+        }
+        if let refusal = opening.refusal {
+            feed.cancel()
+            var headers: HTTPFields = [.sluiceJobID: jobID]
+            if let retryAfter = refusal.retryAfter { headers[.retryAfter] = String(retryAfter) }
+            return Response.json(refusal.json, status: refusal.status, headers: headers)
+        }
+        var pausedAt = 0
+        if case .paused(let seq) = end { pausedAt = seq }
+        let resumeAfter = pausedAt
+        let opened = opening
+        if opened.finished { feed.cancel() }
+
         var headers = SSEFormat.headers
         headers[.sluiceJobID] = jobID
         headers[.connection] = "close"
@@ -123,16 +154,23 @@ extension Gateway {
         return Response(status: .ok, headers: headers, body: ResponseBody { writer in
             gateway.metrics.sseReaderConnected()
             defer { gateway.metrics.sseReaderDisconnected() }
+            // What arrived before the status was sent goes first.
+            var pending = opened.pending
+            if opened.finished {
+                try await writer.write(pending)
+                try await writer.finish(nil)
+                return
+            }
             var failure: (any Error)?
             var disconnected = false
             // Frames collect here and go out together once no further event is ready:
             // one body write (and one flush to the socket) for a burst of chunks.
-            var pending = ByteBuffer()
-            var runs = RunGuard()
-            var restarted = false
+            var runs = opened.runs
+            var restarted = opened.restarted
             do {
+                guard !restarted else { throw RunRestarted() }
                 let end = try await request.watchingDisconnect { disconnect in
-                    try await feed.follow(afterSeq: 0, disconnect: disconnect) { item in
+                    try await feed.follow(afterSeq: resumeAfter, disconnect: disconnect) { item in
                         if case .event(_, let name, let envelope, _) = item,
                            !runs.admit(envelope, isChunk: name == EventName.chunk.rawValue) {
                             throw RunRestarted()
@@ -238,6 +276,54 @@ struct RunGuard {
             i += 1
         }
         return nil
+    }
+}
+
+/// What a streaming completion collects before it sends its status: the frames so far,
+/// and whether the provider answered with chunks, refused the request, or the job ended.
+struct StreamOpening {
+    let style: CompletionStyle
+    /// The frames to send first, after a 200.
+    var pending = ByteBuffer()
+    var runs = RunGuard()
+    /// The job failed before any chunk: answer with this instead of a stream.
+    var refusal: APIError?
+    /// A chunk, a keep-alive or the end came: the status can be sent.
+    var isDecided = false
+    /// `chat_finished` is among `pending`: nothing is left to follow.
+    var finished = false
+    /// Another run began after a chunk of this one went into `pending`.
+    var restarted = false
+
+    init(style: CompletionStyle) { self.style = style }
+
+    mutating func take(_ item: JobEventFollower.Item) {
+        guard refusal == nil, !finished, !restarted else { return }
+        switch item {
+        case .heartbeat:
+            // A client (or a proxy) waiting this long needs bytes: the stream starts.
+            isDecided = true
+        case .event(_, let name, let envelope, let data):
+            guard runs.admit(envelope, isChunk: name == EventName.chunk.rawValue) else {
+                restarted = true
+                return
+            }
+            switch name {
+            case EventName.chunk.rawValue:
+                isDecided = true
+            case EventName.chatResponseFailure.rawValue where !isDecided:
+                let failure = try? JSON.decode(JSONValue.self, from: envelope[data])
+                refusal = APIError.jobFailed(status: nil, error: failure?["error"])
+                isDecided = true
+                return
+            case EventName.chatFinished.rawValue:
+                finished = true
+                isDecided = true
+            default:
+                break
+            }
+        }
+        CompletionFrames.write(item, style: style, to: &pending)
     }
 }
 
