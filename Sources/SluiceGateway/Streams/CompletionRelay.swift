@@ -127,6 +127,7 @@ extension Gateway {
             // one body write (and one flush to the socket) for a burst of chunks.
             var pending = ByteBuffer()
             var runs = RunGuard()
+            var frames = CompletionFrames(style: style, jobID: jobID)
             var restarted = false
             do {
                 let end = try await request.watchingDisconnect { disconnect in
@@ -135,7 +136,7 @@ extension Gateway {
                            !runs.admit(envelope, isChunk: name == EventName.chunk.rawValue) {
                             throw RunRestarted()
                         }
-                        CompletionFrames.write(item, style: style, to: &pending)
+                        frames.write(item, to: &pending)
                     } flush: {
                         guard pending.readableBytes > 0 else { return }
                         do {
@@ -242,17 +243,51 @@ struct RunGuard {
 /// The OpenAI-style frames of a job's events: each chunk's `data` as a `data:` line, a
 /// failure as an OpenAI error object, `chat_finished` as `data: [DONE]`; the other
 /// events are not sent.
-enum CompletionFrames {
+///
+/// A job can reach its final response with none of its chunks seen: a batch-lane job
+/// publishes them only while followed (or never), and a finished job's replay keeps its
+/// lifecycle events, not its chunks. Then the final response stands in for them
+/// (`UnifiedResponse.standInChunks`), so the client still gets the whole reply. If
+/// chunks were relayed and later ones are missing (the relay caught up from a replay
+/// compacted meanwhile), what was relayed cannot be completed exactly: the stream ends
+/// with an error naming where the result is.
+struct CompletionFrames {
+    let style: CompletionStyle
+    let jobID: String
+    private var lastSeq: Int?
+    private var sawChunk = false
+    /// Events were missing after a chunk was relayed.
+    private var missedAfterChunk = false
+
+    init(style: CompletionStyle, jobID: String) {
+        self.style = style
+        self.jobID = jobID
+    }
+
     /// Appends the frame of `item`, if it has one, to `buffer`.
-    static func write(_ item: JobEventFollower.Item, style: CompletionStyle, to buffer: inout ByteBuffer) {
+    mutating func write(_ item: JobEventFollower.Item, to buffer: inout ByteBuffer) {
         switch item {
         case .heartbeat:
             buffer.writeImmutableBuffer(SSEFormat.heartbeat)
-        case .event(_, let name, let envelope, let data):
+        case .event(let seq, let name, let envelope, let data):
+            if let lastSeq, seq > lastSeq + 1, sawChunk { missedAfterChunk = true }
+            lastSeq = seq
             switch name {
             case EventName.chunk.rawValue:
+                sawChunk = true
                 if !style.includeUsageChunk, JSONPeek.isUsageOnlyChunk(envelope, range: data) { return }
                 SSEFormat.writeData(envelope, range: data, to: &buffer)
+            case EventName.chatCompletionResponse.rawValue:
+                if !sawChunk {
+                    writeStandIns(envelope[data], to: &buffer)
+                } else if missedAfterChunk {
+                    let error = APIError.jobFailed(status: nil, error: [
+                        "type": "stream_incomplete",
+                        "message": .string("some of the job's chunks were gone when this stream caught up with it (the job finished meanwhile and its replay keeps only its result); the complete result is at /v1/jobs/\(jobID)"),
+                    ])
+                    let bytes = error.jsonBytes
+                    SSEFormat.writeData(bytes, range: 0..<bytes.count, to: &buffer)
+                }
             case EventName.chatResponseFailure.rawValue:
                 let failure = try? JSON.decode(JSONValue.self, from: envelope[data])
                 let error = APIError.jobFailed(status: nil, error: failure?["error"])
@@ -263,6 +298,15 @@ enum CompletionFrames {
             default:
                 return
             }
+        }
+    }
+
+    /// The chunks the final response stands in for.
+    private func writeStandIns(_ response: ArraySlice<UInt8>, to buffer: inout ByteBuffer) {
+        guard let response = try? JSON.decode(UnifiedResponse.self, from: response) else { return }
+        for chunk in response.standInChunks where style.includeUsageChunk || !chunk.choices.isEmpty {
+            guard let bytes = try? JSON.encode(chunk) else { continue }
+            SSEFormat.writeData(bytes, range: 0..<bytes.count, to: &buffer)
         }
     }
 }
