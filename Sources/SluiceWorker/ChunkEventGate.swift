@@ -9,8 +9,11 @@ import SluiceRedis
 ///
 /// The mark is read when an attempt starts and then at most once every
 /// `FollowMark.checkEvery` seconds, between reads from the provider: never once per
-/// chunk. Chunks left unpublished take no `seq`, so a reader who arrives mid-stream
-/// sees a gap-free stream. Lifecycle events and the result go out whatever it says.
+/// chunk. Once open, the gate stays open for the rest of the run: a relay that shows
+/// the chunks never sees them stop before the end (its mark may lapse for a moment), and
+/// no more reads are needed. Chunks left unpublished take no `seq`, so a reader who
+/// arrives mid-stream sees a gap-free stream. Lifecycle events and the result go out
+/// whatever it says.
 struct ChunkEventGate {
     private let mode: SluiceConfig.BatchChunkEvents
     private let key: String
@@ -25,9 +28,10 @@ struct ChunkEventGate {
         self.isOpen = self.mode == .always
     }
 
-    /// Reads the follow mark if it is due. Redis not answering leaves the gate as it was.
+    /// Reads the follow mark if it is due and the gate still closed. Redis not answering
+    /// leaves the gate as it was.
     mutating func refresh(redis: RedisConnection) async {
-        guard mode == .followed else { return }
+        guard mode == .followed, !isOpen else { return }
         let now = MonotonicClock.now()
         guard now - checkedAt >= FollowMark.checkEvery else { return }
         checkedAt = now
