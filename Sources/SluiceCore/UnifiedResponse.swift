@@ -7,7 +7,7 @@
 /// with `Decodable`. It is deliberately not `Encodable`, so no second encoding can drift
 /// from the first.
 public struct UnifiedResponse: Sendable, Decodable {
-    public enum Status: String, Sendable, Codable {
+    public enum Status: String, Sendable, Codable, CaseIterable {
         case succeeded, failed, cancelled
         case timedOut = "timed_out"
     }

@@ -19,6 +19,8 @@ struct JobRunner: Sendable {
 
     /// - Parameter run: this run's id, carried by every event.
     /// - Parameter lastSeq: the last event seq of the runs before this one (0 for none).
+    /// - Parameter spend: the tenant's spend today against its daily limit, read when the
+    ///   run was claimed; an exhausted one fails the job `quota_exceeded` before any call.
     /// - Parameter cancelledByUser: whether a cancel request for this job has arrived;
     ///   tells a user's cancel (a `cancelled` result) from a shutdown (no result at all).
     /// Returns the response and its JSON, encoded once for Redis and the result topic;
@@ -26,7 +28,7 @@ struct JobRunner: Sendable {
     /// result stored, and the job's readers wait for the run that takes it over.
     func run(
         _ job: Job, run: String, lastSeq: Int, producedAtMs: Int64?, lane: JobPriority = .interactive,
-        cancelledByUser: @Sendable () -> Bool = { false }
+        spend: SpendCheck? = nil, cancelledByUser: @Sendable () -> Bool = { false }
     ) async -> (response: UnifiedResponse, json: [UInt8])? {
         let startedWall = WallClock.now()
         let queueWait = producedAtMs.map { max(0, startedWall - Double($0) / 1000) }
@@ -47,6 +49,11 @@ struct JobRunner: Sendable {
         do {
             if cancelledByUser() {
                 throw AttemptsError(underlying: SluiceError(.cancelled, "the job was cancelled before it started"), attempts: 0)
+            }
+            if let spend, spend.isExhausted {
+                metrics.quotaRefused(tenant: job.tenant)
+                throw AttemptsError(underlying: SluiceError(
+                    .quotaExceeded, spend.message(who: "the job's tenant") + "; the provider was not called"), attempts: 0)
             }
             if let startBy, startedWall >= startBy {
                 throw AttemptsError(underlying: SluiceError(
@@ -104,7 +111,7 @@ struct JobRunner: Sendable {
         response.omitInput(largerThan: config.worker.echoInputMaxBytes)
         let json = (try? JSON.encode(response)) ?? []
         if response.status == .succeeded { events.emit(.chatCompletionResponse, data: json) }
-        events.storeResult(json)
+        events.storeResult(json, response: response, finishedAt: WallClock.now())
         events.emit(.chatFinished, ["status": .string(response.status.rawValue)])
         if config.worker.compactFinishedReplay { events.compactReplay() }
         return (response, json)

@@ -41,6 +41,7 @@ public final class Worker: Service {
         self.environment = environment
         self.metrics = metrics
         self.cancels = CancelRegistry(ttlSeconds: Double(config.redis.eventTTLSeconds))
+        metrics.labelTenants(config.namedTenants)
     }
 
     public func run() async throws {
@@ -326,16 +327,22 @@ public final class Worker: Service {
             return
         }
 
-        // One run at a time; a finished job is answered from its stored result.
+        // One run at a time; a finished job is answered from its stored result. The
+        // tenant's spend today comes with the claim when it has a daily limit.
         let run = Worker.newRunID()
         var lastSeq = 0
         var claimed = false
+        var spend: SpendCheck?
         claiming: while true {
+            let spendLimit = rejection == nil ? config.quotas.spendLimitUSD(for: job.tenant) : nil
+            let today = UsageDay(unixSeconds: Date().timeIntervalSince1970)
             switch await RunClaim.claim(
-                jobID: job.id, run: run, tenant: job.tenant, ttlSeconds: config.redis.eventTTLSeconds, redis: runner.redis) {
-            case .claimed(let seq):
+                jobID: job.id, run: run, tenant: job.tenant, ttlSeconds: config.redis.eventTTLSeconds,
+                spendOn: spendLimit.map { _ in today }, redis: runner.redis) {
+            case .claimed(let seq, let spent):
                 lastSeq = seq
                 claimed = true
+                if let spendLimit, let spent { spend = SpendCheck(limitUSD: spendLimit, spentMicroUSD: spent, day: today) }
                 break claiming
             case .finished(let stored):
                 logger.info("job already finished; producing its stored result again", metadata: ["job_id": "\(job.id)"])
@@ -354,7 +361,7 @@ public final class Worker: Service {
                 // to the result topic only, for the Kafka client that sent it.
                 logger.warning("job refused: its id belongs to another tenant", metadata: ["job_id": "\(job.id)"])
                 let refused = runner.idConflict(job, producedAtMs: message.timestampMs)
-                metrics.finished(refused.response)
+                metrics.finished(refused.response, tenant: job.tenant)
                 await deliverResult(refused.json, of: job.id, for: message, ticket: ticket, producer: producer)
                 return
             }
@@ -371,7 +378,7 @@ public final class Worker: Service {
                 return await runner.reject(job.id, tenant: job.tenant, error: rejection, run: run, lastSeq: lastSeq, producedAtMs: message.timestampMs)
             }
             return await runner.run(job, run: run, lastSeq: lastSeq, producedAtMs: message.timestampMs,
-                                    lane: job.priority ?? topicLane, cancelledByUser: { stoppedByUser.isSet || cancels.isCancelled(job) })
+                                    lane: job.priority ?? topicLane, spend: spend, cancelledByUser: { stoppedByUser.isSet || cancels.isCancelled(job) })
         }
         // A run whose lease lapsed and was taken over stops: two runs must never publish
         // into one job. Its ticket is of an ended epoch (the message went to whoever runs
@@ -411,7 +418,7 @@ public final class Worker: Service {
             // rather than reported as cancelled), or taken over by another run.
             return
         }
-        metrics.finished(response)
+        metrics.finished(response, tenant: job.tenant)
         guard !value.isEmpty else { return }
         await deliverResult(value, of: job.id, for: message, ticket: ticket, producer: producer)
     }

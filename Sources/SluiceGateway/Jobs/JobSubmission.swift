@@ -17,7 +17,7 @@ extension Gateway {
     }
 
     /// Checks the job's fields (a 400 naming the field), checks that the tenant may run the job's models (403 otherwise), claims the job's
-    /// id for its tenant, gives the job a new `submission_id` (which a
+    /// id for its tenant (a tenant that has spent its daily limit gets a 429 and the id back), gives the job a new `submission_id` (which a
     /// cancel names), then produces it to its lane's requests topic (a job saying
     /// `"priority": "batch"` goes to the batch lane, any other to the interactive one) and
     /// waits for the broker's acknowledgement. An id another tenant holds is refused with
@@ -39,13 +39,26 @@ extension Gateway {
             throw APIError.badRequest("this gateway cannot take a per-job api_key: \(error.message)", param: "api_key", code: "api_key_not_accepted")
         }
         let claim: JobOwnership.Claim
+        // A tenant with a daily spend limit: its spend today is read with the claim.
+        let now = Date().timeIntervalSince1970
+        let spendLimit = config.quotas.spendLimitUSD(for: job.tenant)
+        let today = UsageDay(unixSeconds: now)
+        var spend: SpendCheck?
         do {
             let args = JobOwnership.claimArguments(
                 jobID: job.id, tenant: job.tenant, ttlSeconds: config.redis.eventTTLSeconds,
-                fields: [("submitted_at", String(Date().timeIntervalSince1970)), ("api", api)]
+                fields: [("submitted_at", String(now)), ("api", api)]
                     + (job.submissionID.map { [("submission_id", $0)] } ?? []))
-            let reply = try await redis.execute(RedisCommand(args.map { Array($0.utf8) }))
+            var commands = [RedisCommand(args.map { Array($0.utf8) })]
+            if spendLimit != nil {
+                commands.append(RedisCommand("HGET", RedisKeys.usage(tenant: job.tenant, day: today), TenantUsage.Field.costMicroUSD))
+            }
+            let replies = try await redis.execute(commands)
+            let reply = replies[0]
             if let error = reply.errorMessage { throw SluiceError(.internal, error) }
+            if let spendLimit {
+                spend = SpendCheck(limitUSD: spendLimit, spentMicroUSD: Int64(replies[1].string ?? "0") ?? 0, day: today)
+            }
             guard let parts = reply.array, parts.count == 2, let claimed = parts[0].int else {
                 throw SluiceError(.internal, "unexpected answer to the ownership claim")
             }
@@ -62,6 +75,12 @@ extension Gateway {
             return .existing
         case .claimed:
             break
+        }
+        if let spend, spend.isExhausted {
+            // Over the day's spend: nothing is produced, and the id is free again.
+            redis.send([RedisCommand("DEL", RedisKeys.meta(job.id))])
+            metrics.jobRefused(reason: "quota")
+            throw APIError.quotaExceeded(spend, now: now)
         }
         let release = [RedisCommand("DEL", RedisKeys.meta(job.id)), RedisCommand("ZREM", RedisKeys.tenantJobs(job.tenant), job.id)]
         try await admitToTenantCap(job)

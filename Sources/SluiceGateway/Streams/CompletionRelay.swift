@@ -94,7 +94,9 @@ extension Gateway {
         }
         let error = JSONPeek.value(of: "error", in: result, range: all).flatMap { try? JSON.decode(JSONValue.self, from: result[$0]) }
         let apiError = APIError.jobFailed(status: status, error: error)
-        return Response.json(apiError.json, status: apiError.status, headers: headers)
+        var answerHeaders = headers
+        if let retryAfter = apiError.retryAfter { answerHeaders[.retryAfter] = String(retryAfter) }
+        return Response.json(apiError.json, status: apiError.status, headers: answerHeaders)
     }
 
     /// The job's final response as stored by the worker (before it published `chat_finished`).
