@@ -149,6 +149,13 @@ public struct SluiceConfig: Sendable, Codable {
         /// provider's rate limit (and its 429s) before it fails as `expired`. An
         /// interactive job waits at most its `timeout_s` (or `default_timeout_s`).
         public var maxRateLimitWaitSeconds = 86_400.0
+        /// Whether a finished job's replay stream is compacted: its chunk events are
+        /// removed and its lifecycle events (the final response among them) kept, with
+        /// their ids, so that a finished job holds a few KB of Redis, not every chunk.
+        public var compactFinishedReplay = true
+        /// When a batch-lane job publishes its chunk events (lifecycle events and the
+        /// result always go out).
+        public var batchChunkEvents = BatchChunkEvents.followed
 
         enum CodingKeys: String, CodingKey {
             case maxInFlight = "max_in_flight"
@@ -161,8 +168,19 @@ public struct SluiceConfig: Sendable, Codable {
             case echoInputMaxBytes = "echo_input_max_bytes"
             case maxFallbacks = "max_fallbacks"
             case maxRateLimitWaitSeconds = "max_rate_limit_wait_s"
+            case compactFinishedReplay = "compact_finished_replay"
+            case batchChunkEvents = "batch_chunk_events"
         }
         public init() {}
+    }
+
+    /// `worker.batch_chunk_events`: when a batch-lane job publishes its chunk events.
+    public enum BatchChunkEvents: String, Sendable, Codable, CaseIterable {
+        /// Only while someone follows the job (a reader of its events or of a
+        /// streaming completion holds `sluice:job:{id}:followed`).
+        case followed
+        case always
+        case never
     }
 
     public struct Provider: Sendable, Codable, Hashable {
@@ -389,6 +407,14 @@ extension SluiceConfig.Worker {
         echoInputMaxBytes = try c.decodeIfPresent(Int.self, forKey: .echoInputMaxBytes) ?? echoInputMaxBytes
         maxFallbacks = try c.decodeIfPresent(Int.self, forKey: .maxFallbacks) ?? maxFallbacks
         maxRateLimitWaitSeconds = try c.decodeIfPresent(Double.self, forKey: .maxRateLimitWaitSeconds) ?? maxRateLimitWaitSeconds
+        compactFinishedReplay = try c.decodeIfPresent(Bool.self, forKey: .compactFinishedReplay) ?? compactFinishedReplay
+        if let mode = try c.decodeIfPresent(String.self, forKey: .batchChunkEvents) {
+            guard let known = SluiceConfig.BatchChunkEvents(rawValue: mode) else {
+                throw DecodingError.dataCorruptedError(forKey: .batchChunkEvents, in: c, debugDescription:
+                    "\"\(mode)\" is not a mode: give one of \(SluiceConfig.BatchChunkEvents.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            batchChunkEvents = known
+        }
     }
 }
 

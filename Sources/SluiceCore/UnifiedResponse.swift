@@ -186,3 +186,28 @@ extension UnifiedResponse {
             """)
     }
 }
+
+extension UnifiedResponse {
+    /// A stream that says what this response says: for each choice one chunk with its
+    /// role, content, refusal, tool calls and finish reason, then the usage chunk
+    /// (`choices: []`) when there is usage. What a relay sends for a job whose chunk
+    /// events it cannot replay: removed from the replay once the job finished, or never
+    /// published (a batch-lane job nobody followed).
+    public var standInChunks: [ChatCompletionChunk] {
+        var chunks = choices.map { choice in
+            let message = choice.message
+            let calls = message.toolCalls?.enumerated().map { index, call in
+                ToolCallDelta(index: index, id: call.id, type: call.type,
+                              function: .init(name: call.function.name, arguments: call.function.arguments))
+            }
+            let delta = ChunkDelta(role: message.role, content: message.content, refusal: message.refusal, toolCalls: calls)
+            return ChatCompletionChunk(id: id, created: created, model: model, systemFingerprint: systemFingerprint,
+                                       choices: [ChunkChoice(index: choice.index, delta: delta, finishReason: choice.finishReason)])
+        }
+        if let usage {
+            chunks.append(ChatCompletionChunk(id: id, created: created, model: model, systemFingerprint: systemFingerprint,
+                                              choices: [], usage: usage))
+        }
+        return chunks
+    }
+}

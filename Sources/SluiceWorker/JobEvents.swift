@@ -130,6 +130,14 @@ struct JobEvents {
         emit(event, data: (try? JSON.encode(value)) ?? Array("null".utf8))
     }
 
+    /// Compacts the job's replay stream once it finished (`ReplayCompaction`): its chunk
+    /// events go, its lifecycle events stay with their ids. Queued after `chat_finished`
+    /// on the same connection, so it runs after every event of the run; it leaves the
+    /// stream alone if another run holds the job.
+    func compactReplay() {
+        redis.send(RedisCommand(ReplayCompaction.arguments(jobID: jobID, run: run).map { Array($0.utf8) }))
+    }
+
     /// Stores the final result and adds the job to its tenant's usage of the day
     /// (`TenantUsage.recordScript`, once per job), queued together with no wait for an
     /// answer; both pinned: never dropped while Redis is away.

@@ -107,7 +107,8 @@ struct JobRunner: Sendable {
     }
 
     /// Publishes the end of a job: the response event (when it succeeded), the stored
-    /// result and `chat_finished`.
+    /// result and `chat_finished`; then, unless `worker.compact_finished_replay` is off,
+    /// leaves only the lifecycle events in its replay.
     private func finish(_ response: UnifiedResponse, events: inout JobEvents) -> (response: UnifiedResponse, json: [UInt8]) {
         var response = response
         response.omitInput(largerThan: config.worker.echoInputMaxBytes)
@@ -115,6 +116,7 @@ struct JobRunner: Sendable {
         if response.status == .succeeded { events.emit(.chatCompletionResponse, data: json) }
         events.storeResult(json, response: response, finishedAt: WallClock.now())
         events.emit(.chatFinished, ["status": .string(response.status.rawValue)])
+        if config.worker.compactFinishedReplay { events.compactReplay() }
         return (response, json)
     }
 
@@ -201,6 +203,7 @@ struct JobRunner: Sendable {
         var deadline: Double?
         let timeout = job.timeoutSeconds ?? config.worker.defaultTimeoutSeconds
         var rateLimited = 0
+        var chunkGate = ChunkEventGate(jobID: job.id, lane: lane, mode: config.worker.batchChunkEvents)
         // The last target's retries stopped because the job's timeout left no room for
         // the next one.
         var outOfTime: ProviderError?
@@ -264,6 +267,7 @@ struct JobRunner: Sendable {
                     throw AttemptsError(underlying: SluiceError(.timeout, "the job ran past its timeout"), attempts: attempts - 1)
                 }
                 call.totalTimeout = .seconds(saturating: remaining)
+                await chunkGate.refresh(redis: redis)
                 events.emit(.chatStarted, ["provider": .string(provider.name), "model": .string(model), "attempt": .number(Double(attempts))])
 
                 // A span per attempt (tracing on), ended with this iteration.
@@ -285,7 +289,7 @@ struct JobRunner: Sendable {
                     var redisFull = false
                     let redis = self.redis
                     let outcome = try await providers.run(call, format: format, request: httpRequest, onChunk: { chunk, _ in
-                        if !events.emit(.chunk, data: chunk.json) { redisFull = true }
+                        if chunkGate.isOpen, !events.emit(.chunk, data: chunk.json) { redisFull = true }
                         // Only content counts: a retry after a role-only chunk repeats nothing
                         // a reader would notice.
                         if chunk.chunk.carriesContent {
@@ -294,6 +298,7 @@ struct JobRunner: Sendable {
                             published += 1
                         }
                     }, afterRead: {
+                        await chunkGate.refresh(redis: redis)
                         if redisFull {
                             redisFull = false
                             await redis.waitForRoom()

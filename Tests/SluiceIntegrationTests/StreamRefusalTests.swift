@@ -9,7 +9,7 @@ import Testing
 /// route answers with the refusal's status and a JSON error, as without streaming, and
 /// never a 200 followed by an error line. A stream that has begun still ends with an
 /// error line (`GatewayTests.aFailureBeforeOrDuringTheStreamIsAnErrorObject`).
-@Suite(.timeLimit(.minutes(4)))
+@Suite(.needsServices, .timeLimit(.minutes(4)))
 struct StreamRefusalTests {
     static let user: JSONValue = [["role": "user", "content": "Tell me a joke"]]
 
@@ -89,7 +89,7 @@ struct StreamRefusalTests {
     }
 
     @Test func aFailureBeforeAnyChunkIsARefusalWithItsStatus() throws {
-        var opening = StreamOpening(style: Self.style)
+        var opening = StreamOpening(style: Self.style, jobID: "j")
         opening.take(try item(1, .chatStarted, #"{"provider":"mock","model":"m","attempt":1}"#))
         opening.take(try item(2, .chatCompletionRequest, #"{"provider":"mock","model":"m","body":null}"#))
         #expect(!opening.isDecided)
@@ -101,7 +101,7 @@ struct StreamRefusalTests {
     }
 
     @Test func aKeepAliveStartsTheStreamAndALaterFailureIsAnErrorLine() throws {
-        var opening = StreamOpening(style: Self.style)
+        var opening = StreamOpening(style: Self.style, jobID: "j")
         opening.take(.heartbeat)
         #expect(opening.isDecided)
         opening.take(try item(1, .chatResponseFailure, Self.refused))
@@ -115,7 +115,7 @@ struct StreamRefusalTests {
     }
 
     @Test func theFirstChunkStartsTheStream() throws {
-        var opening = StreamOpening(style: Self.style)
+        var opening = StreamOpening(style: Self.style, jobID: "j")
         opening.take(try item(1, .chatStarted, #"{"provider":"mock","model":"m","attempt":1}"#))
         opening.take(try item(2, .chunk, Self.chunk))
         #expect(opening.isDecided)

@@ -76,6 +76,10 @@ struct TestStack: Sendable {
         config.redis.eventTTLSeconds = 600
         config.worker.maxInFlight = maxInFlight
         config.worker.drainSeconds = 5
+        // Most tests read a finished job's chunks back from its replay stream, which
+        // compaction (on by default) empties of them as the job ends: they run with it
+        // off, and the tests about compaction (ReplayCompactionTests) turn it on.
+        config.worker.compactFinishedReplay = false
         config.gateway.listen = "127.0.0.1:0"
         config.gateway.adminKey = TestStack.adminKey
         config.kafka.jobKey = TestStack.jobKey

@@ -41,7 +41,8 @@ public struct Gateway: Sendable {
         self.subscriber = RedisSubscriber(configuration: redisConfig, logger: logger)
         self.producer = try KafkaProducer(brokers: config.kafka.brokers, properties: config.kafka.producerProperties, logger: logger)
         self.follower = JobEventFollower(
-            redis: redis, subscriber: subscriber, heartbeat: .seconds(15), bufferEvents: config.gateway.readerBufferEvents)
+            redis: redis, subscriber: subscriber, heartbeat: .seconds(15), bufferEvents: config.gateway.readerBufferEvents,
+            marksFollowed: config.worker.batchChunkEvents == .followed)
         self.keys = APIKeyTable(
             config.gateway.apiKeys, admin: (config.gateway.adminKeyEnv, config.gateway.adminKey), environment: environment)
         self.metrics = GatewayMetrics()

@@ -122,7 +122,7 @@ extension Gateway {
     /// error's status with a JSON error, never a 200 and an error line.
     private func streamCompletion(_ feed: JobEventFeed, job: Job, request: Request, style: CompletionStyle) async throws -> Response {
         let jobID = job.id
-        var opening = StreamOpening(style: style)
+        var opening = StreamOpening(style: style, jobID: jobID)
         let end: JobEventFollower.End
         do {
             end = try await feed.follow(afterSeq: 0, disconnect: nil) { item in
@@ -166,6 +166,7 @@ extension Gateway {
             // Frames collect here and go out together once no further event is ready:
             // one body write (and one flush to the socket) for a burst of chunks.
             var runs = opened.runs
+            var frames = opened.frames
             var restarted = opened.restarted
             do {
                 guard !restarted else { throw RunRestarted() }
@@ -175,7 +176,7 @@ extension Gateway {
                            !runs.admit(envelope, isChunk: name == EventName.chunk.rawValue) {
                             throw RunRestarted()
                         }
-                        CompletionFrames.write(item, style: style, to: &pending)
+                        frames.write(item, to: &pending)
                     } flush: {
                         guard pending.readableBytes > 0 else { return }
                         do {
@@ -286,6 +287,9 @@ struct StreamOpening {
     /// The frames to send first, after a 200.
     var pending = ByteBuffer()
     var runs = RunGuard()
+    /// Writes the frames, standing in for chunks a finished or unfollowed job never
+    /// published; the relay carries it on after the status.
+    var frames: CompletionFrames
     /// The job failed before any chunk: answer with this instead of a stream.
     var refusal: APIError?
     /// A chunk, a keep-alive or the end came: the status can be sent.
@@ -295,7 +299,10 @@ struct StreamOpening {
     /// Another run began after a chunk of this one went into `pending`.
     var restarted = false
 
-    init(style: CompletionStyle) { self.style = style }
+    init(style: CompletionStyle, jobID: String) {
+        self.style = style
+        self.frames = CompletionFrames(style: style, jobID: jobID)
+    }
 
     mutating func take(_ item: JobEventFollower.Item) {
         guard refusal == nil, !finished, !restarted else { return }
@@ -323,24 +330,58 @@ struct StreamOpening {
                 break
             }
         }
-        CompletionFrames.write(item, style: style, to: &pending)
+        frames.write(item, to: &pending)
     }
 }
 
 /// The OpenAI-style frames of a job's events: each chunk's `data` as a `data:` line, a
 /// failure as an OpenAI error object, `chat_finished` as `data: [DONE]`; the other
 /// events are not sent.
-enum CompletionFrames {
+///
+/// A job can reach its final response with none of its chunks seen: a batch-lane job
+/// publishes them only while followed (or never), and a finished job's replay keeps its
+/// lifecycle events, not its chunks. Then the final response stands in for them
+/// (`UnifiedResponse.standInChunks`), so the client still gets the whole reply. If
+/// chunks were relayed and later ones are missing (the relay caught up from a replay
+/// compacted meanwhile), what was relayed cannot be completed exactly: the stream ends
+/// with an error naming where the result is.
+struct CompletionFrames {
+    let style: CompletionStyle
+    let jobID: String
+    private var lastSeq: Int?
+    private var sawChunk = false
+    /// Events were missing after a chunk was relayed.
+    private var missedAfterChunk = false
+
+    init(style: CompletionStyle, jobID: String) {
+        self.style = style
+        self.jobID = jobID
+    }
+
     /// Appends the frame of `item`, if it has one, to `buffer`.
-    static func write(_ item: JobEventFollower.Item, style: CompletionStyle, to buffer: inout ByteBuffer) {
+    mutating func write(_ item: JobEventFollower.Item, to buffer: inout ByteBuffer) {
         switch item {
         case .heartbeat:
             buffer.writeImmutableBuffer(SSEFormat.heartbeat)
-        case .event(_, let name, let envelope, let data):
+        case .event(let seq, let name, let envelope, let data):
+            if let lastSeq, seq > lastSeq + 1, sawChunk { missedAfterChunk = true }
+            lastSeq = seq
             switch name {
             case EventName.chunk.rawValue:
+                sawChunk = true
                 if !style.includeUsageChunk, JSONPeek.isUsageOnlyChunk(envelope, range: data) { return }
                 SSEFormat.writeData(envelope, range: data, to: &buffer)
+            case EventName.chatCompletionResponse.rawValue:
+                if !sawChunk {
+                    writeStandIns(envelope[data], to: &buffer)
+                } else if missedAfterChunk {
+                    let error = APIError.jobFailed(status: nil, error: [
+                        "type": "stream_incomplete",
+                        "message": .string("some of the job's chunks were gone when this stream caught up with it (the job finished meanwhile and its replay keeps only its result); the complete result is at /v1/jobs/\(jobID)"),
+                    ])
+                    let bytes = error.jsonBytes
+                    SSEFormat.writeData(bytes, range: 0..<bytes.count, to: &buffer)
+                }
             case EventName.chatResponseFailure.rawValue:
                 let failure = try? JSON.decode(JSONValue.self, from: envelope[data])
                 let error = APIError.jobFailed(status: nil, error: failure?["error"])
@@ -351,6 +392,15 @@ enum CompletionFrames {
             default:
                 return
             }
+        }
+    }
+
+    /// The chunks the final response stands in for.
+    private func writeStandIns(_ response: ArraySlice<UInt8>, to buffer: inout ByteBuffer) {
+        guard let response = try? JSON.decode(UnifiedResponse.self, from: response) else { return }
+        for chunk in response.standInChunks where style.includeUsageChunk || !chunk.choices.isEmpty {
+            guard let bytes = try? JSON.encode(chunk) else { continue }
+            SSEFormat.writeData(bytes, range: 0..<bytes.count, to: &buffer)
         }
     }
 }

@@ -19,20 +19,37 @@ import SluiceRedis
 /// behind (its client reads slower than the job writes) is unsubscribed: its `follow`
 /// throws `RedisError.Code.subscriptionOverflow`, and an event stream's client resumes
 /// with `Last-Event-ID`.
+///
+/// A finished job's replay holds its lifecycle events and its result, not its chunks
+/// (`ReplayCompaction`): its readers get those, in seq order, and a reader resuming
+/// after a removed chunk gets the next event kept.
+///
+/// With `marksFollowed`, a reader keeps the job's follow mark (`FollowMark`) set from
+/// the moment it subscribes until it leaves, so that a batch-lane job publishes its
+/// chunks while someone watches (`worker.batch_chunk_events: followed`).
 public struct JobEventFollower: Sendable {
     let redis: RedisConnection
     let subscriber: RedisSubscriber
     let heartbeat: Duration
     let bufferEvents: Int
+    let marksFollowed: Bool
 
     /// Entries read from the replay stream per `XRANGE`.
     static let replayPage = 256
 
-    public init(redis: RedisConnection, subscriber: RedisSubscriber, heartbeat: Duration = .seconds(15), bufferEvents: Int = 1024) {
+    public init(redis: RedisConnection, subscriber: RedisSubscriber, heartbeat: Duration = .seconds(15), bufferEvents: Int = 1024,
+                marksFollowed: Bool = false) {
         self.redis = redis
         self.subscriber = subscriber
         self.heartbeat = heartbeat
         self.bufferEvents = bufferEvents
+        self.marksFollowed = marksFollowed
+    }
+
+    /// Sets the job's follow mark for `FollowMark.ttlMilliseconds`. Queued on the
+    /// connection that then submits the job, so a worker starting it sees the mark.
+    func markFollowed(_ jobID: String) {
+        redis.send(RedisCommand("SET", RedisKeys.followed(jobID), "1", "PX", String(FollowMark.ttlMilliseconds)))
     }
 
     public enum Item: Sendable {
@@ -63,6 +80,7 @@ public struct JobEventFollower: Sendable {
     public func subscribe(jobID: String) async throws -> JobEventFeed {
         let subscription = try await subscriber.subscribe(
             to: RedisKeys.channel(jobID), bufferingPolicy: .bounded(maxEvents: bufferEvents))
+        if marksFollowed { markFollowed(jobID) }
         return JobEventFeed(jobID: jobID, subscription: subscription, follower: self)
     }
 
@@ -153,6 +171,16 @@ public struct JobEventFeed: Sendable {
         var paused = false
         defer { if !paused { subscription.cancel() } }
         let jobID = self.jobID
+        // The follow mark, kept while this reader stays (set first on subscribing).
+        let follower = self.follower
+        let marker: Task<Void, Never>? = follower.marksFollowed ? Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: FollowMark.refreshEvery)
+                if Task.isCancelled { break }
+                follower.markFollowed(jobID)
+            }
+        } : nil
+        defer { marker?.cancel() }
         var last = afterSeq
         // Something was emitted since the last flush.
         var unflushed = false
