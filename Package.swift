@@ -8,9 +8,11 @@ import PackageDescription
 // A system-wide install (the Docker image) is found by pkg-config as usual.
 let rdkafkaLibDir = Context.packageDirectory + "/.deps/librdkafka/lib"
 
+// Linux only: the HTTP client waits on epoll and an eventfd, and child processes are
+// started with glibc's posix_spawn extensions. No `platforms:` entry, since SwiftPM
+// cannot say "Linux only" and an Apple platform listed would claim a build that fails.
 let package = Package(
     name: "sluice",
-    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "sluice", targets: ["SluiceCLI"]),
     ],
@@ -28,6 +30,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
     ],
     targets: [
         // C libraries, each behind a one-line shim header; nothing above the Swift layer
@@ -36,18 +39,26 @@ let package = Package(
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         .systemLibrary(name: "CHiredis", pkgConfig: "hiredis", providers: [.apt(["libhiredis-dev"])]),
 
+        // The infrastructure every module shares, once: dedicated threads, the condition
+        // lock, the monotonic clock, backoff, `host:port`, an async semaphore, loopback
+        // ports, child processes and signal watching.
+        .target(name: "SluiceSupport", dependencies: [
+            .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            .product(name: "Subprocess", package: "swift-subprocess"),
+        ]),
+
         // Thin Swift layers over the C libraries.
         .target(
             name: "SluiceKafka",
             dependencies: [
-                "CRdKafka",
+                "CRdKafka", "SluiceSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
             ],
             linkerSettings: [.unsafeFlags(["-Xlinker", "-rpath", "-Xlinker", rdkafkaLibDir])]
         ),
-        .target(name: "SluiceRedis", dependencies: ["CHiredis", .product(name: "Logging", package: "swift-log")]),
-        .target(name: "SluiceHTTPClient", dependencies: ["CCurl", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "SluiceRedis", dependencies: ["CHiredis", "SluiceSupport", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "SluiceHTTPClient", dependencies: ["CCurl", "SluiceSupport", .product(name: "Logging", package: "swift-log")]),
 
         // The domain model: jobs, chunks, events, the unified response, metrics, config.
         // No I/O, no C.
@@ -60,19 +71,19 @@ let package = Package(
 
         // Provider wire formats over the HTTP client.
         .target(name: "SluiceProviders", dependencies: [
-            "SluiceCore", "SluiceHTTPClient", .product(name: "Logging", package: "swift-log"),
+            "SluiceCore", "SluiceHTTPClient", "SluiceSupport", .product(name: "Logging", package: "swift-log"),
         ]),
 
         // The three servers.
         .target(name: "SluiceWorker", dependencies: [
-            "SluiceCore", "SluiceProviders", "SluiceKafka", "SluiceRedis",
+            "SluiceCore", "SluiceProviders", "SluiceKafka", "SluiceRedis", "SluiceSupport",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         .target(name: "SluiceGateway", dependencies: [
-            "SluiceCore", "SluiceKafka", "SluiceRedis",
+            "SluiceCore", "SluiceKafka", "SluiceRedis", "SluiceSupport",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "Logging", package: "swift-log"),
@@ -81,6 +92,7 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         .target(name: "SluiceMockProvider", dependencies: [
+            "SluiceSupport",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "Logging", package: "swift-log"),
@@ -89,7 +101,7 @@ let package = Package(
 
         // `sluice bench`: the pipeline measured against Redis's PUBLISH ceiling and a peer.
         .target(name: "SluiceBench", dependencies: [
-            "SluiceCore", "SluiceKafka", "SluiceHTTPClient",
+            "SluiceCore", "SluiceKafka", "SluiceHTTPClient", "SluiceSupport",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "Histogram", package: "hdrhistogram-swift"),
             .product(name: "Logging", package: "swift-log"),
@@ -99,7 +111,7 @@ let package = Package(
         // The command line: `sluice worker|gateway|dev|submit|mock-provider`.
         .executableTarget(name: "SluiceCLI", dependencies: [
             "SluiceCore", "SluiceKafka", "SluiceRedis", "SluiceHTTPClient", "SluiceProviders",
-            "SluiceWorker", "SluiceGateway", "SluiceMockProvider", "SluiceBench",
+            "SluiceWorker", "SluiceGateway", "SluiceMockProvider", "SluiceBench", "SluiceSupport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "Logging", package: "swift-log"),
@@ -107,12 +119,12 @@ let package = Package(
         ]),
 
         .testTarget(name: "SluiceCoreTests", dependencies: [
-            "SluiceCore", "SluiceKafka", "SluiceProviders", "SluiceBench",
+            "SluiceCore", "SluiceKafka", "SluiceProviders", "SluiceBench", "SluiceSupport",
             .product(name: "PropertyBased", package: "swift-property-based"),
         ]),
         .testTarget(name: "SluiceIntegrationTests", dependencies: [
             "SluiceCore", "SluiceKafka", "SluiceRedis", "SluiceHTTPClient", "SluiceProviders",
-            "SluiceWorker", "SluiceGateway", "SluiceMockProvider",
+            "SluiceWorker", "SluiceGateway", "SluiceMockProvider", "SluiceSupport",
             .product(name: "Logging", package: "swift-log"),
         ]),
     ]

@@ -7,6 +7,7 @@ import SluiceKafka
 import SluiceProviders
 import SluiceRedis
 import Synchronization
+import SluiceSupport
 
 /// `sluice worker`: consumes jobs, runs them, publishes their events and results.
 ///
@@ -174,7 +175,8 @@ public final class Worker: Service {
                 // uncommitted for the next owner, not started.
                 if drainDeadline.value.isFinite { break }
                 if limiter.isFull(lane) { flow.pause() }
-                await limiter.acquire(lane)
+                // Cancelled while waiting: stop taking messages, as on shutdown.
+                guard await limiter.acquire(lane) else { break }
                 if drainDeadline.value.isFinite {
                     limiter.release()
                     break
@@ -480,7 +482,7 @@ public final class Worker: Service {
     /// broker refuses the message for good (too large, not authorized), or when the
     /// worker is cancelled (the message then stays uncommitted).
     private func deliver(_ producer: KafkaProducer, topic: String, key: [UInt8]?, value: [UInt8]) async -> Delivery {
-        var delay = 0.2
+        var backoff = Backoff(initial: .milliseconds(200), maximum: .seconds(5))
         while true {
             do {
                 try await producer.send(topic: topic, key: key, value: value)
@@ -493,8 +495,7 @@ public final class Worker: Service {
                 case .summary(let count): logger.warning("producing to \(topic) still fails (\(count) times in the last \(deliveryFailures.interval)), retrying: \(error)")
                 case .suppressed: break
                 }
-                try? await Task.sleep(for: .seconds(saturating: delay))
-                delay = min(delay * 2, 5)
+                try? await Task.sleep(for: backoff.nextDelay())
             }
         }
     }
