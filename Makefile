@@ -26,9 +26,12 @@ test: build
 	$(SWIFT) build --build-tests
 	bash scripts/with-services.sh $(SWIFT) test --skip-build --no-parallel
 
-## unit-test: only the tests that need no servers
+## unit-test: every test that needs no broker or Redis (parsers, models, the offset
+## tracker, the HTTP client against an in-process provider, limiters, deployment files);
+## suites marked `.needsServices` are skipped
 unit-test: build
-	$(SWIFT) test --filter SluiceCoreTests
+	$(SWIFT) build --build-tests
+	env -u SLUICE_TEST_KAFKA_BROKERS -u SLUICE_TEST_REDIS_URL $(SWIFT) test --skip-build
 
 ## chaos: the chaos test at full size (500 jobs through worker processes that are killed,
 ## joined, with a Redis restart and poison records); `make test` runs it with 150

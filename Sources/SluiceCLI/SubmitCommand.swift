@@ -122,7 +122,7 @@ struct JobTerminal: Sendable {
             }
         }
         if jsonOutput {
-            if let result, let bytes = try? JSON.sortedEncoder.encode(result) { out.write(bytes + Data("\n".utf8)) }
+            if let result, let bytes = try? result.json() { out.write(Data(bytes) + Data("\n".utf8)) }
         } else {
             out.write(Data("\n".utf8))
             if let m = result?.metrics {

@@ -128,10 +128,12 @@ public enum JSON {
             try value.write(to: &out)
             return out
         }
-        if let value = value as? UnifiedResponse {
-            return try value.json()
-        }
         return Array(try encoder.encode(value))
+    }
+
+    /// The unified response has one serialiser, its own `json()`.
+    public static func encode(_ value: UnifiedResponse) throws -> [UInt8] {
+        try value.json()
     }
 
     public static func decode<T: Decodable>(_ type: T.Type, from bytes: some Collection<UInt8>) throws -> T {

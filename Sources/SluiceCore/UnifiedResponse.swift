@@ -2,7 +2,11 @@
 /// response, itself a superset of OpenAI's `chat.completion`. Produced to
 /// `sluice.results`, stored at `sluice:job:{id}:result`, and sent as the
 /// `chat_completion_response` event.
-public struct UnifiedResponse: Sendable, Codable {
+///
+/// Written by one serialiser, `json()` (JSONWriter.swift), on the per-job path; read back
+/// with `Decodable`. It is deliberately not `Encodable`, so no second encoding can drift
+/// from the first.
+public struct UnifiedResponse: Sendable, Decodable {
     public enum Status: String, Sendable, Codable {
         case succeeded, failed, cancelled
         case timedOut = "timed_out"
@@ -94,31 +98,6 @@ public struct UnifiedResponse: Sendable, Codable {
         case chatInput = "chat_input"
         case chatOutput = "chat_output"
         case jobID = "job_id"
-    }
-
-    public func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(id, forKey: .id)
-        try c.encode(choices, forKey: .choices)
-        try c.encode(created, forKey: .created)
-        try c.encode(model, forKey: .model)
-        try c.encode(object, forKey: .object)
-        try c.encode(systemFingerprint, forKey: .systemFingerprint)
-        try c.encode(usage, forKey: .usage)
-        try c.encode(sessionID, forKey: .sessionID)
-        try c.encode(chatInput, forKey: .chatInput)
-        try c.encode(chatOutput, forKey: .chatOutput)
-        try c.encode(context, forKey: .context)
-        try c.encode(provider, forKey: .provider)
-        try c.encode(timestamp, forKey: .timestamp)
-        try c.encode(parameters, forKey: .parameters)
-        try c.encode(metrics, forKey: .metrics)
-        try c.encode(jobID, forKey: .jobID)
-        try c.encode(status, forKey: .status)
-        try c.encode(error, forKey: .error)
-        try c.encode(metadata, forKey: .metadata)
-        try c.encodeIfPresent(raw, forKey: .raw)
-        try c.encodeIfPresent(inputOmitted, forKey: .inputOmitted)
     }
 
     public init(from decoder: Decoder) throws {

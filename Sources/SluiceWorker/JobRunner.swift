@@ -192,6 +192,9 @@ struct JobRunner: Sendable {
         var deadline: Double?
         let timeout = job.timeoutSeconds ?? config.worker.defaultTimeoutSeconds
         var rateLimited = 0
+        // The last target's retries stopped because the job's timeout left no room for
+        // the next one.
+        var outOfTime: ProviderError?
 
         for (targetIndex, target) in targets.enumerated() {
             let provider: SluiceConfig.Provider
@@ -217,6 +220,7 @@ struct JobRunner: Sendable {
             let estimate = JobRunner.estimatedTokens(messages: messages, parameters: request.parameters)
 
             var retry = 0
+            outOfTime = nil
             while retry < config.worker.maxAttempts {
                 if Task.isCancelled { throw AttemptsError(underlying: CancellationError(), attempts: attempts) }
                 // Wait for the shared rate limit (and any hold a 429 set); this spends
@@ -318,7 +322,12 @@ struct JobRunner: Sendable {
                     }
                     guard retry < config.worker.maxAttempts else { break }
                     let delay = JobRunner.backoff(retry: retry - 1, retryAfter: pe.retryAfter)
-                    guard MonotonicClock.now() + delay < runDeadline else { break }
+                    guard MonotonicClock.now() + delay < runDeadline else {
+                        // No time left for this target's next attempt: a fallback may
+                        // still run in what remains; if none does, the job timed out.
+                        outOfTime = pe
+                        break
+                    }
                     logger.info("retrying after \(pe)", metadata: [
                         "attempt": "\(attempts)", "delay_s": "\(delay)", "detail": "\(pe.detail ?? "")",
                     ])
@@ -326,6 +335,13 @@ struct JobRunner: Sendable {
                     try? await Task.sleep(for: .seconds(saturating: delay))
                 }
             }
+        }
+        if let last = outOfTime {
+            var context: [String: String] = [:]
+            if let status = last.status { context["provider_status"] = "\(status)" }
+            throw AttemptsError(underlying: SluiceError(
+                .timeout, "the job's timeout_s (\(timeout) s) left no time for another attempt after \(attempts); last error: \(last.message)",
+                context: context), attempts: attempts)
         }
         throw AttemptsError(underlying: lastError, attempts: attempts)
     }

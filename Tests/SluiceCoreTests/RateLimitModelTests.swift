@@ -40,6 +40,23 @@ import Testing
         #expect(RateLimitHeaders(HTTPHeaders()).isEmpty)
     }
 
+    @Test func retryAfterAsAnHTTPDateIsTheTimeUntilThen() {
+        let now = Date(timeIntervalSince1970: 1_795_000_000)  // Thu, 18 Nov 2026 09:46:40 GMT
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.timeZone = TimeZone(identifier: "GMT")
+        f.dateFormat = "EEE, dd MMM yyyy HH:mm:ss 'GMT'"
+        let inSeven = f.string(from: now.addingTimeInterval(7))
+        #expect(RateLimitHeaders(HTTPHeaders([("retry-after", inSeven)]), now: now).retryAfter == 7)
+        // A date in the past means now; one years ahead is held to a day; garbage is none.
+        let past = f.string(from: now.addingTimeInterval(-30))
+        #expect(RateLimitHeaders(HTTPHeaders([("retry-after", past)]), now: now).retryAfter == 0)
+        let far = f.string(from: now.addingTimeInterval(3 * 365 * 86_400))
+        #expect(RateLimitHeaders(HTTPHeaders([("retry-after", far)]), now: now).retryAfter == 86_400)
+        #expect(RateLimitHeaders(HTTPHeaders([("retry-after", "Thu, 99 Foo 2026")]), now: now).retryAfter == nil)
+        #expect(RateLimitHeaders(HTTPHeaders([("retry-after", "1e400")]), now: now).retryAfter == nil)
+    }
+
     @Test(arguments: [("20ms", 0.02), ("1s", 1.0), ("6m0s", 360.0), ("1h2m3.5s", 3723.5), ("0.5", 0.5)])
     func openAIDurations(text: String, seconds: Double) {
         #expect(abs((RateLimitHeaders.duration(text) ?? -1) - seconds) < 1e-9)

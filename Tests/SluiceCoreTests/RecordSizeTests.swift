@@ -70,8 +70,7 @@ import Testing
         #expect(json.count < 4096)
         let decoded = try JSON.decode(UnifiedResponse.self, from: json)
         #expect(decoded.inputOmitted == true)
-        // The direct writer and Codable agree on the new field.
-        #expect(try JSONValue.parse(json) == JSONValue.parse(Array(JSONEncoder().encode(large))))
+        #expect(try JSONValue.parse(json)["input_omitted"] == true)
         #expect(decoded.chatOutput == "ok")
 
         // Many messages, each small, add up too.

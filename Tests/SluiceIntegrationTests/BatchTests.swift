@@ -10,7 +10,7 @@ import Glibc
 /// `sluice batch`, the real binary, against a stack of its own: the output's shape,
 /// bad lines reported by number, resuming from a complete, a partial and an interrupted
 /// output without running anything twice.
-@Suite(.serialized, .timeLimit(.minutes(5)))
+@Suite(.needsServices, .serialized, .timeLimit(.minutes(5)))
 struct BatchTests {
     static func request(_ customID: String, _ content: String, model: String = "default", provider: String? = nil) -> String {
         var body: JSONValue = ["model": .string(model), "messages": [["role": "user", "content": .string(content)]], "max_tokens": 16]

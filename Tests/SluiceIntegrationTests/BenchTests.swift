@@ -4,7 +4,7 @@ import Testing
 
 /// `sluice bench --quick --scenario all`, the real binary with its own stack: it finishes
 /// and its JSON summary and markdown are well-formed. Never its speed.
-@Suite(.serialized, .timeLimit(.minutes(3)))
+@Suite(.needsServices, .serialized, .timeLimit(.minutes(3)))
 struct BenchTests {
     @Test func quickRunCompletesWithAWellFormedReport() async throws {
         let dir = try TestPaths.tempDir("bench")

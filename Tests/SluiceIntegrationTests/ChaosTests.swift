@@ -17,7 +17,7 @@ import Glibc
 ///
 /// `make test` runs it with 150 jobs; `make chaos` with 500 (`SLUICE_CHAOS_JOBS`). It
 /// prints its figures (the README's "Guarantees" quotes the last full run).
-@Suite(.serialized, .timeLimit(.minutes(8)))
+@Suite(.needsServices, .serialized, .timeLimit(.minutes(8)))
 struct ChaosTests {
     @Test func jobsSurviveKillsRebalancesARedisRestartAndPoison() async throws {
         let jobCount = ProcessInfo.processInfo.environment["SLUICE_CHAOS_JOBS"].flatMap(Int.init) ?? 150
@@ -30,7 +30,7 @@ struct ChaosTests {
         let redisLog = dir.appendingPathComponent("redis.log").path
         var redis: TestProcess? = try TestProcess("/usr/bin/redis-server", redisArgs, log: redisLog)
         defer { redis?.signal(SIGKILL) }
-        try await waitForPort(redisPort)
+        try await waitUntilListening(port: redisPort)
 
         try await TestStack.with(
             mock: MockBehavior(chunks: 10, chunkDelay: .milliseconds(60)), worker: false,
@@ -84,7 +84,7 @@ struct ChaosTests {
             _ = await redis?.wait()
             try await Task.sleep(for: .seconds(1))
             redis = try TestProcess("/usr/bin/redis-server", redisArgs, log: redisLog)
-            try await waitForPort(redisPort)
+            try await waitUntilListening(port: redisPort)
             try await Task.sleep(for: .seconds(2))
             workers.append(try startWorker())
             try await Task.sleep(for: .seconds(2))
@@ -160,22 +160,5 @@ struct ChaosTests {
                 #expect(await w.wait(timeout: .seconds(30)) == 0)
             }
         }
-    }
-
-    func waitForPort(_ port: Int) async throws {
-        for _ in 0..<200 {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            var addr = sockaddr_in()
-            addr.sin_family = sa_family_t(AF_INET)
-            addr.sin_port = in_port_t(UInt16(port).bigEndian)
-            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-            let ok = withUnsafePointer(to: &addr) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            } == 0
-            close(fd)
-            if ok { return }
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        throw TestFailure("nothing listens on port \(port)")
     }
 }

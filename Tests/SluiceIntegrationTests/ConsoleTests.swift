@@ -6,7 +6,7 @@ import Testing
 /// The live console at `/`, in a real browser: headless Chromium follows a job against
 /// the mock provider, and the streamed text must appear with the job's metrics; a link
 /// with `submit=1` submits nothing. A screenshot is kept in test-artifacts/console.png.
-@Suite(.timeLimit(.minutes(2)))
+@Suite(.needsServices, .timeLimit(.minutes(2)))
 struct ConsoleTests {
     static func chromium() throws -> String {
         for p in ["/usr/bin/chromium", "/usr/bin/chromium-browser"] where FileManager.default.isExecutableFile(atPath: p) { return p }

@@ -7,7 +7,7 @@ import Testing
 /// A POST that is not JSON is refused before anything runs (browsers send `text/plain`
 /// and forms cross-site without asking), and a JSON one needs a CORS preflight that only
 /// the origins of `gateway.cors_origins` pass.
-@Suite(.timeLimit(.minutes(2)))
+@Suite(.needsServices, .timeLimit(.minutes(2)))
 struct CrossSiteTests {
     static let routes = [
         "/v1/jobs", "/v1/chat/completions", "/api/engine/chat/mock", "/v1/prompts/welcome/completions",

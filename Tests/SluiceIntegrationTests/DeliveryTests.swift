@@ -11,7 +11,7 @@ import Glibc
 
 /// At-least-once end to end: workers killed, stopped, joining and leaving, jobs that run
 /// long, Redis going away. Every job must end with a result on the topic.
-@Suite(.serialized, .timeLimit(.minutes(4)))
+@Suite(.needsServices, .serialized, .timeLimit(.minutes(4)))
 struct DeliveryTests {
     func jobs(_ prefix: String, _ n: Int) -> [String] { (0..<n).map { "\(prefix)-\($0)" } }
 
@@ -38,7 +38,7 @@ struct DeliveryTests {
             let before = Set(stack.results.all.compactMap(\.keyString))
 
             let second = try TestProcess(binary, ["worker", "--config", configPath, "--log-level", "warning"], log: log)
-            let results = try await stack.waitForResults(ids.count, timeout: .seconds(120))
+            let results = try await stack.waitForResults(ids.count, timeout: .seconds(120), duplicates: .allowed)
             #expect(Set(results.keys) == Set(ids))
             #expect(results.values.allSatisfy { $0.status == .succeeded })
             #expect(before.count < ids.count, "the kill came before every job had finished")
@@ -62,10 +62,9 @@ struct DeliveryTests {
             #expect(Set(results.keys) == Set(ids))
             #expect(results.values.allSatisfy { $0.status == .succeeded })
 
-            // Their offsets were committed: a new worker in the group redoes nothing.
-            let next = WorkerHandle(config: stack.config)
-            try await Task.sleep(for: .seconds(8))
-            try await next.stop()
+            // Their offsets were committed before it returned: the group has no lag.
+            let lag = try await stack.waitForNoLag(timeout: .seconds(1))
+            #expect(!lag.isEmpty && lag.values.allSatisfy { $0 == 0 }, "lag per partition after the drain: \(lag)")
             #expect(stack.results.all.count == ids.count, "\(stack.results.all.count) results for \(ids.count) jobs")
         }
     }
@@ -141,7 +140,7 @@ struct DeliveryTests {
             let b = WorkerHandle(config: stack.config)
             try await Task.sleep(for: .seconds(4))
             try await a.stop()
-            let results = try await stack.waitForResults(ids.count, timeout: .seconds(90))
+            let results = try await stack.waitForResults(ids.count, timeout: .seconds(90), duplicates: .allowed)
             try await b.stop()
             #expect(Set(results.keys) == Set(ids))
             #expect(results.values.allSatisfy { $0.status == .succeeded })
@@ -156,7 +155,9 @@ struct DeliveryTests {
             let results = try await stack.waitForResults(1, timeout: .seconds(60))
             #expect(results["long-1"]?.status == .succeeded)
             #expect(results["long-1"]?.metrics.attempts == 1)
-            try await Task.sleep(for: .seconds(3))
+            // Committed: it cannot come back, and it ran once.
+            let lag = try await stack.waitForNoLag()
+            #expect(lag.values.allSatisfy { $0 == 0 }, "\(lag)")
             #expect(stack.results.all.count == 1)
             #expect(stack.mock.stats.snapshot.requests == 1)
         }
@@ -168,7 +169,7 @@ struct DeliveryTests {
         let args = ["--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
         var redisServer: TestProcess? = try TestProcess("/usr/bin/redis-server", args, log: dir.appendingPathComponent("redis.log").path)
         defer { redisServer?.signal(SIGKILL) }
-        try await Task.sleep(for: .milliseconds(300))
+        try await waitUntilListening(port: port)
         try await TestStack.with(configure: { $0.redis.url = "redis://127.0.0.1:\(port)" }) { stack in
             try await stack.submit(["id": "before", "model": "default", "chat_input": "x"])
             #expect(try await stack.waitForResults(1)["before"]?.status == .succeeded)
@@ -180,7 +181,7 @@ struct DeliveryTests {
             #expect(during["during"]?.status == .succeeded, "results reach Kafka without Redis")
 
             redisServer = try TestProcess("/usr/bin/redis-server", args, log: dir.appendingPathComponent("redis.log").path)
-            try await Task.sleep(for: .milliseconds(500))
+            try await waitUntilListening(port: port)
             try await stack.submit(["id": "after", "model": "default", "chat_input": "x"])
             let after = try await stack.waitForResults(3, timeout: .seconds(60))
             #expect(after["after"]?.status == .succeeded)

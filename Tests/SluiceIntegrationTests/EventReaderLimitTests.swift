@@ -8,7 +8,7 @@ import Testing
 /// `GET /v1/jobs/{id}/events` readers are bounded: per tenant in number, each in memory
 /// (a paged replay, a bounded live buffer: a reader too far behind is cut and resumes
 /// with `Last-Event-ID`).
-@Suite(.timeLimit(.minutes(3)))
+@Suite(.needsServices, .timeLimit(.minutes(3)))
 struct EventReaderLimitTests {
     @Test func aTenantHoldsAtMostItsLimitOfEventStreams() async throws {
         let keys: [SluiceConfig.APIKey] = [.init(key: "k-alpha", tenant: "alpha"), .init(key: "k-beta", tenant: "beta")]

@@ -12,7 +12,7 @@ import Glibc
 /// Providers that fail, stall or cut streams short; cancels; bad input. Each fault is
 /// injected through the mock provider's knobs (in the model name, as a Kafka job has no
 /// headers) and the behaviour checked, timings included.
-@Suite(.timeLimit(.minutes(3)))
+@Suite(.needsServices, .timeLimit(.minutes(3)))
 struct ProviderFaultTests {
     func startedTimes(_ events: [JSONValue]) -> [Double] {
         events.filter { $0["event"] == "chat_started" }.compactMap { $0["ts"]?.doubleValue }
@@ -57,6 +57,50 @@ struct ProviderFaultTests {
             let t429 = startedTimes(try await stack.events(of: "r429"))
             #expect(t429.count >= 3)
             #expect(zip(t429, t429.dropFirst()).allSatisfy { $1 - $0 >= 0.99 }, "\(t429)")
+        }
+    }
+
+    @Test func timeoutsAndConnectionErrorsAreRetriedAndFallbacksRunInTheirOrder() async throws {
+        try await TestStack.with(configure: { c in
+            c.worker.maxAttempts = 2
+            // Nothing listens on port 1: every request to it is a connection error.
+            c.providers.append(.init(name: "dead", kind: .mock, baseURL: "http://127.0.0.1:1/v1"))
+        }) { stack in
+            try await stack.submit(["id": "r408", "provider": "mock", "model": "m-status=408", "chat_input": "x",
+                                    "fallbacks": [["provider": "mock", "model": "m-status=500"], ["provider": "mock", "model": "m-1"]]])
+            try await stack.submit(["id": "rconn", "provider": "dead", "model": "m-1", "chat_input": "x",
+                                    "fallbacks": [["provider": "mock", "model": "m-2"]]])
+            let results = try await stack.waitForResults(2, timeout: .seconds(60))
+
+            let r408 = try #require(results["r408"])
+            #expect(r408.status == .succeeded)
+            #expect(r408.model == "m-1")
+            #expect(r408.metrics.attempts == 5)
+            let started = try await stack.events(of: "r408").filter { $0["event"] == "chat_started" }
+            #expect(started.map { $0["data"]?["model"]?.stringValue ?? "" }
+                == ["m-status=408", "m-status=408", "m-status=500", "m-status=500", "m-1"])
+
+            let rconn = try #require(results["rconn"])
+            #expect(rconn.status == .succeeded)
+            #expect(rconn.metrics.attempts == 3)
+            let providers = try await stack.events(of: "rconn").filter { $0["event"] == "chat_started" }
+                .map { $0["data"]?["provider"]?.stringValue ?? "" }
+            #expect(providers == ["dead", "dead", "mock"])
+        }
+    }
+
+    @Test func aJobsTimeoutBoundsItsRetries() async throws {
+        try await TestStack.with(configure: { $0.worker.maxAttempts = 100 }) { stack in
+            try await stack.submit(["id": "slow", "provider": "mock", "model": "m-status=503", "chat_input": "x", "timeout_s": 2])
+            let result = try #require(try await stack.waitForResults(1, timeout: .seconds(30))["slow"])
+            #expect(result.status == .timedOut)
+            #expect(result.error?.type == "timeout")
+            #expect(result.error?.providerStatus == 503)
+            #expect(result.error?.message.contains("timeout_s") == true, "\(result.error?.message ?? "")")
+            // Backoff 0.25 s × 2ⁿ with jitter: a handful of attempts fit in 2 s, never 100.
+            #expect((2...8).contains(result.metrics.attempts), "\(result.metrics.attempts) attempts")
+            let t = startedTimes(try await stack.events(of: "slow"))
+            #expect((t.last ?? 0) - (t.first ?? 0) < 2, "attempts started over \(t)")
         }
     }
 
@@ -223,8 +267,46 @@ struct ProviderFaultTests {
     }
 }
 
-@Suite(.timeLimit(.minutes(3)))
+@Suite(.needsServices, .timeLimit(.minutes(3)))
 struct BadInputTests {
+    @Test func aCancelReachesEveryWorker() async throws {
+        try await TestStack.with(mock: MockBehavior(chunks: 400, chunkDelay: .milliseconds(50)), worker: false) { stack in
+            let workers = [WorkerHandle(config: stack.config), WorkerHandle(config: stack.config)]
+            func text(_ w: WorkerHandle) -> String { String(decoding: w.metrics.render(), as: UTF8.self) }
+            // Each has partitions of its own once the group settles (a lag gauge per
+            // assigned partition appears).
+            for _ in 0..<400 where !workers.allSatisfy({ text($0).contains("sluice_worker_consumer_lag{") }) {
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            let ids = (0..<12).map { "cancel-all-\($0)" }
+            for id in ids { try await stack.submit(["id": .string(id), "model": "default", "chat_input": .string(id)]) }
+            // Every job streams before the cancels go out.
+            var streaming: Set<String> = []
+            for _ in 0..<400 where streaming.count < ids.count {
+                for id in ids where !streaming.contains(id) {
+                    if try await stack.events(of: id).contains(where: { $0["event"] == "chunk" }) { streaming.insert(id) }
+                }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            #expect(streaming.count == ids.count)
+            let running = workers.map { w in
+                text(w).split(separator: "\n").first { $0.hasPrefix("sluice_worker_jobs_in_flight ") }
+                    .flatMap { Double($0.split(separator: " ").last ?? "") } ?? 0
+            }
+            #expect(running.allSatisfy { $0 > 0 }, "jobs in flight per worker: \(running)")
+
+            for id in ids {
+                try await stack.submitRaw(try JSON.encode(["type": "cancel", "job_id": .string(id)] as JSONValue),
+                                          key: id, topic: stack.config.kafka.controlTopic)
+            }
+            let results = try await stack.waitForResults(ids.count, timeout: .seconds(30), duplicates: .allowed)
+            for w in workers { try await w.stop() }
+            #expect(results.values.allSatisfy { $0.status == .cancelled }, "\(results.mapValues(\.status))")
+            // Both workers cancelled jobs of their own.
+            for w in workers { #expect(text(w).contains(#"status="cancelled""#), "\(text(w).prefix(600))") }
+        }
+    }
+
     @Test func oversizeAndWrongTypesNeverCrashTheWorker() async throws {
         try await TestStack.with(configure: { $0.worker.maxJobBytes = 10_000 }) { stack in
             let dlq = try TopicCollector(brokers: stack.config.kafka.brokers, topic: stack.config.kafka.dlqTopic, logger: TestServices.logger)

@@ -12,7 +12,7 @@ import SluiceSupport
 /// The HTTP front, in process, against the real broker and Redis and a worker: every
 /// endpoint's success and error answers, auth and tenancy, limits, the OpenAPI
 /// description, and the streams (resume, disconnect, many readers).
-@Suite(.timeLimit(.minutes(4)))
+@Suite(.needsServices, .timeLimit(.minutes(4)))
 struct GatewayTests {
     static let user: JSONValue = [["role": "user", "content": "Tell me a joke"]]
 

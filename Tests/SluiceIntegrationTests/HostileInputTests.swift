@@ -9,7 +9,7 @@ import Glibc
 
 /// Extreme values sent to every route of a real `sluice gateway` process: each answer is
 /// a 4xx naming the problem, and the process is alive after each one.
-@Suite(.timeLimit(.minutes(3)))
+@Suite(.needsServices, .timeLimit(.minutes(3)))
 struct HostileInputTests {
     struct Case: Sendable, CustomStringConvertible {
         var method: String

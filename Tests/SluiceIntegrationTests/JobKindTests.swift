@@ -3,7 +3,7 @@ import SluiceCore
 import Testing
 
 /// Every request shape of a job (docs/contract.md, Jobs) through the whole pipeline.
-@Suite(.timeLimit(.minutes(3)))
+@Suite(.needsServices, .timeLimit(.minutes(3)))
 struct JobKindTests {
     static func promptsDir() throws -> String {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-prompts-\(UUID().uuidString.prefix(8))")
@@ -69,7 +69,7 @@ struct JobKindTests {
     }
 }
 
-@Suite(.timeLimit(.minutes(3)))
+@Suite(.needsServices, .timeLimit(.minutes(3)))
 struct SchemaConformanceTests {
     /// Real messages of a run (jobs, every event, results, DLQ records, a control
     /// message) validate against `schemas/`.

@@ -5,7 +5,7 @@ import Testing
 
 /// Priority lanes: interactive work is taken, and admitted to a rate-limited provider,
 /// before a batch that saturates it.
-@Suite(.serialized, .timeLimit(.minutes(4)))
+@Suite(.needsServices, .serialized, .timeLimit(.minutes(4)))
 struct LaneTests {
     @Test func anInteractiveJobIsServedPromptlyWhileABatchSaturatesTheProvider() async throws {
         let rpm = 120

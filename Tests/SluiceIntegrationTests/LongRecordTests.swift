@@ -7,7 +7,7 @@ import Testing
 /// Records larger than Kafka's defaults: a long prompt runs end to end, a request too
 /// large for the queue is a 413, and a record the broker refuses for good ends its job
 /// with a cut-down record instead of holding its partition.
-@Suite(.timeLimit(.minutes(4)))
+@Suite(.needsServices, .timeLimit(.minutes(4)))
 struct LongRecordTests {
     /// Two MiB of prompt, past librdkafka's default 1 MB message limit.
     static let longPrompt = String(repeating: "A long context line, one of many. ", count: (2 << 20) / 34 + 1)
@@ -118,14 +118,7 @@ struct LongRecordTests {
             ])
 
             // Every job's offset is committed: the group has nothing left on any partition.
-            let kafka = stack.config.kafka
-            var lag: [Int32: Int64] = [:]
-            for _ in 0..<100 {
-                lag = try KafkaAdmin.groupLag(brokers: kafka.brokers, group: kafka.groupID, topic: kafka.requestsTopic,
-                                              logger: TestServices.logger)
-                if lag.values.allSatisfy({ $0 == 0 }) { break }
-                try await Task.sleep(for: .milliseconds(100))
-            }
+            let lag = try await stack.waitForNoLag()
             #expect(lag.count == 3 && lag.values.allSatisfy { $0 == 0 }, "lag per partition: \(lag)")
         }
     }

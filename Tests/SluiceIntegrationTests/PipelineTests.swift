@@ -7,7 +7,7 @@ import Testing
 
 /// One job, and many, through the real pipeline: Kafka → worker → mock provider over
 /// HTTP → Redis → result topic, and the gateway's SSE.
-@Suite(.timeLimit(.minutes(3)))
+@Suite(.needsServices, .timeLimit(.minutes(3)))
 struct PipelineTests {
     @Test func nJobsGiveNResultsWhoseChunksMakeTheOutput() async throws {
         try await TestStack.with { stack in

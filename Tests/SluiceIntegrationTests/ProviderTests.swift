@@ -7,7 +7,7 @@ import Testing
 /// whole pipeline (Kafka → worker → the mock provider speaking that kind's wire format
 /// over HTTP → Redis → result topic); then the timing metrics against paced streams.
 /// Serialized: the metrics tests measure time, which parallel load would blur.
-@Suite(.serialized, .timeLimit(.minutes(5)))
+@Suite(.needsServices, .serialized, .timeLimit(.minutes(5)))
 struct ProviderTests {
     /// A provider of each kind, all served by the one mock: OpenAI and OpenAI-compatible
     /// at `…/v1`, Azure, Anthropic and Gemini at the server root.

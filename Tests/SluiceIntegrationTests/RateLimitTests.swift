@@ -6,7 +6,7 @@ import Testing
 /// Provider rate limits shared by the workers: a batch larger than the limit allows at
 /// once takes as long as the limit requires and every job succeeds; a 429 is a wait, not
 /// an attempt; a job that cannot start before its deadline expires without a call.
-@Suite(.serialized, .timeLimit(.minutes(6)))
+@Suite(.needsServices, .serialized, .timeLimit(.minutes(6)))
 struct RateLimitTests {
     /// 150 jobs through two workers against a provider allowing `rpm` requests a minute
     /// per key. `SLUICE_TEST_RATE_LIMIT_RPM=60` runs it at a real provider's tier-one
@@ -25,7 +25,7 @@ struct RateLimitTests {
             let start = ContinuousClock.now
             for id in ids { try await stack.submit(["id": .string(id), "model": "default", "chat_input": .string("job \(id)")]) }
             let required = Double(jobCount - limit.burst) * 60 / Double(rpm)
-            let results = try await stack.waitForResults(jobCount, timeout: .seconds(Int64(required * 3) + 60))
+            let results = try await stack.waitForResults(jobCount, timeout: .seconds(Int64(required * 3) + 60), duplicates: .allowed)
             let elapsed = (ContinuousClock.now - start) / .seconds(1)
             try await a.stop()
             try await b.stop()

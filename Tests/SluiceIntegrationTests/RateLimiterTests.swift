@@ -8,7 +8,7 @@ import Testing
 import SluiceSupport
 
 /// The shared limiter against the real Redis: what two workers see of one bucket.
-@Suite(.serialized, .timeLimit(.minutes(2)))
+@Suite(.needsServices, .serialized, .timeLimit(.minutes(2)))
 struct RateLimiterTests {
     func withLimiters(_ count: Int = 1, _ body: ([RateLimiter]) async throws -> Void) async throws {
         try await withLimiters(count) { limiters, _ in try await body(limiters) }

@@ -13,7 +13,7 @@ import Darwin
 /// The Redis client against a real `redis-server`: the one at `SLUICE_TEST_REDIS_URL`, or
 /// one started per test on a free loopback port. Tests that restart or reconfigure Redis
 /// always start their own. Every test uses its own keys and channels.
-@Suite(.timeLimit(.minutes(2)))
+@Suite(.needsServices, .timeLimit(.minutes(2)))
 struct RedisClientTests {
     // MARK: Configuration
 

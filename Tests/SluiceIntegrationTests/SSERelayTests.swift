@@ -8,7 +8,7 @@ import Testing
 /// The gateway's relay path against the real Redis: a reader takes every message that
 /// is ready in one batch, and a burst of events goes to the client as one write that
 /// keeps their order, their ids and their framing.
-@Suite(.timeLimit(.minutes(2)))
+@Suite(.needsServices, .timeLimit(.minutes(2)))
 struct SSERelayTests {
     @Test func aBatchTakesEverythingBufferedInOrder() async throws {
         try await withRedis { redis, subscriber in

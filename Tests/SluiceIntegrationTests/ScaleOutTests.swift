@@ -9,7 +9,7 @@ import Glibc
 
 /// Scale-out on one machine: three `sluice worker` processes in one group share the
 /// partitions; one is stopped mid-run; every job's result still arrives.
-@Suite(.timeLimit(.minutes(3)))
+@Suite(.needsServices, .timeLimit(.minutes(3)))
 struct ScaleOutTests {
     @Test func threeWorkerProcessesShareTheWorkAndOneLeavingLosesNothing() async throws {
         try await TestStack.with(mock: MockBehavior(chunks: 10, chunkDelay: .milliseconds(100)), worker: false, configure: {
@@ -29,7 +29,7 @@ struct ScaleOutTests {
             workers[0].signal(SIGTERM)
             #expect(await workers[0].wait() == 0)
 
-            let results = try await stack.waitForResults(ids.count, timeout: .seconds(120))
+            let results = try await stack.waitForResults(ids.count, timeout: .seconds(120), duplicates: .allowed)
             #expect(Set(results.keys) == Set(ids))
             #expect(results.values.allSatisfy { $0.status == .succeeded })
             // Each worker was given partitions at some point.
@@ -45,7 +45,7 @@ struct ScaleOutTests {
     }
 }
 
-@Suite(.timeLimit(.minutes(2)))
+@Suite(.needsServices, .timeLimit(.minutes(2)))
 struct WorkerMetricsTests {
     @Test func prometheusMetricsCountJobsTokensRetriesAndTheDLQ() async throws {
         try await TestStack.with(worker: false, configure: {
@@ -57,7 +57,7 @@ struct WorkerMetricsTests {
             try await stack.submit(["id": "m2", "provider": "mock", "model": "priced", "chat_input": "x"])
             try await stack.submit(["id": "m3", "provider": "mock", "model": "m-status=503", "chat_input": "x"])
             try await stack.submitRaw(Array("nope".utf8), key: "m4")
-            let results = try await stack.waitForResults(3)
+            let results = try await stack.waitForResults(3, duplicates: .allowed)
             let text = String(decoding: worker.metrics.render(), as: UTF8.self)
             try await worker.stop()
             let m2 = try #require(results["m2"])

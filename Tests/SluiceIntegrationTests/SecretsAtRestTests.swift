@@ -5,7 +5,7 @@ import Testing
 
 /// A per-job provider key given to the gateway crosses Kafka sealed (`kafka.job_key_env`),
 /// and the worker opens it: the provider gets the key, the requests record never has it.
-@Suite(.timeLimit(.minutes(2)))
+@Suite(.needsServices, .timeLimit(.minutes(2)))
 struct SecretsAtRestTests {
     static let secret = "sk-at-rest-5e3c"
 

@@ -8,7 +8,7 @@ import Testing
 
 /// Tenancy, played by a hostile second tenant: tenant B knows (or guesses) tenant A's job
 /// ids and tries every route with them. Nothing of A's may be visible or changeable.
-@Suite(.timeLimit(.minutes(4)))
+@Suite(.needsServices, .timeLimit(.minutes(4)))
 struct TenancyTests {
     static let keys: [SluiceConfig.APIKey] = [
         .init(key: "k-a", tenant: "a"), .init(key: "k-b", tenant: "b"), .init(key: "k-default", tenant: "default"),

@@ -6,7 +6,7 @@ import Testing
 
 /// One tenant's jobs in flight are capped (`gateway.max_jobs_per_tenant`): a flood from one
 /// tenant is refused with 429 and leaves the others alone.
-@Suite(.timeLimit(.minutes(2)))
+@Suite(.needsServices, .timeLimit(.minutes(2)))
 struct TenantCapTests {
     @Test func aTenantOverItsCapIsRefusedAndOthersAreNot() async throws {
         // Tenants of this test only: the count lives in Redis, which the suite shares.

@@ -13,6 +13,13 @@ import Testing
 
 /// The broker and Redis that `make test` starts (scripts/with-services.sh).
 enum TestServices {
+    /// Whether the broker and Redis of `make test` are there (scripts/with-services.sh
+    /// exports their addresses). `make unit-test` runs without them and skips the
+    /// suites marked `.needsServices`.
+    static var available: Bool {
+        ProcessInfo.processInfo.environment["SLUICE_TEST_KAFKA_BROKERS"] != nil
+    }
+
     static func brokers() throws -> String {
         try #require(ProcessInfo.processInfo.environment["SLUICE_TEST_KAFKA_BROKERS"],
                      "SLUICE_TEST_KAFKA_BROKERS is not set: run the integration tests with `make test`")
@@ -133,9 +140,30 @@ struct TestStack: Sendable {
         try await producer.send(topic: topic ?? config.kafka.requestsTopic, key: key, value: bytes)
     }
 
-    /// The results, decoded, keyed by job id, once `count` distinct ids have arrived.
-    func waitForResults(_ count: Int, timeout: Duration = .seconds(60)) async throws -> [String: UnifiedResponse] {
-        let messages = try await results.waitForDistinctKeys(count, timeout: timeout)
+    /// Waits until the worker group has committed every message of the requests topic
+    /// (no lag on any partition) and returns the lag per partition it last saw.
+    func waitForNoLag(timeout: Duration = .seconds(15)) async throws -> [Int32: Int64] {
+        let kafka = config.kafka
+        let deadline = ContinuousClock.now + timeout
+        var lag: [Int32: Int64] = [:]
+        repeat {
+            lag = try KafkaAdmin.groupLag(brokers: kafka.brokers, group: kafka.groupID, topic: kafka.requestsTopic,
+                                          logger: TestServices.logger)
+            if !lag.isEmpty && lag.values.allSatisfy({ $0 == 0 }) { return lag }
+            try await Task.sleep(for: .milliseconds(100))
+        } while ContinuousClock.now < deadline
+        return lag
+    }
+
+    /// The results, decoded, keyed by job id, once `count` distinct ids have arrived. A job
+    /// given two results is an issue unless the test allows it (a worker killed or a
+    /// partition moved while jobs ran: the job id is the idempotency key then).
+    func waitForResults(
+        _ count: Int, timeout: Duration = .seconds(60), duplicates: TopicCollector.Duplicates = .forbidden,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) async throws -> [String: UnifiedResponse] {
+        let messages = try await results.waitForDistinctKeys(
+            count, timeout: timeout, duplicates: duplicates, sourceLocation: sourceLocation)
         var out: [String: UnifiedResponse] = [:]
         for m in messages {
             out[m.keyString ?? ""] = try JSON.decode(UnifiedResponse.self, from: m.value)
@@ -193,20 +221,48 @@ final class TopicCollector: Sendable {
 
     var all: [KafkaMessage] { sink.messages.withLock { $0 } }
 
+    /// Whether a test's jobs may legitimately give a key twice (a broker restart makes the
+    /// producer retry; the job id is the idempotency key then).
+    enum Duplicates { case forbidden, allowed }
+
     /// Waits until messages with `count` distinct keys have arrived; returns the last
-    /// message of each key.
-    func waitForDistinctKeys(_ count: Int, timeout: Duration) async throws -> [KafkaMessage] {
+    /// message of each key. Every message is kept: unless the test allows duplicates, a key
+    /// that arrived more than once is recorded as an issue, so a result produced twice
+    /// cannot hide behind the one kept.
+    func waitForDistinctKeys(
+        _ count: Int, timeout: Duration, duplicates: Duplicates = .forbidden,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) async throws -> [KafkaMessage] {
         let deadline = ContinuousClock.now + timeout
         while true {
+            let messages = all
             var byKey: [String: KafkaMessage] = [:]
-            for m in all { byKey[m.keyString ?? ""] = m }
-            if byKey.count >= count { return Array(byKey.values) }
-            if ContinuousClock.now > deadline {
-                Issue.record("only \(byKey.count) of \(count) messages arrived within \(timeout)")
+            var seen: [String: Int] = [:]
+            for m in messages {
+                byKey[m.keyString ?? ""] = m
+                seen[m.keyString ?? "", default: 0] += 1
+            }
+            let done = byKey.count >= count
+            if done || ContinuousClock.now > deadline {
+                if !done {
+                    Issue.record("only \(byKey.count) of \(count) messages arrived within \(timeout)", sourceLocation: sourceLocation)
+                }
+                if duplicates == .forbidden {
+                    for (key, n) in seen where n > 1 {
+                        Issue.record("key \(key) arrived \(n) times", sourceLocation: sourceLocation)
+                    }
+                }
                 return Array(byKey.values)
             }
             try await Task.sleep(for: .milliseconds(50))
         }
+    }
+
+    /// How many messages each key has had so far.
+    var countsByKey: [String: Int] {
+        var seen: [String: Int] = [:]
+        for m in all { seen[m.keyString ?? "", default: 0] += 1 }
+        return seen
     }
 
     func close() {
@@ -242,4 +298,31 @@ func parseSSE(_ body: [UInt8]) -> [SSEEvent] {
 /// The text of a chunk event's data.
 func chunkText(_ data: JSONValue?) -> String {
     data?["choices"]?.arrayValue?.compactMap { $0["delta"]?["content"]?.stringValue }.joined() ?? ""
+}
+
+/// Returns once something accepts connections on the loopback port: the readiness
+/// check for a server a test starts itself.
+func waitUntilListening(port: Int) async throws {
+    for _ in 0..<200 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let ok = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        } == 0
+        close(fd)
+        if ok { return }
+        try await Task.sleep(for: .milliseconds(50))
+    }
+    throw TestFailure("nothing listens on port \(port)")
+}
+
+extension Trait where Self == ConditionTrait {
+    /// The suite needs the Kafka broker and Redis that `make test` starts (or starts
+    /// servers of its own); `make unit-test`, which has none, skips it.
+    static var needsServices: Self {
+        .enabled(if: TestServices.available, "needs the broker and Redis: run it with `make test`")
+    }
 }
