@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import SluiceCore
+import SluiceSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -73,7 +74,7 @@ public enum Bench {
             publishRequests: 20_000, pipelinedRequests: 100_000)
     }
 
-    public static func run(options: Options, tools: BenchTools, children: BenchChildren, logger: Logger) async throws -> BenchReport {
+    public static func run(options: Options, tools: BenchTools, children: ChildProcessGroup, logger: Logger) async throws -> BenchReport {
         let sizes = Sizes.of(options)
         let machine = MachineInfo.current()
         let initialReport = BenchReport(
@@ -153,7 +154,7 @@ public enum Bench {
         }
     }
 
-    static func ceiling(tools: BenchTools, children: BenchChildren, port: Int, sizes: Sizes) async throws -> CeilingResult {
+    static func ceiling(tools: BenchTools, children: ChildProcessGroup, port: Int, sizes: Sizes) async throws -> CeilingResult {
         guard let benchmark = tools.redisBenchmark else { throw BenchError("redis-benchmark not found; install redis-tools") }
         // A content chunk's event as the worker publishes it is 335 bytes with this
         // provider's chunks (the throughput scenario measures it and shows it beside).

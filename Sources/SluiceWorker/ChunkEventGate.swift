@@ -1,6 +1,7 @@
 import SluiceCore
 import SluiceProviders
 import SluiceRedis
+import SluiceSupport
 
 /// Whether a run publishes its chunk events. Interactive jobs always do; a batch-lane
 /// job as `worker.batch_chunk_events` says: always, never, or only while someone follows

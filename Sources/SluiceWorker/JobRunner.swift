@@ -3,6 +3,7 @@ import Logging
 import SluiceCore
 import SluiceProviders
 import SluiceRedis
+import SluiceSupport
 
 /// Runs one job against its providers, publishing its events, and builds its final
 /// unified response. Retries retryable failures with backoff while nothing has been
@@ -375,11 +376,15 @@ struct JobRunner: Sendable {
         throw AttemptsError(underlying: lastError, attempts: attempts)
     }
 
-    /// Exponential backoff with full jitter, at least what `Retry-After` asked for.
+    /// The delays between provider attempts: 250 ms doubling to 8 s, each between half
+    /// and all of that.
+    static let retryBackoff = Backoff(initial: .milliseconds(250), maximum: .seconds(8), jitter: 0.5...1)
+
+    /// The delay before retry number `retry` (0 for the first) in seconds, at least what
+    /// `Retry-After` asked for.
     static func backoff(retry: Int, retryAfter: Double?) -> Double {
-        let base = min(8.0, 0.25 * pow(2.0, Double(retry)))
-        let jittered = Double.random(in: base / 2...base)
-        return max(jittered, retryAfter ?? 0)
+        let (seconds, attoseconds) = retryBackoff.delay(attempt: retry).components
+        return max(Double(seconds) + Double(attoseconds) / 1e18, retryAfter ?? 0)
     }
 
     /// What a job asks for, with templates rendered and defaults applied.
@@ -406,30 +411,14 @@ struct JobRunner: Sendable {
             return ResolvedRequest(messages: m, chatInput: lastUser(m), provider: job.provider,
                                    model: job.model ?? body["model"]?.stringValue, parameters: job.parameters)
         case .prompt(let id, let variables):
-            let template = try loadPrompt(id)
+            let template = try PromptTemplate.load(id: id, from: config.promptsDir)
             let messages = try template.render(variables)
-            // A model that routes itself ("provider/model", an alias) overrides the
-            // template's provider too; a bare model name keeps it.
-            let selfRouting = job.model.map { $0.contains("/") || config.models[$0] != nil } ?? false
+            let target = template.target(provider: job.provider, model: job.model, config: config)
             return ResolvedRequest(
                 messages: messages, chatInput: lastUser(messages),
-                provider: job.provider ?? (selfRouting ? nil : template.provider), model: job.model ?? template.model,
+                provider: target.provider, model: target.model,
                 parameters: template.parameters.merging(job.parameters, uniquingKeysWith: { _, override in override }))
         }
-    }
-
-    /// Reads `prompts_dir/{id}.yaml` (or `.yml`).
-    func loadPrompt(_ id: String) throws -> PromptTemplate {
-        guard PromptTemplate.isValidID(id) else {
-            throw SluiceError(.unknownPrompt, "invalid prompt id \"\(id)\": use letters, digits, '-', '_' and '.'")
-        }
-        for ext in ["yaml", "yml"] {
-            let path = "\(config.promptsDir)/\(id).\(ext)"
-            if let data = FileManager.default.contents(atPath: path) {
-                return try PromptTemplate.parse(id: id, yaml: String(decoding: data, as: UTF8.self))
-            }
-        }
-        throw SluiceError(.unknownPrompt, "no prompt \"\(id)\" in \(config.promptsDir) (looked for \(id).yaml)")
     }
 
     private func succeeded(

@@ -8,6 +8,7 @@ import SluiceProviders
 import SluiceRedis
 import SluiceTelemetry
 import Synchronization
+import SluiceSupport
 
 /// `sluice worker`: consumes jobs, runs them, publishes their events and results.
 ///
@@ -179,7 +180,8 @@ public final class Worker: Service {
                 // uncommitted for the next owner, not started.
                 if drainDeadline.value.isFinite { break }
                 if limiter.isFull(lane) { flow.pause() }
-                await limiter.acquire(lane)
+                // Cancelled while waiting: stop taking messages, as on shutdown.
+                guard await limiter.acquire(lane) else { break }
                 if drainDeadline.value.isFinite {
                     limiter.release()
                     break
@@ -512,7 +514,7 @@ public final class Worker: Service {
     /// worker is cancelled (the message then stays uncommitted).
     private func deliver(_ producer: KafkaProducer, topic: String, key: [UInt8]?, value: [UInt8],
                          headers: [KafkaHeader]) async -> Delivery {
-        var delay = 0.2
+        var backoff = Backoff(initial: .milliseconds(200), maximum: .seconds(5))
         while true {
             do {
                 try await producer.send(topic: topic, key: key, value: value, headers: headers)
@@ -525,8 +527,7 @@ public final class Worker: Service {
                 case .summary(let count): logger.warning("producing to \(topic) still fails (\(count) times in the last \(deliveryFailures.interval)), retrying: \(error)")
                 case .suppressed: break
                 }
-                try? await Task.sleep(for: .seconds(saturating: delay))
-                delay = min(delay * 2, 5)
+                try? await Task.sleep(for: backoff.nextDelay())
             }
         }
     }

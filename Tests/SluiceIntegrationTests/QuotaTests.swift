@@ -80,7 +80,7 @@ struct QuotaTests {
             let events = try await stack.events(of: "blocked-1").compactMap { $0["event"]?.stringValue }
             #expect(events == ["chat_response_failure", "chat_finished"])
             let raw = try #require(stack.results.all.first { $0.keyString == "blocked-1" })
-            try SchemaValidator.expectValid([("result", try JSON.decode(JSONValue.self, from: raw.value))])
+            try await SchemaValidator.expectValid([("result", try JSON.decode(JSONValue.self, from: raw.value))])
 
             // Counted as the tenant's failed job, at no cost.
             let usage = try await Self.usage(of: blocked, stack: stack)

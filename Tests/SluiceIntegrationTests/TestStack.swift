@@ -11,6 +11,7 @@ import SluiceTelemetry
 import SluiceWorker
 import Synchronization
 import Testing
+import SluiceSupport
 
 /// The broker and Redis that `make test` starts (scripts/with-services.sh).
 enum TestServices {
@@ -309,16 +310,7 @@ func chunkText(_ data: JSONValue?) -> String {
 /// check for a server a test starts itself.
 func waitUntilListening(port: Int) async throws {
     for _ in 0..<200 {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = in_port_t(UInt16(port).bigEndian)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let ok = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        } == 0
-        close(fd)
-        if ok { return }
+        if LoopbackPort.isListening(port) { return }
         try await Task.sleep(for: .milliseconds(50))
     }
     throw TestFailure("nothing listens on port \(port)")

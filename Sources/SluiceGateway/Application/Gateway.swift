@@ -5,6 +5,7 @@ import SluiceKafka
 import SluiceRedis
 import SluiceTelemetry
 import Synchronization
+import SluiceSupport
 
 /// `sluice gateway`: the HTTP front. It only submits jobs to Kafka, subscribes to their
 /// events on Redis and converts them into the shapes clients already speak; the work
@@ -60,11 +61,10 @@ public struct Gateway: Sendable {
     }
 
     static func parseListen(_ listen: String) throws -> (String, Int) {
-        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65_535).contains(port) else {
+        guard let address = HostPort(listen) else {
             throw SluiceError(.config, "gateway.listen must be host:port with a port from 0 to 65535, got \"\(listen)\"")
         }
-        let host = String(listen[..<colon])
-        return (host.isEmpty ? "0.0.0.0" : host, port)
+        return (address.host.isEmpty ? "0.0.0.0" : address.host, address.port)
     }
 }
 

@@ -145,102 +145,78 @@ extension Gateway {
         if case .paused(let seq) = end { pausedAt = seq }
         let resumeAfter = pausedAt
         let opened = opening
-        if opened.finished { feed.cancel() }
 
-        var headers = SSEFormat.headers
-        headers[.sluiceJobID] = jobID
-        headers[.connection] = "close"
-        let gateway = self
-        return Response(status: .ok, headers: headers, body: ResponseBody { writer in
-            gateway.metrics.sseReaderConnected()
-            defer { gateway.metrics.sseReaderDisconnected() }
-            // What arrived before the status was sent goes first.
-            var pending = opened.pending
-            if opened.finished {
-                try await writer.write(pending)
-                try await writer.finish(nil)
-                return
-            }
-            var failure: (any Error)?
-            var disconnected = false
-            // Frames collect here and go out together once no further event is ready:
-            // one body write (and one flush to the socket) for a burst of chunks.
-            var runs = opened.runs
-            var frames = opened.frames
-            var restarted = opened.restarted
-            do {
-                guard !restarted else { throw RunRestarted() }
-                let end = try await request.watchingDisconnect { disconnect in
-                    try await feed.follow(afterSeq: resumeAfter, disconnect: disconnect) { item in
-                        if case .event(_, let name, let envelope, _) = item,
-                           !runs.admit(envelope, isChunk: name == EventName.chunk.rawValue) {
-                            throw RunRestarted()
-                        }
-                        frames.write(item, to: &pending)
-                    } flush: {
-                        guard pending.readableBytes > 0 else { return }
-                        do {
-                            try await writer.write(pending)
-                        } catch {
-                            throw ClientGone()
-                        }
-                        pending.clear()
-                    }
-                }
-                disconnected = end == .disconnected
-            } catch is ClientGone {
-                disconnected = true
-            } catch is RunRestarted {
-                restarted = true
-            } catch let error as RedisError where error.code == .subscriptionOverflow {
-                // The client reads slower than the job writes: cut rather than buffer
-                // without end. There is no resume here; the result stays at /v1/jobs/{id}.
-                gateway.metrics.sseReaderCut()
-                let error = APIError.unavailable(
-                    "the client fell more than \(gateway.config.gateway.readerBufferEvents) events behind the job's stream and was cut; the result will be at /v1/jobs/\(jobID)")
-                let bytes = error.jsonBytes
-                SSEFormat.writeData(bytes, range: 0..<bytes.count, to: &pending)
-                pending.writeImmutableBuffer(SSEFormat.done)
-                try? await writer.write(pending)
-                try? await writer.finish(nil)
-                return
-            } catch {
-                failure = error
-            }
-            feed.cancel()
-            if restarted {
-                // What was streamed came from a run that was cut off (its worker stopped);
-                // another run starts over. Mixing the two would garble the reply.
-                let error = APIError.jobFailed(status: nil, error: [
-                    "type": "run_restarted",
-                    "message": .string("the job's run was interrupted and the job restarted on another worker; what was streamed is incomplete; the result will be at /v1/jobs/\(jobID)"),
-                ])
-                let bytes = error.jsonBytes
-                SSEFormat.writeData(bytes, range: 0..<bytes.count, to: &pending)
-                pending.writeImmutableBuffer(SSEFormat.done)
-                try await writer.write(pending)
-                try await writer.finish(nil)
-                return
-            }
-            if disconnected {
-                await gateway.cancelAfterDisconnect(job)
-                return
-            }
-            if let failure {
-                gateway.logger.error("lost a job's event feed: \(failure)", metadata: ["job_id": "\(jobID)"])
-                let error = APIError.unavailable("lost the job's event feed; its result will be at /v1/jobs/\(jobID)")
-                // What was relayed before the failure goes first, as it would have alone.
-                let bytes = error.jsonBytes
-                SSEFormat.writeData(bytes, range: 0..<bytes.count, to: &pending)
-                pending.writeImmutableBuffer(SSEFormat.done)
-                try await writer.write(pending)
-            }
-            try await writer.finish(nil)
-        })
+        var stream = CompletionStream(gateway: self, job: job, style: style)
+        stream.runs = opened.runs
+        stream.frames = opened.frames
+        let ended: SSEStreamEnd? = opened.finished ? .finished : opened.restarted ? .failed(RunRestarted()) : nil
+        return sseResponse(stream, feed: feed, afterSeq: resumeAfter, request: request,
+                           headers: [.sluiceJobID: jobID], first: opened.pending, ended: ended)
     }
 }
 
-/// Writing to the client failed: it has gone.
+/// The frames of a streamed completion (OpenAI's `data:` chunks and `[DONE]`), and how
+/// it ends: a client that left cancels its job (with `gateway.cancel_on_disconnect`);
+/// any other early end says where the result will be, since such a stream cannot be
+/// resumed.
+struct CompletionStream: SSERelay {
+    let gateway: Gateway
+    let job: Job
+    let style: CompletionStyle
+    var runs = RunGuard()
+    var frames: CompletionFrames
+
+    init(gateway: Gateway, job: Job, style: CompletionStyle) {
+        self.gateway = gateway
+        self.job = job
+        self.style = style
+        self.frames = CompletionFrames(style: style, jobID: job.id)
+    }
+
+    mutating func frame(_ item: JobEventFollower.Item, into pending: inout ByteBuffer) throws {
+        if case .event(_, let name, let envelope, _) = item,
+           !runs.admit(envelope, isChunk: name == EventName.chunk.rawValue) {
+            throw RunRestarted()
+        }
+        frames.write(item, to: &pending)
+    }
+
+    mutating func close(_ end: SSEStreamEnd, into pending: inout ByteBuffer) async {
+        let jobID = job.id
+        let error: APIError
+        switch end {
+        case .finished:
+            return
+        case .disconnected:
+            await gateway.cancelAfterDisconnect(job)
+            return
+        case .shutdown:
+            // The job goes on in the worker; only this relay stops.
+            error = APIError.unavailable("the gateway is shutting down; the job goes on and its result will be at /v1/jobs/\(jobID)")
+        case .cutOff:
+            // The client reads slower than the job writes: cut rather than buffer
+            // without end. There is no resume here; the result stays at /v1/jobs/{id}.
+            error = APIError.unavailable(
+                "the client fell more than \(gateway.config.gateway.readerBufferEvents) events behind the job's stream and was cut; the result will be at /v1/jobs/\(jobID)")
+        case .failed(let failure) where failure is RunRestarted:
+            // What was streamed came from a run that was cut off (its worker stopped);
+            // another run starts over. Mixing the two would garble the reply.
+            error = APIError.jobFailed(status: nil, error: [
+                "type": "run_restarted",
+                "message": .string("the job's run was interrupted and the job restarted on another worker; what was streamed is incomplete; the result will be at /v1/jobs/\(jobID)"),
+            ])
+        case .failed(let failure):
+            gateway.logger.error("lost a job's event feed: \(failure)", metadata: ["job_id": "\(jobID)"])
+            error = APIError.unavailable("lost the job's event feed; its result will be at /v1/jobs/\(jobID)")
+        }
+        // What was relayed before the end goes first, as it would have alone.
+        let bytes = error.jsonBytes
+        SSEFormat.writeData(bytes, range: 0..<bytes.count, to: &pending)
+        pending.writeImmutableBuffer(SSEFormat.done)
+    }
+}
+
+/// A write to the client failed: it has gone.
 struct ClientGone: Error {}
 
 /// A new run of the job began after another run's chunks were relayed.

@@ -2,6 +2,7 @@ import CRdKafka
 import Foundation
 import Logging
 import Synchronization
+import SluiceSupport
 
 /// A topic, partition and offset: what a commit names.
 public struct TopicPartitionOffset: Sendable, Hashable {
@@ -433,25 +434,22 @@ private let offsetCommitCallback: @convention(c) (
 
 /// A thread of its own for a blocking poll loop (never the cooperative pool).
 final class PollThread: Sendable {
-    private final class State: Sendable {
+    private final class Flag: Sendable {
         let running = Atomic<Bool>(true)
-        let exited = DispatchSemaphore(value: 0)
     }
-    private let state = State()
+    private let flag = Flag()
+    private let thread: DedicatedThread
 
     init(name: String, body: @escaping @Sendable (_ isRunning: () -> Bool) -> Void) {
-        let state = self.state
-        let thread = Thread {
-            body { state.running.load(ordering: .acquiring) }
-            state.exited.signal()
+        let flag = self.flag
+        thread = DedicatedThread(name: name) {
+            body { flag.running.load(ordering: .acquiring) }
         }
-        thread.name = name
-        thread.start()
     }
 
     /// Asks the loop to stop and waits until it has. Safe to call more than once.
     func stop() {
-        let (exchanged, _) = state.running.compareExchange(expected: true, desired: false, ordering: .acquiringAndReleasing)
-        if exchanged { state.exited.wait() }
+        let (exchanged, _) = flag.running.compareExchange(expected: true, desired: false, ordering: .acquiringAndReleasing)
+        if exchanged { thread.join() }
     }
 }
