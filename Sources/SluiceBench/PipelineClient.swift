@@ -39,7 +39,7 @@ final class PipelineClient: Sendable {
     let producer: KafkaProducer
     let consumer: KafkaConsumer
     let board = ResultBoard()
-    let http: HTTPClient
+    let http: CurlClient
     let config: SluiceConfig
     let children: ChildProcessGroup
 
@@ -53,7 +53,7 @@ final class PipelineClient: Sendable {
             logger: logger)
         // Up to 10,000 readers at once; below that libcurl would close and reopen
         // connections to the gateway, costing the machine the bench measures.
-        self.http = HTTPClient(logger: logger, maxConnections: 16_384)
+        self.http = CurlClient(logger: logger, maxConnections: 16_384)
     }
 
     /// Reads results until the consumer closes; run it as a task for the whole run.
@@ -179,7 +179,7 @@ struct PatternCounter {
 
 extension PipelineClient {
     /// Sends `request` and reads its stream to the end, noting when the first token arrived.
-    func readStream(_ request: HTTPRequest, counting pattern: String, keepText: Bool = false) async throws -> StreamReading {
+    func readStream(_ request: CurlRequest, counting pattern: String, keepText: Bool = false) async throws -> StreamReading {
         let response = try await http.execute(request)
         var marker = PatternCounter("Tk0 ")
         var counter = PatternCounter(pattern)
@@ -205,20 +205,20 @@ extension PipelineClient {
         return reading
     }
 
-    static func chatCompletionRequest(url: String, script: BenchScript, bearer: String = "sk-bench") -> HTTPRequest {
+    static func chatCompletionRequest(url: String, script: BenchScript, bearer: String = "sk-bench") -> CurlRequest {
         let body = #"{"model":"\#(BenchStack.model)","messages":[{"role":"user","content":"\#(script.message)"}],"stream":true}"#
-        return HTTPRequest(
+        return CurlRequest(
             method: "POST", url: url, headers: ["content-type": "application/json", "authorization": "Bearer \(bearer)"],
             body: Array(body.utf8), connectTimeout: .seconds(30), idleTimeout: .seconds(120), totalTimeout: .seconds(600))
     }
 
-    static func eventsRequest(gateway: String, jobID: String) -> HTTPRequest {
-        HTTPRequest(method: "GET", url: "\(gateway)/v1/jobs/\(jobID)/events", headers: ["accept": "text/event-stream"],
+    static func eventsRequest(gateway: String, jobID: String) -> CurlRequest {
+        CurlRequest(method: "GET", url: "\(gateway)/v1/jobs/\(jobID)/events", headers: ["accept": "text/event-stream"],
                     connectTimeout: .seconds(30), idleTimeout: .seconds(120), totalTimeout: .seconds(600))
     }
 
-    static func submitRequest(gateway: String, id: String, script: BenchScript) -> HTTPRequest {
-        HTTPRequest(method: "POST", url: "\(gateway)/v1/jobs", headers: ["content-type": "application/json"],
+    static func submitRequest(gateway: String, id: String, script: BenchScript) -> CurlRequest {
+        CurlRequest(method: "POST", url: "\(gateway)/v1/jobs", headers: ["content-type": "application/json"],
                     body: jobJSON(id: id, script: script), connectTimeout: .seconds(30), totalTimeout: .seconds(60))
     }
 }

@@ -140,7 +140,7 @@ struct JobTerminal: Sendable {
         return finalStatus
     }
 
-    static func summary(_ m: Metrics, status: UnifiedResponse.Status) -> String {
+    static func summary(_ m: JobMetrics, status: UnifiedResponse.Status) -> String {
         func f(_ v: Double?, _ digits: Int = 3) -> String { v.map { String(format: "%.\(digits)f", $0) } ?? "n/a" }
         return """
             ── \(status.rawValue) ──

@@ -75,7 +75,7 @@ extension Usage {
     }
 }
 
-extension Metrics {
+extension JobMetrics {
     func json() throws -> [UInt8] {
         var w = JSONObjectWriter(capacity: 400)
         w.field("input_tokens", inputTokens)

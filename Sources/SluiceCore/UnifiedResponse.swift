@@ -53,7 +53,7 @@ public struct UnifiedResponse: Sendable, Decodable {
     public var provider: String
     public var timestamp: Double
     public var parameters: [String: JSONValue]
-    public var metrics: Metrics
+    public var metrics: JobMetrics
     public var jobID: String
     public var status: Status
     public var error: ErrorInfo?
@@ -66,7 +66,7 @@ public struct UnifiedResponse: Sendable, Decodable {
     public init(id: String, created: Int, model: String, choices: [CompletionChoice], usage: Usage?,
                 systemFingerprint: String?, sessionID: String?, chatInput: String?, chatOutput: String?,
                 context: [JSONValue], provider: String, timestamp: Double, parameters: [String: JSONValue],
-                metrics: Metrics, jobID: String, status: Status, error: ErrorInfo?, metadata: JSONValue,
+                metrics: JobMetrics, jobID: String, status: Status, error: ErrorInfo?, metadata: JSONValue,
                 raw: JSONValue? = nil) {
         self.id = id
         self.created = created
@@ -116,7 +116,7 @@ public struct UnifiedResponse: Sendable, Decodable {
         provider = try c.decode(String.self, forKey: .provider)
         timestamp = try c.decode(Double.self, forKey: .timestamp)
         parameters = try c.decodeIfPresent([String: JSONValue].self, forKey: .parameters) ?? [:]
-        metrics = try c.decode(Metrics.self, forKey: .metrics)
+        metrics = try c.decode(JobMetrics.self, forKey: .metrics)
         jobID = try c.decode(String.self, forKey: .jobID)
         status = try c.decode(Status.self, forKey: .status)
         error = try c.decodeIfPresent(ErrorInfo.self, forKey: .error)

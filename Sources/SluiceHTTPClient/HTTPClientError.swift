@@ -14,9 +14,9 @@ public struct HTTPClientError: Error, Sendable, Hashable, CustomStringConvertibl
         /// Name resolution, TCP connect, TLS handshake or the connect timeout failed: no
         /// byte of the request reached the server.
         public static let connect = Code(.connect)
-        /// No byte arrived for ``HTTPRequest/idleTimeout``.
+        /// No byte arrived for ``CurlRequest/idleTimeout``.
         public static let idleTimeout = Code(.idleTimeout)
-        /// The exchange took longer than ``HTTPRequest/totalTimeout``.
+        /// The exchange took longer than ``CurlRequest/totalTimeout``.
         public static let totalTimeout = Code(.totalTimeout)
         /// The connection failed after it was established (reset, closed early, malformed
         /// response).

@@ -21,7 +21,7 @@ public struct AnthropicWireFormat: WireFormat {
 
     public init() {}
 
-    public func makeRequest(_ call: ProviderCall) throws -> HTTPRequest {
+    public func makeRequest(_ call: ProviderCall) throws -> CurlRequest {
         let body = try call.passthroughBody ?? .object(Self.requestBody(call))
         var headers: HTTPHeaders = [
             "content-type": "application/json",
@@ -31,7 +31,7 @@ public struct AnthropicWireFormat: WireFormat {
         if let key = call.apiKey { headers["x-api-key"] = key.value }
         let base = call.provider.trimmedBaseURL
         let url = base.hasSuffix("/v1") ? base + "/messages" : base + "/v1/messages"
-        return HTTPRequest(
+        return CurlRequest(
             method: "POST", url: url, headers: headers, body: try JSON.encode(body),
             connectTimeout: call.connectTimeout, idleTimeout: call.idleTimeout, totalTimeout: call.totalTimeout)
     }

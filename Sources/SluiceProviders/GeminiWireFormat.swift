@@ -18,7 +18,7 @@ import SluiceHTTPClient
 public struct GeminiWireFormat: WireFormat {
     public init() {}
 
-    public func makeRequest(_ call: ProviderCall) throws -> HTTPRequest {
+    public func makeRequest(_ call: ProviderCall) throws -> CurlRequest {
         let body = try call.passthroughBody ?? .object(Self.requestBody(call))
         var headers: HTTPHeaders = ["content-type": "application/json"]
         headers["accept"] = call.stream ? "text/event-stream" : "application/json"
@@ -26,7 +26,7 @@ public struct GeminiWireFormat: WireFormat {
         let base = call.provider.trimmedBaseURL
         let root = base.hasSuffix("/v1beta") || base.hasSuffix("/v1") ? base : base + "/v1beta"
         let method = call.stream ? ":streamGenerateContent?alt=sse" : ":generateContent"
-        return HTTPRequest(
+        return CurlRequest(
             method: "POST", url: "\(root)/models/\(try Self.pathModel(call.model))\(method)", headers: headers,
             body: try JSON.encode(body), connectTimeout: call.connectTimeout, idleTimeout: call.idleTimeout,
             totalTimeout: call.totalTimeout)

@@ -8,7 +8,7 @@ public struct OpenAIWireFormat: WireFormat {
 
     public init(azure: Bool = false) { self.azure = azure }
 
-    public func makeRequest(_ call: ProviderCall) throws -> HTTPRequest {
+    public func makeRequest(_ call: ProviderCall) throws -> CurlRequest {
         var body: JSONValue
         if let passthrough = call.passthroughBody {
             body = passthrough
@@ -37,7 +37,7 @@ public struct OpenAIWireFormat: WireFormat {
             url = "\(base)/chat/completions"
             if let key = call.apiKey { headers["authorization"] = "Bearer \(key.value)" }
         }
-        return HTTPRequest(
+        return CurlRequest(
             method: "POST", url: url, headers: headers, body: try JSON.encode(body),
             connectTimeout: call.connectTimeout, idleTimeout: call.idleTimeout, totalTimeout: call.totalTimeout)
     }

@@ -97,7 +97,7 @@ public struct ProviderOutcome: Sendable {
 
 /// A provider's wire format: how to ask, and how to read the answer.
 public protocol WireFormat: Sendable {
-    func makeRequest(_ call: ProviderCall) throws -> HTTPRequest
+    func makeRequest(_ call: ProviderCall) throws -> CurlRequest
     /// A fresh decoder for one streaming response.
     func makeStreamDecoder(_ call: ProviderCall) -> any StreamDecoder
     /// Reads a complete (non-streaming) response body.

@@ -7,9 +7,9 @@ import SluiceSupport
 /// (or the whole body), hands each normalised chunk to `onChunk` as it arrives, and
 /// returns what it all added up to.
 public struct ProviderRunner: Sendable {
-    public let client: HTTPClient
+    public let client: CurlClient
 
-    public init(client: HTTPClient) { self.client = client }
+    public init(client: CurlClient) { self.client = client }
 
     /// The largest non-streaming or error body read.
     static let maxBodyBytes = 32 * 1024 * 1024
@@ -18,7 +18,7 @@ public struct ProviderRunner: Sendable {
     /// - Parameter afterRead: awaited after the chunks of each read are handed over: where
     ///   a consumer that cannot keep up holds the stream back.
     public func run(
-        _ call: ProviderCall, format: any WireFormat, request: HTTPRequest? = nil, onChunk: (ProviderChunk, Double) -> Void,
+        _ call: ProviderCall, format: any WireFormat, request: CurlRequest? = nil, onChunk: (ProviderChunk, Double) -> Void,
         afterRead: () async -> Void = {}
     ) async throws -> ProviderOutcome {
         let request = try request ?? format.makeRequest(call)
@@ -26,7 +26,7 @@ public struct ProviderRunner: Sendable {
         var timing = TimingRecorder(start: start)
         var accumulator = StreamAccumulator()
 
-        let response: HTTPResponse
+        let response: CurlResponse
         do {
             response = try await client.execute(request)
         } catch let error as HTTPClientError {

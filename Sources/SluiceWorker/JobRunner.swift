@@ -429,7 +429,7 @@ struct JobRunner: Sendable {
         let acc = outcome.accumulator
         let output = acc.output
         let usage: Usage
-        let source: Metrics.UsageSource
+        let source: JobMetrics.UsageSource
         if let u = acc.usage {
             usage = u
             source = .provider
@@ -442,7 +442,7 @@ struct JobRunner: Sendable {
             source = .estimated
         }
         let timing = outcome.timing
-        let metrics = Metrics(
+        let metrics = JobMetrics(
             inputTokens: usage.promptTokens, outputTokens: usage.completionTokens, totalTokens: usage.totalTokens,
             costUSD: prices.cost(provider: provider, model: model, inputTokens: usage.promptTokens, outputTokens: usage.completionTokens),
             latencyS: timing.latency, timeToFirstTokenS: timing.timeToFirstToken, interTokenLatencyS: timing.interTokenLatency,
@@ -471,8 +471,8 @@ struct JobRunner: Sendable {
         // What was streamed before the failure or cancel still counts: its tokens were
         // produced and billed.
         var usage: Usage?
-        var source = Metrics.UsageSource.estimated
-        var metrics = Metrics(
+        var source = JobMetrics.UsageSource.estimated
+        var metrics = JobMetrics(
             inputTokens: 0, outputTokens: 0, totalTokens: 0, costUSD: nil, latencyS: 0, timeToFirstTokenS: nil,
             interTokenLatencyS: nil, tokensPerSecond: nil, queueWaitS: queueWait, rateLimitWaitS: rateLimitWait, attempts: attempts,
             usageSource: .estimated, streamComplete: false)
@@ -485,7 +485,7 @@ struct JobRunner: Sendable {
                               completionTokens: TokenEstimator.tokens(in: partial.accumulator.output))
             }
             let t = partial.timing
-            metrics = Metrics(
+            metrics = JobMetrics(
                 inputTokens: usage!.promptTokens, outputTokens: usage!.completionTokens, totalTokens: usage!.totalTokens,
                 costUSD: prices.cost(provider: provider, model: model, inputTokens: usage!.promptTokens, outputTokens: usage!.completionTokens),
                 latencyS: t.latency, timeToFirstTokenS: t.timeToFirstToken, interTokenLatencyS: t.interTokenLatency,

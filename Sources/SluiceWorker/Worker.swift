@@ -55,7 +55,7 @@ public final class Worker: Service {
         let redis = RedisConnection(configuration: redisConfig, logger: logger)
         // Room for a connection per job in flight (each provider request holds one over
         // HTTP/1.1), so none is closed and reopened between jobs.
-        let http = HTTPClient(logger: logger, maxConnections: max(1024, config.worker.maxInFlight))
+        let http = CurlClient(logger: logger, maxConnections: max(1024, config.worker.maxInFlight))
         let producer = try KafkaProducer(brokers: kafka.brokers, properties: kafka.producerProperties, logger: logger)
         let tracker = self.tracker
         let logger = self.logger

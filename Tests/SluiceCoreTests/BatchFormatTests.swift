@@ -78,7 +78,7 @@ import Testing
         UnifiedResponse(
             id: "chatcmpl-1", created: 0, model: "m", choices: [], usage: nil, systemFingerprint: nil, sessionID: nil,
             chatInput: nil, chatOutput: nil, context: [], provider: "p", timestamp: 0, parameters: [:],
-            metrics: Metrics(inputTokens: 1, outputTokens: 2, totalTokens: 3, costUSD: nil, latencyS: 0.1,
+            metrics: JobMetrics(inputTokens: 1, outputTokens: 2, totalTokens: 3, costUSD: nil, latencyS: 0.1,
                              timeToFirstTokenS: nil, interTokenLatencyS: nil, tokensPerSecond: nil, queueWaitS: nil,
                              attempts: 1, usageSource: .provider, streamComplete: true),
             jobID: "j", status: status, error: error, metadata: .null)

@@ -81,7 +81,7 @@ import Testing
             id: "x", created: 1, model: "m", choices: choices, usage: Usage(promptTokens: 3, completionTokens: 4),
             systemFingerprint: "fp", sessionID: nil, chatInput: "q", chatOutput: "Hello", context: [], provider: "openai",
             timestamp: 2.5, parameters: [:],
-            metrics: Metrics(inputTokens: 3, outputTokens: 4, totalTokens: 7, costUSD: nil, latencyS: 1,
+            metrics: JobMetrics(inputTokens: 3, outputTokens: 4, totalTokens: 7, costUSD: nil, latencyS: 1,
                              timeToFirstTokenS: 0.5, interTokenLatencyS: nil, tokensPerSecond: 4, queueWaitS: 0.1,
                              attempts: 1, usageSource: .provider, streamComplete: true),
             jobID: "j", status: .succeeded, error: nil, metadata: .null)
@@ -118,7 +118,7 @@ import Testing
             usage: Usage(promptTokens: 1, completionTokens: 2), systemFingerprint: nil, sessionID: nil,
             chatInput: "q", chatOutput: "hi", context: [["role": "user", "content": "q"]], provider: "openai",
             timestamp: 2.5, parameters: ["temperature": 1],
-            metrics: Metrics(inputTokens: 1, outputTokens: 2, totalTokens: 3, costUSD: nil, latencyS: 1,
+            metrics: JobMetrics(inputTokens: 1, outputTokens: 2, totalTokens: 3, costUSD: nil, latencyS: 1,
                              timeToFirstTokenS: 0.5, interTokenLatencyS: nil, tokensPerSecond: 4, queueWaitS: 0.1,
                              attempts: 1, usageSource: .provider, streamComplete: true),
             jobID: "j", status: .succeeded, error: nil, metadata: .null)
@@ -161,7 +161,7 @@ extension ResponseEncodingTests {
             systemFingerprint: "fp_1", sessionID: "s", chatInput: "q", chatOutput: "a",
             context: [["role": "user", "content": "q"]], provider: "openai", timestamp: 1_795_000_000.123456,
             parameters: ["temperature": 0.7, "max_tokens": 100, "stop": ["x"]],
-            metrics: Metrics(inputTokens: 10, outputTokens: 20, totalTokens: 30, costUSD: 0.000123, latencyS: 1.25,
+            metrics: JobMetrics(inputTokens: 10, outputTokens: 20, totalTokens: 30, costUSD: 0.000123, latencyS: 1.25,
                              timeToFirstTokenS: 0.3, interTokenLatencyS: 0.05, tokensPerSecond: 21.05, queueWaitS: 0.001,
                              attempts: 2, usageSource: .estimated, streamComplete: false),
             jobID: "j-1", status: .failed, error: .init(type: "timeout", message: "too slow", providerStatus: 504, retryable: true),

@@ -131,7 +131,7 @@ import Testing
 
     @Test func resultsWithoutRateLimitWaitStillDecode() throws {
         let old = #"{"input_tokens": 1, "output_tokens": 2, "total_tokens": 3, "cost_usd": null, "latency_s": 0.1, "time_to_first_token_s": null, "inter_token_latency_s": null, "tokens_per_second": null, "queue_wait_s": null, "attempts": 1, "usage_source": "provider", "stream_complete": true}"#
-        let m = try JSON.decode(Metrics.self, from: Array(old.utf8))
+        let m = try JSON.decode(JobMetrics.self, from: Array(old.utf8))
         #expect(m.rateLimitWaitS == 0)
         let encoded = String(decoding: try JSON.encode(m), as: UTF8.self)
         #expect(encoded.contains("\"rate_limit_wait_s\""))

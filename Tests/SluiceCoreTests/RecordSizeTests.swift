@@ -12,7 +12,7 @@ import Testing
             choices: [CompletionChoice(index: 0, message: .init(role: "assistant", content: output), finishReason: "stop")],
             usage: Usage(promptTokens: 10, completionTokens: 2), systemFingerprint: nil, sessionID: "s",
             chatInput: prompt, chatOutput: output, context: [["role": "user", "content": .string(prompt)]], provider: "mock",
-            timestamp: 1, parameters: ["temperature": 0.5], metrics: Metrics(
+            timestamp: 1, parameters: ["temperature": 0.5], metrics: JobMetrics(
                 inputTokens: 10, outputTokens: 2, totalTokens: 12, costUSD: nil, latencyS: 1, timeToFirstTokenS: nil,
                 interTokenLatencyS: nil, tokensPerSecond: nil, queueWaitS: nil, attempts: 1, usageSource: .provider,
                 streamComplete: true),

@@ -71,7 +71,7 @@ struct TenantUsageTests {
         UnifiedResponse(
             id: "c", created: 0, model: "m", choices: [], usage: nil, systemFingerprint: nil, sessionID: nil, chatInput: nil,
             chatOutput: nil, context: [], provider: "p", timestamp: 0, parameters: [:],
-            metrics: Metrics(inputTokens: input, outputTokens: output, totalTokens: input + output, costUSD: cost, latencyS: 1,
+            metrics: JobMetrics(inputTokens: input, outputTokens: output, totalTokens: input + output, costUSD: cost, latencyS: 1,
                              timeToFirstTokenS: nil, interTokenLatencyS: nil, tokensPerSecond: nil, queueWaitS: nil, attempts: 1,
                              usageSource: .provider, streamComplete: status == .succeeded),
             jobID: "j", status: status, error: nil, metadata: .null)

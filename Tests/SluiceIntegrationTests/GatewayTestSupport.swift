@@ -25,7 +25,7 @@ extension TestStack {
         let url = try #require(gatewayURL) + path
         var headers = headers
         if !body.isEmpty, !headers.contains("content-type") { headers.add(name: "content-type", value: "application/json") }
-        let response = try await http.execute(HTTPRequest(method: method, url: url, headers: headers, body: body, totalTimeout: .seconds(90)))
+        let response = try await http.execute(CurlRequest(method: method, url: url, headers: headers, body: body, totalTimeout: .seconds(90)))
         return Answer(status: response.status, headers: response.headers, body: try await response.body.collect(upTo: 64 << 20))
     }
 
@@ -42,7 +42,7 @@ extension TestStack {
             body = try JSON.encode(json)
             headers.add(name: "content-type", value: "application/json")
         }
-        let response = try await http.execute(HTTPRequest(method: method, url: url, headers: headers, body: body))
+        let response = try await http.execute(CurlRequest(method: method, url: url, headers: headers, body: body))
         return EventStreamReader(response: response)
     }
 
@@ -78,13 +78,13 @@ extension TestStack {
 /// Reads a streaming response event by event.
 final class EventStreamReader: @unchecked Sendable {
     // @unchecked: used by one test task at a time.
-    let response: HTTPResponse
+    let response: CurlResponse
     var status: Int { response.status }
     private var iterator: HTTPResponseBody.AsyncIterator?
     private var parser = SSEParser()
     private var pending: [SSEEvent] = []
 
-    init(response: HTTPResponse) {
+    init(response: CurlResponse) {
         self.response = response
         self.iterator = response.body.makeAsyncIterator()
     }
@@ -149,10 +149,10 @@ func withGatewayOnly(_ config: SluiceConfig, _ body: (_ baseURL: String) async t
     }
 }
 
-extension HTTPClient {
+extension CurlClient {
     /// A GET, body collected, for tests.
     func get(_ url: String, headers: HTTPHeaders = [:]) async throws -> TestStack.Answer {
-        let response = try await execute(HTTPRequest(method: "GET", url: url, headers: headers, totalTimeout: .seconds(30)))
+        let response = try await execute(CurlRequest(method: "GET", url: url, headers: headers, totalTimeout: .seconds(30)))
         return TestStack.Answer(status: response.status, headers: response.headers, body: try await response.body.collect())
     }
 }

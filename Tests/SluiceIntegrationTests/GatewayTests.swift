@@ -411,7 +411,7 @@ struct GatewayTests {
         config.kafka.brokers = "127.0.0.1:9"  // nothing listens there
         config.redis.url = try TestServices.redisURL()
         config.gateway.listen = "127.0.0.1:0"
-        let http = HTTPClient(logger: TestServices.logger)
+        let http = CurlClient(logger: TestServices.logger)
         defer { http.shutdown() }
         try await withGatewayOnly(config) { base in
             let ready = try await http.get(base + "/readyz")
@@ -464,13 +464,13 @@ struct GatewayTests {
         defer { redis.shutdown() }
         let id = "never-runs-\(UUID().uuidString.prefix(8))"
         _ = try await redis.execute([RedisCommand("HSET", RedisKeys.meta(id), "tenant", "default"), RedisCommand("EXPIRE", RedisKeys.meta(id), "60")])
-        let http = HTTPClient(logger: TestServices.logger)
+        let http = CurlClient(logger: TestServices.logger)
         defer { http.shutdown() }
 
         var reading: Task<[SSEEvent], any Error>?
         let start = ContinuousClock.now
         try await withGatewayOnly(config) { base in
-            let response = try await http.execute(HTTPRequest(method: "GET", url: base + "/v1/jobs/\(id)/events"))
+            let response = try await http.execute(CurlRequest(method: "GET", url: base + "/v1/jobs/\(id)/events"))
             #expect(response.status == 200)
             let reader = EventStreamReader(response: response)
             reading = Task { try await reader.rest() }
@@ -495,7 +495,7 @@ struct GatewayTests {
         try KafkaAdmin.createTopics(brokers: config.kafka.brokers, topics: [(config.kafka.requestsTopic, 1), (config.kafka.controlTopic, 1)])
         config.providers = [.init(name: "mock", kind: .mock, baseURL: "http://127.0.0.1:9/v1")]
         config.models = ["default": ModelTarget(provider: "mock", model: "mock-1")]
-        let http = HTTPClient(logger: TestServices.logger)
+        let http = CurlClient(logger: TestServices.logger)
         defer { http.shutdown() }
 
         let lag = { (topic: String) in
@@ -508,7 +508,7 @@ struct GatewayTests {
             // for the provider's answer (up to the first keep-alive, 15 s).
             let body = try JSON.encode(["model": "default", "stream": true, "messages": Self.user] as JSONValue)
             reading = Task {
-                let response = try await http.execute(HTTPRequest(
+                let response = try await http.execute(CurlRequest(
                     method: "POST", url: base + "/v1/chat/completions", headers: ["content-type": "application/json"], body: body))
                 return (response.status, try await EventStreamReader(response: response).rest())
             }

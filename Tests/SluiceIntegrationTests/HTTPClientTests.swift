@@ -118,7 +118,7 @@ struct HTTPClientTests {
     /// connects again (and, beyond the limit, scans every connection per ended transfer).
     @Test(arguments: [(32, true), (4, false)])
     func concurrentRequestsKeepTheirConnectionsWhenTheCacheHasRoom(maxConnections: Int, allReused: Bool) async throws {
-        let client = HTTPClient(logger: quietLogger, maxConnections: maxConnections)
+        let client = CurlClient(logger: quietLogger, maxConnections: maxConnections)
         defer { client.shutdown() }
         try await MockProviderServer.withRunning(logger: quietLogger) { provider in
             for _ in 0..<2 {
@@ -215,11 +215,11 @@ struct HTTPClientTests {
     }
 
     @Test func connectErrorOnAClosedPort() async throws {
-        let client = HTTPClient(logger: quietLogger)
+        let client = CurlClient(logger: quietLogger)
         defer { client.shutdown() }
         let port = try closedPort()
         let error = await #expect(throws: HTTPClientError.self) {
-            _ = try await client.execute(HTTPRequest(url: "http://127.0.0.1:\(port)/v1/chat/completions", headers: ["authorization": "Bearer sk-secret"]))
+            _ = try await client.execute(CurlRequest(url: "http://127.0.0.1:\(port)/v1/chat/completions", headers: ["authorization": "Bearer sk-secret"]))
         }
         #expect(error?.code == .connect)
         #expect(error?.message.contains("127.0.0.1") == true)
@@ -227,15 +227,15 @@ struct HTTPClientTests {
     }
 
     @Test func invalidRequests() async throws {
-        let client = HTTPClient(logger: quietLogger)
+        let client = CurlClient(logger: quietLogger)
         defer { client.shutdown() }
         // Refused before any connection: `.invalidRequest`, not a connection error (port 1
         // has no listener, so a request that got as far as connecting would fail too, as
         // `.connect`).
         for request in [
-            HTTPRequest(url: "ftp://example.com/x"),
-            HTTPRequest(url: "http://127.0.0.1:1/", headers: ["x-evil": "a\r\nx-injected: 1"]),
-            HTTPRequest(method: "GET /", url: "http://127.0.0.1:1/"),
+            CurlRequest(url: "ftp://example.com/x"),
+            CurlRequest(url: "http://127.0.0.1:1/", headers: ["x-evil": "a\r\nx-injected: 1"]),
+            CurlRequest(method: "GET /", url: "http://127.0.0.1:1/"),
         ] {
             await #expect { _ = try await client.execute(request) } throws: { error in
                 (error as? HTTPClientError)?.code == .invalidRequest
@@ -282,7 +282,7 @@ struct HTTPClientTests {
     @Test func droppingTheBodyAbortsTheTransfer() async throws {
         try await withProvider { client, provider in
             let request = chatRequest(provider, stream: true, headers: ["x-mock-chunks": "1000", "x-mock-chunk-delay-ms": "20"])
-            var response: HTTPResponse? = try await client.execute(request)
+            var response: CurlResponse? = try await client.execute(request)
             #expect(response?.status == 200)
             response = nil
             try await eventually { provider.stats.snapshot.abandonedStreams == 1 && provider.stats.snapshot.openConnections == 0 }
@@ -339,8 +339,8 @@ private let quietLogger: Logger = {
 }()
 
 /// Runs `body` with a fresh client and a mock provider on a free loopback port.
-private func withProvider(_ body: (HTTPClient, MockProviderServer.Running) async throws -> Void) async throws {
-    let client = HTTPClient(logger: quietLogger)
+private func withProvider(_ body: (CurlClient, MockProviderServer.Running) async throws -> Void) async throws {
+    let client = CurlClient(logger: quietLogger)
     defer { client.shutdown() }
     try await MockProviderServer.withRunning(logger: quietLogger) { provider in
         try await body(client, provider)
@@ -354,13 +354,13 @@ private func chatRequest(
     content: String = "Who are you?",
     includeUsage: Bool = false,
     headers: [String: String] = [:]
-) -> HTTPRequest {
+) -> CurlRequest {
     var json: [String: Any] = ["model": model, "messages": [["role": "user", "content": content]], "stream": stream]
     if includeUsage { json["stream_options"] = ["include_usage": true] }
     var fields: HTTPHeaders = ["content-type": "application/json", "authorization": "Bearer sk-test"]
     for (name, value) in headers.sorted(by: { $0.key < $1.key }) { fields.add(name: name, value: value) }
     let body = try! JSONSerialization.data(withJSONObject: json, options: [.sortedKeys])
-    return HTTPRequest(url: provider.baseURL + "/chat/completions", headers: fields, body: Array(body), totalTimeout: .seconds(30))
+    return CurlRequest(url: provider.baseURL + "/chat/completions", headers: fields, body: Array(body), totalTimeout: .seconds(30))
 }
 
 /// The `data:` payloads of an SSE body.

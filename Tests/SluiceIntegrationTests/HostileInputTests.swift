@@ -107,7 +107,7 @@ struct HostileInputTests {
                 var h = HTTPHeaders()
                 for (name, value) in headers { h.add(name: name, value: value) }
                 if !body.isEmpty { h.add(name: "content-type", value: "application/json") }
-                let response = try await stack.http.execute(HTTPRequest(
+                let response = try await stack.http.execute(CurlRequest(
                     method: method, url: base + path, headers: h, body: Array(body.utf8), totalTimeout: .seconds(30)))
                 let bytes = try await response.body.collect(upTo: 1 << 20)
                 return (response.status, (try? JSON.decode(JSONValue.self, from: bytes)) ?? .string(String(decoding: bytes, as: UTF8.self)))

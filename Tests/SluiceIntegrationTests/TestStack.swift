@@ -55,7 +55,7 @@ struct TestStack: Sendable {
     let mock: MockProviderServer.Running
     /// `http://127.0.0.1:PORT` when started with the gateway.
     let gatewayURL: String?
-    let http: HTTPClient
+    let http: CurlClient
 
     static func with(
         maxInFlight: Int = 64, mock defaults: MockBehavior = MockBehavior(), rateLimit: MockRateLimit? = nil,
@@ -101,7 +101,7 @@ struct TestStack: Sendable {
                                              logger: logger)
             let producer = try KafkaProducer(brokers: kafka.brokers, properties: kafka.producerProperties, logger: logger)
             let redis = RedisConnection(configuration: try RedisConfiguration(url: frozen.redis.url), logger: logger)
-            let http = HTTPClient(logger: logger)
+            let http = CurlClient(logger: logger)
             defer {
                 results.close()
                 producer.shutdown(timeoutMs: 2_000)
@@ -191,14 +191,14 @@ struct TestStack: Sendable {
     func get(_ path: String, headers: HTTPHeaders = [:]) async throws -> (Int, [UInt8]) {
         let base = try #require(gatewayURL)
         let url = base + path
-        let response = try await http.execute(HTTPRequest(method: "GET", url: url, headers: headers, totalTimeout: .seconds(60)))
+        let response = try await http.execute(CurlRequest(method: "GET", url: url, headers: headers, totalTimeout: .seconds(60)))
         return (response.status, try await response.body.collect(upTo: 16 << 20))
     }
 
     func post(_ path: String, json: JSONValue, headers: HTTPHeaders = ["content-type": "application/json"]) async throws -> (Int, JSONValue) {
         let base = try #require(gatewayURL)
         let url = base + path
-        let response = try await http.execute(HTTPRequest(method: "POST", url: url, headers: headers, body: try JSON.encode(json), totalTimeout: .seconds(60)))
+        let response = try await http.execute(CurlRequest(method: "POST", url: url, headers: headers, body: try JSON.encode(json), totalTimeout: .seconds(60)))
         let body = try await response.body.collect(upTo: 16 << 20)
         return (response.status, (try? JSON.decode(JSONValue.self, from: body)) ?? .null)
     }

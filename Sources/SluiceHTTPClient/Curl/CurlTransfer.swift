@@ -37,7 +37,7 @@ final class CurlTransfer: @unchecked Sendable {
     private(set) var receivedBytes = 0
     private(set) var startedAt: ContinuousClock.Instant?
 
-    init(request: HTTPRequest, state: TransferState) throws(HTTPClientError) {
+    init(request: CurlRequest, state: TransferState) throws(HTTPClientError) {
         guard let url = URLParts(request.url) else {
             throw HTTPClientError(.invalidRequest, "not an absolute http(s) URL")
         }
@@ -63,7 +63,7 @@ final class CurlTransfer: @unchecked Sendable {
 
     // MARK: Configuration
 
-    private func configure(_ request: HTTPRequest) throws(HTTPClientError) {
+    private func configure(_ request: CurlRequest) throws(HTTPClientError) {
         let context = Unmanaged.passUnretained(self).toOpaque()
 
         try self.set(CURLOPT_URL, request.url)

@@ -1,5 +1,5 @@
 /// A response whose status line and headers are in; the body streams behind it.
-public struct HTTPResponse: Sendable {
+public struct CurlResponse: Sendable {
     public let status: Int
     public let headers: HTTPHeaders
     /// The body, chunk by chunk. Read it, or drop it to abort the transfer.
@@ -69,10 +69,10 @@ public struct HTTPResponseBody: AsyncSequence, Sendable {
 /// dropped while one of its bodies is still being read shuts down only after it.
 final class BodyReader: Sendable {
     private let state: TransferState
-    private let client: HTTPClient
+    private let client: CurlClient
     private var loop: CurlEventLoop { self.client.loop }
 
-    init(state: TransferState, client: HTTPClient) {
+    init(state: TransferState, client: CurlClient) {
         self.state = state
         self.client = client
     }

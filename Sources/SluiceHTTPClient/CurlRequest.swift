@@ -1,8 +1,8 @@
-/// One HTTP request for ``HTTPClient/execute(_:)``.
+/// One HTTP request for ``CurlClient/execute(_:)``.
 ///
 /// Printing a request shows its method, scheme, host and path only: headers carry API
 /// keys and some providers put keys in the query string.
-public struct HTTPRequest: Sendable {
+public struct CurlRequest: Sendable {
     public var method: String
     /// An absolute `http://` or `https://` URL.
     public var url: String
@@ -37,7 +37,7 @@ public struct HTTPRequest: Sendable {
     }
 }
 
-extension HTTPRequest: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+extension CurlRequest: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
     public var description: String {
         "\(self.method) \(URLParts(self.url)?.redacted ?? "<invalid url>") (\(self.headers.count) headers, \(self.body.count) body bytes)"
     }

@@ -1,6 +1,6 @@
 /// The `metrics` object of the unified response (docs/contract.md, Results; each field
 /// defined in README, "Metrics, exactly").
-public struct Metrics: Sendable, Hashable, Codable {
+public struct JobMetrics: Sendable, Hashable, Codable {
     public var inputTokens: Int
     public var outputTokens: Int
     public var totalTokens: Int

@@ -8,16 +8,16 @@ import Logging
 /// are in, and the body then streams chunk by chunk:
 ///
 /// ```swift
-/// let client = HTTPClient(logger: logger)
+/// let client = CurlClient(logger: logger)
 /// defer { client.shutdown() }
-/// let response = try await client.execute(HTTPRequest(url: "http://127.0.0.1:8000/v1/chat/completions", body: json))
+/// let response = try await client.execute(CurlRequest(url: "http://127.0.0.1:8000/v1/chat/completions", body: json))
 /// for try await chunk in response.body { ... }
 /// ```
 ///
 /// Cancelling the task that awaits `execute` or iterates the body, or dropping the body
 /// before its end, removes the transfer from libcurl at once, which closes its connection
 /// (HTTP/1.1) or resets its stream (HTTP/2), so the server sees the client go away.
-public final class HTTPClient: Sendable {
+public final class CurlClient: Sendable {
     let loop: CurlEventLoop
 
     /// - Parameter maxConnections: connections kept open, in use or idle, across all
@@ -39,7 +39,7 @@ public final class HTTPClient: Sendable {
     /// - Throws: ``HTTPClientError``: `.invalidRequest` for a request that cannot be sent,
     ///   `.connect`, `.idleTimeout`, `.totalTimeout`, `.transfer`, `.cancelled` when the
     ///   calling task is cancelled, `.shutdown` after ``shutdown()``.
-    public func execute(_ request: HTTPRequest) async throws -> HTTPResponse {
+    public func execute(_ request: CurlRequest) async throws -> CurlResponse {
         let state = TransferState()
         let transfer = try CurlTransfer(request: request, state: state)
         let head = try await withTaskCancellationHandler {
@@ -55,7 +55,7 @@ public final class HTTPClient: Sendable {
             // If the loop has not added the transfer yet it will see it finished and skip it.
             if state.cancel() { self.loop.abort(state) }
         }
-        return HTTPResponse(
+        return CurlResponse(
             status: head.status,
             headers: head.headers,
             body: HTTPResponseBody(reader: BodyReader(state: state, client: self))
