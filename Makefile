@@ -33,7 +33,8 @@ api-test: build
 	bash scripts/api-test.sh
 
 ## unit-test: every test that needs no broker or Redis (parsers, models, the offset
-## tracker, the HTTP client against an in-process provider, limiters, deployment files);
+## tracker, the job runner's retries and the worker's commit-after-acknowledgement against
+## fakes, the HTTP client against an in-process provider, limiters, deployment files);
 ## suites marked `.needsServices` are skipped
 unit-test: build
 	$(SWIFT) build --build-tests

@@ -144,6 +144,12 @@ let package = Package(
             "SluiceCore", "SluiceKafka", "SluiceProviders", "SluiceBench", "SluiceSupport",
             .product(name: "PropertyBased", package: "swift-property-based"),
         ]),
+        // The worker's job runner and result delivery against a scripted provider, a
+        // recording Redis and a producer that holds its acknowledgements: no servers.
+        .testTarget(name: "SluiceWorkerTests", dependencies: [
+            "SluiceCore", "SluiceWorker", "SluiceProviders", "SluiceHTTPClient", "SluiceRedis", "SluiceKafka", "SluiceSupport",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .testTarget(name: "SluiceIntegrationTests", dependencies: [
             "SluiceCore", "SluiceKafka", "SluiceRedis", "SluiceHTTPClient", "SluiceProviders",
             "SluiceWorker", "SluiceGateway", "SluiceMockProvider", "SluiceTelemetry", "SluiceSupport",

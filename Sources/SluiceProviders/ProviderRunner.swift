@@ -3,16 +3,17 @@ import SluiceCore
 import SluiceHTTPClient
 import SluiceSupport
 
-/// Runs one provider attempt over the HTTP client: sends the request, reads the stream
-/// (or the whole body), hands each normalised chunk to `onChunk` as it arrives, and
-/// returns what it all added up to.
-public struct ProviderRunner: Sendable {
-    public let client: CurlClient
+/// Runs one provider attempt over an HTTP transport (`CurlClient` in the worker, a
+/// scripted one in tests): sends the request, reads the stream (or the whole body),
+/// hands each normalised chunk to `onChunk` as it arrives, and returns what it all added
+/// up to.
+public struct ProviderRunner<Transport: ProviderTransport>: Sendable {
+    public let client: Transport
 
-    public init(client: CurlClient) { self.client = client }
+    public init(client: Transport) { self.client = client }
 
     /// The largest non-streaming or error body read.
-    static let maxBodyBytes = 32 * 1024 * 1024
+    static var maxBodyBytes: Int { 32 * 1024 * 1024 }
 
     /// - Parameter request: `format.makeRequest(call)`, if the caller has made it already.
     /// - Parameter afterRead: awaited after the chunks of each read are handed over: where
@@ -26,9 +27,9 @@ public struct ProviderRunner: Sendable {
         var timing = TimingRecorder(start: start)
         var accumulator = StreamAccumulator()
 
-        let response: CurlResponse
+        let response: ProviderResponse<Transport.Body>
         do {
-            response = try await client.execute(request)
+            response = try await client.send(request)
         } catch let error as HTTPClientError {
             throw ProviderRunner.mapError(error, provider: call.provider.name)
         }

@@ -31,7 +31,7 @@ struct ChunkEventGate {
 
     /// Reads the follow mark if it is due and the gate still closed. Redis not answering
     /// leaves the gate as it was.
-    mutating func refresh(redis: RedisConnection) async {
+    mutating func refresh(redis: some RedisCommandSink) async {
         guard mode == .followed, !isOpen else { return }
         let now = MonotonicClock.now()
         guard now - checkedAt >= FollowMark.checkEvery else { return }

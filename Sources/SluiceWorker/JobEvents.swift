@@ -13,10 +13,10 @@ import SluiceRedis
 /// The job's owner lives as long as its events: the first and the last event (and one
 /// every quarter TTL in between) give the meta, which holds the owner, the same fresh TTL
 /// as the replay stream.
-struct JobEvents {
+struct JobEvents<Redis: RedisCommandSink> {
     let jobID: String
     let run: String
-    let redis: RedisConnection
+    let redis: Redis
     let ttlSeconds: Int
     private(set) var seq: Int
     private let channel: [UInt8]
@@ -34,7 +34,7 @@ struct JobEvents {
     /// When the TTLs were last refreshed (wall clock, seconds).
     private var refreshedAt = 0.0
 
-    init(jobID: String, run: String, tenant: String, redis: RedisConnection, ttlSeconds: Int, lastSeq: Int) {
+    init(jobID: String, run: String, tenant: String, redis: Redis, ttlSeconds: Int, lastSeq: Int) {
         self.jobID = jobID
         self.run = run
         self.replacesEarlierRun = lastSeq > 0

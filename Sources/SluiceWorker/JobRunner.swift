@@ -8,15 +8,21 @@ import SluiceSupport
 /// Runs one job against its providers, publishing its events, and builds its final
 /// unified response. Retries retryable failures with backoff while nothing has been
 /// published for the attempt, then moves to the job's fallbacks.
-struct JobRunner: Sendable {
+///
+/// Generic over where its events go and how it reaches providers (`RedisConnection` and
+/// `CurlClient` in the worker; recorders and scripted providers in its unit tests), so the
+/// per-chunk path makes no dynamic call.
+struct JobRunner<Redis: RedisCommandSink, Transport: ProviderTransport>: Sendable {
     let config: SluiceConfig
-    let providers: ProviderRunner
-    let redis: RedisConnection
+    let providers: ProviderRunner<Transport>
+    let redis: Redis
     let prices: PriceTable
     let logger: Logger
     let environment: [String: String]
     let metrics: WorkerMetrics
     let limiter: RateLimiter
+    /// Waits between attempts, in seconds; tests record the delays instead of waiting.
+    var sleep: @Sendable (Double) async -> Void = { try? await Task.sleep(for: .seconds(saturating: $0)) }
 
     /// - Parameter run: this run's id, carried by every event.
     /// - Parameter lastSeq: the last event seq of the runs before this one (0 for none).
@@ -110,7 +116,7 @@ struct JobRunner: Sendable {
     /// Publishes the end of a job: the response event (when it succeeded), the stored
     /// result and `chat_finished`; then, unless `worker.compact_finished_replay` is off,
     /// leaves only the lifecycle events in its replay.
-    private func finish(_ response: UnifiedResponse, events: inout JobEvents) -> (response: UnifiedResponse, json: [UInt8]) {
+    private func finish(_ response: UnifiedResponse, events: inout JobEvents<Redis>) -> (response: UnifiedResponse, json: [UInt8]) {
         var response = response
         response.omitInput(largerThan: config.worker.echoInputMaxBytes)
         let json = (try? JSON.encode(response)) ?? []
@@ -190,7 +196,7 @@ struct JobRunner: Sendable {
     }
 
     private func attempt(
-        _ job: Job, events: inout JobEvents, lane: JobPriority, startBy: Double, startByWall: Double?,
+        _ job: Job, events: inout JobEvents<Redis>, lane: JobPriority, startBy: Double, startByWall: Double?,
         waitBound: (seconds: Double, name: String), progress: inout Progress, queueWait: Double?, trace: JobTrace, logger: Logger
     ) async throws -> UnifiedResponse {
         let request = try resolve(job)
@@ -362,7 +368,7 @@ struct JobRunner: Sendable {
                         "attempt": "\(attempts)", "delay_s": "\(delay)", "detail": "\(pe.detail ?? "")",
                     ])
                     metrics.retried(provider: provider.name)
-                    try? await Task.sleep(for: .seconds(saturating: delay))
+                    await sleep(delay)
                 }
             }
         }
@@ -378,7 +384,7 @@ struct JobRunner: Sendable {
 
     /// The delays between provider attempts: 250 ms doubling to 8 s, each between half
     /// and all of that.
-    static let retryBackoff = Backoff(initial: .milliseconds(250), maximum: .seconds(8), jitter: 0.5...1)
+    static var retryBackoff: Backoff { Backoff(initial: .milliseconds(250), maximum: .seconds(8), jitter: 0.5...1) }
 
     /// The delay before retry number `retry` (0 for the first) in seconds, at least what
     /// `Retry-After` asked for.

@@ -60,13 +60,14 @@ public final class RateLimiter: Sendable {
     /// How long learned limits and holds outlive the last admission.
     static let bucketTTLMs = 3_600_000
 
-    private let redis: RedisConnection
+    /// Asked once per admission and told once per response: never per chunk.
+    private let redis: any RedisCommandSink
     private let logger: Logger
     private let metrics: WorkerMetrics
     private let gates = Mutex<[Bucket: Gate]>([:])
     private let redisFailures = LogThrottle()
 
-    public init(redis: RedisConnection, logger: Logger, metrics: WorkerMetrics) {
+    public init(redis: any RedisCommandSink, logger: Logger, metrics: WorkerMetrics) {
         self.redis = redis
         self.logger = logger
         self.metrics = metrics

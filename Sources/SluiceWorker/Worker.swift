@@ -28,7 +28,7 @@ public final class Worker: Service {
     private let config: SluiceConfig
     private let logger: Logger
     private let environment: [String: String]
-    private let tracker = SharedTracker()
+    let tracker = SharedTracker()
     private let cancels: CancelRegistry
     /// Every job in flight retries its result while the broker is away: one line per
     /// topic per 30 s, not one per retry.
@@ -169,7 +169,7 @@ public final class Worker: Service {
     /// (batch within its share); then, once intake stops, lets the lane's running jobs
     /// finish within the drain time.
     private func intake(
-        _ consumer: KafkaConsumer, lane: JobPriority, limiter: InFlightLimiter, runner: JobRunner, producer: KafkaProducer,
+        _ consumer: KafkaConsumer, lane: JobPriority, limiter: InFlightLimiter, runner: WorkerJobRunner, producer: KafkaProducer,
         keyring: JobKeyring?, drainDeadline: DrainDeadline
     ) async {
         let tracker = self.tracker
@@ -272,7 +272,7 @@ public final class Worker: Service {
     }
 
     private func handle(
-        _ message: KafkaMessage, lane topicLane: JobPriority, ticket: OffsetTracker.Ticket, runner: JobRunner,
+        _ message: KafkaMessage, lane topicLane: JobPriority, ticket: OffsetTracker.Ticket, runner: WorkerJobRunner,
         producer: KafkaProducer, keyring: JobKeyring?
     ) async {
         // The trace the record carries on: every record this message leads to carries it
@@ -457,8 +457,8 @@ public final class Worker: Service {
     /// Produces a job's result, then completes its message. A result the broker refuses
     /// for good (too large, not authorized) ends the job all the same: a cut-down
     /// `failed` one goes in its place, and the full one stays stored in Redis.
-    private func deliverResult(
-        _ value: [UInt8], of jobID: String, for message: KafkaMessage, ticket: OffsetTracker.Ticket, producer: KafkaProducer,
+    func deliverResult(
+        _ value: [UInt8], of jobID: String, for message: KafkaMessage, ticket: OffsetTracker.Ticket, producer: some RecordProducer,
         trace: JobTrace
     ) async {
         let topic = config.kafka.resultsTopic
@@ -494,7 +494,7 @@ public final class Worker: Service {
     /// completes the message: its job has ended. Refused too (a topic this worker may not
     /// write to), the job still ends, with an error in the log; only a shutdown leaves
     /// it uncommitted.
-    private func deliverReplacement(_ producer: KafkaProducer, topic: String, key: [UInt8]?, value: [UInt8], headers: [KafkaHeader],
+    private func deliverReplacement(_ producer: some RecordProducer, topic: String, key: [UInt8]?, value: [UInt8], headers: [KafkaHeader],
                                     for message: KafkaMessage, ticket: OffsetTracker.Ticket) async {
         switch await deliver(producer, topic: topic, key: key, value: value, headers: headers) {
         case .delivered:
@@ -512,7 +512,7 @@ public final class Worker: Service {
     /// Produces until acknowledged, retrying while the broker is away; gives up when the
     /// broker refuses the message for good (too large, not authorized), or when the
     /// worker is cancelled (the message then stays uncommitted).
-    private func deliver(_ producer: KafkaProducer, topic: String, key: [UInt8]?, value: [UInt8],
+    private func deliver(_ producer: some RecordProducer, topic: String, key: [UInt8]?, value: [UInt8],
                          headers: [KafkaHeader]) async -> Delivery {
         var backoff = Backoff(initial: .milliseconds(200), maximum: .seconds(5))
         while true {
@@ -536,6 +536,19 @@ public final class Worker: Service {
         tracker.withLock { _ = $0.complete(ticket) }
     }
 }
+
+/// The job runner the worker runs: events to Redis, providers over libcurl.
+typealias WorkerJobRunner = JobRunner<RedisConnection, CurlClient>
+
+/// Where the worker's results and DLQ records go: the Kafka producer, or in tests one
+/// that holds an acknowledgement back. `send` returns once the broker acknowledged the
+/// record, and throws `KafkaError` (`isPermanent` for a refusal that retrying cannot
+/// change).
+protocol RecordProducer: Sendable {
+    func send(topic: String, key: [UInt8]?, value: [UInt8], headers: [KafkaHeader]) async throws
+}
+
+extension KafkaProducer: RecordProducer {}
 
 /// The offset tracker, shared by the job tasks, the committer and the rebalance callback.
 final class SharedTracker: Sendable {

@@ -1,0 +1,43 @@
+import SluiceHTTPClient
+
+/// What `ProviderRunner` needs of an HTTP client: send a request, get its status and
+/// headers, then stream its body. `CurlClient` is the one the worker uses; tests give a
+/// scripted one. `ProviderRunner` is generic over it, so the per-chunk path calls the
+/// body's iterator directly, with no dynamic dispatch.
+public protocol ProviderTransport: Sendable {
+    associatedtype Body: ProviderResponseBody
+    /// Sends `request`; returns once the status line and headers are in. Any status is a
+    /// response; a failure to exchange HTTP messages throws ``HTTPClientError``.
+    func send(_ request: CurlRequest) async throws -> ProviderResponse<Body>
+}
+
+/// A response body: byte chunks as they arrive. It throws ``HTTPClientError`` when the
+/// transfer fails.
+public protocol ProviderResponseBody: AsyncSequence<[UInt8], any Error>, Sendable {
+    /// The whole body; throws `.bodyTooLarge` past `maxBytes`.
+    func collect(upTo maxBytes: Int) async throws -> [UInt8]
+    /// Stops the transfer from any task: the reader gets `error`.
+    func abort(with error: HTTPClientError)
+}
+
+/// A response whose status and headers are in, its body streaming behind it.
+public struct ProviderResponse<Body: ProviderResponseBody>: Sendable {
+    public var status: Int
+    public var headers: HTTPHeaders
+    public var body: Body
+
+    public init(status: Int, headers: HTTPHeaders, body: Body) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
+}
+
+extension HTTPResponseBody: ProviderResponseBody {}
+
+extension CurlClient: ProviderTransport {
+    public func send(_ request: CurlRequest) async throws -> ProviderResponse<HTTPResponseBody> {
+        let response = try await execute(request)
+        return ProviderResponse(status: response.status, headers: response.headers, body: response.body)
+    }
+}

@@ -1,0 +1,19 @@
+/// What a job's run needs of Redis: fire-and-forget commands (its events, results and
+/// limiter updates), a wait while Redis cannot keep up, and the odd round trip (the
+/// follow mark, the shared rate limit). `RedisConnection` is the one the worker uses;
+/// tests give one that records what was sent. The worker's job runner is generic over
+/// it, so publishing a chunk calls the connection directly.
+public protocol RedisCommandSink: AnyObject, Sendable {
+    /// Queues `command`; false when Redis cannot keep up (await `waitForRoom()`).
+    @discardableResult func send(_ command: RedisCommand) -> Bool
+    /// Queues `commands`, in order. See `send(_:)`.
+    @discardableResult func send(_ commands: [RedisCommand]) -> Bool
+    /// Returns once there is room for more commands.
+    func waitForRoom() async
+    /// Runs `command` and returns its reply.
+    func execute(_ command: RedisCommand) async throws -> RedisReply
+    /// Whether a working connection is held.
+    var isConnected: Bool { get }
+}
+
+extension RedisConnection: RedisCommandSink {}

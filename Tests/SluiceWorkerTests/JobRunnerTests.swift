@@ -1,0 +1,151 @@
+import Logging
+import SluiceCore
+import SluiceHTTPClient
+import SluiceProviders
+import Synchronization
+import Testing
+@testable import SluiceWorker
+
+let quietLogger = Logger(label: "sluice.test") { _ in SwiftLogNoOpLogHandler() }
+
+/// The job runner's attempt rules, against a scripted provider and a Redis that only
+/// records: retries and their backoff, 429s, fallbacks, refusals, the job's timeout and
+/// what may not be repeated once a reader has seen it. The delays between attempts are
+/// recorded, not waited for.
+@Suite(.timeLimit(.minutes(1)))
+struct JobRunnerTests {
+    /// A job's run against `script`, with the delays it asked to wait between attempts.
+    struct Run {
+        var response: UnifiedResponse
+        var provider: ScriptedProvider
+        var redis: RecordingRedis
+        var delays: [Double]
+    }
+
+    func run(
+        _ job: Job, script: [ScriptedProvider.Reply], maxAttempts: Int = 3
+    ) async throws -> Run {
+        var config = try SluiceConfig.parse(yaml: "")
+        config.providers = [
+            .init(name: "p1", kind: .openai, baseURL: "http://p1.invalid/v1"),
+            .init(name: "p2", kind: .openai, baseURL: "http://p2.invalid/v1"),
+        ]
+        config.worker.maxAttempts = maxAttempts
+        let provider = ScriptedProvider(script)
+        let redis = RecordingRedis()
+        let metrics = WorkerMetrics()
+        let delays = Mutex<[Double]>([])
+        var runner = JobRunner(
+            config: config, providers: ProviderRunner(client: provider), redis: redis, prices: PriceTable(overrides: config.pricing),
+            logger: quietLogger, environment: [:], metrics: metrics,
+            limiter: RateLimiter(redis: redis, logger: quietLogger, metrics: metrics))
+        runner.sleep = { delay in delays.withLock { $0.append(delay) } }
+        let result = try #require(await runner.run(job, run: "r1", lastSeq: 0, producedAtMs: nil))
+        return Run(response: result.response, provider: provider, redis: redis, delays: delays.withLock { $0 })
+    }
+
+    func job(timeout: Double? = nil, fallbacks: [ModelTarget] = []) -> Job {
+        Job(id: "j1", provider: "p1", model: "m1", request: .chatInput("hi"), timeoutSeconds: timeout, fallbacks: fallbacks)
+    }
+
+    @Test func serverErrorsTimeoutsAndConnectionErrorsAreRetriedWithGrowingBackoff() async throws {
+        let r = try await run(job(), script: [.status(503), .status(408), .connectionRefused, ScriptedProvider.hello],
+                              maxAttempts: 4)
+        #expect(r.response.status == .succeeded)
+        #expect(r.response.chatOutput == "Hello")
+        #expect(r.response.metrics.attempts == 4)
+        #expect(r.provider.models == ["m1", "m1", "m1", "m1"])
+        // 250 ms doubling, each between half and all of it.
+        try #require(r.delays.count == 3)
+        #expect((0.125...0.25).contains(r.delays[0]), "\(r.delays)")
+        #expect((0.25...0.5).contains(r.delays[1]), "\(r.delays)")
+        #expect((0.5...1).contains(r.delays[2]), "\(r.delays)")
+        // Each attempt is announced; the request body is published once, not per attempt.
+        let started = r.redis.events(.chatStarted).map { $0["data"]?["attempt"]?.intValue }
+        #expect(started == [1, 2, 3, 4])
+        let requests = r.redis.events(.chatCompletionRequest)
+        #expect(requests.first?["data"]?["body"]?.objectValue != nil)
+        #expect(requests.dropFirst().allSatisfy { $0["data"]?["body"] == .null })
+    }
+
+    @Test func retriesStopAtMaxAttemptsAndNeverWaitLessThanRetryAfter() async throws {
+        let r = try await run(job(), script: [
+            .status(500, headers: [("retry-after", "3")]), .status(502, headers: [("retry-after", "0")]), .status(503),
+            ScriptedProvider.hello,
+        ])
+        #expect(r.response.status == .failed)
+        #expect(r.response.metrics.attempts == 3)
+        #expect(r.response.error?.providerStatus == 503)
+        #expect(r.provider.models.count == 3, "max_attempts is 3: the fourth reply is never asked for")
+        try #require(r.delays.count == 2)
+        #expect(r.delays[0] >= 3, "Retry-After: 3 asks for at least 3 s, got \(r.delays[0])")
+        #expect(r.delays[1] >= 0.25, "the backoff still applies when Retry-After asks for less")
+    }
+
+    @Test func a429IsAWaitForTheLimitNotAnAttempt() async throws {
+        let r = try await run(job(), script: [.status(429, headers: [("retry-after", "0.05")]), ScriptedProvider.hello],
+                              maxAttempts: 1)
+        #expect(r.response.status == .succeeded)
+        #expect(r.response.metrics.attempts == 1, "one attempt allowed, and the 429 did not spend it")
+        #expect(r.provider.models.count == 2)
+        #expect(r.delays.isEmpty, "a 429 waits in the rate limiter, not in the retry backoff")
+        #expect(r.response.metrics.rateLimitWaitS >= 0.04, "the rate limiter held the request for Retry-After")
+    }
+
+    @Test func fallbacksAreTriedInTheirOrder() async throws {
+        let r = try await run(
+            job(fallbacks: [ModelTarget(provider: "p2", model: "m2"), ModelTarget(provider: "p1", model: "m3")]),
+            script: [.status(500), .connectionRefused, ScriptedProvider.hello], maxAttempts: 1)
+        #expect(r.response.status == .succeeded)
+        #expect(r.provider.models == ["m1", "m2", "m3"])
+        #expect(r.response.provider == "p1")
+        #expect(r.response.metrics.attempts == 3)
+        let targets = r.redis.events(.chatStarted).map { $0["data"]?["provider"]?.stringValue ?? "" }
+        #expect(targets == ["p1", "p2", "p1"])
+    }
+
+    @Test func aRequestTheProviderRefusesFailsAtOnceWithoutFallbacks() async throws {
+        let r = try await run(
+            job(fallbacks: [ModelTarget(provider: "p2", model: "m2")]),
+            script: [.status(400, body: #"{"error":{"message":"max_tokens is too large"}}"#), ScriptedProvider.hello])
+        #expect(r.response.status == .failed)
+        #expect(r.response.error?.providerStatus == 400)
+        #expect(r.response.error?.message.contains("max_tokens is too large") == true)
+        #expect(r.response.metrics.attempts == 1)
+        #expect(r.provider.models == ["m1"])
+        #expect(r.delays.isEmpty)
+    }
+
+    @Test func theJobsTimeoutBoundsItsRetries() async throws {
+        // The provider asks for 5 s; the job has 2 s in all: no second attempt, timed out.
+        let r = try await run(job(timeout: 2), script: [.status(503, headers: [("retry-after", "5")]), ScriptedProvider.hello])
+        #expect(r.response.status == .timedOut)
+        #expect(r.response.error?.type == "timeout")
+        #expect(r.response.error?.providerStatus == 503)
+        #expect(r.response.metrics.attempts == 1)
+        #expect(r.provider.models.count == 1)
+        #expect(r.delays.isEmpty)
+    }
+
+    @Test func nothingIsRetriedOnceContentWasPublished() async throws {
+        let reset = HTTPClientError(.transfer, "connection reset by the script")
+        let r = try await run(job(fallbacks: [ModelTarget(provider: "p2", model: "m2")]), script: [
+            .stream([ScriptedProvider.chunk("Hel")], failure: reset), ScriptedProvider.hello,
+        ])
+        #expect(r.response.status == .failed)
+        #expect(r.response.metrics.attempts == 1)
+        #expect(r.provider.models == ["m1"], "a retry or a fallback would repeat what a reader has seen")
+        #expect(r.response.chatOutput == "Hel", "what was relayed is kept in the result")
+        #expect(r.redis.events(.chunk).count == 1)
+        #expect(r.redis.events(.chatResponseFailure).count == 1)
+    }
+
+    @Test func aStreamThatFailsBeforeAnyContentIsRetried() async throws {
+        let reset = HTTPClientError(.transfer, "connection reset by the script")
+        let r = try await run(job(), script: [.stream([], failure: reset), ScriptedProvider.hello])
+        #expect(r.response.status == .succeeded)
+        #expect(r.response.metrics.attempts == 2)
+        #expect(r.response.chatOutput == "Hello")
+        #expect(r.delays.count == 1)
+    }
+}
