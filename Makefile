@@ -5,7 +5,7 @@ SWIFT ?= swift
 SLUICE := .build/debug/sluice
 DEMO_FLAGS ?=
 
-.PHONY: setup build release test unit-test chaos demo dev clean
+.PHONY: setup build release test unit-test api-test chaos demo dev clean
 
 ## setup: install what a fresh machine needs (Debian packages, librdkafka 2.10+, Tansu); idempotent
 setup:
@@ -25,6 +25,12 @@ release: setup
 test: build
 	$(SWIFT) build --build-tests
 	bash scripts/with-services.sh $(SWIFT) test --skip-build --no-parallel
+	$(MAKE) --no-print-directory api-test
+
+## api-test: lint the OpenAPI document (openapi-spec-validator) and run schemathesis
+## against a live gateway, worker and mock provider with it (scripts/api-test.sh)
+api-test: build
+	bash scripts/api-test.sh
 
 ## unit-test: every test that needs no broker or Redis (parsers, models, the offset
 ## tracker, the HTTP client against an in-process provider, limiters, deployment files);

@@ -1,4 +1,4 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.1
 // Sluice: asynchronous LLM completions over Kafka, streamed through Redis.
 import PackageDescription
 
@@ -8,9 +8,11 @@ import PackageDescription
 // A system-wide install (the Docker image) is found by pkg-config as usual.
 let rdkafkaLibDir = Context.packageDirectory + "/.deps/librdkafka/lib"
 
+// Linux only: the HTTP client waits on epoll and an eventfd, and child processes are
+// started with glibc's posix_spawn extensions. No `platforms:` entry, since SwiftPM
+// cannot say "Linux only" and an Apple platform listed would claim a build that fails.
 let package = Package(
     name: "sluice",
-    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "sluice", targets: ["SluiceCLI"]),
         // For the micro-benchmarks in Benchmarks/, a package of their own.
@@ -33,6 +35,12 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         // Counts the allocations of the chunk path (`SluiceAllocations`, `AllocationTests`).
         .package(url: "https://github.com/ordo-one/malloc-interposer", from: "1.6.1"),
+        // Tracing: swift-distributed-tracing's API and swift-otel's OTLP/HTTP exporter; the
+        // OTLPHTTP trait alone (traits need tools 6.1) leaves its gRPC stack out of the build.
+        .package(url: "https://github.com/apple/swift-distributed-tracing", from: "1.1.0"),
+        .package(url: "https://github.com/swift-otel/swift-w3c-trace-context", from: "1.0.0"),
+        .package(url: "https://github.com/swift-otel/swift-otel", from: "1.6.0", traits: ["OTLPHTTP"]),
+        .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
     ],
     targets: [
         // C libraries, each behind a one-line shim header; nothing above the Swift layer
@@ -41,18 +49,26 @@ let package = Package(
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         .systemLibrary(name: "CHiredis", pkgConfig: "hiredis", providers: [.apt(["libhiredis-dev"])]),
 
+        // The infrastructure every module shares, once: dedicated threads, the condition
+        // lock, the monotonic clock, backoff, `host:port`, an async semaphore, loopback
+        // ports, child processes and signal watching.
+        .target(name: "SluiceSupport", dependencies: [
+            .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            .product(name: "Subprocess", package: "swift-subprocess"),
+        ]),
+
         // Thin Swift layers over the C libraries.
         .target(
             name: "SluiceKafka",
             dependencies: [
-                "CRdKafka",
+                "CRdKafka", "SluiceSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
             ],
             linkerSettings: [.unsafeFlags(["-Xlinker", "-rpath", "-Xlinker", rdkafkaLibDir])]
         ),
-        .target(name: "SluiceRedis", dependencies: ["CHiredis", .product(name: "Logging", package: "swift-log")]),
-        .target(name: "SluiceHTTPClient", dependencies: ["CCurl", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "SluiceRedis", dependencies: ["CHiredis", "SluiceSupport", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "SluiceHTTPClient", dependencies: ["CCurl", "SluiceSupport", .product(name: "Logging", package: "swift-log")]),
 
         // The domain model: jobs, chunks, events, the unified response, metrics, config.
         // No I/O, no C.
@@ -61,31 +77,49 @@ let package = Package(
             .product(name: "Mustache", package: "swift-mustache"),
             // Sealing per-job provider keys for the Kafka record (AES-GCM).
             .product(name: "Crypto", package: "swift-crypto"),
+            // Reading and writing the W3C trace context a job's records carry.
+            .product(name: "W3CTraceContext", package: "swift-w3c-trace-context"),
+        ]),
+
+        // The tracing backend: an OTLP exporter built from `tracing.*` (off by default).
+        .target(name: "SluiceTelemetry", dependencies: [
+            "SluiceCore",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Tracing", package: "swift-distributed-tracing"),
+            .product(name: "OTel", package: "swift-otel"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
 
         // Provider wire formats over the HTTP client.
         .target(name: "SluiceProviders", dependencies: [
-            "SluiceCore", "SluiceHTTPClient", .product(name: "Logging", package: "swift-log"),
+            "SluiceCore", "SluiceHTTPClient", "SluiceSupport", .product(name: "Logging", package: "swift-log"),
         ]),
 
         // The three servers.
         .target(name: "SluiceWorker", dependencies: [
-            "SluiceCore", "SluiceProviders", "SluiceKafka", "SluiceRedis",
+            "SluiceCore", "SluiceProviders", "SluiceKafka", "SluiceRedis", "SluiceTelemetry", "SluiceSupport",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
-        .target(name: "SluiceGateway", dependencies: [
-            "SluiceCore", "SluiceKafka", "SluiceRedis",
-            .product(name: "Hummingbird", package: "hummingbird"),
-            .product(name: "HTTPTypes", package: "swift-http-types"),
-            .product(name: "Logging", package: "swift-log"),
-            .product(name: "Metrics", package: "swift-metrics"),
-            .product(name: "Prometheus", package: "swift-prometheus"),
-            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-        ]),
+        .target(
+            name: "SluiceGateway",
+            dependencies: [
+                "SluiceCore", "SluiceKafka", "SluiceRedis", "SluiceTelemetry", "SluiceSupport",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            // The API description, compiled into the binary as bytes
+            // (`PackageResources.openapi_json`): no bundle to ship beside `sluice`.
+            resources: [.embedInCode("Resources/openapi.json")]
+        ),
         .target(name: "SluiceMockProvider", dependencies: [
+            "SluiceSupport",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "Logging", package: "swift-log"),
@@ -94,7 +128,7 @@ let package = Package(
 
         // `sluice bench`: the pipeline measured against Redis's PUBLISH ceiling and a peer.
         .target(name: "SluiceBench", dependencies: [
-            "SluiceCore", "SluiceKafka", "SluiceHTTPClient",
+            "SluiceCore", "SluiceKafka", "SluiceHTTPClient", "SluiceSupport",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "Histogram", package: "hdrhistogram-swift"),
             .product(name: "Logging", package: "swift-log"),
@@ -104,7 +138,7 @@ let package = Package(
         // The command line: `sluice worker|gateway|dev|submit|mock-provider`.
         .executableTarget(name: "SluiceCLI", dependencies: [
             "SluiceCore", "SluiceKafka", "SluiceRedis", "SluiceHTTPClient", "SluiceProviders",
-            "SluiceWorker", "SluiceGateway", "SluiceMockProvider", "SluiceBench",
+            "SluiceWorker", "SluiceGateway", "SluiceMockProvider", "SluiceBench", "SluiceTelemetry", "SluiceSupport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "Logging", package: "swift-log"),
@@ -120,13 +154,15 @@ let package = Package(
         ]),
 
         .testTarget(name: "SluiceCoreTests", dependencies: [
-            "SluiceCore", "SluiceKafka", "SluiceProviders", "SluiceBench",
+            "SluiceCore", "SluiceKafka", "SluiceProviders", "SluiceBench", "SluiceSupport",
             .product(name: "PropertyBased", package: "swift-property-based"),
         ]),
         .testTarget(name: "SluiceIntegrationTests", dependencies: [
             "SluiceCore", "SluiceKafka", "SluiceRedis", "SluiceHTTPClient", "SluiceProviders",
-            "SluiceWorker", "SluiceGateway", "SluiceMockProvider",
+            "SluiceWorker", "SluiceGateway", "SluiceMockProvider", "SluiceTelemetry", "SluiceSupport",
             .product(name: "Logging", package: "swift-log"),
+            // The OTLP receiver of the tracing test.
+            .product(name: "Hummingbird", package: "hummingbird"),
         ]),
     ]
 )

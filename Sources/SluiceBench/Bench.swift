@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import SluiceCore
+import SluiceSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -79,7 +80,7 @@ public enum Bench {
             pacedStreams: 50, pacedChunks: 100, pacedPaceMs: 20, pacedGraceSeconds: 20, perJobJobs: 200)
     }
 
-    public static func run(options: Options, tools: BenchTools, children: BenchChildren, logger: Logger) async throws -> BenchReport {
+    public static func run(options: Options, tools: BenchTools, children: ChildProcessGroup, logger: Logger) async throws -> BenchReport {
         let sizes = Sizes.of(options)
         let machine = MachineInfo.current()
         let initialReport = BenchReport(
@@ -171,7 +172,7 @@ public enum Bench {
         }
     }
 
-    static func ceiling(tools: BenchTools, children: BenchChildren, port: Int, sizes: Sizes) async throws -> CeilingResult {
+    static func ceiling(tools: BenchTools, children: ChildProcessGroup, port: Int, sizes: Sizes) async throws -> CeilingResult {
         guard let benchmark = tools.redisBenchmark else { throw BenchError("redis-benchmark not found; install redis-tools") }
         // A content chunk's event as the worker publishes it is 335 bytes with this
         // provider's chunks (the throughput scenario measures it and shows it beside).

@@ -2,113 +2,11 @@ import Foundation
 import Logging
 import SluiceCore
 import SluiceKafka
+import SluiceSupport
 
 #if canImport(Glibc)
 import Glibc
 #endif
-
-/// A child process the bench started (the command line's `ChildProcess` conforms).
-public protocol BenchProcess: AnyObject, Sendable {
-    var pid: Int32 { get }
-    var isRunning: Bool { get }
-    func signal(_ signal: Int32)
-}
-
-/// Starts child processes: `(name, executable, arguments, log path)`.
-public typealias BenchLauncher = @Sendable (_ name: String, _ path: String, _ arguments: [String], _ logPath: String) throws -> any BenchProcess
-
-/// Every child of a run, stopped together (SIGTERM newest first, SIGKILL after 10 s)
-/// whether the run ends, fails or is interrupted. Safe to stop twice.
-public final class BenchChildren: @unchecked Sendable {
-    // @unchecked: `processes` and `stopped` are behind `lock`; the rest is immutable.
-    private let lock = NSLock()
-    private var processes: [(name: String, process: any BenchProcess)] = []
-    private var stopped = false
-    private let launcher: BenchLauncher
-    public let logDir: URL
-
-    public init(logDir: URL, launcher: @escaping BenchLauncher) {
-        self.logDir = logDir
-        self.launcher = launcher
-    }
-
-    public func logPath(_ name: String) -> String { logDir.appendingPathComponent("\(name).log").path }
-
-    @discardableResult
-    public func start(_ name: String, _ path: String, _ arguments: [String]) throws -> any BenchProcess {
-        try lock.withLock {
-            guard !stopped else { throw BenchError("the bench is stopping") }
-            let child = try launcher(name, path, arguments, logPath(name))
-            processes.append((name, child))
-            return child
-        }
-    }
-
-    /// Runs a tool to its end: false, having stopped it, if it is still running after
-    /// `timeout`. Reaped and forgotten either way: a finished tool is not a dead stack.
-    public func run(_ name: String, _ path: String, _ arguments: [String], timeout: Duration) async throws -> Bool {
-        let child = try start(name, path, arguments)
-        let deadline = ContinuousClock.now + timeout
-        while child.isRunning, ContinuousClock.now < deadline {
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        let finished = !child.isRunning
-        stop(child)
-        return finished
-    }
-
-    /// Stops one child and waits (up to 10 s, then SIGKILL) for it to exit.
-    public func stop(_ child: any BenchProcess) {
-        child.signal(SIGTERM)
-        Self.reap([child])
-        lock.withLock { processes.removeAll { $0.process === child } }
-    }
-
-    public func stopAll() {
-        let list = lock.withLock {
-            stopped = true
-            defer { processes.removeAll() }
-            return processes.reversed().map(\.process)
-        }
-        for child in list { child.signal(SIGTERM) }
-        Self.reap(list)
-    }
-
-    private static func reap(_ list: [any BenchProcess]) {
-        let deadline = Date().addingTimeInterval(10)
-        for child in list {
-            while child.isRunning && Date() < deadline { usleep(20_000) }
-            if child.isRunning {
-                child.signal(SIGKILL)
-                for _ in 0..<100 where child.isRunning { usleep(10_000) }
-            }
-        }
-    }
-
-    /// The first child that exited, with the tail of its log.
-    public func deadChild() -> String? {
-        let list = lock.withLock { processes }
-        guard let dead = list.first(where: { !$0.process.isRunning }) else { return nil }
-        return "\(dead.name) exited; its log, \(logPath(dead.name)):\n\(tail(dead.name))"
-    }
-
-    public func tail(_ name: String, lines: Int = 15) -> String {
-        let text = (try? String(contentsOfFile: logPath(name), encoding: .utf8)) ?? ""
-        return text.split(separator: "\n").suffix(lines).joined(separator: "\n")
-    }
-
-    /// Waits until `port` accepts connections; fails if a child dies or time runs out.
-    public func waitForPort(_ port: Int, name: String, timeout: Duration = .seconds(60)) async throws {
-        let deadline = ContinuousClock.now + timeout
-        while !LoopbackPort.isListening(port) {
-            if let dead = deadChild() { throw BenchError("\(name) did not start: \(dead)") }
-            guard ContinuousClock.now < deadline else {
-                throw BenchError("\(name) did not listen on port \(port) within \(timeout); see \(logPath(name))")
-            }
-            try await Task.sleep(for: .milliseconds(50))
-        }
-    }
-}
 
 /// Where the helper programs are.
 public struct BenchTools: Sendable {
@@ -134,16 +32,16 @@ struct BenchStack: Sendable {
     let configPath: String
     let redisPort: Int
     let gatewayPort: Int
-    let worker: any BenchProcess
-    let gateway: any BenchProcess
-    let redis: any BenchProcess
+    let worker: ChildProcess
+    let gateway: ChildProcess
+    let redis: ChildProcess
 
     var gatewayURL: String { "http://127.0.0.1:\(gatewayPort)" }
 
     static let model = "bench"
 
     static func start(
-        children: BenchChildren, tools: BenchTools, providerURL: String, maxInFlight: Int,
+        children: ChildProcessGroup, tools: BenchTools, providerURL: String, maxInFlight: Int,
         kafkaProperties: [String: String] = [:], runDir: URL, logger: Logger
     ) async throws -> BenchStack {
         let redisPort = LoopbackPort.free()

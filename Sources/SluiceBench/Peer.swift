@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import SluiceSupport
 
 /// The LiteLLM proxy relaying the same provider's stream: installed into
 /// `.deps/litellm` with `pip install --target` when missing, started as a child process
@@ -8,7 +9,7 @@ enum Peer {
     static let name = "LiteLLM proxy"
 
     static func run(
-        options: Bench.Options, sizes: Bench.Sizes, tools: BenchTools, children: BenchChildren,
+        options: Bench.Options, sizes: Bench.Sizes, tools: BenchTools, children: ChildProcessGroup,
         scenarios: Scenarios, provider: TimestampingProvider.Running, step: @Sendable (String) -> Void
     ) async throws -> PeerResult {
         func skipped(_ why: String) -> PeerResult {

@@ -1,4 +1,5 @@
 import Foundation
+import SluiceSupport
 
 /// Python packages the bench needs but Sluice does not (the peer, the plots), installed
 /// on first use with `pip install --target` into a folder of `.deps`, so nothing touches
@@ -8,7 +9,7 @@ enum Pip {
     /// Throws a ``BenchError`` that says why when pip fails or runs out of time.
     static func ensure(
         _ requirement: String, into target: URL, marker: String, timeout: Duration,
-        python: String, children: BenchChildren, step: @Sendable (String) -> Void
+        python: String, children: ChildProcessGroup, step: @Sendable (String) -> Void
     ) async throws {
         let installed = target.appendingPathComponent(marker).path
         if FileManager.default.fileExists(atPath: installed) { return }

@@ -3,6 +3,8 @@ import Logging
 import SluiceCore
 import SluiceHTTPClient
 import SluiceKafka
+import SluiceSupport
+import Synchronization
 
 /// A job's final result as the bench's results consumer saw it.
 struct ResultRecord: Sendable {
@@ -13,24 +15,22 @@ struct ResultRecord: Sendable {
 }
 
 /// Results from `sluice.results`, by job id, filled by one consumer for the whole run.
-final class ResultBoard: @unchecked Sendable {
-    // @unchecked: `results` is behind `lock`.
-    private let lock = NSLock()
-    private var results: [String: ResultRecord] = [:]
+final class ResultBoard: Sendable {
+    private let results = Mutex<[String: ResultRecord]>([:])
 
-    func add(_ id: String, _ record: ResultRecord) { lock.withLock { results[id] = record } }
+    func add(_ id: String, _ record: ResultRecord) { results.withLock { $0[id] = record } }
 
     func records(_ ids: [String]) -> [String: ResultRecord] {
-        lock.withLock {
+        results.withLock { results in
             var out: [String: ResultRecord] = [:]
             for id in ids { if let r = results[id] { out[id] = r } }
             return out
         }
     }
 
-    func count(_ ids: [String]) -> Int { lock.withLock { ids.reduce(0) { $0 + (results[$1] == nil ? 0 : 1) } } }
+    func count(_ ids: [String]) -> Int { results.withLock { results in ids.reduce(0) { $0 + (results[$1] == nil ? 0 : 1) } } }
 
-    func forget(_ ids: [String]) { lock.withLock { for id in ids { results[id] = nil } } }
+    func forget(_ ids: [String]) { results.withLock { results in for id in ids { results[id] = nil } } }
 }
 
 /// The bench's side of the pipeline: it produces jobs to Kafka, consumes results, and
@@ -41,9 +41,9 @@ final class PipelineClient: Sendable {
     let board = ResultBoard()
     let http: HTTPClient
     let config: SluiceConfig
-    let children: BenchChildren
+    let children: ChildProcessGroup
 
-    init(config: SluiceConfig, children: BenchChildren, logger: Logger) throws {
+    init(config: SluiceConfig, children: ChildProcessGroup, logger: Logger) throws {
         self.config = config
         self.children = children
         self.producer = try KafkaProducer(brokers: config.kafka.brokers, properties: ["linger.ms": "1"], logger: logger)

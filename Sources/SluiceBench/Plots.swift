@@ -1,5 +1,6 @@
 import Foundation
 import SluiceCore
+import SluiceSupport
 
 /// The plots a run drew, as paths relative to the report, or why it drew none.
 public struct PlotsResult: Sendable, Codable {
@@ -20,7 +21,7 @@ enum Plots {
     static let folder = "docs/bench"
 
     static func draw(
-        report: BenchReport, options: Bench.Options, tools: BenchTools, children: BenchChildren,
+        report: BenchReport, options: Bench.Options, tools: BenchTools, children: ChildProcessGroup,
         step: @Sendable (String) -> Void
     ) async throws -> PlotsResult? {
         let input = Input(report)

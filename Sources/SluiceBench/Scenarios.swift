@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import SluiceHTTPClient
+import SluiceSupport
 
 /// The figures of each scenario, as the JSON summary and BENCHMARKS.md show them.
 public struct ThroughputResult: Sendable, Codable {

@@ -3,6 +3,8 @@ import Hummingbird
 import Logging
 import NIOCore
 import ServiceLifecycle
+import SluiceSupport
+import Synchronization
 
 /// What a bench request asks of the provider, carried in its user message as
 /// `[[bench id=TOKEN n=CHUNKS d=PACE_MS f=FIRST_MS]]`: the token keys the timestamps, the
@@ -64,76 +66,78 @@ struct ProviderContext: RequestContext {
 }
 
 /// The provider's timestamps and how many streams it has open, shared with the readers.
-public final class ProviderLedger: @unchecked Sendable {
-    // @unchecked: every field is behind `lock`.
-    private let lock = NSLock()
-    private var stamps: [String: ProviderStamp] = [:]
-    private var open = 0
-    private var peakOpen = 0
-    private var requests = 0
-    private var connections = Set<ObjectIdentifier>()
-    private var writeLateness = LatencyHistogram()
+public final class ProviderLedger: Sendable {
+    private struct State {
+        var stamps: [String: ProviderStamp] = [:]
+        var open = 0
+        var peakOpen = 0
+        var requests = 0
+        var connections = Set<ObjectIdentifier>()
+        var writeLateness = LatencyHistogram()
+    }
+
+    private let state = Mutex(State())
 
     init() {}
 
     func received(_ token: String, at ns: UInt64, on connection: ObjectIdentifier) {
-        lock.withLock {
-            stamps[token] = ProviderStamp(requestNs: ns, firstContentNs: nil)
-            requests += 1
-            connections.insert(connection)
+        state.withLock {
+            $0.stamps[token] = ProviderStamp(requestNs: ns, firstContentNs: nil)
+            $0.requests += 1
+            $0.connections.insert(connection)
         }
     }
 
     func scheduleStarted(_ token: String, at ns: UInt64) {
-        lock.withLock { stamps[token]?.scheduleStartNs = ns }
+        state.withLock { $0.stamps[token]?.scheduleStartNs = ns }
     }
 
-    /// How late the provider itself wrote a paced chunk (handed to the connection after
-    /// its due time): the part of a reader's lateness that is the bench's own.
+    /// How late the provider handed a paced chunk to its connection after its due time:
+    /// its own delay on a busy machine plus back-pressure from the stream's reader.
     func wrotePacedChunk(lateBy ns: Int64) {
-        lock.withLock { writeLateness.record(nanoseconds: ns) }
+        state.withLock { $0.writeLateness.record(nanoseconds: ns) }
     }
 
     /// Connections requests came on since the last reset (NIO never reuses an
     /// identifier of a channel still alive; a closed one's can come back, so this is a
     /// lower bound over a long run, exact while connections stay open).
-    public var connectionCount: Int { lock.withLock { connections.count } }
+    public var connectionCount: Int { state.withLock { $0.connections.count } }
 
     /// Forgets the connections seen and the write lateness, for a scenario of its own.
     public func resetConnectionsAndLateness() {
-        lock.withLock {
-            connections.removeAll()
-            writeLateness = LatencyHistogram()
+        state.withLock {
+            $0.connections.removeAll()
+            $0.writeLateness = LatencyHistogram()
         }
     }
 
-    public var pacedWriteLateness: LatencySummary { lock.withLock { writeLateness.summary } }
+    public var pacedWriteLateness: LatencySummary { state.withLock { $0.writeLateness.summary } }
 
     func firstContent(_ token: String, at ns: UInt64) {
-        lock.withLock { stamps[token]?.firstContentNs = ns }
+        state.withLock { $0.stamps[token]?.firstContentNs = ns }
     }
 
     func streamOpened() {
-        lock.withLock {
-            open += 1
-            peakOpen = max(peakOpen, open)
+        state.withLock {
+            $0.open += 1
+            $0.peakOpen = max($0.peakOpen, $0.open)
         }
     }
 
-    func streamClosed() { lock.withLock { open -= 1 } }
+    func streamClosed() { state.withLock { $0.open -= 1 } }
 
-    public func stamp(_ token: String) -> ProviderStamp? { lock.withLock { stamps[token] } }
+    public func stamp(_ token: String) -> ProviderStamp? { state.withLock { $0.stamps[token] } }
 
-    public var openStreams: Int { lock.withLock { open } }
-    public var requestCount: Int { lock.withLock { requests } }
+    public var openStreams: Int { state.withLock { $0.open } }
+    public var requestCount: Int { state.withLock { $0.requests } }
 
     /// The most streams open at once since the last reset.
-    public func resetPeak() { lock.withLock { peakOpen = open } }
-    public var peakOpenStreams: Int { lock.withLock { peakOpen } }
+    public func resetPeak() { state.withLock { $0.peakOpen = $0.open } }
+    public var peakOpenStreams: Int { state.withLock { $0.peakOpen } }
 
-    /// Drops the stamps of finished scenarios, so a long run does not keep them all.
+/// Drops the stamps of finished scenarios, so a long run does not keep them all.
     public func forget(_ tokens: some Sequence<String>) {
-        lock.withLock { for t in tokens { stamps[t] = nil } }
+        state.withLock { for t in tokens { $0.stamps[t] = nil } }
     }
 }
 

@@ -4,6 +4,7 @@ import Logging
 import SluiceCore
 import SluiceKafka
 import Synchronization
+import SluiceSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -106,12 +107,13 @@ struct BatchCommand: AsyncParsableCommand {
         }
         var logger = Logger(label: "sluice.batch")
         logger.logLevel = level
-        BatchSignals.install()
+        // SIGINT and SIGTERM counted, not acted on: the first drains, the second quits.
+        let signals = await SignalWatcher()
 
         let options = BatchRunner.Options(
             input: input, output: output, maxInFlight: maxInFlight, provider: provider, stallTimeout: stallTimeout,
             deadline: Date().timeIntervalSince1970 + (BatchCommand.seconds(completionWindow) ?? 86_400))
-        let runner = BatchRunner(options: options, config: config, logger: logger, display: display)
+        let runner = BatchRunner(options: options, config: config, logger: logger, display: display, signals: signals)
         let summary = await runner.run()
         display.clear()
         if json, summary.outcome == .aborted, let error = summary.error {
@@ -177,18 +179,22 @@ final class BatchRunner: Sendable {
     /// this one's.
     let batchID: String
     let ledger: Mutex<BatchLedger>
-    let slots: InFlightSlots
-    let startedAt = MonotonicTime.now()
+    /// At most `max_in_flight` jobs in flight: the reader of the input acquires, the
+    /// reader of results releases.
+    let slots: AsyncSemaphore
+    let signals: SignalWatcher
+    let startedAt = MonotonicClock.now()
 
-    init(options: Options, config: SluiceConfig, logger: Logger, display: ProgressDisplay) {
+    init(options: Options, config: SluiceConfig, logger: Logger, display: ProgressDisplay, signals: SignalWatcher) {
+        self.signals = signals
         self.options = options
         self.config = config
         self.logger = logger
         self.display = display
         self.batchID = "batch-" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(12)
         let size = (try? FileManager.default.attributesOfItem(atPath: options.input)[.size] as? NSNumber)?.int64Value ?? 0
-        self.ledger = Mutex(BatchLedger(inputBytes: size, now: MonotonicTime.now()))
-        self.slots = InFlightSlots(limit: options.maxInFlight)
+        self.ledger = Mutex(BatchLedger(inputBytes: size, now: MonotonicClock.now()))
+        self.slots = AsyncSemaphore(permits: options.maxInFlight)
     }
 
     func jobID(for customID: String) -> String {
@@ -260,14 +266,14 @@ final class BatchRunner: Sendable {
         }
         defer { producer.shutdown(timeoutMs: 2_000) }
 
-        display.update("\(batchID): connecting to \(kafka.brokers)", now: MonotonicTime.now(), force: true)
+        display.update("\(batchID): connecting to \(kafka.brokers)", now: MonotonicClock.now(), force: true)
         // Wait until the results topic is assigned, plus a moment for the consumer to look
         // up the end offsets it starts from: a job is produced only after that, so its
         // result cannot come before the position the consumer reads from.
-        let deadline = MonotonicTime.now() + 30
+        let deadline = MonotonicClock.now() + 30
         while assigned.withLock({ $0.isEmpty }) {
-            if BatchSignals.count > 0 { return summary(.interrupted) }
-            guard MonotonicTime.now() < deadline else {
+            if signals.count > 0 { return summary(.interrupted) }
+            guard MonotonicClock.now() < deadline else {
                 throw BatchError("""
                     no partition of \(kafka.resultsTopic) was assigned to the batch's consumer within 30 s. \
                     Is the broker at \(kafka.brokers) up (kafka.brokers, SLUICE_KAFKA_BROKERS), and do the topics \
@@ -277,7 +283,7 @@ final class BatchRunner: Sendable {
             try? await Task.sleep(for: .milliseconds(50))
         }
         try? await Task.sleep(for: .seconds(1))
-        ledger.withLock { $0.lastActivity = MonotonicTime.now() }
+        ledger.withLock { $0.lastActivity = MonotonicClock.now() }
 
         let outcome: BatchSummary.Outcome = await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.submit(producer: producer, done: existing.done) }
@@ -377,7 +383,7 @@ final class BatchRunner: Sendable {
             guard await slots.acquire() else { return }
             let go: Bool = ledger.withLock { l in
                 guard !l.stopping, l.abortReason == nil else { return false }
-                l.register(jobID, InFlightJob(customID: request.customID, line: lineNumber), now: MonotonicTime.now())
+                l.register(jobID, InFlightJob(customID: request.customID, line: lineNumber), now: MonotonicClock.now())
                 return true
             }
             guard go else {
@@ -420,14 +426,14 @@ final class BatchRunner: Sendable {
                     line = BatchFormat.render(
                         requestID: requestID, customID: job.customID, jobID: key,
                         statusCode: BatchFormat.statusCode(response), body: message.value, error: BatchFormat.error(response))
-                    ledger.withLock { $0.record(response, now: MonotonicTime.now()) }
+                    ledger.withLock { $0.record(response, now: MonotonicClock.now()) }
                 } else {
                     let isJSON = (try? JSON.decode(JSONValue.self, from: message.value)) != nil
                     line = BatchFormat.render(
                         requestID: requestID, customID: job.customID, jobID: key, statusCode: 502,
                         body: isJSON ? message.value : nil,
                         error: ("invalid_result", "the result on \(resultsTopic) is not a unified response"))
-                    ledger.withLock { $0.recordFailure(now: MonotonicTime.now()) }
+                    ledger.withLock { $0.recordFailure(now: MonotonicClock.now()) }
                 }
             } else {
                 // The worker could not parse or validate the job (its checks may be stricter
@@ -436,7 +442,7 @@ final class BatchRunner: Sendable {
                 line = BatchFormat.render(
                     requestID: requestID, customID: job.customID, jobID: key, statusCode: 400, body: nil,
                     error: ("invalid_job", "the worker rejected the job: \(reason ?? "no reason given")"))
-                ledger.withLock { $0.recordFailure(now: MonotonicTime.now()) }
+                ledger.withLock { $0.recordFailure(now: MonotonicClock.now()) }
             }
             do {
                 try output.append(line)
@@ -451,16 +457,16 @@ final class BatchRunner: Sendable {
     /// Watches the run: progress, signals, stalls, commits; returns how it ended.
     private func coordinate(consumer: KafkaConsumer, positions: ReadPositions) async -> BatchSummary.Outcome {
         var rates = RateWindow()
-        var lastCommit = MonotonicTime.now()
+        var lastCommit = MonotonicClock.now()
         var lastStallWarning = 0.0
         var signalsSeen = 0
         while true {
             try? await Task.sleep(for: .milliseconds(100))
-            let now = MonotonicTime.now()
+            let now = MonotonicClock.now()
             let snapshot = ledger.withLock { $0 }
             rates.add(now: now, finished: snapshot.succeeded + snapshot.failed)
 
-            let signals = BatchSignals.count
+            let signals = self.signals.count
             if signals != signalsSeen {
                 signalsSeen = signals
                 if signals >= 2 { return .interrupted }
@@ -568,7 +574,7 @@ final class BatchRunner: Sendable {
             succeeded: l.succeeded, failed: l.failed, skipped: l.skipped, invalid: l.invalid, duplicates: l.duplicates,
             submitted: l.submitted, unfinished: l.inFlight.count, inputComplete: l.inputDone,
             inputTokens: l.inputTokens, outputTokens: l.outputTokens, totalTokens: l.totalTokens,
-            costUSD: l.costUSD, unpriced: l.unpriced, wallTimeS: MonotonicTime.now() - startedAt,
+            costUSD: l.costUSD, unpriced: l.unpriced, wallTimeS: MonotonicClock.now() - startedAt,
             invalidLines: l.invalidShown, duplicateLines: l.duplicatesShown, error: l.abortReason)
     }
 
@@ -710,14 +716,6 @@ final class ReadPositions: Sendable {
                 partitions == nil || partitions!.contains(tp) ? TopicPartitionOffset(tp, offset: offset) : nil
             }
         }
-    }
-}
-
-enum MonotonicTime {
-    static func now() -> Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
     }
 }
 

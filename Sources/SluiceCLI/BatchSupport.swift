@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import SluiceCore
 import Synchronization
+import SluiceSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -167,56 +168,6 @@ final class BatchOutput: Sendable {
     }
 }
 
-/// At most `limit` jobs in flight. One task (the reader of the input) acquires; the
-/// reader of results releases.
-final class InFlightSlots: Sendable {
-    private struct State {
-        var free: Int
-        var waiter: CheckedContinuation<Bool, Never>?
-        var cancelled = false
-    }
-    private let state: Mutex<State>
-
-    init(limit: Int) { state = Mutex(State(free: limit)) }
-
-    /// Waits for a free slot; false if the waiting task was cancelled.
-    func acquire() async -> Bool {
-        await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
-                let resume: Bool? = state.withLock { s in
-                    if s.cancelled { return false }
-                    if s.free > 0 {
-                        s.free -= 1
-                        return true
-                    }
-                    s.waiter = continuation
-                    return nil
-                }
-                if let resume { continuation.resume(returning: resume) }
-            }
-        } onCancel: {
-            let waiter = state.withLock { s in
-                s.cancelled = true
-                defer { s.waiter = nil }
-                return s.waiter
-            }
-            waiter?.resume(returning: false)
-        }
-    }
-
-    func release() {
-        let waiter: CheckedContinuation<Bool, Never>? = state.withLock { s in
-            if let w = s.waiter {
-                s.waiter = nil
-                return w  // the slot passes straight to the waiter
-            }
-            s.free += 1
-            return nil
-        }
-        waiter?.resume(returning: true)
-    }
-}
-
 /// Progress on stderr: on a terminal one line redrawn in place, otherwise a plain line
 /// every `interval` seconds. Other messages (bad lines, logs) go through `note`, which
 /// keeps them from being drawn over.
@@ -322,23 +273,6 @@ struct BatchLogHandler: LogHandler {
         let meta = all.isEmpty ? "" : " " + all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
         display.note("\(event.level): \(event.message)\(meta)")
     }
-}
-
-/// SIGINT and SIGTERM counted, not acted on: the batch decides what the first and the
-/// second mean. A recording C handler (not SIG_IGN) so nothing is inherited by children.
-enum BatchSignals {
-    static func install() {
-        signal(SIGINT, batchCountSignal)
-        signal(SIGTERM, batchCountSignal)
-    }
-
-    static var count: Int { batchSignalCount.load(ordering: .relaxed) }
-}
-
-private let batchSignalCount = Atomic<Int>(0)
-private let batchCountSignal: @convention(c) (Int32) -> Void = { _ in
-    // Lock-free, so safe in a signal handler.
-    batchSignalCount.add(1, ordering: .relaxed)
 }
 
 /// Numbers for people.

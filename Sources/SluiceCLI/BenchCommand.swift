@@ -1,12 +1,12 @@
 import ArgumentParser
 import Foundation
 import SluiceBench
+import SluiceSupport
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-extension ChildProcess: BenchProcess {}
 
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -61,11 +61,9 @@ struct BenchCommand: AsyncParsableCommand {
         try FileManager.default.createDirectory(at: runDir, withIntermediateDirectories: true)
         raiseOpenFileLimit()
 
-        let children = BenchChildren(logDir: runDir.appendingPathComponent("logs", isDirectory: true)) { name, path, arguments, log in
-            try ChildProcess(name: name, path: path, arguments: arguments, logPath: log)
-        }
+        let children = ChildProcessGroup(logDir: runDir.appendingPathComponent("logs", isDirectory: true))
         defer { children.stopAll() }
-        let signals = SignalWatcher([SIGINT, SIGTERM])
+        let signals = await SignalWatcher()
         var options = Bench.Options(
             scenario: scenario, quick: quick, output: outputPath, runDir: runDir, depsDir: depsDir,
             commandLine: (["sluice"] + CommandLine.arguments.dropFirst()).joined(separator: " "))
@@ -84,9 +82,8 @@ struct BenchCommand: AsyncParsableCommand {
         let report = try await withThrowingTaskGroup(of: BenchReport?.self) { group in
             group.addTask { try await Bench.run(options: runOptions, tools: tools, children: children, logger: logger) }
             group.addTask {
-                let s = await signals.next()
-                if Task.isCancelled { return nil }
-                FileHandle.standardError.write(Data("\nstopping (signal \(s)); stopping the stack\n".utf8))
+                guard let s = await signals.next(), !Task.isCancelled else { return nil }
+                FileHandle.standardError.write(Data("\nstopping (\(s)); stopping the stack\n".utf8))
                 children.stopAll()
                 throw ExitCode(130)
             }

@@ -4,6 +4,7 @@ import Logging
 import SluiceCore
 import SluiceKafka
 import Yams
+import SluiceSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -42,7 +43,7 @@ struct DevCommand: AsyncParsableCommand {
         let redisServer = try Tools.find("redis-server", env: "SLUICE_REDIS_SERVER")
         let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
         for (name, port) in [("broker", kafkaPort), ("Redis", redisPort), ("gateway", gatewayPort), ("mock provider", mockPort)]
-        where Net.isListening(port: port) {
+        where LoopbackPort.isListening(port) {
             throw ValidationError("port \(port) for the \(name) is taken; stop what uses it or pass another port (see `sluice dev --help`)")
         }
 
@@ -73,9 +74,27 @@ struct DevCommand: AsyncParsableCommand {
 
         // The mock checks only that a key is there; the worker child inherits this one.
         setenv("SLUICE_DEV_MOCK_KEY", "dev-mock-key", 0)
-        let children = Children(logDir: logs, logger: logger)
+        let children = ChildProcessGroup(logDir: logs) { child in
+            logger.warning("\(child.name) did not stop in time; killing it")
+        }
         defer { children.stopAll() }
-        let signals = SignalWatcher([SIGINT, SIGTERM])
+        let signals = await SignalWatcher()
+
+        /// Waits until each port accepts connections; fails if a child dies, time runs
+        /// out or a signal comes.
+        func waitForPorts(_ ports: [(String, Int)]) async throws {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    for (name, port) in ports { try await children.waitForPort(port, name: name) }
+                }
+                group.addTask {
+                    _ = await signals.next()
+                    if !Task.isCancelled { throw ExitCode(130) }
+                }
+                defer { group.cancelAll() }
+                try await group.next()
+            }
+        }
 
         func step(_ text: String) { FileHandle.standardError.write(Data("• \(text)\n".utf8)) }
 
@@ -90,7 +109,7 @@ struct DevCommand: AsyncParsableCommand {
         try children.start("mock-provider", me, [
             "mock-provider", "--listen", "127.0.0.1:\(mockPort)", "--chunk-delay-ms", "40", "--chunks", "24",
         ])
-        try await children.waitForPorts([("redis", redisPort), ("broker", kafkaPort), ("mock-provider", mockPort)], signals: signals)
+        try await waitForPorts([("redis", redisPort), ("broker", kafkaPort), ("mock-provider", mockPort)])
 
         step("creating topics")
         try KafkaAdmin.createTopics(
@@ -99,7 +118,7 @@ struct DevCommand: AsyncParsableCommand {
         step("starting a worker and the gateway")
         try children.start("worker", me, ["worker", "--config", configPath, "--log-level", global.logLevel])
         try children.start("gateway", me, ["gateway", "--config", configPath, "--log-level", global.logLevel])
-        try await children.waitForPorts([("gateway", gatewayPort)], signals: signals)
+        try await waitForPorts([("gateway", gatewayPort)])
 
         say("""
 
@@ -123,7 +142,7 @@ struct DevCommand: AsyncParsableCommand {
                 group.addTask { try await terminal.run(job) }
                 group.addTask {
                     // Stop waiting if the stack breaks or the user interrupts.
-                    let reason = await children.waitForExitOrSignal(signals)
+                    let reason = await Self.waitForExitOrSignal(children, signals)
                     if Task.isCancelled { return nil }
                     FileHandle.standardError.write(Data("\nstopping: \(reason)\n".utf8))
                     return nil
@@ -138,8 +157,21 @@ struct DevCommand: AsyncParsableCommand {
         }
 
         say("Press Ctrl-C to stop.")
-        let reason = await children.waitForExitOrSignal(signals)
+        let reason = await Self.waitForExitOrSignal(children, signals)
         say("\nstopping (\(reason))")
+    }
+
+    /// Why the stack should stop: a signal, or a child that exited.
+    static func waitForExitOrSignal(_ children: ChildProcessGroup, _ signals: SignalWatcher) async -> String {
+        await withTaskGroup(of: String?.self) { group in
+            group.addTask {
+                guard let signal = await signals.next() else { return nil }
+                return signal == .sigint ? "interrupted" : "terminated"
+            }
+            group.addTask { await children.waitForExit() }
+            defer { group.cancelAll() }
+            return await group.next().flatMap { $0 } ?? "cancelled"
+        }
     }
 }
 
@@ -170,122 +202,4 @@ enum Tools {
 /// the lines would come after the streamed job's).
 func say(_ text: String) {
     FileHandle.standardOutput.write(Data((text + "\n").utf8))
-}
-
-enum Net {
-    /// Whether something accepts TCP connections on 127.0.0.1:port.
-    static func isListening(port: Int) -> Bool {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = in_port_t(UInt16(port).bigEndian)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        return withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-        }
-    }
-}
-
-/// Turns SIGINT/SIGTERM into a value to wait for.
-///
-/// A C handler that only records the signal, rather than `SIG_IGN` plus a dispatch
-/// source: an ignored signal stays ignored in every child started afterwards, and the
-/// broker and Redis would then not stop on SIGTERM. A handler is reset on exec.
-final class SignalWatcher: Sendable {
-    init(_ signals: [Int32]) {
-        for s in signals { signal(s, sluiceRecordSignal) }
-    }
-
-    /// The first signal received, polled every 100 ms.
-    func next() async -> Int32 {
-        while !Task.isCancelled {
-            let s = sluiceLastSignal
-            if s != 0 { return s }
-            try? await Task.sleep(for: .milliseconds(100))
-        }
-        return 0
-    }
-}
-
-nonisolated(unsafe) private var sluiceLastSignal: Int32 = 0
-private let sluiceRecordSignal: @convention(c) (Int32) -> Void = { sluiceLastSignal = $0 }
-
-/// The child processes of `sluice dev`, stopped together.
-final class Children: @unchecked Sendable {
-    // @unchecked: `processes` and `stopping` are behind `lock`.
-    private let lock = NSLock()
-    private var processes: [ChildProcess] = []
-    private var stopping = false
-    let logDir: URL
-    let logger: Logger
-
-    init(logDir: URL, logger: Logger) {
-        self.logDir = logDir
-        self.logger = logger
-    }
-
-    func start(_ name: String, _ path: String, _ arguments: [String]) throws {
-        let logPath = logDir.appendingPathComponent("\(name).log").path
-        let child = try ChildProcess(name: name, path: path, arguments: arguments, logPath: logPath)
-        lock.withLock { processes.append(child) }
-    }
-
-    /// Waits until each port accepts connections; fails if a child dies or time runs out.
-    func waitForPorts(_ ports: [(String, Int)], signals: SignalWatcher, timeout: Double = 60) async throws {
-        let deadline = Date().addingTimeInterval(timeout)
-        for (name, port) in ports {
-            while !Net.isListening(port: port) {
-                if let dead = deadChild() {
-                    throw ValidationError("\(dead.name) did not start (\(dead.exitDescription)); its log, \(logPath(dead.name)):\n\(tail(dead.name))")
-                }
-                if sluiceLastSignal != 0 { throw ExitCode(130) }
-                if Date() > deadline { throw ValidationError("\(name) did not listen on port \(port) within \(Int(timeout)) s; see \(logDir.path)") }
-                try await Task.sleep(for: .milliseconds(100))
-            }
-        }
-    }
-
-    /// Returns why the stack should stop: a signal, or a child that exited.
-    func waitForExitOrSignal(_ signals: SignalWatcher) async -> String {
-        while !Task.isCancelled {
-            if sluiceLastSignal != 0 { return sluiceLastSignal == SIGINT ? "interrupted" : "terminated" }
-            if let dead = deadChild() {
-                return "\(dead.name) exited (\(dead.exitDescription)); its log, \(logPath(dead.name)):\n\(tail(dead.name))"
-            }
-            try? await Task.sleep(for: .milliseconds(100))
-        }
-        return "cancelled"
-    }
-
-    private func deadChild() -> ChildProcess? {
-        lock.withLock { processes.first { !$0.isRunning } }
-    }
-
-    private func logPath(_ name: String) -> String { logDir.appendingPathComponent("\(name).log").path }
-
-    private func tail(_ name: String) -> String {
-        let text = (try? String(contentsOfFile: logPath(name), encoding: .utf8)) ?? ""
-        return text.split(separator: "\n").suffix(15).joined(separator: "\n")
-    }
-
-    /// SIGTERM to every child, newest first; SIGKILL to any still running after 10 s.
-    func stopAll() {
-        let list: [ChildProcess] = lock.withLock {
-            guard !stopping else { return [] }
-            stopping = true
-            return processes.reversed()
-        }
-        for child in list { child.signal(SIGTERM) }
-        let deadline = Date().addingTimeInterval(10)
-        for child in list {
-            while child.isRunning && Date() < deadline { usleep(20_000) }
-            if child.isRunning {
-                logger.warning("\(child.name) did not stop in time; killing it")
-                child.signal(SIGKILL)
-                _ = child.isRunning
-            }
-        }
-    }
 }

@@ -7,7 +7,9 @@ import SluiceCore
 import SluiceGateway
 import SluiceKafka
 import SluiceMockProvider
+import SluiceTelemetry
 import SluiceWorker
+import SluiceSupport
 
 struct WorkerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -30,10 +32,12 @@ struct WorkerCommand: AsyncParsableCommand {
         var config = try global.loadConfig()
         if let maxInFlight { config.worker.maxInFlight = maxInFlight }
         let logger = global.makeLogger("sluice.worker")
-        let worker = Worker(config: config, logger: logger)
-        var services: [any Service] = [worker]
+        // First in the group, so stopped last: spans of the jobs drained at shutdown go out.
+        let tracing = try TracingBackend.make(config.tracing, serviceName: "sluice-worker", logger: logger)
+        let worker = Worker(config: config, logger: logger, tracer: tracing.tracer)
+        var services: [any Service] = (tracing.service.map { [$0] } ?? []) + [worker]
         if let metricsListen {
-            guard let colon = metricsListen.lastIndex(of: ":"), let port = Int(metricsListen[metricsListen.index(after: colon)...]), (0...65_535).contains(port) else {
+            guard let address = HostPort(metricsListen) else {
                 throw ValidationError("--metrics-listen must be host:port, e.g. 0.0.0.0:9464")
             }
             let router = Router()
@@ -43,9 +47,8 @@ struct WorkerCommand: AsyncParsableCommand {
                          body: .init(byteBuffer: ByteBuffer(bytes: metrics.render())))
             }
             router.get("/healthz") { _, _ in HTTPResponse.Status.ok }
-            let host = String(metricsListen[..<colon])
             services.append(Application(
-                router: router, configuration: .init(address: .hostname(host.isEmpty ? "0.0.0.0" : host, port: port)),
+                router: router, configuration: .init(address: .hostname(address.host.isEmpty ? "0.0.0.0" : address.host, port: address.port)),
                 logger: logger))
         }
         let group = ServiceGroup(
@@ -68,12 +71,13 @@ struct GatewayCommand: AsyncParsableCommand {
         var config = try global.loadConfig()
         if let listen { config.gateway.listen = listen }
         let logger = global.makeLogger("sluice.gateway")
-        let gateway = try Gateway(config: config, logger: logger)
+        let tracing = try TracingBackend.make(config.tracing, serviceName: "sluice-gateway", logger: logger)
+        let gateway = try Gateway(config: config, logger: logger, tracer: tracing.tracer)
         let app = try gateway.buildApplication { port in
             logger.info("gateway listening", metadata: ["port": "\(port)"])
         }
-        let group = ServiceGroup(
-            configuration: .init(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        let group = ServiceGroup(configuration: .init(
+            services: (tracing.service.map { [$0] } ?? []) + [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         defer { gateway.shutdown() }
         try await group.run()
     }
@@ -109,14 +113,14 @@ struct MockProviderCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = global.makeLogger("sluice.mock-provider")
-        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65_535).contains(port) else {
-            throw ValidationError("--listen must be host:port")
+        guard let address = HostPort(listen) else {
+            throw ValidationError("--listen must be host:port, e.g. 127.0.0.1:8081")
         }
         let defaults = MockBehavior(
             chunks: chunks, chunkDelay: .milliseconds(chunkDelayMs), firstTokenDelay: .milliseconds(firstTokenDelayMs))
         if let rpm, rpm < 1 { throw ValidationError("--rpm must be at least 1") }
         let server = MockProviderServer(
-            host: String(listen[..<colon]), port: port, defaults: defaults, rateLimit: rpm.map { MockRateLimit(rpm: $0) }, logger: logger
+            host: address.host, port: address.port, defaults: defaults, rateLimit: rpm.map { MockRateLimit(rpm: $0) }, logger: logger
         ) { port in
             logger.info("mock provider listening", metadata: ["port": "\(port)"])
         }

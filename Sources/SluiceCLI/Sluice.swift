@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import SluiceCore
+import Synchronization
 
 @main
 struct Sluice: AsyncParsableCommand {
@@ -59,25 +60,24 @@ struct GlobalOptions: ParsableArguments {
 }
 
 enum LogSetup {
-    nonisolated(unsafe) private static var bootstrapped = false
-    private static let lock = NSLock()
+    private static let bootstrapped = Mutex(false)
 
     /// Logs go to stderr, so stdout stays for a command's output.
     static func bootstrapOnce(level: Logger.Level, format: LogFormat) {
-        lock.lock()
-        defer { lock.unlock() }
-        guard !bootstrapped else { return }
-        bootstrapped = true
-        LoggingSystem.bootstrap { label in
-            switch format {
-            case .text:
-                var handler = StreamLogHandler.standardError(label: label)
-                handler.logLevel = level
-                return handler
-            case .json:
-                var handler = JSONLogHandler(label: label)
-                handler.logLevel = level
-                return handler
+        bootstrapped.withLock { done in
+            guard !done else { return }
+            done = true
+            LoggingSystem.bootstrap { label in
+                switch format {
+                case .text:
+                    var handler = StreamLogHandler.standardError(label: label)
+                    handler.logLevel = level
+                    return handler
+                case .json:
+                    var handler = JSONLogHandler(label: label)
+                    handler.logLevel = level
+                    return handler
+                }
             }
         }
     }
@@ -93,7 +93,7 @@ struct JSONLogHandler: LogHandler {
     let label: String
     var logLevel: Logger.Level = .info
     var metadata: Logger.Metadata = [:]
-    private static let lock = NSLock()
+    private static let lock = Mutex(())
 
     init(label: String) { self.label = label }
 
@@ -115,7 +115,7 @@ struct JSONLogHandler: LogHandler {
         }
         guard var bytes = try? JSON.sortedEncoder.encode(JSONValue.object(fields)) else { return }
         bytes.append(0x0A)
-        JSONLogHandler.lock.withLock { FileHandle.standardError.write(bytes) }
+        JSONLogHandler.lock.withLock { _ in FileHandle.standardError.write(bytes) }
     }
 
     static func json(_ v: Logger.MetadataValue) -> JSONValue {

@@ -76,11 +76,15 @@ struct JobTerminal: Sendable {
             subscriber.shutdown()
             redis.shutdown()
         }
-        let follower = JobEventFollower(redis: redis, subscriber: subscriber, heartbeat: .seconds(3600))
+        let follower = JobEventFollower(redis: redis, subscriber: subscriber, heartbeat: .seconds(3600),
+                                        marksFollowed: config.worker.batchChunkEvents == .followed)
         let out = FileHandle.standardOutput
         let err = FileHandle.standardError
         var result: UnifiedResponse?
         var finalStatus = UnifiedResponse.Status.failed
+        // The text printed from chunks: the final response completes it when chunks were
+        // not seen (a batch-lane job that publishes none, a finished job's replay).
+        var printed: [UInt8] = []
 
         if !jsonOutput { err.write(Data("job \(job.id) submitted\n".utf8)) }
         try await follower.follow(jobID: job.id, afterSeq: 0, onSubscribed: {
@@ -99,9 +103,13 @@ struct JobTerminal: Sendable {
                 if let chunk = try? JSON.decode(ChatCompletionChunk.self, from: data),
                    let text = chunk.choices.first?.delta?.content, !text.isEmpty {
                     out.write(Data(text.utf8))
+                    printed += text.utf8
                 }
             case .chatCompletionResponse:
                 result = try? JSON.decode(UnifiedResponse.self, from: data)
+                if !jsonOutput, let output = result?.chatOutput?.utf8, output.count > printed.count, output.starts(with: printed) {
+                    out.write(Data(output.dropFirst(printed.count)))
+                }
             case .chatResponseFailure where !jsonOutput:
                 if let v = try? JSON.decode(JSONValue.self, from: data) {
                     err.write(Data("\nerror: \(v["error"]?["message"]?.stringValue ?? "unknown")\n".utf8))

@@ -149,6 +149,13 @@ public struct SluiceConfig: Sendable, Codable {
         /// provider's rate limit (and its 429s) before it fails as `expired`. An
         /// interactive job waits at most its `timeout_s` (or `default_timeout_s`).
         public var maxRateLimitWaitSeconds = 86_400.0
+        /// Whether a finished job's replay stream is compacted: its chunk events are
+        /// removed and its lifecycle events (the final response among them) kept, with
+        /// their ids, so that a finished job holds a few KB of Redis, not every chunk.
+        public var compactFinishedReplay = true
+        /// When a batch-lane job publishes its chunk events (lifecycle events and the
+        /// result always go out).
+        public var batchChunkEvents = BatchChunkEvents.followed
 
         enum CodingKeys: String, CodingKey {
             case maxInFlight = "max_in_flight"
@@ -161,8 +168,19 @@ public struct SluiceConfig: Sendable, Codable {
             case echoInputMaxBytes = "echo_input_max_bytes"
             case maxFallbacks = "max_fallbacks"
             case maxRateLimitWaitSeconds = "max_rate_limit_wait_s"
+            case compactFinishedReplay = "compact_finished_replay"
+            case batchChunkEvents = "batch_chunk_events"
         }
         public init() {}
+    }
+
+    /// `worker.batch_chunk_events`: when a batch-lane job publishes its chunk events.
+    public enum BatchChunkEvents: String, Sendable, Codable, CaseIterable {
+        /// Only while someone follows the job (a reader of its events or of a
+        /// streaming completion holds `sluice:job:{id}:followed`).
+        case followed
+        case always
+        case never
     }
 
     public struct Provider: Sendable, Codable, Hashable {
@@ -217,17 +235,76 @@ public struct SluiceConfig: Sendable, Codable {
         }
     }
 
+    /// Spend limits per tenant, read by gateways (a 429 before a job is produced) and by
+    /// workers (a job of a tenant over its limit fails `quota_exceeded` without calling
+    /// the provider, whichever way it came).
+    public struct Quotas: Sendable, Codable {
+        /// USD every tenant may spend a UTC day (the cost of its finished jobs, from the
+        /// price table); nil for no limit.
+        public var maxSpendUSDPerDay: Double?
+        /// Per-tenant overrides, by tenant name.
+        public var tenants: [String: TenantQuota] = [:]
+
+        enum CodingKeys: String, CodingKey {
+            case maxSpendUSDPerDay = "max_spend_usd_per_day"
+            case tenants
+        }
+        public init(maxSpendUSDPerDay: Double? = nil, tenants: [String: TenantQuota] = [:]) {
+            self.maxSpendUSDPerDay = maxSpendUSDPerDay
+            self.tenants = tenants
+        }
+
+        /// The daily spend limit of `tenant` in USD; nil for none.
+        public func spendLimitUSD(for tenant: String) -> Double? {
+            switch tenants[tenant]?.maxSpendUSDPerDay {
+            case .some(.some(let limit)): return limit
+            case .some(.none): return nil  // `null`: this tenant has no limit
+            case .none: return maxSpendUSDPerDay
+            }
+        }
+    }
+
+    /// One tenant's quotas.
+    public struct TenantQuota: Sendable, Codable {
+        /// Absent: the default limit; `null`: no limit for this tenant; a number: its own.
+        public var maxSpendUSDPerDay: Double??
+
+        enum CodingKeys: String, CodingKey {
+            case maxSpendUSDPerDay = "max_spend_usd_per_day"
+        }
+        public init(maxSpendUSDPerDay: Double?? = .none) {
+            self.maxSpendUSDPerDay = maxSpendUSDPerDay
+        }
+        public init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            if c.contains(.maxSpendUSDPerDay) {
+                maxSpendUSDPerDay = try c.decodeNil(forKey: .maxSpendUSDPerDay)
+                    ? .some(nil) : .some(try c.decode(Double.self, forKey: .maxSpendUSDPerDay))
+            }
+        }
+        public func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            switch maxSpendUSDPerDay {
+            case .some(.some(let limit)): try c.encode(limit, forKey: .maxSpendUSDPerDay)
+            case .some(.none): try c.encodeNil(forKey: .maxSpendUSDPerDay)
+            case .none: break
+            }
+        }
+    }
+
     public var kafka = Kafka()
     public var redis = Redis()
     public var gateway = Gateway()
     public var worker = Worker()
+    public var quotas = Quotas()
     public var providers: [Provider] = SluiceConfig.defaultProviders
     public var models: [String: ModelTarget] = ["default": ModelTarget(provider: "openai", model: "gpt-4o-mini")]
     public var pricing: [String: Price] = [:]
     public var promptsDir = "prompts"
+    public var tracing = Tracing()
 
     enum CodingKeys: String, CodingKey {
-        case kafka, redis, gateway, worker, providers, models, pricing
+        case kafka, redis, gateway, worker, quotas, providers, models, pricing, tracing
         case promptsDir = "prompts_dir"
     }
 
@@ -250,6 +327,7 @@ extension SluiceConfig {
         redis = try c.decodeIfPresent(Redis.self, forKey: .redis) ?? redis
         gateway = try c.decodeIfPresent(Gateway.self, forKey: .gateway) ?? gateway
         worker = try c.decodeIfPresent(Worker.self, forKey: .worker) ?? worker
+        quotas = try c.decodeIfPresent(Quotas.self, forKey: .quotas) ?? quotas
         // A worker takes any job the queue holds unless told otherwise.
         let workerKeys = try? c.nestedContainer(keyedBy: Worker.CodingKeys.self, forKey: .worker)
         if workerKeys?.contains(.maxJobBytes) != true { worker.maxJobBytes = kafka.maxMessageBytes }
@@ -257,6 +335,7 @@ extension SluiceConfig {
         models = try c.decodeIfPresent([String: ModelTarget].self, forKey: .models) ?? models
         pricing = try c.decodeIfPresent([String: Price].self, forKey: .pricing) ?? pricing
         promptsDir = try c.decodeIfPresent(String.self, forKey: .promptsDir) ?? promptsDir
+        tracing = try c.decodeIfPresent(Tracing.self, forKey: .tracing) ?? tracing
     }
 }
 
@@ -305,6 +384,15 @@ extension SluiceConfig.Gateway {
     }
 }
 
+extension SluiceConfig.Quotas {
+    public init(from decoder: Decoder) throws {
+        self.init()
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        maxSpendUSDPerDay = try c.decodeIfPresent(Double.self, forKey: .maxSpendUSDPerDay)
+        tenants = try c.decodeIfPresent([String: SluiceConfig.TenantQuota].self, forKey: .tenants) ?? tenants
+    }
+}
+
 extension SluiceConfig.Worker {
     public init(from decoder: Decoder) throws {
         self.init()
@@ -319,6 +407,14 @@ extension SluiceConfig.Worker {
         echoInputMaxBytes = try c.decodeIfPresent(Int.self, forKey: .echoInputMaxBytes) ?? echoInputMaxBytes
         maxFallbacks = try c.decodeIfPresent(Int.self, forKey: .maxFallbacks) ?? maxFallbacks
         maxRateLimitWaitSeconds = try c.decodeIfPresent(Double.self, forKey: .maxRateLimitWaitSeconds) ?? maxRateLimitWaitSeconds
+        compactFinishedReplay = try c.decodeIfPresent(Bool.self, forKey: .compactFinishedReplay) ?? compactFinishedReplay
+        if let mode = try c.decodeIfPresent(String.self, forKey: .batchChunkEvents) {
+            guard let known = SluiceConfig.BatchChunkEvents(rawValue: mode) else {
+                throw DecodingError.dataCorruptedError(forKey: .batchChunkEvents, in: c, debugDescription:
+                    "\"\(mode)\" is not a mode: give one of \(SluiceConfig.BatchChunkEvents.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            batchChunkEvents = known
+        }
     }
 }
 
@@ -418,6 +514,17 @@ extension SluiceConfig {
         guard (16...1_000_000).contains(gateway.readerBufferEvents) else {
             throw SluiceError(.config, "gateway.reader_buffer_events must be 16 to 1000000")
         }
+        var limits: [(key: String, usd: Double?)] = [("quotas.max_spend_usd_per_day", quotas.maxSpendUSDPerDay)]
+        for (tenant, quota) in quotas.tenants.sorted(by: { $0.key < $1.key }) {
+            limits.append(("quotas.tenants.\(tenant).max_spend_usd_per_day", quota.maxSpendUSDPerDay ?? nil))
+        }
+        for case let (key, limit?) in limits where !(limit.isFinite && limit >= 0 && limit <= SluiceConfig.Quotas.maxSpendUSD) {
+            throw SluiceError(.config, "\(key) must be a number of USD from 0 to \(Int(SluiceConfig.Quotas.maxSpendUSD)) (leave it out for no limit)")
+        }
+        for name in quotas.tenants.keys where name.isEmpty || name.utf8.count > 256 || name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
+            throw SluiceError(.config, "quotas.tenants: \"\(name.prefix(40))\" is not a tenant name (1 to 256 bytes, no control characters)")
+        }
+        try tracing.validate()
     }
 
     /// The topic of a lane.
@@ -460,6 +567,20 @@ extension SluiceConfig {
         throw SluiceError(
             .unknownModel,
             "cannot tell which provider serves model \"\(model)\": give \"provider\", write it as \"provider/model\", or add an alias under \"models\"")
+    }
+}
+
+extension SluiceConfig.Quotas {
+    /// The largest daily limit taken: its micro-USD fit a Redis counter many times over.
+    public static let maxSpendUSD = 1_000_000_000.0
+}
+
+extension SluiceConfig {
+    /// The tenants this configuration names (`gateway.api_keys`, `quotas.tenants`, and
+    /// `default`): the values the per-tenant metrics label with; any other tenant a
+    /// Kafka job names is counted as `_other`.
+    public var namedTenants: Set<String> {
+        Set(gateway.apiKeys.map(\.tenant)).union(quotas.tenants.keys).union(["default"])
     }
 }
 

@@ -240,6 +240,21 @@ public enum RedisKeys {
     /// since the epoch) after which each stops counting. The gateway adds, the worker
     /// removes a job when it finishes.
     public static func tenantJobs(_ tenant: String) -> String { "sluice:tenant:\(tenant):jobs" }
+    /// Set, with a short TTL, while someone follows the job (a reader of its events or
+    /// of a streaming completion): a batch-lane job publishes its chunks only then
+    /// (`worker.batch_chunk_events: followed`).
+    public static func followed(_ jobID: String) -> String { "sluice:job:\(jobID):followed" }
+}
+
+/// The mark a follower keeps on a job (`RedisKeys.followed`), and how often each side
+/// touches it: the gateway sets it when a reader subscribes and again every
+/// `refreshEvery` while the reader stays; a worker reads it when an attempt starts and
+/// then at most every `checkEvery` while the job streams, never once per chunk.
+public enum FollowMark {
+    public static let ttlMilliseconds = 5_000
+    public static let refreshEvery: Duration = .seconds(2)
+    /// Seconds.
+    public static let checkEvery = 1.0
 }
 
 /// Who owns a job id. The first tenant to claim an id owns it until its keys expire; the

@@ -134,6 +134,7 @@ extension Job {
                 guard case .object(let mo) = m else { throw Job.invalid("messages", "messages[\(i)] must be an object") }
                 guard let role = mo["role"]?.stringValue else { throw Job.invalid("messages", "messages[\(i)] has no \"role\"") }
                 try Job.checkName(role, "messages", label: "messages[\(i)].role")
+                try Job.checkMessageFields(mo, index: i)
             }
             try Job.checkDepth(.array(messages), "messages", levels: belowRoot)
         case .chatInput:
@@ -188,6 +189,32 @@ extension Job {
                 throw Job.invalid(
                     "api_key",
                     "\"api_key\" must be 1 to \(JobLimits.maxAPIKeyBytes) printable ASCII characters without spaces (it is sent as a header)")
+            }
+        }
+    }
+
+    /// The OpenAI fields of a message that Sluice reads or converts for other providers
+    /// have their types (a result repeats the messages, as its API description says);
+    /// other fields pass to the provider as they are.
+    static func checkMessageFields(_ message: [String: JSONValue], index i: Int) throws {
+        func wrong(_ key: String, _ kind: String, _ value: JSONValue) -> SluiceError {
+            invalid("messages", "messages[\(i)].\(key) must be \(kind), got \(value.typeName)")
+        }
+        for (key, value) in message.sorted(by: { $0.key < $1.key }) where !value.isNull {
+            switch key {
+            case "content":
+                switch value {
+                case .string, .array: break
+                default: throw wrong(key, "a string, an array of content parts or null", value)
+                }
+            case "name", "tool_call_id":
+                guard case .string = value else { throw wrong(key, "a string", value) }
+            case "tool_calls":
+                guard case .array(let calls) = value, calls.allSatisfy({ $0.objectValue != nil }) else {
+                    throw wrong(key, "an array of objects", value)
+                }
+            default:
+                continue
             }
         }
     }

@@ -128,3 +128,30 @@ extension JSONValue {
         }
     }
 }
+
+extension PromptTemplate {
+    /// Reads `directory/{id}.yaml` (or `.yml`): the one place templates are read, by the
+    /// gateway (to check a request before it is queued) and by the worker (to run it).
+    ///
+    /// Throws `unknownPrompt` for an id that is not a safe file name or names no file
+    /// (the message does not show the directory: it goes back to clients), and what
+    /// `parse` throws for a broken template.
+    public static func load(id: String, from directory: String) throws -> PromptTemplate {
+        guard isValidID(id) else {
+            throw SluiceError(.unknownPrompt, "no prompt \"\(id)\": prompt ids are letters, digits, '-', '_' and '.'")
+        }
+        for ext in ["yaml", "yml"] {
+            guard let data = FileManager.default.contents(atPath: "\(directory)/\(id).\(ext)") else { continue }
+            return try parse(id: id, yaml: String(decoding: data, as: UTF8.self))
+        }
+        throw SluiceError(.unknownPrompt, "no prompt \"\(id)\" (looked for \(id).yaml in prompts_dir)")
+    }
+
+    /// Where a job that runs this template goes: the job's own provider and model win; a
+    /// model that routes itself (`provider/model`, or an alias of `config.models`)
+    /// overrides the template's provider too, while a bare model name keeps it.
+    public func target(provider: String?, model: String?, config: SluiceConfig) -> (provider: String?, model: String?) {
+        let selfRouting = model.map { $0.contains("/") || config.models[$0] != nil } ?? false
+        return (provider ?? (selfRouting ? nil : self.provider), model ?? self.model)
+    }
+}

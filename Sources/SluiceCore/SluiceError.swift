@@ -14,6 +14,8 @@ public struct SluiceError: Error, Sendable, Equatable, CustomStringConvertible {
         case cancelled = "cancelled"
         /// The job could not start before its `deadline` or `max_queue_s`.
         case expired = "expired"
+        /// The job's tenant has spent its daily limit (`quotas`).
+        case quotaExceeded = "quota_exceeded"
         case config = "config_error"
         case `internal` = "internal_error"
     }

@@ -7,7 +7,7 @@
 /// with `Decodable`. It is deliberately not `Encodable`, so no second encoding can drift
 /// from the first.
 public struct UnifiedResponse: Sendable, Decodable {
-    public enum Status: String, Sendable, Codable {
+    public enum Status: String, Sendable, Codable, CaseIterable {
         case succeeded, failed, cancelled
         case timedOut = "timed_out"
     }
@@ -184,5 +184,30 @@ extension UnifiedResponse {
             the result is \(resultBytes) bytes, more than the results topic takes (kafka.max_message_bytes is \(limitBytes), \
             and the topic's max.message.bytes may be lower); \(kept)
             """)
+    }
+}
+
+extension UnifiedResponse {
+    /// A stream that says what this response says: for each choice one chunk with its
+    /// role, content, refusal, tool calls and finish reason, then the usage chunk
+    /// (`choices: []`) when there is usage. What a relay sends for a job whose chunk
+    /// events it cannot replay: removed from the replay once the job finished, or never
+    /// published (a batch-lane job nobody followed).
+    public var standInChunks: [ChatCompletionChunk] {
+        var chunks = choices.map { choice in
+            let message = choice.message
+            let calls = message.toolCalls?.enumerated().map { index, call in
+                ToolCallDelta(index: index, id: call.id, type: call.type,
+                              function: .init(name: call.function.name, arguments: call.function.arguments))
+            }
+            let delta = ChunkDelta(role: message.role, content: message.content, refusal: message.refusal, toolCalls: calls)
+            return ChatCompletionChunk(id: id, created: created, model: model, systemFingerprint: systemFingerprint,
+                                       choices: [ChunkChoice(index: choice.index, delta: delta, finishReason: choice.finishReason)])
+        }
+        if let usage {
+            chunks.append(ChatCompletionChunk(id: id, created: created, model: model, systemFingerprint: systemFingerprint,
+                                              choices: [], usage: usage))
+        }
+        return chunks
     }
 }

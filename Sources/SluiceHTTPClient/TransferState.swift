@@ -1,3 +1,4 @@
+import Synchronization
 
 /// The status line and headers of a response.
 struct ResponseHead: Sendable {
@@ -91,7 +92,7 @@ final class TransferState: Sendable {
         }
     }
 
-    private let state = Locked(State())
+    private let state = Mutex(State())
 
     /// Whether the transfer has ended (completed, failed or cancelled).
     var isFinished: Bool {

@@ -52,18 +52,44 @@ public struct KafkaMessage: Sendable {
     /// The consumer's assignment generation of the partition when the message was
     /// fetched (0: fetched for a partition not assigned, or not from a group consumer).
     public var generation: UInt64
+    /// The record's headers, as far as they are within the bounds of ``KafkaHeader``
+    /// (the rest are dropped, never cut short).
+    public var headers: [KafkaHeader]
 
     public var topicPartition: TopicPartition { TopicPartition(topic: topic, partition: partition) }
     public var keyString: String? { key.map { String(decoding: $0, as: UTF8.self) } }
 
     public init(topic: String, partition: Int32, offset: Int64, key: [UInt8]?, value: [UInt8], timestampMs: Int64?,
-                generation: UInt64 = 0) {
+                generation: UInt64 = 0, headers: [KafkaHeader] = []) {
         self.generation = generation
+        self.headers = headers
         self.topic = topic
         self.partition = partition
         self.offset = offset
         self.key = key
         self.value = value
         self.timestampMs = timestampMs
+    }
+}
+
+/// One record header. Any producer may write a record, so a consumer reads headers as
+/// untrusted: at most ``maxCount`` of them, names of at most ``maxNameBytes`` bytes and
+/// values of at most ``maxValueBytes``; a header beyond those bounds is left out.
+public struct KafkaHeader: Sendable, Hashable {
+    public static let maxCount = 32
+    public static let maxNameBytes = 256
+    public static let maxValueBytes = 8 * 1024
+
+    public var name: String
+    /// nil for a header with a null value.
+    public var value: [UInt8]?
+
+    public init(name: String, value: [UInt8]?) {
+        self.name = name
+        self.value = value
+    }
+
+    public init(name: String, value: String) {
+        self.init(name: name, value: Array(value.utf8))
     }
 }

@@ -72,7 +72,7 @@ public final class KafkaProducer: Sendable {
     /// `KafkaError` if the message could not be delivered; sending again is safe.
     /// Cancelling the task stops the wait (throwing `CancellationError`); the message may
     /// still be delivered.
-    public func send(topic: String, key: [UInt8]?, value: [UInt8]) async throws {
+    public func send(topic: String, key: [UInt8]?, value: [UInt8], headers: [KafkaHeader] = []) async throws {
         let client = current.client
         let slot = Mutex<DeliveryPromise?>(nil)
         try await withTaskCancellationHandler {
@@ -84,7 +84,7 @@ public final class KafkaProducer: Sendable {
                     return
                 }
                 do {
-                    try client.produce(topic: topic, key: key, value: value, promise: promise)
+                    try client.produce(topic: topic, key: key, value: value, headers: headers, promise: promise)
                 } catch {
                     promise.resolve(.failure(error))
                 }
@@ -94,8 +94,8 @@ public final class KafkaProducer: Sendable {
         }
     }
 
-    public func send(topic: String, key: String?, value: [UInt8]) async throws {
-        try await send(topic: topic, key: key.map { Array($0.utf8) }, value: value)
+    public func send(topic: String, key: String?, value: [UInt8], headers: [KafkaHeader] = []) async throws {
+        try await send(topic: topic, key: key.map { Array($0.utf8) }, value: value, headers: headers)
     }
 
     /// Waits up to `timeoutMs` for outstanding deliveries, then stops the poll thread.

@@ -228,11 +228,12 @@ private struct MockEndpoints: Sendable {
     private static let anthropicKey = HTTPField.Name("x-api-key")!
     private static let anthropicVersion = HTTPField.Name("anthropic-version")!
     private static let googleKey = HTTPField.Name("x-goog-api-key")!
+    private static let traceparent = HTTPField.Name("traceparent")!
 
     /// Reads and parses the body, applies the knobs, and answers: a scripted error, a
     /// stream, or a whole response.
     private func serve(_ request: Request, wire: MockWire, parse: (ByteBuffer) throws -> MockRequest) async throws -> Response {
-        self.stats.requestReceived()
+        self.stats.requestReceived(traceparent: request.headers[Self.traceparent])
         guard let limiter else { return try await self.answer(request, wire: wire, parse: parse) }
         let decision = limiter.take(key: MockRateLimiter.key(request))
         var response: Response

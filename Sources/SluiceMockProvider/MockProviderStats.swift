@@ -21,6 +21,9 @@ public final class MockProviderStats: Sendable {
         public var openConnections = 0
         /// Requests answered 429 by the server's rate limit (``MockRateLimit``).
         public var rateLimited = 0
+        /// The `traceparent` header of the latest completion request that had one: the
+        /// trace context the caller passed on (the mock records no spans of its own).
+        public var lastTraceparent: String?
     }
 
     fileprivate let counters = NIOLockedValueBox(Snapshot())
@@ -29,8 +32,11 @@ public final class MockProviderStats: Sendable {
         self.counters.withLockedValue { $0 }
     }
 
-    func requestReceived() {
-        self.counters.withLockedValue { $0.requests += 1 }
+    func requestReceived(traceparent: String? = nil) {
+        self.counters.withLockedValue {
+            $0.requests += 1
+            if let traceparent { $0.lastTraceparent = traceparent }
+        }
     }
 
     func rateLimited() {

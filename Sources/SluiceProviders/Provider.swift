@@ -135,8 +135,3 @@ public enum WireFormats {
         }
     }
 }
-
-/// Seconds on a monotonic clock, for metrics.
-public enum MonotonicClock {
-    public static func now() -> Double { ProcessInfo.processInfo.systemUptime }
-}

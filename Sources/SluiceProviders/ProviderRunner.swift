@@ -1,6 +1,7 @@
 import Foundation
 import SluiceCore
 import SluiceHTTPClient
+import SluiceSupport
 
 /// Runs one provider attempt over the HTTP client: sends the request, reads the stream
 /// (or the whole body), hands each normalised chunk to `onChunk` as it arrives, and

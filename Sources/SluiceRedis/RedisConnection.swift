@@ -1,4 +1,5 @@
 import Logging
+import SluiceSupport
 
 /// A pipelining connection for commands: one hiredis context, driven by one thread of its
 /// own, shared by every task of the process.
@@ -331,7 +332,7 @@ private struct CommandLoop: ~Copyable {
     /// The work taken from the queue; swapped with the (empty) queue so that neither
     /// buffer is reallocated in steady state.
     var batch: [Work] = []
-    var backoff = Backoff()
+    var backoff = Backoff.reconnect
     var nextAttempt = ContinuousClock.now
     var lastConnectError = RedisError(.unavailable, "not connected yet")
     var outage: OutageLog

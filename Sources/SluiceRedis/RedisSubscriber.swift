@@ -1,5 +1,6 @@
 import Logging
 import Synchronization
+import SluiceSupport
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -136,7 +137,7 @@ private struct SubscriberState {
 private final class SubscriberCore: Sendable {
     let configuration: RedisConfiguration
     let logger: Logger
-    let state = Locked(SubscriberState())
+    let state = Mutex(SubscriberState())
     let nextReaderID = Atomic<UInt64>(0)
     /// Set (under the lock) when a channel's readers change, so that the thread, which
     /// routes each message with its own copy of the readers, takes the lock only then.
@@ -263,7 +264,7 @@ private struct SubscriberLoop: ~Copyable {
     /// The next turn must apply the shared state (`synchronize`): set when the wake-up
     /// pipe was read, when `poll` timed out, and when the connection changed phase.
     var mustSynchronize = true
-    var backoff = Backoff()
+    var backoff = Backoff.reconnect
     var outage: OutageLog
     var lastError = RedisError(.unavailable, "not connected yet")
     /// Scratch list of the readers a message goes to.

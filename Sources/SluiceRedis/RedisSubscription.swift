@@ -1,3 +1,4 @@
+import Synchronization
 
 /// What a reader of a channel receives.
 public enum RedisSubscriptionEvent: Sendable, Equatable {
@@ -110,7 +111,7 @@ final class SubscriptionSink: Sendable {
     let channel: String
     let id: UInt64
     private let maxBuffered: Int?
-    private let state = Locked(State())
+    private let state = Mutex(State())
     /// Tells the subscriber to free the reader's slot; called once.
     private let onTermination: @Sendable (SubscriptionSink) -> Void
 

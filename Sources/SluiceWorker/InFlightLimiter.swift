@@ -1,5 +1,5 @@
 import SluiceCore
-import Synchronization
+import SluiceSupport
 
 /// Bounds the jobs running at once, in two lanes. Interactive work may use every slot;
 /// batch work what is left of all but a reserve (a quarter, at least one), so an
@@ -7,86 +7,33 @@ import Synchronization
 /// slot goes to a waiting interactive job first. `acquire` waits for a slot; the worker
 /// pauses the lane's partitions before waiting, so waiting never holds up the broker.
 final class InFlightLimiter: Sendable {
-    private struct State {
-        var inFlight = 0
-        var interactive: [CheckedContinuation<Void, Never>] = []
-        var batch: [CheckedContinuation<Void, Never>] = []
-        var stopped = false
-    }
-
-    private let limit: Int
-    /// The slots batch work may hold.
-    let batchLimit: Int
-    private let state = Mutex(State())
+    private let slots: AsyncSemaphore
 
     init(limit: Int) {
-        self.limit = limit
-        self.batchLimit = limit > 1 ? max(1, limit - max(1, limit / 4)) : 1
+        slots = AsyncSemaphore(permits: limit, limitedPermits: limit > 1 ? max(1, limit - max(1, limit / 4)) : 1)
     }
 
-    var inFlight: Int { state.withLock { $0.inFlight } }
+    /// The slots batch work may hold.
+    var batchLimit: Int { slots.limitedPermits }
+    var inFlight: Int { slots.inUse }
     var isFull: Bool { isFull(.interactive) }
-    var isStopped: Bool { state.withLock { $0.stopped } }
+    var isStopped: Bool { slots.isStopped }
 
     /// Shutdown: every waiter is let through at once (each then sees the shutdown and
     /// releases its slot), and so is every later `acquire`.
-    func stop() {
-        let waiting = state.withLock { s -> [CheckedContinuation<Void, Never>] in
-            s.stopped = true
-            let all = s.interactive + s.batch
-            s.inFlight += all.count
-            s.interactive = []
-            s.batch = []
-            return all
-        }
-        for w in waiting { w.resume() }
+    func stop() { slots.stop() }
+
+    func isFull(_ lane: JobPriority) -> Bool { slots.isFull(Self.share(lane)) }
+
+    /// Waits for a slot; false, holding none, if the waiting task was cancelled.
+    @discardableResult
+    func acquire(_ lane: JobPriority = .interactive) async -> Bool {
+        await slots.acquire(Self.share(lane))
     }
 
-    func isFull(_ lane: JobPriority) -> Bool {
-        state.withLock { s in
-            switch lane {
-            case .interactive: s.inFlight >= limit
-            case .batch: s.inFlight >= batchLimit || !s.interactive.isEmpty
-            }
-        }
-    }
+    func release() { slots.release() }
 
-    func acquire(_ lane: JobPriority = .interactive) async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let granted = state.withLock { s -> Bool in
-                if s.stopped {
-                    s.inFlight += 1
-                    return true
-                }
-                switch lane {
-                case .interactive:
-                    if s.inFlight < limit {
-                        s.inFlight += 1
-                        return true
-                    }
-                    s.interactive.append(continuation)
-                case .batch:
-                    if s.inFlight < batchLimit && s.interactive.isEmpty {
-                        s.inFlight += 1
-                        return true
-                    }
-                    s.batch.append(continuation)
-                }
-                return false
-            }
-            if granted { continuation.resume() }
-        }
-    }
-
-    func release() {
-        let next = state.withLock { s -> CheckedContinuation<Void, Never>? in
-            // The slot passes straight to the next waiter: interactive first, batch only
-            // within its share.
-            if !s.interactive.isEmpty { return s.interactive.removeFirst() }
-            if !s.batch.isEmpty && s.inFlight - 1 < batchLimit { return s.batch.removeFirst() }
-            s.inFlight -= 1
-            return nil
-        }
-        next?.resume()
+    private static func share(_ lane: JobPriority) -> AsyncSemaphore.Share {
+        lane == .interactive ? .full : .limited
     }
 }

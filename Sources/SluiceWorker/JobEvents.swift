@@ -137,13 +137,27 @@ struct JobEvents {
         emit(event, data: (try? JSON.encode(value)) ?? Array("null".utf8))
     }
 
-    /// Stores the final result (pinned: never dropped while Redis is away).
-    func storeResult(_ json: [UInt8]) {
+    /// Compacts the job's replay stream once it finished (`ReplayCompaction`): its chunk
+    /// events go, its lifecycle events stay with their ids. Queued after `chat_finished`
+    /// on the same connection, so it runs after every event of the run; it leaves the
+    /// stream alone if another run holds the job.
+    func compactReplay() {
+        redis.send(RedisCommand(ReplayCompaction.arguments(jobID: jobID, run: run).map { Array($0.utf8) }))
+    }
+
+    /// Stores the final result and adds the job to its tenant's usage of the day
+    /// (`TenantUsage.recordScript`, once per job), queued together with no wait for an
+    /// answer; both pinned: never dropped while Redis is away.
+    func storeResult(_ json: [UInt8], response: UnifiedResponse, finishedAt: Double) {
         var command = RedisCommand([
             RedisCommand.set, Array(RedisKeys.result(jobID).utf8), json, Array("EX".utf8), Array(String(ttlSeconds).utf8),
         ])
         command.isPinned = true
-        redis.send(command)
+        let tenant = String(decoding: self.tenant, as: UTF8.self)
+        var usage = RedisCommand(TenantUsage.recordArguments(
+            jobID: jobID, tenant: tenant, day: UsageDay(unixSeconds: finishedAt), response: response).map { Array($0.utf8) })
+        usage.isPinned = true
+        redis.send([command, usage])
     }
 }
 

@@ -3,6 +3,7 @@ import Logging
 import SluiceCore
 import SluiceProviders
 import SluiceRedis
+import SluiceSupport
 
 /// Runs one job against its providers, publishing its events, and builds its final
 /// unified response. Retries retryable failures with backoff while nothing has been
@@ -19,18 +20,22 @@ struct JobRunner: Sendable {
 
     /// - Parameter run: this run's id, carried by every event.
     /// - Parameter lastSeq: the last event seq of the runs before this one (0 for none).
+    /// - Parameter spend: the tenant's spend today against its daily limit, read when the
+    ///   run was claimed; an exhausted one fails the job `quota_exceeded` before any call.
     /// - Parameter cancelledByUser: whether a cancel request for this job has arrived;
     ///   tells a user's cancel (a `cancelled` result) from a shutdown (no result at all).
     /// Returns the response and its JSON, encoded once for Redis and the result topic;
     /// nil when the run was cut off by shutdown: then no final event is published and no
     /// result stored, and the job's readers wait for the run that takes it over.
+    /// - Parameter trace: the job's trace: each provider attempt is a span of it (tracing
+    ///   on) and sends its context to the provider.
     func run(
         _ job: Job, run: String, lastSeq: Int, producedAtMs: Int64?, lane: JobPriority = .interactive,
-        cancelledByUser: @Sendable () -> Bool = { false }
+        spend: SpendCheck? = nil, trace: JobTrace = .untraced, cancelledByUser: @Sendable () -> Bool = { false }
     ) async -> (response: UnifiedResponse, json: [UInt8])? {
         let startedWall = WallClock.now()
         let queueWait = producedAtMs.map { max(0, startedWall - Double($0) / 1000) }
-        var logger = self.logger
+        var logger = trace.logging(self.logger)
         logger[metadataKey: "job_id"] = "\(job.id)"
         logger[metadataKey: "run"] = "\(run)"
 
@@ -48,13 +53,18 @@ struct JobRunner: Sendable {
             if cancelledByUser() {
                 throw AttemptsError(underlying: SluiceError(.cancelled, "the job was cancelled before it started"), attempts: 0)
             }
+            if let spend, spend.isExhausted {
+                metrics.quotaRefused(tenant: job.tenant)
+                throw AttemptsError(underlying: SluiceError(
+                    .quotaExceeded, spend.message(who: "the job's tenant") + "; the provider was not called"), attempts: 0)
+            }
             if let startBy, startedWall >= startBy {
                 throw AttemptsError(underlying: SluiceError(
                     .expired, "the job could not start before its deadline (\(JobRunner.timestamp(startBy))); the provider was not called"),
                     attempts: 0)
             }
             response = try await attempt(job, events: &events, lane: lane, startBy: startByMonotonic, startByWall: startBy,
-                                         waitBound: waitBound, progress: &progress, queueWait: queueWait, logger: logger)
+                                         waitBound: waitBound, progress: &progress, queueWait: queueWait, trace: trace, logger: logger)
         } catch {
             if Task.isCancelled && !cancelledByUser() {
                 logger.info("run cut off by shutdown; the job will run again where its partition goes")
@@ -82,8 +92,9 @@ struct JobRunner: Sendable {
     /// `Job.parse`) as any failed job is answered: a `chat_response_failure` event, a
     /// stored `failed` result with error `invalid_job`, `chat_finished`.
     func reject(
-        _ jobID: String, tenant: String, error: SluiceError, run: String, lastSeq: Int, producedAtMs: Int64?
+        _ jobID: String, tenant: String, error: SluiceError, run: String, lastSeq: Int, producedAtMs: Int64?, logger: Logger? = nil
     ) async -> (response: UnifiedResponse, json: [UInt8])? {
+        let logger = logger ?? self.logger
         let queueWait = producedAtMs.map { max(0, WallClock.now() - Double($0) / 1000) }
         logger.warning("job failed: \(error.message)", metadata: ["job_id": "\(jobID)", "run": "\(run)"])
         var events = JobEvents(
@@ -97,14 +108,16 @@ struct JobRunner: Sendable {
     }
 
     /// Publishes the end of a job: the response event (when it succeeded), the stored
-    /// result and `chat_finished`.
+    /// result and `chat_finished`; then, unless `worker.compact_finished_replay` is off,
+    /// leaves only the lifecycle events in its replay.
     private func finish(_ response: UnifiedResponse, events: inout JobEvents) -> (response: UnifiedResponse, json: [UInt8]) {
         var response = response
         response.omitInput(largerThan: config.worker.echoInputMaxBytes)
         let json = (try? JSON.encode(response)) ?? []
         if response.status == .succeeded { events.emit(.chatCompletionResponse, data: json) }
-        events.storeResult(json)
+        events.storeResult(json, response: response, finishedAt: WallClock.now())
         events.emit(.chatFinished, ["status": .string(response.status.rawValue)])
+        if config.worker.compactFinishedReplay { events.compactReplay() }
         return (response, json)
     }
 
@@ -178,7 +191,7 @@ struct JobRunner: Sendable {
 
     private func attempt(
         _ job: Job, events: inout JobEvents, lane: JobPriority, startBy: Double, startByWall: Double?,
-        waitBound: (seconds: Double, name: String), progress: inout Progress, queueWait: Double?, logger: Logger
+        waitBound: (seconds: Double, name: String), progress: inout Progress, queueWait: Double?, trace: JobTrace, logger: Logger
     ) async throws -> UnifiedResponse {
         let request = try resolve(job)
         let messages = request.messages
@@ -191,6 +204,7 @@ struct JobRunner: Sendable {
         var deadline: Double?
         let timeout = job.timeoutSeconds ?? config.worker.defaultTimeoutSeconds
         var rateLimited = 0
+        var chunkGate = ChunkEventGate(jobID: job.id, lane: lane, mode: config.worker.batchChunkEvents)
         // The last target's retries stopped because the job's timeout left no room for
         // the next one.
         var outOfTime: ProviderError?
@@ -254,11 +268,18 @@ struct JobRunner: Sendable {
                     throw AttemptsError(underlying: SluiceError(.timeout, "the job ran past its timeout"), attempts: attempts - 1)
                 }
                 call.totalTimeout = .seconds(saturating: remaining)
+                await chunkGate.refresh(redis: redis)
                 events.emit(.chatStarted, ["provider": .string(provider.name), "model": .string(model), "attempt": .number(Double(attempts))])
 
+                // A span per attempt (tracing on), ended with this iteration.
+                let attemptSpan = trace.startAttempt(provider: provider.name, model: model, attempt: attempts)
+                defer { attemptSpan?.end() }
                 var published = 0
                 do {
-                    let httpRequest = try format.makeRequest(call)
+                    var httpRequest = try format.makeRequest(call)
+                    if let context = trace.headers(of: attemptSpan) {
+                        for field in context.fields { httpRequest.headers[field.name] = field.value }
+                    }
                     // The body goes out once per job: a retry or a fallback names its
                     // target with `"body": null`, so retries cannot multiply a large
                     // request in Redis.
@@ -269,11 +290,16 @@ struct JobRunner: Sendable {
                     var redisFull = false
                     let redis = self.redis
                     let outcome = try await providers.run(call, format: format, request: httpRequest, onChunk: { chunk, _ in
-                        if !events.emit(.chunk, data: chunk.json) { redisFull = true }
+                        if chunkGate.isOpen, !events.emit(.chunk, data: chunk.json) { redisFull = true }
                         // Only content counts: a retry after a role-only chunk repeats nothing
                         // a reader would notice.
-                        if chunk.chunk.carriesContent { published += 1 }
+                        if chunk.chunk.carriesContent {
+                            // The first token is an event of the attempt's span; chunks make none.
+                            if published == 0 { attemptSpan?.addEvent("first token") }
+                            published += 1
+                        }
                     }, afterRead: {
+                        await chunkGate.refresh(redis: redis)
                         if redisFull {
                             redisFull = false
                             await redis.waitForRoom()
@@ -290,6 +316,11 @@ struct JobRunner: Sendable {
                                      outcome: outcome, attempts: attempts, queueWait: queueWait, rateLimitWait: progress.rateLimitWait)
                 } catch {
                     lastError = error
+                    if let attemptSpan {
+                        let failure = JobRunner.errorInfo(error)
+                        if let status = failure.providerStatus { attemptSpan.attributes["http.response.status_code"] = status }
+                        attemptSpan.fail("\(failure.type): \(failure.message)")
+                    }
                     if Task.isCancelled { throw AttemptsError(underlying: error, attempts: attempts) }
                     // Something of this attempt was relayed: a retry would repeat it.
                     guard let pe = error as? ProviderError, published == 0 else {
@@ -345,11 +376,15 @@ struct JobRunner: Sendable {
         throw AttemptsError(underlying: lastError, attempts: attempts)
     }
 
-    /// Exponential backoff with full jitter, at least what `Retry-After` asked for.
+    /// The delays between provider attempts: 250 ms doubling to 8 s, each between half
+    /// and all of that.
+    static let retryBackoff = Backoff(initial: .milliseconds(250), maximum: .seconds(8), jitter: 0.5...1)
+
+    /// The delay before retry number `retry` (0 for the first) in seconds, at least what
+    /// `Retry-After` asked for.
     static func backoff(retry: Int, retryAfter: Double?) -> Double {
-        let base = min(8.0, 0.25 * pow(2.0, Double(retry)))
-        let jittered = Double.random(in: base / 2...base)
-        return max(jittered, retryAfter ?? 0)
+        let (seconds, attoseconds) = retryBackoff.delay(attempt: retry).components
+        return max(Double(seconds) + Double(attoseconds) / 1e18, retryAfter ?? 0)
     }
 
     /// What a job asks for, with templates rendered and defaults applied.
@@ -376,30 +411,14 @@ struct JobRunner: Sendable {
             return ResolvedRequest(messages: m, chatInput: lastUser(m), provider: job.provider,
                                    model: job.model ?? body["model"]?.stringValue, parameters: job.parameters)
         case .prompt(let id, let variables):
-            let template = try loadPrompt(id)
+            let template = try PromptTemplate.load(id: id, from: config.promptsDir)
             let messages = try template.render(variables)
-            // A model that routes itself ("provider/model", an alias) overrides the
-            // template's provider too; a bare model name keeps it.
-            let selfRouting = job.model.map { $0.contains("/") || config.models[$0] != nil } ?? false
+            let target = template.target(provider: job.provider, model: job.model, config: config)
             return ResolvedRequest(
                 messages: messages, chatInput: lastUser(messages),
-                provider: job.provider ?? (selfRouting ? nil : template.provider), model: job.model ?? template.model,
+                provider: target.provider, model: target.model,
                 parameters: template.parameters.merging(job.parameters, uniquingKeysWith: { _, override in override }))
         }
-    }
-
-    /// Reads `prompts_dir/{id}.yaml` (or `.yml`).
-    func loadPrompt(_ id: String) throws -> PromptTemplate {
-        guard PromptTemplate.isValidID(id) else {
-            throw SluiceError(.unknownPrompt, "invalid prompt id \"\(id)\": use letters, digits, '-', '_' and '.'")
-        }
-        for ext in ["yaml", "yml"] {
-            let path = "\(config.promptsDir)/\(id).\(ext)"
-            if let data = FileManager.default.contents(atPath: path) {
-                return try PromptTemplate.parse(id: id, yaml: String(decoding: data, as: UTF8.self))
-            }
-        }
-        throw SluiceError(.unknownPrompt, "no prompt \"\(id)\" in \(config.promptsDir) (looked for \(id).yaml)")
     }
 
     private func succeeded(

@@ -5,6 +5,7 @@ import SluiceKafka
 import SluiceProviders
 import SluiceRedis
 import Synchronization
+import SluiceSupport
 
 /// Provider rate limits shared by every worker, held in Redis.
 ///

@@ -20,8 +20,9 @@ enum RunClaim {
     static let renewEvery: Duration = .seconds(3)
 
     enum Outcome {
-        /// Ours; the replay stream's last seq so far (0 for a first run).
-        case claimed(lastSeq: Int)
+        /// Ours; the replay stream's last seq so far (0 for a first run), and when asked
+        /// for, the tenant's spend today in micro-USD.
+        case claimed(lastSeq: Int, spentMicroUSD: Int64?)
         /// The job finished before: its stored result.
         case finished([UInt8])
         /// Another run holds it.
@@ -33,18 +34,23 @@ enum RunClaim {
     }
 
     /// One round trip: the id for the tenant, the claim, the stored result and the last
-    /// seq, pipelined.
-    static func claim(jobID: String, run: String, tenant: String, ttlSeconds: Int, redis: RedisConnection) async -> Outcome {
+    /// seq, pipelined; with `spendOn`, also the tenant's spend on that day (for its
+    /// daily limit).
+    static func claim(
+        jobID: String, run: String, tenant: String, ttlSeconds: Int, spendOn day: UsageDay? = nil, redis: RedisConnection
+    ) async -> Outcome {
         guard redis.isConnected else { return .unavailable }
         let replies: [RedisReply]
         do {
             let owner = JobOwnership.claimArguments(jobID: jobID, tenant: tenant, ttlSeconds: ttlSeconds)
-            replies = try await redis.execute([
+            var commands = [
                 RedisCommand(owner.map { Array($0.utf8) }),
                 RedisCommand("SET", RedisKeys.run(jobID), run, "NX", "PX", String(lease.wholeMilliseconds)),
                 RedisCommand("GET", RedisKeys.result(jobID)),
                 RedisCommand("XREVRANGE", RedisKeys.events(jobID), "+", "-", "COUNT", "1"),
-            ])
+            ]
+            if let day { commands.append(RedisCommand("HGET", RedisKeys.usage(tenant: tenant, day: day), TenantUsage.Field.costMicroUSD)) }
+            replies = try await redis.execute(commands)
         } catch {
             return .unavailable
         }
@@ -59,7 +65,8 @@ enum RunClaim {
             return .finished(result)
         }
         guard claimed else { return .heldElsewhere }
-        return .claimed(lastSeq: lastSeq(replies[3]))
+        let spent = day == nil ? nil : Int64(replies[4].string ?? "0") ?? 0
+        return .claimed(lastSeq: lastSeq(replies[3]), spentMicroUSD: spent)
     }
 
     /// Extends the lease if the claim is still this run's, or takes it again if it is

@@ -6,7 +6,9 @@ import SluiceHTTPClient
 import SluiceKafka
 import SluiceProviders
 import SluiceRedis
+import SluiceTelemetry
 import Synchronization
+import SluiceSupport
 
 /// `sluice worker`: consumes jobs, runs them, publishes their events and results.
 ///
@@ -31,16 +33,20 @@ public final class Worker: Service {
     /// Every job in flight retries its result while the broker is away: one line per
     /// topic per 30 s, not one per retry.
     private let deliveryFailures = LogThrottle()
+    /// Spans per job and per provider attempt, when tracing is on.
+    private let tracer: SluiceTracer
 
     public let metrics: WorkerMetrics
 
     public init(config: SluiceConfig, logger: Logger, environment: [String: String] = ProcessInfo.processInfo.environment,
-                metrics: WorkerMetrics = WorkerMetrics()) {
+                metrics: WorkerMetrics = WorkerMetrics(), tracer: SluiceTracer = .off) {
         self.config = config
         self.logger = logger
+        self.tracer = tracer
         self.environment = environment
         self.metrics = metrics
         self.cancels = CancelRegistry(ttlSeconds: Double(config.redis.eventTTLSeconds))
+        metrics.labelTenants(config.namedTenants)
     }
 
     public func run() async throws {
@@ -174,7 +180,8 @@ public final class Worker: Service {
                 // uncommitted for the next owner, not started.
                 if drainDeadline.value.isFinite { break }
                 if limiter.isFull(lane) { flow.pause() }
-                await limiter.acquire(lane)
+                // Cancelled while waiting: stop taking messages, as on shutdown.
+                guard await limiter.acquire(lane) else { break }
                 if drainDeadline.value.isFinite {
                     limiter.release()
                     break
@@ -268,6 +275,11 @@ public final class Worker: Service {
         _ message: KafkaMessage, lane topicLane: JobPriority, ticket: OffsetTracker.Ticket, runner: JobRunner,
         producer: KafkaProducer, keyring: JobKeyring?
     ) async {
+        // The trace the record carries on: every record this message leads to carries it
+        // too, and every log line names it.
+        let incoming = JobTrace.incoming(message)
+        var logger = self.logger
+        if let incoming { logger[metadataKey: "trace_id"] = "\(incoming.traceID)" }
         let job: Job
         /// A job read far enough to know its id, with a field out of its type or range:
         /// claimed and answered like any job, with a failed result naming the field.
@@ -308,7 +320,8 @@ public final class Worker: Service {
             metrics.sentToDLQ()
             let record = DLQRecord(message: message, error: reason)
             let topic = config.kafka.dlqTopic
-            switch await deliver(producer, topic: topic, key: record.key, value: (try? JSON.encode(record)) ?? []) {
+            let headers = JobTrace(passingOn: incoming).kafkaHeaders
+            switch await deliver(producer, topic: topic, key: record.key, value: (try? JSON.encode(record)) ?? [], headers: headers) {
             case .delivered:
                 complete(ticket)
             case .permanent(let refusal):
@@ -319,28 +332,42 @@ public final class Worker: Service {
                     "topic": "\(message.topic)", "partition": "\(message.partition)", "offset": "\(message.offset)",
                 ])
                 let cut = record.cutDown()
-                await deliverReplacement(producer, topic: topic, key: cut.key, value: (try? JSON.encode(cut)) ?? [], for: message, ticket: ticket)
+                await deliverReplacement(producer, topic: topic, key: cut.key, value: (try? JSON.encode(cut)) ?? [], headers: headers,
+                                         for: message, ticket: ticket)
             case .cancelled:
                 break
             }
             return
         }
 
-        // One run at a time; a finished job is answered from its stored result.
+        // The job's span (tracing on) runs from here to its result's delivery.
+        let trace = JobTrace(tracer: tracer, incoming: incoming, job: job)
+        if let headers = trace.headers { logger[metadataKey: "trace_id"] = "\(headers.traceID)" }
+        var ended: UnifiedResponse?
+        defer { trace.end(ended) }
+
+        // One run at a time; a finished job is answered from its stored result. The
+        // tenant's spend today comes with the claim when it has a daily limit.
         let run = Worker.newRunID()
         var lastSeq = 0
         var claimed = false
+        var spend: SpendCheck?
         claiming: while true {
+            let spendLimit = rejection == nil ? config.quotas.spendLimitUSD(for: job.tenant) : nil
+            let today = UsageDay(unixSeconds: Date().timeIntervalSince1970)
             switch await RunClaim.claim(
-                jobID: job.id, run: run, tenant: job.tenant, ttlSeconds: config.redis.eventTTLSeconds, redis: runner.redis) {
-            case .claimed(let seq):
+                jobID: job.id, run: run, tenant: job.tenant, ttlSeconds: config.redis.eventTTLSeconds,
+                spendOn: spendLimit.map { _ in today }, redis: runner.redis) {
+            case .claimed(let seq, let spent):
                 lastSeq = seq
                 claimed = true
+                if let spendLimit, let spent { spend = SpendCheck(limitUSD: spendLimit, spentMicroUSD: spent, day: today) }
                 break claiming
             case .finished(let stored):
                 logger.info("job already finished; producing its stored result again", metadata: ["job_id": "\(job.id)"])
                 metrics.resultReplayed()
-                await deliverResult(stored, of: job.id, for: message, ticket: ticket, producer: producer)
+                trace.span?.addEvent("result replayed")
+                await deliverResult(stored, of: job.id, for: message, ticket: ticket, producer: producer, trace: trace)
                 return
             case .heldElsewhere:
                 // A run on another worker (the partition's owner before a rebalance) is
@@ -354,8 +381,9 @@ public final class Worker: Service {
                 // to the result topic only, for the Kafka client that sent it.
                 logger.warning("job refused: its id belongs to another tenant", metadata: ["job_id": "\(job.id)"])
                 let refused = runner.idConflict(job, producedAtMs: message.timestampMs)
-                metrics.finished(refused.response)
-                await deliverResult(refused.json, of: job.id, for: message, ticket: ticket, producer: producer)
+                metrics.finished(refused.response, tenant: job.tenant)
+                ended = refused.response
+                await deliverResult(refused.json, of: job.id, for: message, ticket: ticket, producer: producer, trace: trace)
                 return
             }
         }
@@ -368,10 +396,12 @@ public final class Worker: Service {
         let stoppedByUser = Flag()
         let work = Task {
             if let rejection {
-                return await runner.reject(job.id, tenant: job.tenant, error: rejection, run: run, lastSeq: lastSeq, producedAtMs: message.timestampMs)
+                return await runner.reject(job.id, tenant: job.tenant, error: rejection, run: run, lastSeq: lastSeq, producedAtMs: message.timestampMs,
+                                           logger: logger)
             }
             return await runner.run(job, run: run, lastSeq: lastSeq, producedAtMs: message.timestampMs,
-                                    lane: job.priority ?? topicLane, cancelledByUser: { stoppedByUser.isSet || cancels.isCancelled(job) })
+                                    lane: job.priority ?? topicLane, spend: spend, trace: trace,
+                                    cancelledByUser: { stoppedByUser.isSet || cancels.isCancelled(job) })
         }
         // A run whose lease lapsed and was taken over stops: two runs must never publish
         // into one job. Its ticket is of an ended epoch (the message went to whoever runs
@@ -411,9 +441,10 @@ public final class Worker: Service {
             // rather than reported as cancelled), or taken over by another run.
             return
         }
-        metrics.finished(response)
+        metrics.finished(response, tenant: job.tenant)
+        ended = response
         guard !value.isEmpty else { return }
-        await deliverResult(value, of: job.id, for: message, ticket: ticket, producer: producer)
+        await deliverResult(value, of: job.id, for: message, ticket: ticket, producer: producer, trace: trace)
     }
 
     /// A short random id naming one run of a job in its events and claim.
@@ -427,11 +458,13 @@ public final class Worker: Service {
     /// for good (too large, not authorized) ends the job all the same: a cut-down
     /// `failed` one goes in its place, and the full one stays stored in Redis.
     private func deliverResult(
-        _ value: [UInt8], of jobID: String, for message: KafkaMessage, ticket: OffsetTracker.Ticket, producer: KafkaProducer
+        _ value: [UInt8], of jobID: String, for message: KafkaMessage, ticket: OffsetTracker.Ticket, producer: KafkaProducer,
+        trace: JobTrace
     ) async {
         let topic = config.kafka.resultsTopic
         let key = Array(jobID.utf8)
-        switch await deliver(producer, topic: topic, key: key, value: value) {
+        let headers = trace.kafkaHeaders
+        switch await deliver(producer, topic: topic, key: key, value: value, headers: headers) {
         case .delivered:
             complete(ticket)
         case .permanent(let refusal):
@@ -443,7 +476,7 @@ public final class Worker: Service {
                          metadata: ["job_id": "\(jobID)"])
             // Read back from the bytes: a result replayed from Redis has no other form.
             let cut = (try? JSON.decode(UnifiedResponse.self, from: value)).flatMap { try? JSON.encode($0.cutDown(error: error)) }
-            await deliverReplacement(producer, topic: topic, key: key, value: cut ?? [], for: message, ticket: ticket)
+            await deliverReplacement(producer, topic: topic, key: key, value: cut ?? [], headers: headers, for: message, ticket: ticket)
         case .cancelled:
             break
         }
@@ -461,9 +494,9 @@ public final class Worker: Service {
     /// completes the message: its job has ended. Refused too (a topic this worker may not
     /// write to), the job still ends, with an error in the log; only a shutdown leaves
     /// it uncommitted.
-    private func deliverReplacement(_ producer: KafkaProducer, topic: String, key: [UInt8]?, value: [UInt8],
+    private func deliverReplacement(_ producer: KafkaProducer, topic: String, key: [UInt8]?, value: [UInt8], headers: [KafkaHeader],
                                     for message: KafkaMessage, ticket: OffsetTracker.Ticket) async {
-        switch await deliver(producer, topic: topic, key: key, value: value) {
+        switch await deliver(producer, topic: topic, key: key, value: value, headers: headers) {
         case .delivered:
             complete(ticket)
         case .permanent(let refusal):
@@ -479,11 +512,12 @@ public final class Worker: Service {
     /// Produces until acknowledged, retrying while the broker is away; gives up when the
     /// broker refuses the message for good (too large, not authorized), or when the
     /// worker is cancelled (the message then stays uncommitted).
-    private func deliver(_ producer: KafkaProducer, topic: String, key: [UInt8]?, value: [UInt8]) async -> Delivery {
-        var delay = 0.2
+    private func deliver(_ producer: KafkaProducer, topic: String, key: [UInt8]?, value: [UInt8],
+                         headers: [KafkaHeader]) async -> Delivery {
+        var backoff = Backoff(initial: .milliseconds(200), maximum: .seconds(5))
         while true {
             do {
-                try await producer.send(topic: topic, key: key, value: value)
+                try await producer.send(topic: topic, key: key, value: value, headers: headers)
                 return .delivered
             } catch {
                 if let refusal = error as? KafkaError, refusal.isPermanent { return .permanent(refusal) }
@@ -493,8 +527,7 @@ public final class Worker: Service {
                 case .summary(let count): logger.warning("producing to \(topic) still fails (\(count) times in the last \(deliveryFailures.interval)), retrying: \(error)")
                 case .suppressed: break
                 }
-                try? await Task.sleep(for: .seconds(saturating: delay))
-                delay = min(delay * 2, 5)
+                try? await Task.sleep(for: backoff.nextDelay())
             }
         }
     }

@@ -26,6 +26,14 @@ import Synchronization
 /// | `sluice_worker_rate_limit_waits_total` | `provider` | admissions that had to wait (for the limit, a hold, or interactive work) |
 /// | `sluice_worker_rate_limit_wait_seconds_total` | `provider` | time jobs spent waiting for admission |
 /// | `sluice_worker_provider_rate_limited_total` | `provider` | provider answers of 429 (waited out, not counted as attempts) |
+/// | `sluice_worker_tenant_jobs_total` | `tenant`, `status` | jobs finished, per tenant |
+/// | `sluice_worker_tenant_tokens_total` | `tenant`, `kind` (`input`/`output`) | tokens, per tenant |
+/// | `sluice_worker_tenant_cost_usd_total` | `tenant` | cost of priced models, per tenant |
+/// | `sluice_worker_tenant_quota_refusals_total` | `tenant` | jobs failed `quota_exceeded` (the tenant's daily spend limit reached) |
+///
+/// `tenant` is one of the tenants the configuration names (`gateway.api_keys`,
+/// `quotas.tenants`, `default`), or `_other` for any other a Kafka job claims: the label
+/// set stays bounded whatever producers write.
 public final class WorkerMetrics: Sendable {
     public let registry = PrometheusCollectorRegistry()
     private let factory: PrometheusMetricsFactory
@@ -35,6 +43,9 @@ public final class WorkerMetrics: Sendable {
     private let replayed: CoreMetrics.Counter
     private let redisDropped: CoreMetrics.Counter
     private let redisDroppedSeen = Mutex(0)
+    /// The tenants labelled by name; every other one is `otherTenant`.
+    private let namedTenants = Mutex<Set<String>>(["default"])
+    static let otherTenant = "_other"
 
     public init() {
         var factory = PrometheusMetricsFactory(registry: registry)
@@ -88,21 +99,45 @@ public final class WorkerMetrics: Sendable {
         CoreMetrics.Counter(label: "sluice_worker_retries_total", dimensions: [("provider", provider)], factory: factory).increment()
     }
 
-    func finished(_ r: UnifiedResponse) {
+    /// Names the tenants whose series carry their own name (the configuration's).
+    func labelTenants(_ names: Set<String>) {
+        namedTenants.withLock { $0 = names }
+    }
+
+    /// The `tenant` label of a tenant: its name if configured, else `_other`.
+    func tenantLabel(_ tenant: String) -> String {
+        namedTenants.withLock { $0.contains(tenant) } ? tenant : WorkerMetrics.otherTenant
+    }
+
+    func quotaRefused(tenant: String) {
+        CoreMetrics.Counter(label: "sluice_worker_tenant_quota_refusals_total", dimensions: [("tenant", tenantLabel(tenant))], factory: factory)
+            .increment()
+    }
+
+    func finished(_ r: UnifiedResponse, tenant: String) {
         let provider = r.provider.isEmpty ? "none" : r.provider
+        let tenant = tenantLabel(tenant)
+        CoreMetrics.Counter(label: "sluice_worker_tenant_jobs_total", dimensions: [("tenant", tenant), ("status", r.status.rawValue)],
+                            factory: factory).increment()
         CoreMetrics.Counter(label: "sluice_worker_jobs_total", dimensions: [("status", r.status.rawValue), ("provider", provider)],
                 factory: factory).increment()
         let m = r.metrics
         if m.inputTokens > 0 {
             CoreMetrics.Counter(label: "sluice_worker_tokens_total", dimensions: [("provider", provider), ("kind", "input")], factory: factory)
                 .increment(by: m.inputTokens)
+            CoreMetrics.Counter(label: "sluice_worker_tenant_tokens_total", dimensions: [("tenant", tenant), ("kind", "input")], factory: factory)
+                .increment(by: m.inputTokens)
         }
         if m.outputTokens > 0 {
             CoreMetrics.Counter(label: "sluice_worker_tokens_total", dimensions: [("provider", provider), ("kind", "output")], factory: factory)
                 .increment(by: m.outputTokens)
+            CoreMetrics.Counter(label: "sluice_worker_tenant_tokens_total", dimensions: [("tenant", tenant), ("kind", "output")], factory: factory)
+                .increment(by: m.outputTokens)
         }
         if let cost = m.costUSD, cost > 0, cost.isFinite {
             CoreMetrics.FloatingPointCounter(label: "sluice_worker_cost_usd_total", dimensions: [("provider", provider)], factory: factory)
+                .increment(by: cost)
+            CoreMetrics.FloatingPointCounter(label: "sluice_worker_tenant_cost_usd_total", dimensions: [("tenant", tenant)], factory: factory)
                 .increment(by: cost)
         }
         guard r.status == .succeeded else { return }

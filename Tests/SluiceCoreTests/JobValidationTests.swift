@@ -54,6 +54,36 @@ import Testing
         }
     }
 
+    /// The message fields Sluice reads have their types: a result repeats the messages,
+    /// and the API description promises their shape.
+    @Test(arguments: [
+        (#"{"role": "user", "content": 5}"#, "messages[0].content must be a string, an array of content parts or null"),
+        (#"{"role": "tool", "content": "x", "tool_call_id": {}}"#, "messages[0].tool_call_id must be a string"),
+        (#"{"role": "user", "content": "x", "name": ["a"]}"#, "messages[0].name must be a string"),
+        (#"{"role": "assistant", "tool_calls": [null, null]}"#, "messages[0].tool_calls must be an array of objects"),
+    ])
+    func mistypedMessageFieldsAreNamed(message: String, expected: String) throws {
+        do {
+            _ = try parse(#"{"id": "job-1", "model": "default", "messages": [\#(message)]}"#)
+            Issue.record("accepted \(message)")
+        } catch let error as SluiceError {
+            #expect(error.code == .invalidJob)
+            #expect(error.context["field"] == "messages")
+            #expect(error.message.contains(expected), "\(error.message)")
+        }
+    }
+
+    @Test func wellTypedMessageFieldsAndNullsAreAccepted() throws {
+        let job = try parse("""
+            {"id": "m", "model": "default", "messages": [
+              {"role": "user", "content": [{"type": "text", "text": "hi"}], "name": "ada"},
+              {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function"}], "tool_call_id": null},
+              {"role": "tool", "content": "sunny", "tool_call_id": "c1", "extra": 5}]}
+            """)
+        guard case .messages(let messages) = job.request else { Issue.record("not a messages job"); return }
+        #expect(messages.count == 3)
+    }
+
     @Test func theBoundsThemselvesAreAccepted() throws {
         let job = try parse("""
             {"id": "edge", "model": "default", "messages": [{"role": "user", "content": "x"}], "timeout_s": 86400,

@@ -69,6 +69,33 @@ import Testing
         #expect(acc.allChoicesFinished)
     }
 
+    /// The chunks a response stands in with, read back as a stream, are the response.
+    @Test func standInChunksSayWhatTheResponseSays() throws {
+        let choices = [
+            CompletionChoice(index: 0, message: AssistantMessage(content: "Hello"), finishReason: "stop"),
+            CompletionChoice(index: 1, message: AssistantMessage(content: nil, toolCalls: [
+                ToolCall(id: "call_1", function: .init(name: "get_weather", arguments: "{\"city\":\"Paris\"}")),
+            ]), finishReason: "tool_calls"),
+        ]
+        let r = UnifiedResponse(
+            id: "x", created: 1, model: "m", choices: choices, usage: Usage(promptTokens: 3, completionTokens: 4),
+            systemFingerprint: "fp", sessionID: nil, chatInput: "q", chatOutput: "Hello", context: [], provider: "openai",
+            timestamp: 2.5, parameters: [:],
+            metrics: Metrics(inputTokens: 3, outputTokens: 4, totalTokens: 7, costUSD: nil, latencyS: 1,
+                             timeToFirstTokenS: 0.5, interTokenLatencyS: nil, tokensPerSecond: 4, queueWaitS: 0.1,
+                             attempts: 1, usageSource: .provider, streamComplete: true),
+            jobID: "j", status: .succeeded, error: nil, metadata: .null)
+        let chunks = r.standInChunks
+        #expect(chunks.count == 3)
+        #expect(chunks.last?.choices.isEmpty == true && chunks.last?.usage == r.usage)
+        #expect(chunks.allSatisfy { $0.id == "x" && $0.model == "m" && $0.systemFingerprint == "fp" })
+        var acc = StreamAccumulator()
+        for chunk in chunks { acc.add(try JSON.decode(ChatCompletionChunk.self, from: try JSON.encode(chunk))) }
+        #expect(acc.completionChoices == choices)
+        #expect(acc.usage == r.usage)
+        #expect(acc.allChoicesFinished)
+    }
+
     @Test func priceTable() {
         let table = PriceTable(overrides: ["mock/m": .init(input: 1, output: 2)])
         #expect(table.cost(provider: "mock", model: "m", inputTokens: 1_000_000, outputTokens: 500_000) == 2)
@@ -215,6 +242,22 @@ extension ResponseEncodingTests {
         } catch let e as SluiceError {
             #expect(e.message.contains("nope"))
         } catch { Issue.record("\(error)") }
+    }
+
+    @Test func finishedReplaysAndBatchChunkEvents() throws {
+        let defaults = try SluiceConfig.parse(yaml: "")
+        #expect(defaults.worker.compactFinishedReplay)
+        #expect(defaults.worker.batchChunkEvents == .followed)
+        let c = try SluiceConfig.parse(yaml: "worker: { compact_finished_replay: false, batch_chunk_events: never }")
+        #expect(!c.worker.compactFinishedReplay)
+        #expect(c.worker.batchChunkEvents == .never)
+        #expect(try SluiceConfig.parse(yaml: "worker: { batch_chunk_events: always }").worker.batchChunkEvents == .always)
+        do {
+            _ = try SluiceConfig.parse(yaml: "worker: { batch_chunk_events: sometimes }")
+            Issue.record("an unknown mode was accepted")
+        } catch let e as SluiceError {
+            #expect(e.message == "config key worker.batch_chunk_events: \"sometimes\" is not a mode: give one of followed, always, never")
+        }
     }
 
     @Test func routing() throws {

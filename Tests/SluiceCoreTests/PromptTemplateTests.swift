@@ -1,3 +1,4 @@
+import Foundation
 import SluiceCore
 import Testing
 
@@ -42,5 +43,37 @@ import Testing
         #expect(!PromptTemplate.isValidID("../etc/passwd"))
         #expect(!PromptTemplate.isValidID(".hidden"))
         #expect(!PromptTemplate.isValidID("a/b"))
+    }
+
+    @Test func loadingReadsTheFileAndRefusesUnsafeOrMissingIDs() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-prompts-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try yaml.write(to: dir.appendingPathComponent("welcome.yml"), atomically: true, encoding: .utf8)
+        try "model: m".write(to: dir.appendingPathComponent("broken.yaml"), atomically: true, encoding: .utf8)
+
+        #expect(try PromptTemplate.load(id: "welcome", from: dir.path).model == "gpt-4o-mini")
+        for id in ["nofile", "../welcome"] {
+            do {
+                _ = try PromptTemplate.load(id: id, from: dir.path)
+                Issue.record("loaded \(id)")
+            } catch let e as SluiceError {
+                #expect(e.code == .unknownPrompt)
+                #expect(!e.message.contains(dir.path), "the directory stays out of client-facing errors: \(e.message)")
+            }
+        }
+        #expect(throws: SluiceError.self) { try PromptTemplate.load(id: "broken", from: dir.path) }
+    }
+
+    /// The routing rule the gateway checks and the worker runs by.
+    @Test func aSelfRoutingModelOverridesTheTemplatesProviderAndABareOneKeepsIt() throws {
+        let t = try PromptTemplate.parse(id: "welcome", yaml: yaml)
+        var config = SluiceConfig()
+        config.models["fast"] = ModelTarget(provider: "anthropic", model: "claude-x")
+        #expect(t.target(provider: nil, model: nil, config: config) == ("openai", "gpt-4o-mini"))
+        #expect(t.target(provider: nil, model: "gpt-4o", config: config) == ("openai", "gpt-4o"))
+        #expect(t.target(provider: nil, model: "anthropic/claude-x", config: config) == (nil, "anthropic/claude-x"))
+        #expect(t.target(provider: nil, model: "fast", config: config) == (nil, "fast"))
+        #expect(t.target(provider: "azure", model: "fast", config: config) == ("azure", "fast"))
     }
 }

@@ -140,10 +140,13 @@ struct BatchTests {
                 #expect(metrics["attempts"] == 1)
                 #expect(body["context"]?.arrayValue?.first?["content"]?.stringValue == "question \(id)")
             }
-            // Not streamed unless the body asks for it: a non-streaming job's reply is one chunk.
+            // Not streamed unless the body asks for it; and in the batch lane, with nobody
+            // following, its reply is in its result, not in chunk events.
             let someJob = try #require(results["req-0"]?["response"]?["request_id"]?.stringValue)
             let events = try await stack.events(of: someJob)
-            #expect(events.filter { $0["event"] == "chunk" }.count == 1, "\(events.map { $0["event"] ?? .null })")
+            let request = try #require(events.first { $0["event"] == "chat_completion_request" })
+            #expect(request["data"]?["body"]?["stream"] == false)
+            #expect(!events.contains { $0["event"] == "chunk" }, "\(events.map { $0["event"] ?? .null })")
             let failed = try #require(results["fails"])
             #expect(failed["response"]?["status_code"] == 400)
             #expect(failed["response"]?["body"]?["status"] == "failed")

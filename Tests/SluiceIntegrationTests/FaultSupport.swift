@@ -6,6 +6,7 @@ import SluiceWorker
 import Synchronization
 import Testing
 import Yams
+import SluiceSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -32,65 +33,14 @@ final class WorkerHandle: Sendable {
     }
 }
 
-/// A child process with a clean signal mask (Foundation's `Process` passes on the
-/// blocked signals of the thread that starts it, and the child would ignore SIGTERM).
-final class TestProcess: @unchecked Sendable {
-    // @unchecked: `pid` is immutable; `reaped` is only touched behind `lock`.
-    let pid: pid_t
-    private let lock = NSLock()
-    private var reaped = false
+/// The tests' long-running children (workers, gateways, Redis) are the support layer's.
+typealias TestProcess = ChildProcess
 
-    init(_ path: String, _ arguments: [String], log: String) throws {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        var attr = posix_spawnattr_t()
-        posix_spawnattr_init(&attr)
-        defer { posix_spawnattr_destroy(&attr) }
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        posix_spawnattr_setsigmask(&attr, &empty)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for s in [SIGINT, SIGTERM, SIGPIPE] { sigaddset(&defaults, s) }
-        posix_spawnattr_setsigdefault(&attr, &defaults)
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-        let argv = ([path] + arguments).map { strdup($0) } + [nil]
-        defer { for a in argv { free(a) } }
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, path, &actions, &attr, argv, environ)
-        guard rc == 0 else { throw TestFailure("cannot start \(path): \(String(cString: strerror(rc)))") }
-        self.pid = pid
-    }
-
-    func signal(_ s: Int32) { kill(pid, s) }
-
-    /// Waits for the exit; returns the exit code (or 128 + signal).
-    @discardableResult
-    func wait(timeout: Duration = .seconds(30)) async -> Int32? {
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            var status: Int32 = 0
-            let r: pid_t = lock.withLock { reaped ? pid : waitpid(pid, &status, WNOHANG) }
-            if r == pid {
-                lock.withLock { reaped = true }
-                return status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-            }
-            try? await Task.sleep(for: .milliseconds(20))
-        }
-        return nil
-    }
-
-    deinit {
-        let done = lock.withLock { reaped }
-        if !done {
-            kill(pid, SIGKILL)
-            var status: Int32 = 0
-            waitpid(pid, &status, 0)
-        }
+extension ChildProcess {
+    /// Starts `path`, appending its output to `log` (a test may restart a process onto
+    /// the same log).
+    convenience init(_ path: String, _ arguments: [String], log: String) throws {
+        try self.init(name: URL(fileURLWithPath: path).lastPathComponent, path: path, arguments: arguments, logPath: log, truncateLog: false)
     }
 }
 
@@ -121,22 +71,7 @@ enum TestPaths {
         return path
     }
 
-    static func freePort() -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = 0
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { p in
-                _ = bind(fd, p, len)
-                return getsockname(fd, p, &len)
-            }
-        }
-        return Int(UInt16(bigEndian: addr.sin_port))
-    }
+    static func freePort() -> Int { LoopbackPort.free() }
 }
 
 /// Every log line a logger was given, for searching.

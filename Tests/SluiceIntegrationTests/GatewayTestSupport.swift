@@ -5,6 +5,7 @@ import SluiceRedis
 import ServiceLifecycle
 import SluiceGateway
 import Testing
+import SluiceSupport
 
 /// Requests to the in-process gateway of a `TestStack`, and readers of its event streams.
 extension TestStack {
@@ -173,7 +174,7 @@ enum PythonClient {
         env["PYTHONDONTWRITEBYTECODE"] = "1"
         env["PYTHONUNBUFFERED"] = "1"
         for (k, v) in environment { env[k] = v }
-        let result = try await Spawn.run(
+        let result = try await Command.run(
             ["python3", Repository.root.appendingPathComponent("Tests/clients/\(script)").path], environment: env, timeout: timeout)
         return Run(status: result.status, output: result.text)
     }

@@ -7,6 +7,7 @@ import SluiceMockProvider
 import SluiceRedis
 import Synchronization
 import Testing
+import SluiceSupport
 
 /// The HTTP front, in process, against the real broker and Redis and a worker: every
 /// endpoint's success and error answers, auth and tenancy, limits, the OpenAPI
@@ -300,7 +301,7 @@ struct GatewayTests {
             #expect(cancel["job_id"] == .string(id))
             #expect(cancel["tenant"] == "a")
             #expect(cancel["submission_id"]?.stringValue?.isEmpty == false)
-            try SchemaValidator.expectValid([("control", try JSON.decode(JSONValue.self, from: message.value))])
+            try await SchemaValidator.expectValid([("control", try JSON.decode(JSONValue.self, from: message.value))])
             let status = try await stack.call("GET", "/v1/jobs/\(id)", headers: a).json["status"]?.stringValue
             #expect(["cancelling", "cancelled"].contains(status ?? ""), "\(status ?? "nil")")
             #expect(try await stack.metric(#"sluice_gateway_jobs_cancelled_total{reason="delete"}"#) == 1)
@@ -442,7 +443,7 @@ struct GatewayTests {
         config.gateway.listen = "127.0.0.1:0"
         try await withGatewayOnly(config) { base in
             let port = try #require(base.split(separator: ":").last)
-            let ss = try await Spawn.run(["/usr/bin/env", "ss", "-Hltn", "sport = :\(port)"])
+            let ss = try await Command.run(["/usr/bin/env", "ss", "-Hltn", "sport = :\(port)"])
             let fields = ss.text.split(whereSeparator: \.isWhitespace)
             // State Recv-Q Send-Q Local Peer; the kernel caps the backlog at net.core.somaxconn.
             let backlog = try #require(fields.count >= 3 ? Int(fields[2]) : nil, "ss said: \(fields)")
@@ -478,6 +479,49 @@ struct GatewayTests {
         #expect(ContinuousClock.now - start < .seconds(10))
         let events = try await #require(reading).value
         #expect(events.isEmpty)
+    }
+
+    /// A streamed completion whose job is still running ends too when the gateway is told
+    /// to stop: an error line naming where the result will be, then `[DONE]`; the job is
+    /// not cancelled (the gateway's going is not the client's).
+    @Test(.timeLimit(.minutes(1))) func shuttingDownEndsCompletionStreamsAndLeavesTheirJobs() async throws {
+        var config = SluiceConfig()
+        config.kafka.brokers = try TestServices.brokers()
+        config.redis.url = try TestServices.redisURL()
+        config.gateway.listen = "127.0.0.1:0"
+        let suffix = UUID().uuidString.prefix(8).lowercased()
+        config.kafka.requestsTopic = "shutdown-requests-\(suffix)"
+        config.kafka.controlTopic = "shutdown-control-\(suffix)"
+        try KafkaAdmin.createTopics(brokers: config.kafka.brokers, topics: [(config.kafka.requestsTopic, 1), (config.kafka.controlTopic, 1)])
+        config.providers = [.init(name: "mock", kind: .mock, baseURL: "http://127.0.0.1:9/v1")]
+        config.models = ["default": ModelTarget(provider: "mock", model: "mock-1")]
+        let http = HTTPClient(logger: TestServices.logger)
+        defer { http.shutdown() }
+
+        var reading: Task<[SSEEvent], any Error>?
+        let start = ContinuousClock.now
+        try await withGatewayOnly(config) { base in
+            // No worker runs: the job stays in its topic and the stream stays open.
+            let body = try JSON.encode(["model": "default", "stream": true, "messages": Self.user] as JSONValue)
+            let response = try await http.execute(HTTPRequest(
+                method: "POST", url: base + "/v1/chat/completions", headers: ["content-type": "application/json"], body: body))
+            #expect(response.status == 200)
+            let reader = EventStreamReader(response: response)
+            reading = Task { try await reader.rest() }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        #expect(ContinuousClock.now - start < .seconds(10))
+        let events = try await #require(reading).value
+        let texts = events.map { String(decoding: $0.bytes, as: UTF8.self) }
+        #expect(texts.count == 2, "\(texts)")
+        #expect(texts.first?.contains("shutting down") == true && texts.first?.contains("/v1/jobs/") == true, "\(texts)")
+        #expect(texts.last == "[DONE]")
+        // The body (and any cancel it would send) ended before the gateway stopped.
+        let lag = { (topic: String) in
+            try KafkaAdmin.groupLag(brokers: config.kafka.brokers, group: "nobody-\(suffix)", topic: topic, logger: TestServices.logger).values.reduce(0, +)
+        }
+        #expect(try lag(config.kafka.requestsTopic) == 1, "the job was submitted")
+        #expect(try lag(config.kafka.controlTopic) == 0, "and not cancelled")
     }
 
     @Test func theOpenAPIDocumentDescribesEveryRoute() async throws {
@@ -564,6 +608,30 @@ struct GatewayTests {
             let byQuery = try await stack.call("GET", "/v1/jobs/\(id)/events?last_event_id=\(all.count - 2)")
             #expect(byQuery.events.map(\.id) == ["\(all.count - 1)", "\(all.count)"])
             #expect(try await stack.call("GET", "/v1/jobs/\(id)/events", headers: ["last-event-id": "soon"]).status == 400)
+        }
+    }
+
+    /// A reader resuming at or after a job's last event has everything: its stream ends at
+    /// once when the job has finished, and when the job finishes when it has not.
+    @Test func resumingAfterTheLastEventEndsTheStream() async throws {
+        try await TestStack.with(mock: MockBehavior(chunks: 10, chunkDelay: .milliseconds(100)), gateway: true) { stack in
+            let id = try #require(try await stack.call("POST", "/v1/jobs", json: ["model": "default", "chat_input": "resume at the end"]).json["id"]?.stringValue)
+            // Running: a reader past the end waits for the job, then ends with nothing.
+            let early = try await stack.call("GET", "/v1/jobs/\(id)/events", headers: ["last-event-id": "9007199254740991"])
+            #expect(early.status == 200)
+            #expect(early.events.isEmpty)
+            #expect(try await stack.call("GET", "/v1/jobs/\(id)").json["status"] == "succeeded")
+
+            // Finished: at once, for the last seq and beyond it.
+            let last = try await stack.events(of: id).count
+            for resume in [last, last + 1, 9_007_199_254_740_991] {
+                let start = ContinuousClock.now
+                let answer = try await stack.call("GET", "/v1/jobs/\(id)/events?last_event_id=\(resume)")
+                #expect(answer.status == 200)
+                #expect(answer.events.isEmpty, "after \(resume)")
+                #expect(ContinuousClock.now - start < .seconds(5), "after \(resume)")
+            }
+            #expect(try await stack.call("GET", "/v1/jobs/\(id)/events?last_event_id=\(last - 1)").events.map(\.event) == ["chat_finished"])
         }
     }
 

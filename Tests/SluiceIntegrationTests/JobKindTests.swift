@@ -103,14 +103,14 @@ struct SchemaConformanceTests {
             for r in records { documents.append(("dlq", try JSON.decode(JSONValue.self, from: r.value))) }
             documents.append(("control", ["type": "cancel", "job_id": "s-msg"]))
             #expect(documents.count > 40)
-            try SchemaValidator.expectValid(documents)
+            try await SchemaValidator.expectValid(documents)
 
             // And the schemas reject what they should.
             let rejected: [(String, JSONValue)] = [("control", ["type": "pause", "job_id": "x"]), ("job", invalid),
                                                    ("job", ["id": "a b", "chat_input": "x"]),
                                                    ("event", ["job_id": "x", "seq": 0, "event": "chunk", "data": [:], "ts": 1])]
             for doc in rejected {
-                try SchemaValidator.expectRejected(doc)
+                try await SchemaValidator.expectRejected(doc)
             }
         }
     }

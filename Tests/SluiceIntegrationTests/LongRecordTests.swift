@@ -45,7 +45,7 @@ struct LongRecordTests {
             #expect(sent["body"] == .null && sent["body_omitted"] == true)
             #expect(sent["body_bytes"]?.intValue ?? 0 > 4 << 20 - 100)
             #expect(try events.allSatisfy { try JSON.encode($0).count < 64 * 1024 })
-            try SchemaValidator.expectValid([("result", try JSON.decode(JSONValue.self, from: try JSON.encode(result)))]
+            try await SchemaValidator.expectValid([("result", try JSON.decode(JSONValue.self, from: try JSON.encode(result)))]
                 + events.map { ("event", $0) })
         }
     }
@@ -113,7 +113,7 @@ struct LongRecordTests {
             let leak = try JSON.decode(JSONValue.self, from: try #require(byKey["leak"]).value)
             let leakValue = String(decoding: try #require(Data(base64Encoded: leak["value_base64"]?.stringValue ?? "")), as: UTF8.self)
             #expect(leakValue == #"{"id": "leak", "api_key": "***", broken"#)
-            try SchemaValidator.expectValid([
+            try await SchemaValidator.expectValid([
                 ("result", try JSON.decode(JSONValue.self, from: try JSON.encode(big))), ("dlq", garbage), ("dlq", leak),
             ])
 

@@ -77,7 +77,7 @@ struct RateLimitTests {
             #expect(stack.mock.stats.snapshot.requests == 0)
             // The result, and a job with the new fields, are what the schemas say.
             let raw = try #require(stack.results.all.first { $0.keyString == "late-1" })
-            try SchemaValidator.expectValid([
+            try await SchemaValidator.expectValid([
                 ("result", try JSON.decode(JSONValue.self, from: raw.value)),
                 ("job", ["id": "j", "model": "m", "chat_input": "x", "priority": "batch",
                                      "deadline": "2026-01-31T12:00:00Z", "max_queue_s": 30]),

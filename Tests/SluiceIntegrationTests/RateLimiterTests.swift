@@ -5,6 +5,7 @@ import SluiceRedis
 import SluiceWorker
 import Synchronization
 import Testing
+import SluiceSupport
 
 /// The shared limiter against the real Redis: what two workers see of one bucket.
 @Suite(.needsServices, .serialized, .timeLimit(.minutes(2)))

@@ -93,7 +93,7 @@ struct SSERelayTests {
             _ = try await redis.execute(RedisCommand("PING"))
             try await Task.sleep(for: .milliseconds(200))
 
-            let style = CompletionStyle(api: "openai", stream: true, includeUsageChunk: false)
+            var completion = CompletionFrames(style: CompletionStyle(api: "openai", stream: true, includeUsageChunk: false), jobID: jobID)
             var events = ByteBuffer()
             var frames = ByteBuffer()
             var writes: [(events: String, frames: String)] = []
@@ -101,7 +101,7 @@ struct SSERelayTests {
                 if case .event(let seq, let name, let envelope, _) = item {
                     SSEFormat.writeEvent(id: seq, name: name, data: envelope, range: 0..<envelope.count, to: &events)
                 }
-                CompletionFrames.write(item, style: style, to: &frames)
+                completion.write(item, to: &frames)
             } flush: {
                 writes.append((String(buffer: events), String(buffer: frames)))
                 events.clear()

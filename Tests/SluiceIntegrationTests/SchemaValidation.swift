@@ -1,6 +1,7 @@
 import Foundation
 import SluiceCore
 import Testing
+import SluiceSupport
 
 /// Checks documents against `schemas/` with Python's `jsonschema` (installed by
 /// `make setup`): one process for a whole batch.
@@ -10,14 +11,14 @@ enum SchemaValidator {
     }
 
     /// Records an issue for every document that does not validate.
-    static func expectValid(_ documents: [(schema: String, document: JSONValue)], sourceLocation: SourceLocation = #_sourceLocation) throws {
+    static func expectValid(_ documents: [(schema: String, document: JSONValue)], sourceLocation: SourceLocation = #_sourceLocation) async throws {
         var input = ""
         for (schema, document) in documents {
             let line = try JSON.encode(["schema": .string(schema), "document": document] as JSONValue)
             input += String(decoding: line, as: UTF8.self) + "\n"
         }
-        // Spawn, not Foundation.Process, whose run() can crash a busy test process (see Spawn).
-        let result = try Spawn.runBlocking(
+        // Command, not Foundation.Process, whose run() can crash a busy test process.
+        let result = try await Command.run(
             ["python3", root.appendingPathComponent("scripts/validate-schemas.py").path, root.appendingPathComponent("schemas").path],
             input: Array(input.utf8), timeout: .seconds(120))
         let report = result.text
@@ -28,9 +29,9 @@ enum SchemaValidator {
     /// Expects the schema to reject `document`: the validator must run, and report at
     /// least one error for it (a validator that cannot start does not count as a
     /// rejection).
-    static func expectRejected(_ document: (schema: String, document: JSONValue), sourceLocation: SourceLocation = #_sourceLocation) throws {
+    static func expectRejected(_ document: (schema: String, document: JSONValue), sourceLocation: SourceLocation = #_sourceLocation) async throws {
         let line = try JSON.encode(["schema": .string(document.schema), "document": document.document] as JSONValue)
-        let result = try Spawn.runBlocking(
+        let result = try await Command.run(
             ["python3", root.appendingPathComponent("scripts/validate-schemas.py").path, root.appendingPathComponent("schemas").path],
             input: line + Array("\n".utf8), timeout: .seconds(120))
         let report = result.text

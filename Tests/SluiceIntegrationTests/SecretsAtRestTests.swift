@@ -31,7 +31,7 @@ struct SecretsAtRestTests {
             let json = try JSON.decode(JSONValue.self, from: record.value)
             #expect(json["api_key"] == nil)
             #expect(json["api_key_sealed"]?.stringValue?.hasPrefix("v1.") == true)
-            try SchemaValidator.expectValid([("job", json)])
+            try await SchemaValidator.expectValid([("job", json)])
         }
     }
 

@@ -7,9 +7,11 @@ import SluiceHTTPClient
 import SluiceKafka
 import SluiceMockProvider
 import SluiceRedis
+import SluiceTelemetry
 import SluiceWorker
 import Synchronization
 import Testing
+import SluiceSupport
 
 /// The broker and Redis that `make test` starts (scripts/with-services.sh).
 enum TestServices {
@@ -58,10 +60,10 @@ struct TestStack: Sendable {
     static func with(
         maxInFlight: Int = 64, mock defaults: MockBehavior = MockBehavior(), rateLimit: MockRateLimit? = nil,
         gateway: Bool = false, worker: Bool = true,
+        logger: Logger = TestServices.logger, tracers: (gateway: SluiceTracer, worker: SluiceTracer) = (.off, .off),
         configure: (inout SluiceConfig) -> Void = { _ in },
         _ body: (TestStack) async throws -> Void
     ) async throws {
-        let logger = TestServices.logger
         let prefix = "t\(UUID().uuidString.prefix(8).lowercased())"
         var config = SluiceConfig()
         config.kafka.brokers = try TestServices.brokers()
@@ -75,6 +77,10 @@ struct TestStack: Sendable {
         config.redis.eventTTLSeconds = 600
         config.worker.maxInFlight = maxInFlight
         config.worker.drainSeconds = 5
+        // Most tests read a finished job's chunks back from its replay stream, which
+        // compaction (on by default) empties of them as the job ends: they run with it
+        // off, and the tests about compaction (ReplayCompactionTests) turn it on.
+        config.worker.compactFinishedReplay = false
         config.gateway.listen = "127.0.0.1:0"
         config.gateway.adminKey = TestStack.adminKey
         config.kafka.jobKey = TestStack.jobKey
@@ -103,11 +109,11 @@ struct TestStack: Sendable {
                 http.shutdown()
             }
 
-            var services: [any Service] = worker ? [Worker(config: frozen, logger: logger)] : []
+            var services: [any Service] = worker ? [Worker(config: frozen, logger: logger, tracer: tracers.worker)] : []
             let gatewayPort = PortBox()
             var gatewayObject: Gateway?
             if gateway {
-                let g = try Gateway(config: frozen, logger: logger)
+                let g = try Gateway(config: frozen, logger: logger, tracer: tracers.gateway)
                 gatewayObject = g
                 services.append(try g.buildApplication { port in gatewayPort.set(port) })
             }
@@ -304,16 +310,7 @@ func chunkText(_ data: JSONValue?) -> String {
 /// check for a server a test starts itself.
 func waitUntilListening(port: Int) async throws {
     for _ in 0..<200 {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = in_port_t(UInt16(port).bigEndian)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let ok = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        } == 0
-        close(fd)
-        if ok { return }
+        if LoopbackPort.isListening(port) { return }
         try await Task.sleep(for: .milliseconds(50))
     }
     throw TestFailure("nothing listens on port \(port)")

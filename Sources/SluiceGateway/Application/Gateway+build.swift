@@ -15,6 +15,7 @@ extension Gateway {
         addOperationalRoutes(to: router)
         addDocsRoutes(to: router)
         addJobRoutes(to: router)
+        addUsageRoutes(to: router)
         addOpenAIRoutes(to: router)
         addLLMstudioRoutes(to: router)
         addPortkeyRoutes(to: router)

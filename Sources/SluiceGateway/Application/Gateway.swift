@@ -3,7 +3,9 @@ import Logging
 import SluiceCore
 import SluiceKafka
 import SluiceRedis
+import SluiceTelemetry
 import Synchronization
+import SluiceSupport
 
 /// `sluice gateway`: the HTTP front. It only submits jobs to Kafka, subscribes to their
 /// events on Redis and converts them into the shapes clients already speak; the work
@@ -27,16 +29,21 @@ public struct Gateway: Sendable {
     let keyring: JobKeyring?
     /// Event streams open per tenant (`gateway.max_readers_per_tenant`).
     let readers: ReaderLimiter
+    /// A span per submission, when tracing is on.
+    let tracer: SluiceTracer
 
-    public init(config: SluiceConfig, logger: Logger, environment: [String: String] = ProcessInfo.processInfo.environment) throws {
+    public init(config: SluiceConfig, logger: Logger, environment: [String: String] = ProcessInfo.processInfo.environment,
+                tracer: SluiceTracer = .off) throws {
         self.config = config
         self.logger = logger
+        self.tracer = tracer
         let redisConfig = try RedisConfiguration(url: config.redis.url)
         self.redis = RedisConnection(configuration: redisConfig, logger: logger)
         self.subscriber = RedisSubscriber(configuration: redisConfig, logger: logger)
         self.producer = try KafkaProducer(brokers: config.kafka.brokers, properties: config.kafka.producerProperties, logger: logger)
         self.follower = JobEventFollower(
-            redis: redis, subscriber: subscriber, heartbeat: .seconds(15), bufferEvents: config.gateway.readerBufferEvents)
+            redis: redis, subscriber: subscriber, heartbeat: .seconds(15), bufferEvents: config.gateway.readerBufferEvents,
+            marksFollowed: config.worker.batchChunkEvents == .followed)
         self.keys = APIKeyTable(
             config.gateway.apiKeys, admin: (config.gateway.adminKeyEnv, config.gateway.adminKey), environment: environment)
         self.metrics = GatewayMetrics()
@@ -54,11 +61,10 @@ public struct Gateway: Sendable {
     }
 
     static func parseListen(_ listen: String) throws -> (String, Int) {
-        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65_535).contains(port) else {
+        guard let address = HostPort(listen) else {
             throw SluiceError(.config, "gateway.listen must be host:port with a port from 0 to 65535, got \"\(listen)\"")
         }
-        let host = String(listen[..<colon])
-        return (host.isEmpty ? "0.0.0.0" : host, port)
+        return (address.host.isEmpty ? "0.0.0.0" : address.host, address.port)
     }
 }
 

@@ -28,11 +28,7 @@ extension Gateway {
         case .passthrough(let body):
             targets.append((job.provider, job.model ?? body["model"]?.stringValue))
         case .prompt(let id, _) where job.model == nil || job.provider == nil:
-            // The worker's rule: a model that routes itself overrides the template's
-            // provider too; a bare name keeps it.
-            let template = try loadPrompt(id)
-            let selfRouting = job.model.map { $0.contains("/") || config.models[$0] != nil } ?? false
-            targets.append((job.provider ?? (selfRouting ? nil : template.provider), job.model ?? template.model))
+            targets.append(try loadPrompt(id).target(provider: job.provider, model: job.model, config: config))
         default:
             targets.append((job.provider, job.model))
         }

@@ -132,7 +132,12 @@ function follow(id) {
       }
     }
   });
-  source.addEventListener('chat_completion_response', (e) => showMetrics(JSON.parse(e.data).data));
+  source.addEventListener('chat_completion_response', (e) => {
+    const d = JSON.parse(e.data).data;
+    // A finished job's replay (or a batch job nobody followed) has no chunks: the response has the text.
+    if (typeof d.chat_output === 'string' && d.chat_output.startsWith($('output').textContent)) $('output').textContent = d.chat_output;
+    showMetrics(d);
+  });
   source.addEventListener('chat_response_failure', (e) => {
     const err = JSON.parse(e.data).data.error || {};
     setStatus('Job ' + id + ' failed: ' + (err.message || 'unknown error'), 'bad');

@@ -1,3 +1,4 @@
+import Foundation
 import HTTPTypes
 import Hummingbird
 import SluiceCore
@@ -61,10 +62,16 @@ struct APIError: Error, HTTPResponseError, CustomStringConvertible {
             code: "too_many_readers")
     }
 
-    /// A tenant's limit reached: 429, retry in 5 s.
-    private static func tenantLimit(_ message: String, code: String) -> APIError {
+    /// 429 for a tenant that has spent its daily limit: retry when the UTC day ends.
+    static func quotaExceeded(_ spend: SpendCheck, now: Double) -> APIError {
+        tenantLimit(spend.message(who: "this API key's tenant"), code: "quota_exceeded",
+                    retryAfter: spend.day.secondsUntilEnd(from: now))
+    }
+
+    /// A tenant's limit reached: 429, retry in `retryAfter` seconds.
+    private static func tenantLimit(_ message: String, code: String, retryAfter: Int = 5) -> APIError {
         var error = APIError(.tooManyRequests, "rate_limit_error", message, code: code)
-        error.retryAfter = 5
+        error.retryAfter = retryAfter
         return error
     }
 
@@ -120,7 +127,8 @@ extension APIError {
     ///
     /// Request errors are 400 (an unknown prompt 404); a provider's own 4xx passes
     /// through (a 429 stays a 429); other provider failures are 502, a timeout 504, a
-    /// cancelled job 409 and a kind not implemented 501. A job that expired waiting for a
+    /// cancelled job 409 and a kind not implemented 501; a tenant over its daily spend
+    /// limit 429 until the UTC day ends. A job that expired waiting for a
     /// provider that answered 429 is a 429; one that expired in the queue is a 504.
     static func jobFailed(status: String?, error: JSONValue?) -> APIError {
         let type = error?["type"]?.stringValue ?? (status == "cancelled" ? "cancelled" : status == "timed_out" ? "timeout" : "internal_error")
@@ -137,6 +145,11 @@ extension APIError {
             return APIError(.gatewayTimeout, "timeout", message, code: type)
         case "cancelled":
             return APIError(.conflict, "cancelled", message, code: type)
+        case "quota_exceeded":
+            var error = APIError(.tooManyRequests, "rate_limit_error", message, code: type)
+            let now = Date().timeIntervalSince1970
+            error.retryAfter = UsageDay(unixSeconds: now).secondsUntilEnd(from: now)
+            return error
         case "expired" where providerStatus == 429:
             return APIError(.tooManyRequests, "rate_limit_error", message, code: type)
         case "expired":

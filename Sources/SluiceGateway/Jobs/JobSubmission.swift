@@ -4,6 +4,7 @@ import Hummingbird
 import SluiceCore
 import SluiceKafka
 import SluiceRedis
+import SluiceTelemetry
 
 /// Submitting, finding and cancelling jobs: what every endpoint shares.
 extension Gateway {
@@ -16,13 +17,35 @@ extension Gateway {
         case existing
     }
 
+    /// Submits a job in a span of its own (tracing on) that continues the client's trace
+    /// (`trace`, from its `traceparent` header) or starts one. The job's record carries the
+    /// span's context to the worker; with tracing off, the client's own, unchanged.
+    func submit(_ job: inout Job, api: String, trace: TraceHeaders?) async throws -> Submission {
+        let span = tracer.startSpan("submit job", continuing: trace, ofKind: .producer, attributes: ["api": "\(api)"])
+        defer { span?.end() }
+        let context = span.flatMap(tracer.headers(of:)) ?? trace
+        let headers = context?.fields.map { KafkaHeader(name: $0.name, value: $0.value) } ?? []
+        do {
+            let submission = try await submit(&job, api: api, recordHeaders: headers)
+            span?.updateAttributes { a in
+                a["job_id"] = job.id
+                a["tenant"] = job.tenant
+                a["submission"] = submission == .produced ? "produced" : "existing"
+            }
+            return submission
+        } catch {
+            span?.fail((error as? APIError)?.message ?? "the submission failed")
+            throw error
+        }
+    }
+
     /// Checks the job's fields (a 400 naming the field), checks that the tenant may run the job's models (403 otherwise), claims the job's
-    /// id for its tenant, gives the job a new `submission_id` (which a
+    /// id for its tenant (a tenant that has spent its daily limit gets a 429 and the id back), gives the job a new `submission_id` (which a
     /// cancel names), then produces it to its lane's requests topic (a job saying
     /// `"priority": "batch"` goes to the batch lane, any other to the interactive one) and
     /// waits for the broker's acknowledgement. An id another tenant holds is refused with
     /// 409, saying nothing of that tenant or its job.
-    func submit(_ job: inout Job, api: String) async throws -> Submission {
+    private func submit(_ job: inout Job, api: String, recordHeaders: [KafkaHeader]) async throws -> Submission {
         do {
             try job.validate(JobLimits(config))
         } catch let error as SluiceError {
@@ -39,13 +62,26 @@ extension Gateway {
             throw APIError.badRequest("this gateway cannot take a per-job api_key: \(error.message)", param: "api_key", code: "api_key_not_accepted")
         }
         let claim: JobOwnership.Claim
+        // A tenant with a daily spend limit: its spend today is read with the claim.
+        let now = Date().timeIntervalSince1970
+        let spendLimit = config.quotas.spendLimitUSD(for: job.tenant)
+        let today = UsageDay(unixSeconds: now)
+        var spend: SpendCheck?
         do {
             let args = JobOwnership.claimArguments(
                 jobID: job.id, tenant: job.tenant, ttlSeconds: config.redis.eventTTLSeconds,
-                fields: [("submitted_at", String(Date().timeIntervalSince1970)), ("api", api)]
+                fields: [("submitted_at", String(now)), ("api", api)]
                     + (job.submissionID.map { [("submission_id", $0)] } ?? []))
-            let reply = try await redis.execute(RedisCommand(args.map { Array($0.utf8) }))
+            var commands = [RedisCommand(args.map { Array($0.utf8) })]
+            if spendLimit != nil {
+                commands.append(RedisCommand("HGET", RedisKeys.usage(tenant: job.tenant, day: today), TenantUsage.Field.costMicroUSD))
+            }
+            let replies = try await redis.execute(commands)
+            let reply = replies[0]
             if let error = reply.errorMessage { throw SluiceError(.internal, error) }
+            if let spendLimit {
+                spend = SpendCheck(limitUSD: spendLimit, spentMicroUSD: Int64(replies[1].string ?? "0") ?? 0, day: today)
+            }
             guard let parts = reply.array, parts.count == 2, let claimed = parts[0].int else {
                 throw SluiceError(.internal, "unexpected answer to the ownership claim")
             }
@@ -63,10 +99,16 @@ extension Gateway {
         case .claimed:
             break
         }
+        if let spend, spend.isExhausted {
+            // Over the day's spend: nothing is produced, and the id is free again.
+            redis.send([RedisCommand("DEL", RedisKeys.meta(job.id))])
+            metrics.jobRefused(reason: "quota")
+            throw APIError.quotaExceeded(spend, now: now)
+        }
         let release = [RedisCommand("DEL", RedisKeys.meta(job.id)), RedisCommand("ZREM", RedisKeys.tenantJobs(job.tenant), job.id)]
         try await admitToTenantCap(job)
         do {
-            try await producer.send(topic: config.requestsTopic(for: job.priority), key: job.id, value: record)
+            try await producer.send(topic: config.requestsTopic(for: job.priority), key: job.id, value: record, headers: recordHeaders)
         } catch let error as KafkaError where error.isTooLarge {
             // The request itself is too large for the queue: retrying cannot help. The id
             // is freed again.

@@ -32,7 +32,7 @@ extension Gateway {
             throw APIError.badRequest(error.message, param: "model", code: error.code.rawValue)
         }
         var status: JSONValue = "queued"
-        if try await submit(&job, api: "jobs") == .existing {
+        if try await submit(&job, api: "jobs", trace: request.traceContext) == .existing {
             // The same tenant sent this id before: the existing job, as it stands now.
             status = try await currentStatus(job.id, meta: try await requireJob(job.id, tenant: tenant)).status
         }
@@ -144,48 +144,38 @@ extension Gateway {
             slot.release()
             throw APIError.unavailable("the event store is not reachable; try again later")
         }
-        let gateway = self
-        var headers = SSEFormat.headers
-        headers[.connection] = "close"
-        return Response(status: .ok, headers: headers, body: ResponseBody { writer in
-            gateway.metrics.sseReaderConnected()
-            defer {
-                gateway.metrics.sseReaderDisconnected()
-                slot.release()
-            }
-            do {
-                _ = try await request.watchingDisconnect { disconnect in
-                    // A gateway shutting down ends its event streams (their readers resume
-                    // elsewhere with Last-Event-ID) rather than wait for every job to end.
-                    // Events that arrive together go out in one body write.
-                    var pending = ByteBuffer()
-                    _ = try await withGracefulShutdownHandler {
-                        try await feed.follow(afterSeq: lastEventID, disconnect: disconnect) { item in
-                            switch item {
-                            case .event(let seq, let name, let envelope, _):
-                                SSEFormat.writeEvent(id: seq, name: name, data: envelope, range: 0..<envelope.count, to: &pending)
-                            case .heartbeat:
-                                pending.writeImmutableBuffer(SSEFormat.heartbeat)
-                            }
-                        } flush: {
-                            guard pending.readableBytes > 0 else { return }
-                            try await writer.write(pending)
-                            pending.clear()
-                        }
-                    } onGracefulShutdown: {
-                        disconnect.fire()
-                    }
-                }
-            } catch let error as RedisError where error.code == .subscriptionOverflow {
-                // Too slow for the job: cut, so its buffer is freed; the client resumes
-                // with Last-Event-ID from the replay stream.
-                gateway.metrics.sseReaderCut()
-                gateway.logger.info("event reader fell behind and was cut", metadata: ["job_id": "\(id)", "tenant": "\(tenant)"])
-            } catch {
-                gateway.logger.debug("event stream ended: \(error)", metadata: ["job_id": "\(id)"])
-            }
-            feed.cancel()
-            try? await writer.finish(nil)
-        })
+        return sseResponse(JobEventStream(gateway: self, jobID: id, tenant: tenant, slot: slot), feed: feed, afterSeq: lastEventID, request: request)
+    }
+}
+
+/// The frames of `GET /v1/jobs/{id}/events` (`id:`, `event:`, `data:` and heartbeats).
+/// However it ends, the client resumes with `Last-Event-ID`: a gateway shutting down
+/// ends its event streams rather than wait for every job to end, and a reader that fell
+/// behind is cut so that its buffer is freed.
+struct JobEventStream: SSERelay {
+    let gateway: Gateway
+    let jobID: String
+    let tenant: String
+    let slot: ReaderSlot
+
+    func frame(_ item: JobEventFollower.Item, into pending: inout ByteBuffer) {
+        switch item {
+        case .event(let seq, let name, let envelope, _):
+            SSEFormat.writeEvent(id: seq, name: name, data: envelope, range: 0..<envelope.count, to: &pending)
+        case .heartbeat:
+            pending.writeImmutableBuffer(SSEFormat.heartbeat)
+        }
+    }
+
+    func close(_ end: SSEStreamEnd, into pending: inout ByteBuffer) async {
+        slot.release()
+        switch end {
+        case .cutOff:
+            gateway.logger.info("event reader fell behind and was cut", metadata: ["job_id": "\(jobID)", "tenant": "\(tenant)"])
+        case .failed(let error):
+            gateway.logger.debug("event stream ended: \(error)", metadata: ["job_id": "\(jobID)"])
+        case .finished, .disconnected, .shutdown:
+            break
+        }
     }
 }

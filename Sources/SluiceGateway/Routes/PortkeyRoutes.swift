@@ -33,11 +33,10 @@ extension Gateway {
         var parameters = fields.hyperparameters
         if let p = try fields.object("parameters") { parameters.merge(p, uniquingKeysWith: { $1 }) }
         let model = try fields.string("model")
-        // The worker's rule: a model that routes itself ("provider/model", an alias)
-        // overrides the template's provider too; a bare name keeps it.
-        let selfRouting = model.map { $0.contains("/") || config.models[$0] != nil } ?? false
+        // Where the worker will send it (the template's routing rule).
+        let target = template.target(provider: nil, model: model, config: config)
         do {
-            _ = try config.resolve(provider: selfRouting ? nil : template.provider, model: model ?? template.model)
+            _ = try config.resolve(provider: target.provider, model: target.model)
         } catch let error as SluiceError {
             throw APIError.badRequest("prompt \"\(promptID)\": \(error.message)", param: "model", code: error.code.rawValue)
         }
@@ -49,21 +48,15 @@ extension Gateway {
             api: "portkey", stream: stream, includeUsageChunk: fields.includeUsage))
     }
 
-    /// Reads `prompts_dir/{id}.yaml` (or `.yml`).
+    /// The template `id` (`PromptTemplate.load`): 404 when there is none, 500 when it is broken.
     func loadPrompt(_ id: String) throws -> PromptTemplate {
-        guard PromptTemplate.isValidID(id) else {
-            throw APIError.notFound("no prompt \"\(id)\": prompt ids are letters, digits, '-', '_' and '.'", param: "prompt_id", code: "unknown_prompt")
+        do {
+            return try PromptTemplate.load(id: id, from: config.promptsDir)
+        } catch let error as SluiceError where error.code == .unknownPrompt {
+            throw APIError.notFound(error.message, param: "prompt_id", code: "unknown_prompt")
+        } catch let error as SluiceError {
+            logger.error("broken prompt template: \(error.message)", metadata: ["prompt_id": "\(id)"])
+            throw APIError(.internalServerError, "server_error", error.message, code: "invalid_prompt")
         }
-        for ext in ["yaml", "yml"] {
-            let path = "\(config.promptsDir)/\(id).\(ext)"
-            guard let data = FileManager.default.contents(atPath: path) else { continue }
-            do {
-                return try PromptTemplate.parse(id: id, yaml: String(decoding: data, as: UTF8.self))
-            } catch let error as SluiceError {
-                logger.error("broken prompt template: \(error.message)", metadata: ["prompt_id": "\(id)"])
-                throw APIError(.internalServerError, "server_error", error.message, code: "invalid_prompt")
-            }
-        }
-        throw APIError.notFound("no prompt \"\(id)\"", param: "prompt_id", code: "unknown_prompt")
     }
 }

@@ -41,13 +41,13 @@ extension Gateway {
         }
         do {
             // The gateway chose the id: a job already under it is not this request's.
-            guard try await submit(&job, api: style.api) == .produced else { throw APIError.idConflict(job.id) }
+            guard try await submit(&job, api: style.api, trace: request.traceContext) == .produced else { throw APIError.idConflict(job.id) }
         } catch {
             feed.cancel()
             throw error
         }
         if style.stream {
-            return streamCompletion(feed, job: job, request: request, style: style)
+            return try await streamCompletion(feed, job: job, request: request, style: style)
         }
         return try await awaitCompletion(feed, job: job, request: request, style: style)
     }
@@ -94,7 +94,9 @@ extension Gateway {
         }
         let error = JSONPeek.value(of: "error", in: result, range: all).flatMap { try? JSON.decode(JSONValue.self, from: result[$0]) }
         let apiError = APIError.jobFailed(status: status, error: error)
-        return Response.json(apiError.json, status: apiError.status, headers: headers)
+        var answerHeaders = headers
+        if let retryAfter = apiError.retryAfter { answerHeaders[.retryAfter] = String(retryAfter) }
+        return Response.json(apiError.json, status: apiError.status, headers: answerHeaders)
     }
 
     /// The job's final response as stored by the worker (before it published `chat_finished`).
@@ -112,94 +114,109 @@ extension Gateway {
     }
 
     /// Relays the job's chunks as they come.
-    private func streamCompletion(_ feed: JobEventFeed, job: Job, request: Request, style: CompletionStyle) -> Response {
+    ///
+    /// The status waits for the provider's answer: nothing is sent until the job's first
+    /// chunk, its end, or the first keep-alive is due (`JobEventFollower.heartbeat`, 15 s).
+    /// A job that fails before any chunk (the provider refused the request, a 429 or a 5xx
+    /// that outlasted the retries, a timeout) is answered like a non-streaming one: the
+    /// error's status with a JSON error, never a 200 and an error line.
+    private func streamCompletion(_ feed: JobEventFeed, job: Job, request: Request, style: CompletionStyle) async throws -> Response {
         let jobID = job.id
-        var headers = SSEFormat.headers
-        headers[.sluiceJobID] = jobID
-        headers[.connection] = "close"
-        let gateway = self
-        return Response(status: .ok, headers: headers, body: ResponseBody { writer in
-            gateway.metrics.sseReaderConnected()
-            defer { gateway.metrics.sseReaderDisconnected() }
-            var failure: (any Error)?
-            var disconnected = false
-            // Frames collect here and go out together once no further event is ready:
-            // one body write (and one flush to the socket) for a burst of chunks.
-            var pending = ByteBuffer()
-            var runs = RunGuard()
-            var restarted = false
-            do {
-                let end = try await request.watchingDisconnect { disconnect in
-                    try await feed.follow(afterSeq: 0, disconnect: disconnect) { item in
-                        if case .event(_, let name, let envelope, _) = item,
-                           !runs.admit(envelope, isChunk: name == EventName.chunk.rawValue) {
-                            throw RunRestarted()
-                        }
-                        CompletionFrames.write(item, style: style, to: &pending)
-                    } flush: {
-                        guard pending.readableBytes > 0 else { return }
-                        do {
-                            try await writer.write(pending)
-                        } catch {
-                            throw ClientGone()
-                        }
-                        pending.clear()
-                    }
-                }
-                disconnected = end == .disconnected
-            } catch is ClientGone {
-                disconnected = true
-            } catch is RunRestarted {
-                restarted = true
-            } catch let error as RedisError where error.code == .subscriptionOverflow {
-                // The client reads slower than the job writes: cut rather than buffer
-                // without end. There is no resume here; the result stays at /v1/jobs/{id}.
-                gateway.metrics.sseReaderCut()
-                let error = APIError.unavailable(
-                    "the client fell more than \(gateway.config.gateway.readerBufferEvents) events behind the job's stream and was cut; the result will be at /v1/jobs/\(jobID)")
-                let bytes = error.jsonBytes
-                SSEFormat.writeData(bytes, range: 0..<bytes.count, to: &pending)
-                pending.writeImmutableBuffer(SSEFormat.done)
-                try? await writer.write(pending)
-                try? await writer.finish(nil)
-                return
-            } catch {
-                failure = error
+        var opening = StreamOpening(style: style, jobID: jobID)
+        let end: JobEventFollower.End
+        do {
+            end = try await feed.follow(afterSeq: 0, disconnect: nil) { item in
+                opening.take(item)
+            } flush: {
+                if opening.isDecided { throw JobEventFollower.PauseFollow() }
             }
+        } catch {
             feed.cancel()
-            if restarted {
-                // What was streamed came from a run that was cut off (its worker stopped);
-                // another run starts over. Mixing the two would garble the reply.
-                let error = APIError.jobFailed(status: nil, error: [
-                    "type": "run_restarted",
-                    "message": .string("the job's run was interrupted and the job restarted on another worker; what was streamed is incomplete; the result will be at /v1/jobs/\(jobID)"),
-                ])
-                let bytes = error.jsonBytes
-                SSEFormat.writeData(bytes, range: 0..<bytes.count, to: &pending)
-                pending.writeImmutableBuffer(SSEFormat.done)
-                try await writer.write(pending)
-                try await writer.finish(nil)
-                return
-            }
-            if disconnected {
-                await gateway.cancelAfterDisconnect(job)
-                return
-            }
-            if let failure {
-                gateway.logger.error("lost a job's event feed: \(failure)", metadata: ["job_id": "\(jobID)"])
-                let error = APIError.unavailable("lost the job's event feed; its result will be at /v1/jobs/\(jobID)")
-                // What was relayed before the failure goes first, as it would have alone.
-                let bytes = error.jsonBytes
-                SSEFormat.writeData(bytes, range: 0..<bytes.count, to: &pending)
-                pending.writeImmutableBuffer(SSEFormat.done)
-                try await writer.write(pending)
-            }
-            try await writer.finish(nil)
-        })
+            logger.error("lost a job's event feed: \(error)", metadata: ["job_id": "\(jobID)"])
+            throw APIError.unavailable("lost the job's event feed; follow it at /v1/jobs/\(jobID)")
+        }
+        if let refusal = opening.refusal {
+            feed.cancel()
+            var headers: HTTPFields = [.sluiceJobID: jobID]
+            if let retryAfter = refusal.retryAfter { headers[.retryAfter] = String(retryAfter) }
+            return Response.json(refusal.json, status: refusal.status, headers: headers)
+        }
+        var pausedAt = 0
+        if case .paused(let seq) = end { pausedAt = seq }
+        let resumeAfter = pausedAt
+        let opened = opening
+
+        var stream = CompletionStream(gateway: self, job: job, style: style)
+        stream.runs = opened.runs
+        stream.frames = opened.frames
+        let ended: SSEStreamEnd? = opened.finished ? .finished : opened.restarted ? .failed(RunRestarted()) : nil
+        return sseResponse(stream, feed: feed, afterSeq: resumeAfter, request: request,
+                           headers: [.sluiceJobID: jobID], first: opened.pending, ended: ended)
     }
 }
 
-/// Writing to the client failed: it has gone.
+/// The frames of a streamed completion (OpenAI's `data:` chunks and `[DONE]`), and how
+/// it ends: a client that left cancels its job (with `gateway.cancel_on_disconnect`);
+/// any other early end says where the result will be, since such a stream cannot be
+/// resumed.
+struct CompletionStream: SSERelay {
+    let gateway: Gateway
+    let job: Job
+    let style: CompletionStyle
+    var runs = RunGuard()
+    var frames: CompletionFrames
+
+    init(gateway: Gateway, job: Job, style: CompletionStyle) {
+        self.gateway = gateway
+        self.job = job
+        self.style = style
+        self.frames = CompletionFrames(style: style, jobID: job.id)
+    }
+
+    mutating func frame(_ item: JobEventFollower.Item, into pending: inout ByteBuffer) throws {
+        if case .event(_, let name, let envelope, _) = item,
+           !runs.admit(envelope, isChunk: name == EventName.chunk.rawValue) {
+            throw RunRestarted()
+        }
+        frames.write(item, to: &pending)
+    }
+
+    mutating func close(_ end: SSEStreamEnd, into pending: inout ByteBuffer) async {
+        let jobID = job.id
+        let error: APIError
+        switch end {
+        case .finished:
+            return
+        case .disconnected:
+            await gateway.cancelAfterDisconnect(job)
+            return
+        case .shutdown:
+            // The job goes on in the worker; only this relay stops.
+            error = APIError.unavailable("the gateway is shutting down; the job goes on and its result will be at /v1/jobs/\(jobID)")
+        case .cutOff:
+            // The client reads slower than the job writes: cut rather than buffer
+            // without end. There is no resume here; the result stays at /v1/jobs/{id}.
+            error = APIError.unavailable(
+                "the client fell more than \(gateway.config.gateway.readerBufferEvents) events behind the job's stream and was cut; the result will be at /v1/jobs/\(jobID)")
+        case .failed(let failure) where failure is RunRestarted:
+            // What was streamed came from a run that was cut off (its worker stopped);
+            // another run starts over. Mixing the two would garble the reply.
+            error = APIError.jobFailed(status: nil, error: [
+                "type": "run_restarted",
+                "message": .string("the job's run was interrupted and the job restarted on another worker; what was streamed is incomplete; the result will be at /v1/jobs/\(jobID)"),
+            ])
+        case .failed(let failure):
+            gateway.logger.error("lost a job's event feed: \(failure)", metadata: ["job_id": "\(jobID)"])
+            error = APIError.unavailable("lost the job's event feed; its result will be at /v1/jobs/\(jobID)")
+        }
+        // What was relayed before the end goes first, as it would have alone.
+        let bytes = error.jsonBytes
+        SSEFormat.writeData(bytes, range: 0..<bytes.count, to: &pending)
+        pending.writeImmutableBuffer(SSEFormat.done)
+    }
+}
+
+/// A write to the client failed: it has gone.
 struct ClientGone: Error {}
 
 /// A new run of the job began after another run's chunks were relayed.
@@ -239,20 +256,108 @@ struct RunGuard {
     }
 }
 
+/// What a streaming completion collects before it sends its status: the frames so far,
+/// and whether the provider answered with chunks, refused the request, or the job ended.
+struct StreamOpening {
+    let style: CompletionStyle
+    /// The frames to send first, after a 200.
+    var pending = ByteBuffer()
+    var runs = RunGuard()
+    /// Writes the frames, standing in for chunks a finished or unfollowed job never
+    /// published; the relay carries it on after the status.
+    var frames: CompletionFrames
+    /// The job failed before any chunk: answer with this instead of a stream.
+    var refusal: APIError?
+    /// A chunk, a keep-alive or the end came: the status can be sent.
+    var isDecided = false
+    /// `chat_finished` is among `pending`: nothing is left to follow.
+    var finished = false
+    /// Another run began after a chunk of this one went into `pending`.
+    var restarted = false
+
+    init(style: CompletionStyle, jobID: String) {
+        self.style = style
+        self.frames = CompletionFrames(style: style, jobID: jobID)
+    }
+
+    mutating func take(_ item: JobEventFollower.Item) {
+        guard refusal == nil, !finished, !restarted else { return }
+        switch item {
+        case .heartbeat:
+            // A client (or a proxy) waiting this long needs bytes: the stream starts.
+            isDecided = true
+        case .event(_, let name, let envelope, let data):
+            guard runs.admit(envelope, isChunk: name == EventName.chunk.rawValue) else {
+                restarted = true
+                return
+            }
+            switch name {
+            case EventName.chunk.rawValue:
+                isDecided = true
+            case EventName.chatResponseFailure.rawValue where !isDecided:
+                let failure = try? JSON.decode(JSONValue.self, from: envelope[data])
+                refusal = APIError.jobFailed(status: nil, error: failure?["error"])
+                isDecided = true
+                return
+            case EventName.chatFinished.rawValue:
+                finished = true
+                isDecided = true
+            default:
+                break
+            }
+        }
+        frames.write(item, to: &pending)
+    }
+}
+
 /// The OpenAI-style frames of a job's events: each chunk's `data` as a `data:` line, a
 /// failure as an OpenAI error object, `chat_finished` as `data: [DONE]`; the other
 /// events are not sent.
-enum CompletionFrames {
+///
+/// A job can reach its final response with none of its chunks seen: a batch-lane job
+/// publishes them only while followed (or never), and a finished job's replay keeps its
+/// lifecycle events, not its chunks. Then the final response stands in for them
+/// (`UnifiedResponse.standInChunks`), so the client still gets the whole reply. If
+/// chunks were relayed and later ones are missing (the relay caught up from a replay
+/// compacted meanwhile), what was relayed cannot be completed exactly: the stream ends
+/// with an error naming where the result is.
+struct CompletionFrames {
+    let style: CompletionStyle
+    let jobID: String
+    private var lastSeq: Int?
+    private var sawChunk = false
+    /// Events were missing after a chunk was relayed.
+    private var missedAfterChunk = false
+
+    init(style: CompletionStyle, jobID: String) {
+        self.style = style
+        self.jobID = jobID
+    }
+
     /// Appends the frame of `item`, if it has one, to `buffer`.
-    static func write(_ item: JobEventFollower.Item, style: CompletionStyle, to buffer: inout ByteBuffer) {
+    mutating func write(_ item: JobEventFollower.Item, to buffer: inout ByteBuffer) {
         switch item {
         case .heartbeat:
             buffer.writeImmutableBuffer(SSEFormat.heartbeat)
-        case .event(_, let name, let envelope, let data):
+        case .event(let seq, let name, let envelope, let data):
+            if let lastSeq, seq > lastSeq + 1, sawChunk { missedAfterChunk = true }
+            lastSeq = seq
             switch name {
             case EventName.chunk.rawValue:
+                sawChunk = true
                 if !style.includeUsageChunk, JSONPeek.isUsageOnlyChunk(envelope, range: data) { return }
                 SSEFormat.writeData(envelope, range: data, to: &buffer)
+            case EventName.chatCompletionResponse.rawValue:
+                if !sawChunk {
+                    writeStandIns(envelope[data], to: &buffer)
+                } else if missedAfterChunk {
+                    let error = APIError.jobFailed(status: nil, error: [
+                        "type": "stream_incomplete",
+                        "message": .string("some of the job's chunks were gone when this stream caught up with it (the job finished meanwhile and its replay keeps only its result); the complete result is at /v1/jobs/\(jobID)"),
+                    ])
+                    let bytes = error.jsonBytes
+                    SSEFormat.writeData(bytes, range: 0..<bytes.count, to: &buffer)
+                }
             case EventName.chatResponseFailure.rawValue:
                 let failure = try? JSON.decode(JSONValue.self, from: envelope[data])
                 let error = APIError.jobFailed(status: nil, error: failure?["error"])
@@ -263,6 +368,15 @@ enum CompletionFrames {
             default:
                 return
             }
+        }
+    }
+
+    /// The chunks the final response stands in for.
+    private func writeStandIns(_ response: ArraySlice<UInt8>, to buffer: inout ByteBuffer) {
+        guard let response = try? JSON.decode(UnifiedResponse.self, from: response) else { return }
+        for chunk in response.standInChunks where style.includeUsageChunk || !chunk.choices.isEmpty {
+            guard let bytes = try? JSON.encode(chunk) else { continue }
+            SSEFormat.writeData(bytes, range: 0..<bytes.count, to: &buffer)
         }
     }
 }

@@ -19,20 +19,37 @@ import SluiceRedis
 /// behind (its client reads slower than the job writes) is unsubscribed: its `follow`
 /// throws `RedisError.Code.subscriptionOverflow`, and an event stream's client resumes
 /// with `Last-Event-ID`.
+///
+/// A finished job's replay holds its lifecycle events and its result, not its chunks
+/// (`ReplayCompaction`): its readers get those, in seq order, and a reader resuming
+/// after a removed chunk gets the next event kept.
+///
+/// With `marksFollowed`, a reader keeps the job's follow mark (`FollowMark`) set from
+/// the moment it subscribes until it leaves, so that a batch-lane job publishes its
+/// chunks while someone watches (`worker.batch_chunk_events: followed`).
 public struct JobEventFollower: Sendable {
     let redis: RedisConnection
     let subscriber: RedisSubscriber
     let heartbeat: Duration
     let bufferEvents: Int
+    let marksFollowed: Bool
 
     /// Entries read from the replay stream per `XRANGE`.
     static let replayPage = 256
 
-    public init(redis: RedisConnection, subscriber: RedisSubscriber, heartbeat: Duration = .seconds(15), bufferEvents: Int = 1024) {
+    public init(redis: RedisConnection, subscriber: RedisSubscriber, heartbeat: Duration = .seconds(15), bufferEvents: Int = 1024,
+                marksFollowed: Bool = false) {
         self.redis = redis
         self.subscriber = subscriber
         self.heartbeat = heartbeat
         self.bufferEvents = bufferEvents
+        self.marksFollowed = marksFollowed
+    }
+
+    /// Sets the job's follow mark for `FollowMark.ttlMilliseconds`. Queued on the
+    /// connection that then submits the job, so a worker starting it sees the mark.
+    func markFollowed(_ jobID: String) {
+        redis.send(RedisCommand("SET", RedisKeys.followed(jobID), "1", "PX", String(FollowMark.ttlMilliseconds)))
     }
 
     public enum Item: Sendable {
@@ -48,6 +65,14 @@ public struct JobEventFollower: Sendable {
         case finished
         /// The client went away first.
         case disconnected
+        /// `flush` threw `PauseFollow`: every event up to this `seq` went out, and the
+        /// subscription is kept for a `follow(afterSeq:)` that goes on from there.
+        case paused(afterSeq: Int)
+    }
+
+    /// Thrown by a `flush` to stop following for now, without losing the subscription.
+    public struct PauseFollow: Error {
+        public init() {}
     }
 
     /// Subscribes to the job's channel; once this returns, no event published later is
@@ -55,6 +80,7 @@ public struct JobEventFollower: Sendable {
     public func subscribe(jobID: String) async throws -> JobEventFeed {
         let subscription = try await subscriber.subscribe(
             to: RedisKeys.channel(jobID), bufferingPolicy: .bounded(maxEvents: bufferEvents))
+        if marksFollowed { markFollowed(jobID) }
         return JobEventFeed(jobID: jobID, subscription: subscription, follower: self)
     }
 
@@ -81,14 +107,26 @@ public struct JobEventFollower: Sendable {
         let reply = try await redis.execute(
             RedisCommand("XRANGE", RedisKeys.events(jobID), "(0-\(seq)", "+", "COUNT", String(count)))
         guard let entries = reply.array else { return ([], false) }
-        let parsed = entries.compactMap { entry -> (Int, [UInt8])? in
-            guard let parts = entry.array, parts.count == 2, let id = parts[0].string,
-                  let entrySeq = id.split(separator: "-").last.flatMap({ Int($0) }),
-                  let fields = parts[1].array, fields.count >= 2, case .bulk(let bytes) = fields[1]
-            else { return nil }
-            return (entrySeq, bytes)
-        }
-        return (parsed, entries.count >= count)
+        return (entries.compactMap(JobEventFollower.streamEntry), entries.count >= count)
+    }
+
+    /// Whether the job's replay stream ends with `chat_finished` at or before `seq`: a
+    /// reader resuming there has nothing left to wait for.
+    func hasFinished(jobID: String, atOrBefore seq: Int) async throws -> Bool {
+        let reply = try await redis.execute(RedisCommand("XREVRANGE", RedisKeys.events(jobID), "+", "-", "COUNT", "1"))
+        guard let entry = reply.array?.first.flatMap(JobEventFollower.streamEntry), entry.seq <= seq,
+              let fields = EventEnvelope.peek(entry.envelope)
+        else { return false }
+        return fields.event == EventName.chatFinished.rawValue
+    }
+
+    /// One replay stream entry: its seq (from the entry id `0-seq`) and the event envelope.
+    private static func streamEntry(_ entry: RedisReply) -> (seq: Int, envelope: [UInt8])? {
+        guard let parts = entry.array, parts.count == 2, let id = parts[0].string,
+              let entrySeq = id.split(separator: "-").last.flatMap({ Int($0) }),
+              let fields = parts[1].array, fields.count >= 2, case .bulk(let bytes) = fields[1]
+        else { return nil }
+        return (entrySeq, bytes)
     }
 }
 
@@ -116,7 +154,9 @@ public struct JobEventFeed: Sendable {
     /// `flush` runs after `emit` whenever no further event is ready (after each batch of
     /// events that arrived together, and before returning `.finished`), so a caller may
     /// collect what `emit` gets and write it to its client in one piece. It is not
-    /// called when this returns `.disconnected` or throws.
+    /// called when this returns `.disconnected` or throws. A `flush` that throws
+    /// `JobEventFollower.PauseFollow` makes this return `.paused` with the subscription
+    /// kept: a later call, with that `seq`, goes on with no gap and no repeat.
     ///
     /// The live feed is read on the caller's task, a batch at a time: messages that
     /// arrive while the caller writes are taken together with one wake-up. Heartbeats and
@@ -128,15 +168,27 @@ public struct JobEventFeed: Sendable {
         flush: () async throws -> Void = {}
     ) async throws -> JobEventFollower.End {
         let subscription = self.subscription
-        defer { subscription.cancel() }
+        var paused = false
+        defer { if !paused { subscription.cancel() } }
         let jobID = self.jobID
+        // The follow mark, kept while this reader stays (set first on subscribing).
+        let follower = self.follower
+        let marker: Task<Void, Never>? = follower.marksFollowed ? Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: FollowMark.refreshEvery)
+                if Task.isCancelled { break }
+                follower.markFollowed(jobID)
+            }
+        } : nil
+        defer { marker?.cancel() }
         var last = afterSeq
         // Something was emitted since the last flush.
         var unflushed = false
 
-        // Returns true once chat_finished went out.
+        // Returns true once chat_finished went out, or came at or before `last` (a reader
+        // that resumed after the end: it has everything).
         func deliver(_ envelope: [UInt8], _ fields: EventEnvelope.Peek) async throws -> Bool {
-            guard fields.seq > last else { return false }
+            guard fields.seq > last else { return fields.event == EventName.chatFinished.rawValue }
             last = fields.seq
             unflushed = true
             try await emit(.event(seq: fields.seq, name: fields.event, envelope: envelope, data: fields.data))
@@ -145,7 +197,12 @@ public struct JobEventFeed: Sendable {
         func flushIfNeeded() async throws {
             guard unflushed else { return }
             unflushed = false
-            try await flush()
+            do {
+                try await flush()
+            } catch is JobEventFollower.PauseFollow {
+                paused = true
+                throw JobEventFollower.PauseFollow()
+            }
         }
         // Page by page from after `last`, each page delivered and flushed before the
         // next is read: a long stream is never held whole.
@@ -165,69 +222,75 @@ public struct JobEventFeed: Sendable {
             }
         }
 
-        if disconnect?.hasFired == true { return .disconnected }
-        if try await replay() {
-            try await flushIfNeeded()
-            return .finished
-        }
-        try await flushIfNeeded()
-
-        // The heartbeat timer and the client's departure wake the reader's wait on the
-        // subscription; nothing else stands between the subscriber's thread and this task.
-        let heartbeatDue = HeartbeatFlag()
-        let heartbeat = follower.heartbeat
-        let ticker = Task {
-            while !Task.isCancelled {
-                try? await Task.sleep(for: heartbeat)
-                if Task.isCancelled { break }
-                heartbeatDue.raise()
-                subscription.wake()
-            }
-        }
-        let token = disconnect?.onFire { subscription.wake() }
-        defer {
-            if let token { disconnect?.remove(token) }
-            ticker.cancel()
-        }
-
-        var batch: [RedisSubscriptionEvent] = []
-        batch.reserveCapacity(8)
-        while try await subscription.nextBatch(into: &batch) {
+        do {
             if disconnect?.hasFired == true { return .disconnected }
-            if heartbeatDue.lower() {
-                unflushed = true
-                try await emit(.heartbeat)
+            // A reader resuming at or after the end of a finished job has everything.
+            if afterSeq > 0, try await follower.hasFinished(jobID: jobID, atOrBefore: afterSeq) { return .finished }
+            if try await replay() {
+                try await flushIfNeeded()
+                return .finished
             }
-            for event in batch {
-                switch event {
-                case .resubscribed:
-                    if try await replay() {
-                        try await flushIfNeeded()
-                        return .finished
-                    }
-                case .message(let envelope):
-                    guard let fields = EventEnvelope.peek(envelope) else { continue }
-                    // (`last < Int.max` first: a resume point at the end of the range cannot
-                    // overflow, and nothing can come after it anyway.)
-                    if last < Int.max, fields.seq > last + 1 {
-                        // Missed something: take it from the replay stream, in order.
+            try await flushIfNeeded()
+
+            // The heartbeat timer and the client's departure wake the reader's wait on the
+            // subscription; nothing else stands between the subscriber's thread and this task.
+            let heartbeatDue = HeartbeatFlag()
+            let heartbeat = follower.heartbeat
+            let ticker = Task {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: heartbeat)
+                    if Task.isCancelled { break }
+                    heartbeatDue.raise()
+                    subscription.wake()
+                }
+            }
+            let token = disconnect?.onFire { subscription.wake() }
+            defer {
+                if let token { disconnect?.remove(token) }
+                ticker.cancel()
+            }
+
+            var batch: [RedisSubscriptionEvent] = []
+            batch.reserveCapacity(8)
+            while try await subscription.nextBatch(into: &batch) {
+                if disconnect?.hasFired == true { return .disconnected }
+                if heartbeatDue.lower() {
+                    unflushed = true
+                    try await emit(.heartbeat)
+                }
+                for event in batch {
+                    switch event {
+                    case .resubscribed:
                         if try await replay() {
                             try await flushIfNeeded()
                             return .finished
                         }
-                        continue
-                    }
-                    if try await deliver(envelope, fields) {
-                        try await flushIfNeeded()
-                        return .finished
+                    case .message(let envelope):
+                        guard let fields = EventEnvelope.peek(envelope) else { continue }
+                        // (`last < Int.max` first: a resume point at the end of the range cannot
+                        // overflow, and nothing can come after it anyway.)
+                        if last < Int.max, fields.seq > last + 1 {
+                            // Missed something: take it from the replay stream, in order.
+                            if try await replay() {
+                                try await flushIfNeeded()
+                                return .finished
+                            }
+                            continue
+                        }
+                        if try await deliver(envelope, fields) {
+                            try await flushIfNeeded()
+                            return .finished
+                        }
                     }
                 }
+                if disconnect?.hasFired == true { return .disconnected }
+                try await flushIfNeeded()
             }
-            if disconnect?.hasFired == true { return .disconnected }
-            try await flushIfNeeded()
+            if Task.isCancelled { throw CancellationError() }
+            throw SluiceError(.internal, "the event feed of job \"\(jobID)\" ended before chat_finished")
+        } catch is JobEventFollower.PauseFollow {
+            return .paused(afterSeq: last)
         }
-        if Task.isCancelled { throw CancellationError() }
-        throw SluiceError(.internal, "the event feed of job \"\(jobID)\" ended before chat_finished")
     }
 }
 

@@ -1,5 +1,7 @@
 import CCurl
 import Logging
+import SluiceSupport
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -39,9 +41,9 @@ final class CurlEventLoop: @unchecked Sendable {
     }
 
     private let multi: UnsafeMutableRawPointer
-    private let inbox = Locked(Inbox())
+    private let inbox = Mutex(Inbox())
     private let logger: Logger
-    private let thread = Locked<pthread_t?>(nil)
+    private let thread = Mutex<DedicatedThread?>(nil)
     private let epoll: Int32
     /// Written to wake the loop for commands.
     private let wakeup: Int32
@@ -83,7 +85,7 @@ final class CurlEventLoop: @unchecked Sendable {
             loop.curlTimer = milliseconds < 0 ? nil : .now + .milliseconds(milliseconds)
             return 0
         }
-        let thread = startThread(name: "sluice-curl") { [self] in self.run() }
+        let thread = DedicatedThread(name: "sluice-curl") { [self] in self.run() }
         self.thread.withLock { $0 = thread }
     }
 
@@ -145,7 +147,7 @@ final class CurlEventLoop: @unchecked Sendable {
                 inbox.closed = true
                 self.wake()
             }
-            pthread_join(running, nil)
+            running.join()
             thread = nil
         }
     }
@@ -318,50 +320,3 @@ final class CurlEventLoop: @unchecked Sendable {
 /// `curl_global_init` must run once before any other libcurl call; a global's lazy
 /// initializer runs exactly once, thread-safely.
 private let curlGlobalInit: CURLcode = curl_global_init(Int(CURL_GLOBAL_SSL | CURL_GLOBAL_WIN32))  // CURL_GLOBAL_DEFAULT
-
-/// Starts a joinable thread named `name` (15 bytes at most) running `body`, with SIGPIPE
-/// blocked: a write to a closed socket inside libcurl or its TLS library then fails with
-/// EPIPE instead of killing the process.
-private func startThread(name: String, _ body: @escaping @Sendable () -> Void) -> pthread_t {
-    final class Context: Sendable {
-        let name: String
-        let body: @Sendable () -> Void
-        init(name: String, body: @escaping @Sendable () -> Void) {
-            self.name = name
-            self.body = body
-        }
-
-        /// The thread's entry point: balances the `passRetained` below.
-        static func run(_ raw: UnsafeMutableRawPointer) {
-            let context = Unmanaged<Context>.fromOpaque(raw).takeRetainedValue()
-            #if os(Linux)
-            // Glibc's pthread_setname_np is hidden from Swift; this is what it does.
-            let fd = open("/proc/thread-self/comm", O_WRONLY)
-            if fd >= 0 {
-                _ = Array(context.name.utf8.prefix(15)).withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-                close(fd)
-            }
-            #else
-            _ = pthread_setname_np(context.name)
-            #endif
-            var signals = sigset_t()
-            sigemptyset(&signals)
-            sigaddset(&signals, SIGPIPE)
-            pthread_sigmask(SIG_BLOCK, &signals, nil)
-            context.body()
-        }
-    }
-
-    let context = Unmanaged.passRetained(Context(name: name, body: body)).toOpaque()
-    #if canImport(Darwin)
-    var thread: pthread_t?
-    let created = pthread_create(&thread, nil, { Context.run($0); return nil }, context)
-    precondition(created == 0, "pthread_create failed: \(created)")
-    return thread!
-    #else
-    var thread = pthread_t()
-    let created = pthread_create(&thread, nil, { Context.run($0!); return nil }, context)
-    precondition(created == 0, "pthread_create failed: \(created)")
-    return thread
-    #endif
-}

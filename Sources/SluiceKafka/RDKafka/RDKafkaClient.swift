@@ -2,6 +2,7 @@ import CRdKafka
 import Foundation
 import Logging
 import Synchronization
+import SluiceSupport
 
 /// A topic, partition and offset: what a commit names.
 public struct TopicPartitionOffset: Sendable, Hashable {
@@ -61,20 +62,58 @@ final class RDKafkaClient: @unchecked Sendable {
     // MARK: Producer
 
     /// Enqueues a message; `promise` is resolved from the delivery report.
-    func produce(topic: String, key: [UInt8]?, value: [UInt8], promise: DeliveryPromise) throws {
+    func produce(topic: String, key: [UInt8]?, value: [UInt8], headers: [KafkaHeader] = [], promise: DeliveryPromise) throws {
+        let list = RDKafkaClient.makeHeaders(headers)
         let opaque = Unmanaged.passRetained(promise).toOpaque()
         let err: rd_kafka_resp_err_t = value.withUnsafeBytes { v in
             if let key {
                 return key.withUnsafeBytes { k in
-                    sluice_rd_kafka_produce(handle, topic, k.baseAddress, k.count, v.baseAddress, v.count, 0, opaque)
+                    sluice_rd_kafka_produce(handle, topic, k.baseAddress, k.count, v.baseAddress, v.count, list, 0, opaque)
                 }
             }
-            return sluice_rd_kafka_produce(handle, topic, nil, 0, v.baseAddress, v.count, 0, opaque)
+            return sluice_rd_kafka_produce(handle, topic, nil, 0, v.baseAddress, v.count, list, 0, opaque)
         }
         if err != RD_KAFKA_RESP_ERR_NO_ERROR {
+            // Not taken: the list is still ours.
+            if let list { rd_kafka_headers_destroy(list) }
             Unmanaged<DeliveryPromise>.fromOpaque(opaque).release()
             throw KafkaError(.produce, "cannot enqueue a message for \(topic): \(RDKafkaConfig.errorString(err))", rdkafkaError: err.rawValue)
         }
+    }
+
+    /// A librdkafka header list (values copied), nil for none.
+    private static func makeHeaders(_ headers: [KafkaHeader]) -> OpaquePointer? {
+        guard !headers.isEmpty, let list = rd_kafka_headers_new(headers.count) else { return nil }
+        for h in headers {
+            if let value = h.value {
+                value.withUnsafeBytes { v in _ = rd_kafka_header_add(list, h.name, -1, v.baseAddress, v.count) }
+            } else {
+                rd_kafka_header_add(list, h.name, -1, nil, 0)
+            }
+        }
+        return list
+    }
+
+    /// A consumed message's headers, within ``KafkaHeader``'s bounds.
+    private static func readHeaders(_ m: UnsafeMutablePointer<rd_kafka_message_t>) -> [KafkaHeader] {
+        var list: OpaquePointer?
+        guard rd_kafka_message_headers(m, &list) == RD_KAFKA_RESP_ERR_NO_ERROR, let list else { return [] }
+        var out: [KafkaHeader] = []
+        var index = 0
+        var namePointer: UnsafePointer<CChar>?
+        var valuePointer: UnsafeRawPointer?
+        var size = 0
+        while out.count < KafkaHeader.maxCount,
+              rd_kafka_header_get_all(list, index, &namePointer, &valuePointer, &size) == RD_KAFKA_RESP_ERR_NO_ERROR {
+            index += 1
+            guard let namePointer else { continue }
+            let nameLength = strnlen(namePointer, KafkaHeader.maxNameBytes + 1)
+            guard nameLength <= KafkaHeader.maxNameBytes, size <= KafkaHeader.maxValueBytes else { continue }
+            let name = String(decoding: UnsafeRawBufferPointer(start: namePointer, count: nameLength), as: UTF8.self)
+            let value = valuePointer.map { Array(UnsafeRawBufferPointer(start: $0, count: size)) }
+            out.append(KafkaHeader(name: name, value: value))
+        }
+        return out
     }
 
     /// Serves delivery reports and client callbacks; blocks up to `timeoutMs`.
@@ -216,7 +255,8 @@ final class RDKafkaClient: @unchecked Sendable {
         return .message(KafkaMessage(
             topic: topic, partition: msg.partition, offset: msg.offset, key: key, value: value,
             timestampMs: tsType == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? nil : ts,
-            generation: context.assignments.withLock { $0.generation(of: tp) }))
+            generation: context.assignments.withLock { $0.generation(of: tp) },
+            headers: RDKafkaClient.readHeaders(m)))
     }
 
     func commit(_ offsets: [TopicPartitionOffset], synchronously: Bool) throws {
@@ -394,25 +434,22 @@ private let offsetCommitCallback: @convention(c) (
 
 /// A thread of its own for a blocking poll loop (never the cooperative pool).
 final class PollThread: Sendable {
-    private final class State: Sendable {
+    private final class Flag: Sendable {
         let running = Atomic<Bool>(true)
-        let exited = DispatchSemaphore(value: 0)
     }
-    private let state = State()
+    private let flag = Flag()
+    private let thread: DedicatedThread
 
     init(name: String, body: @escaping @Sendable (_ isRunning: () -> Bool) -> Void) {
-        let state = self.state
-        let thread = Thread {
-            body { state.running.load(ordering: .acquiring) }
-            state.exited.signal()
+        let flag = self.flag
+        thread = DedicatedThread(name: name) {
+            body { flag.running.load(ordering: .acquiring) }
         }
-        thread.name = name
-        thread.start()
     }
 
     /// Asks the loop to stop and waits until it has. Safe to call more than once.
     func stop() {
-        let (exchanged, _) = state.running.compareExchange(expected: true, desired: false, ordering: .acquiringAndReleasing)
-        if exchanged { state.exited.wait() }
+        let (exchanged, _) = flag.running.compareExchange(expected: true, desired: false, ordering: .acquiringAndReleasing)
+        if exchanged { thread.join() }
     }
 }

@@ -1,4 +1,5 @@
 internal import CHiredis
+import SluiceSupport
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)

@@ -1,24 +1,28 @@
+import Synchronization
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
 
-/// An OS thread of its own, for an event loop that blocks (in hiredis, `poll(2)` or a
-/// condition variable) and so must stay off the Swift cooperative pool.
+/// An OS thread of its own, for an event loop that blocks (hiredis' `poll(2)`, a
+/// condition variable, libcurl's `epoll_wait`) and so must stay off the Swift cooperative
+/// pool.
 ///
-/// The thread blocks `SIGPIPE`: hiredis 0.14 writes with `write(2)`, and a write to a
-/// socket the server has closed must fail with `EPIPE` rather than kill the process.
+/// The thread blocks `SIGPIPE`: hiredis writes with `write(2)` and libcurl's TLS library
+/// may too, and a write to a socket the server has closed must fail with `EPIPE` rather
+/// than kill the process.
 /// A thread-directed signal that is blocked stays pending on that thread and is discarded
 /// when the thread exits, so no other thread of the process ever sees it.
-final class DedicatedThread: @unchecked Sendable {
+public final class DedicatedThread: @unchecked Sendable {
     // @unchecked: `handle` is written once in `init` and afterwards only read by `join`,
     // whose single effective call is guarded by `joined`.
     private var handle: pthread_t
-    private let joined = Locked(false)
+    private let joined = Atomic<Bool>(false)
 
     /// Starts a thread named `name` (at most 15 bytes are kept) that runs `body`.
-    init(name: String, _ body: @escaping @Sendable () -> Void) {
+    public init(name: String, _ body: @escaping @Sendable () -> Void) {
         let context = Unmanaged.passRetained(ThreadContext(name: name, body: body)).toOpaque()
         #if os(Linux)
         var handle = pthread_t()
@@ -42,12 +46,8 @@ final class DedicatedThread: @unchecked Sendable {
     }
 
     /// Waits for the thread to end. Only the first call waits; later calls return at once.
-    func join() {
-        let first = joined.withLock { joined in
-            defer { joined = true }
-            return !joined
-        }
-        if first {
+    public func join() {
+        if !joined.exchange(true, ordering: .acquiringAndReleasing) {
             pthread_join(handle, nil)
         }
     }

@@ -4,20 +4,18 @@ import Glibc
 import Darwin
 #endif
 
-/// A value behind a pthread mutex, with a condition variable to wait on.
+/// A value behind a pthread mutex, with a condition variable that a thread of its own
+/// sleeps on until others hand it work (the Redis connection's command thread).
 ///
-/// The command connection's thread sleeps on the condition until callers enqueue work
-/// (`Synchronization.Mutex` has no condition variable). Everything else in this module uses
-/// it as a plain lock too, rather than `Mutex`: ThreadSanitizer sees pthread locking, but
-/// not `Mutex`'s futex-based locking on Linux, and would report false races.
-final class Locked<Value>: @unchecked Sendable {
+/// `Synchronization.Mutex` has no condition variable; for a plain lock, use `Mutex`.
+public final class Locked<Value>: @unchecked Sendable {
     // @unchecked: `value` is only read or written while `mutex` is held, and the mutex and
     // condition live at stable heap addresses for the lifetime of the object.
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
     private var value: Value
 
-    init(_ value: Value) {
+    public init(_ value: Value) {
         self.value = value
         pthread_mutex_init(mutex, nil)
         #if os(Linux)
@@ -39,21 +37,21 @@ final class Locked<Value>: @unchecked Sendable {
         mutex.deallocate()
     }
 
-    func withLock<Result>(_ body: (inout Value) throws -> Result) rethrows -> Result {
+    public func withLock<Result>(_ body: (inout Value) throws -> Result) rethrows -> Result {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
         return try body(&value)
     }
 
     /// Wakes the thread waiting in `wait(until:_:)`, if any.
-    func signal() {
+    public func signal() {
         pthread_cond_signal(condition)
     }
 
     /// Calls `body` under the lock until it returns a value, sleeping on the condition
     /// between calls. Returns `nil` once `deadline` (if any) has passed and `body` has
     /// still returned `nil`.
-    func wait<Result>(until deadline: ContinuousClock.Instant?, _ body: (inout Value) -> Result?) -> Result? {
+    public func wait<Result>(until deadline: ContinuousClock.Instant?, _ body: (inout Value) -> Result?) -> Result? {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
         while true {
@@ -87,25 +85,8 @@ final class Locked<Value>: @unchecked Sendable {
 }
 
 extension timespec {
-    init(_ duration: Duration) {
+    fileprivate init(_ duration: Duration) {
         let (seconds, attoseconds) = duration.components
         self.init(tv_sec: .init(seconds), tv_nsec: .init(attoseconds / 1_000_000_000))
-    }
-}
-
-extension timeval {
-    init(_ duration: Duration) {
-        let (seconds, attoseconds) = duration.components
-        self.init(tv_sec: .init(seconds), tv_usec: .init(attoseconds / 1_000_000_000_000))
-    }
-}
-
-extension Duration {
-    /// Whole milliseconds, rounded up, clamped for `poll(2)`.
-    var pollMilliseconds: Int32 {
-        if self <= .zero { return 0 }
-        let (seconds, attoseconds) = components
-        let milliseconds = seconds * 1000 + (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000
-        return Int32(clamping: milliseconds)
     }
 }

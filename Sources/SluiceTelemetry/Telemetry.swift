@@ -1,0 +1,2 @@
+import OTel
+import Tracing
