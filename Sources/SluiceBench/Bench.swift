@@ -52,7 +52,7 @@ public enum Bench {
         var pickupJobs: Int
         var publishRequests, pipelinedRequests: Int
         /// Streams open at once in `paced`, their content chunks and the gap between them;
-        /// a stream still open `pacedGraceSeconds` after its schedule ended is cut.
+        /// a reader gives up its schedule + `pacedGraceSeconds` + 30 s after its request.
         var pacedStreams, pacedChunks, pacedPaceMs, pacedGraceSeconds: Int
         var perJobJobs: Int
 

@@ -294,8 +294,10 @@ public struct BenchReport: Sendable, Encodable {
             to \(sizes.pacedChunks) content chunks \(sizes.pacedPaceMs) ms apart, each chunk its own write by the \
             provider. Each reader finds every chunk's index in what it reads and records its arrival against \
             the chunk's own due time (the provider's schedule start for that stream + index × pace), so a \
-            late stream start is not counted, a stream that falls behind is. A stream still open \
-            \(sizes.pacedGraceSeconds) s after its schedule ended is cut, and only delivered chunks count. CPU is \
+            late stream start is not counted, a stream that falls behind is. A reader gives up \
+            \(sizes.pacedChunks * sizes.pacedPaceMs / 1000 + sizes.pacedGraceSeconds + 30) s after its request (the \
+            scripted \(sizes.pacedChunks * sizes.pacedPaceMs / 1000) s, \(sizes.pacedGraceSeconds) s of grace and 30 s for the \
+            stream to start), and only delivered chunks count. CPU is \
             `utime + stime` of each process (and of its children) over the run, per content chunk delivered \
             and per `data:` frame read. The same load goes through LiteLLM when the peer runs; the CPU ratio \
             sets LiteLLM's CPU per chunk against the worker's plus the gateway's.

@@ -416,8 +416,9 @@ public struct PerJobResult: Sendable, Codable {
 
 extension Scenarios {
     /// `streams` streams opened at once through `baseURL`'s chat completions, each of
-    /// `chunks` content chunks `paceMs` apart, every chunk its own write. A stream still
-    /// open `grace` after its schedule ended is cut; what it delivered until then counts.
+    /// `chunks` content chunks `paceMs` apart, every chunk its own write. A reader gives
+    /// up its schedule + `grace` + 30 s (for the stream to start) after its request; what
+    /// it read until then counts.
     func paced(
         label: String, path: StreamPath, baseURL: String, bearer: String = "sk-bench", streams: Int, chunks: Int, paceMs: Int,
         grace: Duration, processes: [String: Int32]
