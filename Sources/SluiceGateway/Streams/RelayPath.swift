@@ -17,21 +17,24 @@ public struct RelayPath {
 
     public let route: Route
     private var runs = RunGuard()
-    private let style = CompletionStyle(api: "openai", stream: true, includeUsageChunk: true)
+    private var frames: CompletionFrames
 
-    public init(route: Route) { self.route = route }
+    public init(route: Route, jobID: String = "chunk-path-job") {
+        self.route = route
+        frames = CompletionFrames(style: CompletionStyle(api: "openai", stream: true, includeUsageChunk: true), jobID: jobID)
+    }
 
-    /// Appends the frame of `envelope` to `buffer`; false if it is not an envelope or
-    /// belongs to another run.
+    /// Appends the frame of `envelope` to `buffer`, as `JobEventStream` and
+    /// `CompletionStream` do; false if it is not an envelope or belongs to another run.
     public mutating func relay(_ envelope: [UInt8], into buffer: inout ByteBuffer) -> Bool {
         guard let fields = EventEnvelope.peek(envelope) else { return false }
+        let item = JobEventFollower.Item.event(seq: fields.seq, name: fields.event, envelope: envelope, data: fields.data)
         switch route {
         case .events:
             SSEFormat.writeEvent(id: fields.seq, name: fields.event, data: envelope, range: 0..<envelope.count, to: &buffer)
         case .chatCompletions:
             guard runs.admit(envelope, isChunk: fields.event == EventName.chunk.rawValue) else { return false }
-            CompletionFrames.write(
-                .event(seq: fields.seq, name: fields.event, envelope: envelope, data: fields.data), style: style, to: &buffer)
+            frames.write(item, to: &buffer)
         }
         return true
     }
