@@ -498,28 +498,33 @@ struct GatewayTests {
         let http = HTTPClient(logger: TestServices.logger)
         defer { http.shutdown() }
 
-        var reading: Task<[SSEEvent], any Error>?
+        let lag = { (topic: String) in
+            try KafkaAdmin.groupLag(brokers: config.kafka.brokers, group: "nobody-\(suffix)", topic: topic, logger: TestServices.logger).values.reduce(0, +)
+        }
+        var reading: Task<(Int, [SSEEvent]), any Error>?
         let start = ContinuousClock.now
         try await withGatewayOnly(config) { base in
-            // No worker runs: the job stays in its topic and the stream stays open.
+            // No worker runs: the job stays in its topic, and the stream holds its status
+            // for the provider's answer (up to the first keep-alive, 15 s).
             let body = try JSON.encode(["model": "default", "stream": true, "messages": Self.user] as JSONValue)
-            let response = try await http.execute(HTTPRequest(
-                method: "POST", url: base + "/v1/chat/completions", headers: ["content-type": "application/json"], body: body))
-            #expect(response.status == 200)
-            let reader = EventStreamReader(response: response)
-            reading = Task { try await reader.rest() }
-            try await Task.sleep(for: .milliseconds(200))
+            reading = Task {
+                let response = try await http.execute(HTTPRequest(
+                    method: "POST", url: base + "/v1/chat/completions", headers: ["content-type": "application/json"], body: body))
+                return (response.status, try await EventStreamReader(response: response).rest())
+            }
+            // The gateway stops once the job is in its topic.
+            for _ in 0..<200 where try lag(config.kafka.requestsTopic) == 0 {
+                try await Task.sleep(for: .milliseconds(50))
+            }
         }
         #expect(ContinuousClock.now - start < .seconds(10))
-        let events = try await #require(reading).value
+        let (status, events) = try await #require(reading).value
+        #expect(status == 200)
         let texts = events.map { String(decoding: $0.bytes, as: UTF8.self) }
         #expect(texts.count == 2, "\(texts)")
         #expect(texts.first?.contains("shutting down") == true && texts.first?.contains("/v1/jobs/") == true, "\(texts)")
         #expect(texts.last == "[DONE]")
         // The body (and any cancel it would send) ended before the gateway stopped.
-        let lag = { (topic: String) in
-            try KafkaAdmin.groupLag(brokers: config.kafka.brokers, group: "nobody-\(suffix)", topic: topic, logger: TestServices.logger).values.reduce(0, +)
-        }
         #expect(try lag(config.kafka.requestsTopic) == 1, "the job was submitted")
         #expect(try lag(config.kafka.controlTopic) == 0, "and not cancelled")
     }

@@ -2,6 +2,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import SluiceCore
+import ServiceLifecycle
 import SluiceRedis
 
 /// How a synchronous completion endpoint answers.
@@ -124,11 +125,18 @@ extension Gateway {
         let jobID = job.id
         var opening = StreamOpening(style: style, jobID: jobID)
         let end: JobEventFollower.End
+        // A gateway told to stop does not wait out the opening: the stream starts and
+        // ends at once, saying where the result will be.
+        let stopping = ClientDisconnect()
         do {
-            end = try await feed.follow(afterSeq: 0, disconnect: nil) { item in
-                opening.take(item)
-            } flush: {
-                if opening.isDecided { throw JobEventFollower.PauseFollow() }
+            end = try await withGracefulShutdownHandler {
+                try await feed.follow(afterSeq: 0, disconnect: stopping) { item in
+                    opening.take(item)
+                } flush: {
+                    if opening.isDecided { throw JobEventFollower.PauseFollow() }
+                }
+            } onGracefulShutdown: {
+                stopping.fire()
             }
         } catch {
             feed.cancel()
@@ -149,7 +157,10 @@ extension Gateway {
         var stream = CompletionStream(gateway: self, job: job, style: style)
         stream.runs = opened.runs
         stream.frames = opened.frames
-        let ended: SSEStreamEnd? = opened.finished ? .finished : opened.restarted ? .failed(RunRestarted()) : nil
+        let ended: SSEStreamEnd? =
+            opened.finished ? .finished
+            : opened.restarted ? .failed(RunRestarted())
+            : end == .disconnected ? .shutdown : nil
         return sseResponse(stream, feed: feed, afterSeq: resumeAfter, request: request,
                            headers: [.sluiceJobID: jobID], first: opened.pending, ended: ended)
     }
