@@ -10,7 +10,8 @@ let package = Package(
     name: "sluice-benchmarks",
     platforms: [.macOS(.v15)],
     dependencies: [
-        .package(path: ".."),
+        // Named: a path package is otherwise known by its folder name, which differs by clone.
+        .package(name: "sluice", path: ".."),
         .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.5.0"),
     ],
