@@ -12,7 +12,7 @@ public final class ChunkPath {
     private var parser = SSEParser()
     private var decoder: any StreamDecoder
     private var accumulator = StreamAccumulator()
-    private var events: JobEvents
+    private var events: JobEvents<RedisConnection>
     /// Commands written so far, one per relayed chunk.
     public private(set) var commands = 0
     /// The last command written, for a test to read back.
