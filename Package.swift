@@ -144,6 +144,15 @@ let package = Package(
             "SluiceCore", "SluiceKafka", "SluiceProviders", "SluiceBench", "SluiceSupport",
             .product(name: "PropertyBased", package: "swift-property-based"),
         ]),
+        // The gateway's routes in process, over in-memory fakes of its job queue and job
+        // store: no broker, no Redis.
+        .testTarget(name: "SluiceGatewayTests", dependencies: [
+            "SluiceCore", "SluiceGateway", "SluiceKafka",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdTesting", package: "hummingbird"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .testTarget(name: "SluiceIntegrationTests", dependencies: [
             "SluiceCore", "SluiceKafka", "SluiceRedis", "SluiceHTTPClient", "SluiceProviders",
             "SluiceWorker", "SluiceGateway", "SluiceMockProvider", "SluiceTelemetry", "SluiceSupport",
