@@ -15,6 +15,9 @@ let package = Package(
     name: "sluice",
     products: [
         .executable(name: "sluice", targets: ["SluiceCLI"]),
+        // For the micro-benchmarks in Benchmarks/, a package of their own.
+        .library(name: "SluiceWorker", targets: ["SluiceWorker"]),
+        .library(name: "SluiceGateway", targets: ["SluiceGateway"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -30,6 +33,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        // Counts the allocations of the chunk path (`SluiceAllocations`, `AllocationTests`).
+        .package(url: "https://github.com/ordo-one/malloc-interposer", from: "1.6.1"),
         // Tracing: swift-distributed-tracing's API and swift-otel's OTLP/HTTP exporter; the
         // OTLPHTTP trait alone (traits need tools 6.1) leaves its gRPC stack out of the build.
         .package(url: "https://github.com/apple/swift-distributed-tracing", from: "1.1.0"),
@@ -138,6 +143,14 @@ let package = Package(
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
+
+        // Prints the chunk path's allocations per chunk; run by `AllocationTests` with the
+        // interposer preloaded. Not part of the `sluice` binary.
+        .executableTarget(name: "SluiceAllocations", dependencies: [
+            "SluiceCore", "SluiceWorker", "SluiceGateway",
+            .product(name: "MallocInterposerSwift", package: "malloc-interposer"),
+            .product(name: "Hummingbird", package: "hummingbird"),
         ]),
 
         .testTarget(name: "SluiceCoreTests", dependencies: [

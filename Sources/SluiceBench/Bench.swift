@@ -11,7 +11,7 @@ import Glibc
 /// BENCHMARKS.md and returns the figures.
 public enum Bench {
     public enum Scenario: String, CaseIterable, Sendable {
-        case throughput, firstToken = "first-token", concurrency, pickup, ceiling, peer, all
+        case throughput, firstToken = "first-token", concurrency, pickup, ceiling, peer, paced, perJob = "per-job", all
     }
 
     public struct Options: Sendable {
@@ -51,6 +51,10 @@ public enum Bench {
         var concurrencyJobs, concurrencyChunks, concurrencyPace: Int
         var pickupJobs: Int
         var publishRequests, pipelinedRequests: Int
+        /// Streams open at once in `paced`, their content chunks and the gap between them;
+        /// a reader gives up its schedule + `pacedGraceSeconds` + 30 s after its request.
+        var pacedStreams, pacedChunks, pacedPaceMs, pacedGraceSeconds: Int
+        var perJobJobs: Int
 
         /// How many streams the first-token level of `concurrency` streams at once measures.
         func firstTokenStreams(at concurrency: Int) -> Int { max(concurrency, firstTokenSamples) }
@@ -58,7 +62,8 @@ public enum Bench {
         static let full = Sizes(
             throughputJobs: 2_000, throughputChunks: 20, sseEvery: 10, firstTokenLevels: [1, 10, 100, 300, 1_000], firstTokenSamples: 200,
             concurrencyJobs: 10_000, concurrencyChunks: 30, concurrencyPace: 1_000, pickupJobs: 200,
-            publishRequests: 300_000, pipelinedRequests: 2_000_000)
+            publishRequests: 300_000, pipelinedRequests: 2_000_000,
+            pacedStreams: 1_000, pacedChunks: 1_500, pacedPaceMs: 20, pacedGraceSeconds: 60, perJobJobs: 2_000)
         static func of(_ options: Options) -> Sizes {
             var sizes = options.quick ? Sizes.quick : Sizes.full
             if let chunks = options.throughputChunks, chunks != sizes.throughputChunks {
@@ -71,7 +76,8 @@ public enum Bench {
         static let quick = Sizes(
             throughputJobs: 200, throughputChunks: 20, sseEvery: 10, firstTokenLevels: [1, 50], firstTokenSamples: 20,
             concurrencyJobs: 300, concurrencyChunks: 20, concurrencyPace: 50, pickupJobs: 20,
-            publishRequests: 20_000, pipelinedRequests: 100_000)
+            publishRequests: 20_000, pipelinedRequests: 100_000,
+            pacedStreams: 50, pacedChunks: 100, pacedPaceMs: 20, pacedGraceSeconds: 20, perJobJobs: 200)
     }
 
     public static func run(options: Options, tools: BenchTools, children: ChildProcessGroup, logger: Logger) async throws -> BenchReport {
@@ -133,7 +139,19 @@ public enum Bench {
                 report.throughput = try await scenarios.throughput(
                     jobs: sizes.throughputJobs, chunks: sizes.throughputChunks, sseEvery: sizes.sseEvery)
             }
-            if options.runs(.peer) {
+            if options.runs(.perJob) {
+                step("per-job: \(sizes.perJobJobs) one-chunk jobs")
+                report.perJob = try await scenarios.perJob(jobs: sizes.perJobJobs)
+            }
+            if options.runs(.paced) {
+                let s = sizes
+                step("paced: \(s.pacedStreams) streams × \(s.pacedChunks) chunks every \(s.pacedPaceMs) ms, a reader on each, through the gateway")
+                report.paced = await scenarios.paced(
+                    label: "pc", path: .chatCompletions, baseURL: stack.gatewayURL, streams: s.pacedStreams, chunks: s.pacedChunks,
+                    paceMs: s.pacedPaceMs, grace: .seconds(s.pacedGraceSeconds),
+                    processes: ["worker": stack.worker.pid, "gateway": stack.gateway.pid])
+            }
+            if options.runs(.peer) || options.runs(.paced) {
                 report.peer = try await Peer.run(
                     options: options, sizes: sizes, tools: tools, children: children, scenarios: scenarios,
                     provider: provider, step: step)

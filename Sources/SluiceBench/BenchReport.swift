@@ -26,6 +26,8 @@ public struct BenchReport: Sendable, Encodable {
     var pickup: PickupResult?
     var ceiling: CeilingResult?
     var peer: PeerResult?
+    var paced: PacedResult?
+    var perJob: PerJobResult?
     var plots: PlotsResult?
 
     init(date: String, mode: String, scenario: String, machine: MachineInfo, commandLine: String, sizes: Bench.Sizes) {
@@ -107,11 +109,38 @@ public struct BenchReport: Sendable, Encodable {
         let ratio = ratios["chunks_per_s_vs_publish"] ?? nil
         list.append(.init(name: "pipeline chunks/s vs unpipelined PUBLISH/s", target: "≥ 0.25",
                           measured: ratio.map { fmt($0, 3) } ?? "–", status: status(ratio.map { $0 >= 0.25 })))
+        let pacedAt = paced.map { " (paced, \($0.streams) streams)" } ?? " (paced)"
+        let pacedWorker = paced?.cpuMicrosPerChunk("worker")
+        list.append(.init(name: "worker CPU per relayed chunk" + pacedAt, target: "≤ 5 µs",
+                          measured: pacedWorker.map { fmt($0, 2) + " µs" } ?? "–", status: status(pacedWorker.map { $0 <= 5 })))
+        let pacedGateway = paced?.cpuMicrosPerFrame("gateway")
+        list.append(.init(name: "gateway CPU per SSE chunk" + pacedAt, target: "≤ 5 µs",
+                          measured: pacedGateway.map { fmt($0, 2) + " µs" } ?? "–", status: status(pacedGateway.map { $0 <= 5 })))
+        let pacedP99 = paced.flatMap { $0.lateness.count > 0 ? $0.lateness.p99Ms : nil }
+        list.append(.init(name: "chunk lateness p99" + pacedAt, target: "≤ 5 ms (at 1,000 streams)",
+                          measured: pacedP99.map { fmt($0, 3) + " ms" } ?? "–", status: status(pacedP99.map { $0 <= 5 })))
+        let cpuRatio = pacedCPURatio
+        list.append(.init(name: "CPU per chunk vs LiteLLM (paced; worker + gateway against the proxy)", target: "≥ 5× less",
+                          measured: cpuRatio.map { fmt($0, 1) + "× less" } ?? (peer?.skipped.map { "skipped: \($0)" } ?? "–"),
+                          status: status(cpuRatio.map { $0 >= 5 })))
+        list.append(.init(name: "TLS handshakes per 100 jobs after warm-up (https)", target: "≤ 1", measured: "–", status: "not measured"))
+        list.append(.init(name: "worker CPU per job (https)", target: "≤ 60 µs", measured: "–", status: "not measured"))
+        let perJobCPU = perJob?.workerCPUMicrosPerJob
+        list.append(.init(name: "worker CPU per job (per-job, one-chunk jobs)", target: "≤ 60 µs",
+                          measured: perJobCPU.map { fmt($0, 1) + " µs" } ?? "–", status: status(perJobCPU.map { $0 <= 60 })))
         return list
     }
 
+    /// LiteLLM's CPU per chunk delivered over Sluice's (worker plus gateway) at the paced load.
+    var pacedCPURatio: Double? {
+        guard let ours = paced, let theirs = peer?.paced,
+              let w = ours.cpuMicrosPerChunk("worker"), let g = ours.cpuMicrosPerChunk("gateway") else { return nil }
+        return Self.ratio(theirs.cpuMicrosPerChunk("litellm"), w + g)
+    }
+
     enum CodingKeys: String, CodingKey {
-        case bench, date, mode, scenario, machine, throughput, concurrency, pickup, ceiling, peer, plots, ratios, targets
+        case bench, date, mode, scenario, machine, throughput, concurrency, pickup, ceiling, peer, paced, plots, ratios, targets
+        case perJob = "per_job"
         case firstToken = "first_token"
         case workerIdleRSSBytes = "worker_idle_rss_bytes"
     }
@@ -130,6 +159,8 @@ public struct BenchReport: Sendable, Encodable {
         try c.encode(pickup, forKey: .pickup)
         try c.encode(ceiling, forKey: .ceiling)
         try c.encode(peer, forKey: .peer)
+        try c.encode(paced, forKey: .paced)
+        try c.encode(perJob, forKey: .perJob)
         try c.encode(plots, forKey: .plots)
         try c.encode(ratios, forKey: .ratios)
         try c.encode(targets, forKey: .targets)
@@ -206,6 +237,20 @@ public struct BenchReport: Sendable, Encodable {
                 md += "| peer | \(p.name) \(p.version ?? "") first-token overhead at \(f.streams) stream\(f.streams == 1 ? "" : "s") p50 / p90 / p99 / max | \(lat(f.latency)) | errors: \(f.errors) |\n"
             }
         }
+        for (name, p) in [("paced", paced), ("peer paced", peer?.paced)] {
+            guard let p else { continue }
+            let through = name == "paced" ? "Sluice (gateway chat completions)" : "\(peer?.name ?? "peer")"
+            md += "| \(name) | \(through): \(p.streams) streams × \(p.chunksPerStream) chunks every \(p.paceMs) ms, content chunks delivered | \(p.deliveredChunks) of \(p.expectedChunks) in \(fmt(p.seconds, 1)) s | \(p.failedStreams) streams failed or cut |\n"
+            md += "| \(name) | chunk lateness at the reader (each against its own due time) p50 / p90 / p99 / max | \(lat(p.lateness)) | provider's own write lateness: \(lat(p.providerWriteLateness)) |\n"
+            for process in p.cpuSeconds.keys.sorted() {
+                let perChunk = p.cpuMicrosPerChunk(process).map { fmt($0, 2) + " µs" } ?? "–"
+                let perFrame = p.cpuMicrosPerFrame(process).map { fmt($0, 2) + " µs" } ?? "–"
+                md += "| \(name) | \(process) CPU per content chunk delivered (per SSE frame) | \(perChunk) (\(perFrame)) | \(fmt(p.cpuSeconds[process] ?? 0, 1)) CPU s |\n"
+            }
+        }
+        if let j = perJob {
+            md += "| per-job | worker CPU per one-chunk job (\(j.jobs) jobs, Kafka and Redis work included) | \(fmt(j.workerCPUMicrosPerJob, 1)) µs | \(fmt(Double(j.jobs) / j.seconds, 0)) jobs/s, \(j.providerConnections) provider connections, \(j.failed) failed |\n"
+        }
         if let t = throughput, let bytes = t.chunkEventBytes {
             md += "\nA content chunk's event, as the gateway relays it from Redis, is \(bytes) bytes; the ceiling publishes \(ceiling?.payloadBytes ?? 300)-byte payloads.\n"
         }
@@ -245,6 +290,22 @@ public struct BenchReport: Sendable, Encodable {
             - **ceiling**: `redis-benchmark -c 50 PUBLISH` on the same redis-server, with and without `-P 16`. \
             The pipeline does a PUBLISH and an XADD per chunk, plus lifecycle events, so the ratio is a lower \
             bound of how close it runs to Redis.
+            - **paced**: \(sizes.pacedStreams) `POST /v1/chat/completions` streams opened at once, each scripted \
+            to \(sizes.pacedChunks) content chunks \(sizes.pacedPaceMs) ms apart, each chunk its own write by the \
+            provider. Each reader finds every chunk's index in what it reads and records its arrival against \
+            the chunk's own due time (the provider's schedule start for that stream + index × pace), so a \
+            late stream start is not counted, a stream that falls behind is. A reader gives up \
+            \(sizes.pacedChunks * sizes.pacedPaceMs / 1000 + sizes.pacedGraceSeconds + 30) s after its request (the \
+            scripted \(sizes.pacedChunks * sizes.pacedPaceMs / 1000) s, \(sizes.pacedGraceSeconds) s of grace and 30 s for the \
+            stream to start), and only delivered chunks count. CPU is \
+            `utime + stime` of each process (and of its children) over the run, per content chunk delivered \
+            and per `data:` frame read. The same load goes through LiteLLM when the peer runs; the CPU ratio \
+            sets LiteLLM's CPU per chunk against the worker's plus the gateway's.
+            - **per-job**: \(sizes.perJobJobs) one-chunk jobs produced at once (up to 512 sends in flight); \
+            worker CPU over first send → last result, per job, with Kafka consume, Redis events, results \
+            produce and the provider request all in it. Provider connections = distinct connections the \
+            provider saw their requests on (libcurl keeps them alive between jobs).
+            - **https**: not implemented yet; its targets are listed as not measured.
             - **peer**: the LiteLLM proxy (`pip install --target .deps/litellm litellm[proxy]`, one worker) with \
             the same provider as an OpenAI-compatible model, read by the same readers at the same loads.
 

@@ -64,6 +64,11 @@ struct BenchStack: Sendable {
         config.redis.url = "redis://127.0.0.1:\(redisPort)"
         config.redis.eventTTLSeconds = 600
         config.gateway.listen = "127.0.0.1:\(gatewayPort)"
+        // The bench measures capacity, not tenant fairness: its one tenant may follow and
+        // run as many streams as the scenarios open (the defaults answer 429 past 64
+        // readers and 1,000 jobs in flight).
+        config.gateway.maxReadersPerTenant = 1_000_000
+        config.gateway.maxJobsPerTenant = 1_000_000
         config.worker.maxInFlight = maxInFlight
         config.worker.maxAttempts = 1
         config.providers = [.init(name: "bench", kind: .openaiCompatible, baseURL: providerURL)]

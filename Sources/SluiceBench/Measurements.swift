@@ -81,6 +81,34 @@ public enum ProcStats {
     }
 
     public static func rssBytes(pid: Int32) -> Int? { statusBytes(pid: pid, field: "VmRSS") }
+
+    /// CPU seconds of the process and of every process below it (a proxy that runs its
+    /// work in child processes); children that already exited are not counted.
+    public static func treeCPUSeconds(pid: Int32) -> Double? {
+        guard var total = cpuSeconds(pid: pid) else { return nil }
+        var parents: Set<Int32> = [pid]
+        var found = true
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.compactMap { Int32($0) } ?? []
+        var counted: Set<Int32> = [pid]
+        while found {
+            found = false
+            for child in entries where !counted.contains(child) {
+                guard let ppid = parentPID(child), parents.contains(ppid) else { continue }
+                counted.insert(child)
+                parents.insert(child)
+                total += cpuSeconds(pid: child) ?? 0
+                found = true
+            }
+        }
+        return total
+    }
+
+    static func parentPID(_ pid: Int32) -> Int32? {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = text.lastIndex(of: ")") else { return nil }
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        return fields.count > 1 ? Int32(fields[1]) : nil
+    }
 }
 
 /// The machine a run measured.

@@ -14,7 +14,7 @@ enum Peer {
     ) async throws -> PeerResult {
         func skipped(_ why: String) -> PeerResult {
             step("peer skipped: \(why)")
-            return PeerResult(name: name, version: nil, firstToken: [], skipped: why)
+            return PeerResult(name: name, version: nil, firstToken: [], paced: nil, skipped: why)
         }
         if options.quick { return skipped("not run in quick mode (installing and starting LiteLLM takes minutes)") }
         guard let python = tools.python else { return skipped("python3 not found") }
@@ -56,7 +56,7 @@ enum Peer {
             try await children.waitForPort(port, name: "litellm", timeout: .seconds(240))
         } catch {
             step("peer: LiteLLM did not start: \(error)")
-            return PeerResult(name: name, version: version, firstToken: [],
+            return PeerResult(name: name, version: version, firstToken: [], paced: nil,
                               skipped: "LiteLLM did not start; see \(children.logPath("litellm"))")
         }
         let base = "http://127.0.0.1:\(port)"
@@ -67,11 +67,19 @@ enum Peer {
                 counting: "data: ")
         }
         var results: [FirstTokenResult] = []
-        for c in sizes.firstTokenLevels {
+        for c in sizes.firstTokenLevels where options.runs(.peer) {
             step("peer first-token: \(sizes.firstTokenStreams(at: c)) streams, \(c) at once, through LiteLLM")
             results.append(try await scenarios.firstToken(
                 label: "peer\(c)", path: .peer, baseURL: base, bearer: masterKey, concurrency: c, total: sizes.firstTokenStreams(at: c)))
         }
-        return PeerResult(name: name, version: version, firstToken: results, skipped: nil)
+        var paced: PacedResult?
+        if options.runs(.paced) {
+            let s = sizes
+            step("peer paced: \(s.pacedStreams) streams × \(s.pacedChunks) chunks every \(s.pacedPaceMs) ms through LiteLLM")
+            paced = await scenarios.paced(
+                label: "peerpc", path: .peer, baseURL: base, bearer: masterKey, streams: s.pacedStreams, chunks: s.pacedChunks,
+                paceMs: s.pacedPaceMs, grace: .seconds(s.pacedGraceSeconds), processes: ["litellm": proxy.pid])
+        }
+        return PeerResult(name: name, version: version, firstToken: results, paced: paced, skipped: nil)
     }
 }

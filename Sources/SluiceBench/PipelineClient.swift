@@ -205,11 +205,13 @@ extension PipelineClient {
         return reading
     }
 
-    static func chatCompletionRequest(url: String, script: BenchScript, bearer: String = "sk-bench") -> HTTPRequest {
+    static func chatCompletionRequest(
+        url: String, script: BenchScript, bearer: String = "sk-bench", totalTimeout: Duration = .seconds(600)
+    ) -> HTTPRequest {
         let body = #"{"model":"\#(BenchStack.model)","messages":[{"role":"user","content":"\#(script.message)"}],"stream":true}"#
         return HTTPRequest(
             method: "POST", url: url, headers: ["content-type": "application/json", "authorization": "Bearer \(bearer)"],
-            body: Array(body.utf8), connectTimeout: .seconds(30), idleTimeout: .seconds(120), totalTimeout: .seconds(600))
+            body: Array(body.utf8), connectTimeout: .seconds(30), idleTimeout: .seconds(120), totalTimeout: totalTimeout)
     }
 
     static func eventsRequest(gateway: String, jobID: String) -> HTTPRequest {
@@ -220,5 +222,40 @@ extension PipelineClient {
     static func submitRequest(gateway: String, id: String, script: BenchScript) -> HTTPRequest {
         HTTPRequest(method: "POST", url: "\(gateway)/v1/jobs", headers: ["content-type": "application/json"],
                     body: jobJSON(id: id, script: script), connectTimeout: .seconds(30), totalTimeout: .seconds(60))
+    }
+}
+
+/// Finds the index of each content chunk (`Tk<i> `) in a stream read piece by piece: the
+/// state carries over from one piece to the next, so a chunk split across two reads is
+/// still found once.
+struct ChunkIndexScanner {
+    private enum State { case text, sawT, digits }
+    private var state = State.text
+    private var value = 0
+    private var digits = 0
+
+    mutating func feed(_ bytes: [UInt8], found: (Int) -> Void) {
+        for b in bytes {
+            switch state {
+            case .text:
+                if b == UInt8(ascii: "T") { state = .sawT }
+            case .sawT:
+                if b == UInt8(ascii: "k") {
+                    state = .digits
+                    value = 0
+                    digits = 0
+                } else {
+                    state = b == UInt8(ascii: "T") ? .sawT : .text
+                }
+            case .digits:
+                if b >= UInt8(ascii: "0"), b <= UInt8(ascii: "9"), digits < 18 {
+                    value = value * 10 + Int(b - UInt8(ascii: "0"))
+                    digits += 1
+                } else {
+                    if b == UInt8(ascii: " "), digits > 0 { found(value) }
+                    state = b == UInt8(ascii: "T") ? .sawT : .text
+                }
+            }
+        }
     }
 }

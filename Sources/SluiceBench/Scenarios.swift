@@ -114,10 +114,12 @@ public struct PeerResult: Sendable, Codable {
     var name: String
     var version: String?
     var firstToken: [FirstTokenResult]
+    /// The paced scenario's load through the peer.
+    var paced: PacedResult?
     var skipped: String?
 
     enum CodingKeys: String, CodingKey {
-        case name, version, skipped
+        case name, version, skipped, paced
         case firstToken = "first_token"
     }
 }
@@ -345,5 +347,166 @@ struct Scenarios: Sendable {
         client.board.forget(ids)
         provider.ledger.forget(ids)
         return PickupResult(jobs: jobs, latency: histogram.summary)
+    }
+}
+
+// MARK: paced
+
+/// Paced streams read to the end: every content chunk's arrival at its reader against
+/// its own due time, and the CPU each process spent per chunk delivered.
+public struct PacedResult: Sendable, Codable {
+    var path: String
+    var streams: Int
+    var chunksPerStream: Int
+    var paceMs: Int
+    var seconds: Double
+    var expectedChunks: Int
+    /// Content chunks that reached their readers before the run's deadline.
+    var deliveredChunks: Int
+    /// `data:` frames the readers got (content, role, finish, usage, `[DONE]`).
+    var sseFrames: Int
+    var lateness: LatencySummary
+    /// How late the provider itself handed each chunk to its connection: its own delay
+    /// on this shared machine plus back-pressure from the reader of its stream.
+    var providerWriteLateness: LatencySummary
+    var failedStreams: Int
+    /// CPU seconds over the run, by process (`worker`, `gateway`, `litellm`).
+    var cpuSeconds: [String: Double]
+
+    func cpuMicrosPerChunk(_ process: String) -> Double? {
+        guard let s = cpuSeconds[process], deliveredChunks > 0 else { return nil }
+        return s / Double(deliveredChunks) * 1e6
+    }
+
+    func cpuMicrosPerFrame(_ process: String) -> Double? {
+        guard let s = cpuSeconds[process], sseFrames > 0 else { return nil }
+        return s / Double(sseFrames) * 1e6
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case path, streams, seconds, lateness
+        case chunksPerStream = "chunks_per_stream"
+        case paceMs = "pace_ms"
+        case expectedChunks = "expected_chunks"
+        case deliveredChunks = "delivered_chunks"
+        case sseFrames = "sse_frames"
+        case providerWriteLateness = "provider_write_lateness"
+        case failedStreams = "failed_streams"
+        case cpuSeconds = "cpu_s"
+    }
+}
+
+/// One-chunk jobs, many at a time: the worker's CPU per job, Kafka and Redis included.
+public struct PerJobResult: Sendable, Codable {
+    var jobs: Int
+    var seconds: Double
+    var workerCPUSeconds: Double
+    var workerCPUMicrosPerJob: Double
+    /// Connections the provider saw the jobs' requests come on.
+    var providerConnections: Int
+    var failed: Int
+
+    enum CodingKeys: String, CodingKey {
+        case jobs, seconds, failed
+        case workerCPUSeconds = "worker_cpu_s"
+        case workerCPUMicrosPerJob = "worker_cpu_us_per_job"
+        case providerConnections = "provider_connections"
+    }
+}
+
+extension Scenarios {
+    /// `streams` streams opened at once through `baseURL`'s chat completions, each of
+    /// `chunks` content chunks `paceMs` apart, every chunk its own write. A reader gives
+    /// up its schedule + `grace` + 30 s (for the stream to start) after its request; what
+    /// it read until then counts.
+    func paced(
+        label: String, path: StreamPath, baseURL: String, bearer: String = "sk-bench", streams: Int, chunks: Int, paceMs: Int,
+        grace: Duration, processes: [String: Int32]
+    ) async -> PacedResult {
+        let client = self.client
+        let ledger = provider.ledger
+        let runID = self.runID
+        let scripted = Duration.milliseconds(chunks * paceMs)
+        ledger.resetConnectionsAndLateness()
+        struct Reading: Sendable {
+            var lateness = LatencyHistogram()
+            var delivered = 0
+            var frames = 0
+            var failed = false
+        }
+        func cpu() -> [String: Double] { processes.mapValues { ProcStats.treeCPUSeconds(pid: $0) ?? 0 } }
+        let cpu0 = cpu()
+        let started = ContinuousClock.now
+        let readings = await withTaskGroup(of: Reading.self, returning: [Reading].self) { group in
+            for i in 0..<streams {
+                group.addTask {
+                    let token = "\(label)-\(runID)-\(i)"
+                    let script = BenchScript(token: token, chunks: chunks, paceMs: paceMs)
+                    var reading = Reading()
+                    var scanner = ChunkIndexScanner()
+                    var frames = PatternCounter("data: ")
+                    var scheduleStart: UInt64?
+                    do {
+                        let response = try await client.http.execute(PipelineClient.chatCompletionRequest(
+                            url: baseURL + "/v1/chat/completions", script: script, bearer: bearer,
+                            totalTimeout: scripted + grace + .seconds(30)))
+                        guard response.status == 200 else {
+                            reading.failed = true
+                            return reading
+                        }
+                        for try await piece in response.body {
+                            let now = MonotonicClock.nanoseconds()
+                            reading.frames += frames.feed(piece)
+                            scanner.feed(piece) { index in
+                                if scheduleStart == nil { scheduleStart = ledger.stamp(token)?.scheduleStartNs }
+                                guard let start = scheduleStart else { return }
+                                let due = start + UInt64(index * paceMs) * 1_000_000
+                                reading.lateness.record(nanoseconds: now > due ? Int64(now - due) : 0)
+                                reading.delivered += 1
+                            }
+                        }
+                        if reading.delivered < chunks { reading.failed = true }
+                    } catch {
+                        reading.failed = true
+                    }
+                    ledger.forget([token])
+                    return reading
+                }
+            }
+            var all: [Reading] = []
+            for await r in group { all.append(r) }
+            return all
+        }
+        let seconds = (ContinuousClock.now - started) / .seconds(1)
+        let cpu1 = cpu()
+        var lateness = LatencyHistogram()
+        for r in readings { lateness.add(r.lateness) }
+        let failed = readings.filter(\.failed).count
+        if failed > 0 { logger.warning("\(failed) of \(streams) \(label) streams failed or were cut before their end") }
+        return PacedResult(
+            path: path.rawValue, streams: streams, chunksPerStream: chunks, paceMs: paceMs, seconds: seconds,
+            expectedChunks: streams * chunks, deliveredChunks: readings.reduce(0) { $0 + $1.delivered },
+            sseFrames: readings.reduce(0) { $0 + $1.frames }, lateness: lateness.summary,
+            providerWriteLateness: ledger.pacedWriteLateness, failedStreams: failed,
+            cpuSeconds: cpu1.reduce(into: [String: Double]()) { $0[$1.key] = $1.value - (cpu0[$1.key] ?? 0) })
+    }
+
+    // MARK: per-job
+
+    func perJob(jobs: Int) async throws -> PerJobResult {
+        let list = (0..<jobs).map { i in (id: token("pj", i), script: BenchScript(token: token("pj", i), chunks: 1)) }
+        let ids = list.map(\.id)
+        provider.ledger.resetConnectionsAndLateness()
+        let workerCPU0 = ProcStats.cpuSeconds(pid: stack.worker.pid) ?? 0
+        let start = try await client.produceAll(list)
+        let records = try await client.waitForResults(ids, timeout: .seconds(300))
+        let workerCPU = (ProcStats.cpuSeconds(pid: stack.worker.pid) ?? 0) - workerCPU0
+        let end = records.values.map(\.arrivalNs).max() ?? start
+        client.board.forget(ids)
+        provider.ledger.forget(ids)
+        return PerJobResult(
+            jobs: jobs, seconds: Double(end - start) / 1e9, workerCPUSeconds: workerCPU,
+            workerCPUMicrosPerJob: workerCPU / Double(jobs) * 1e6, providerConnections: provider.ledger.connectionCount,
+            failed: records.values.filter { $0.status != "succeeded" }.count)
     }
 }

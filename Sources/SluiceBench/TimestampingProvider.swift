@@ -48,6 +48,21 @@ public struct BenchScript: Sendable, Hashable {
 public struct ProviderStamp: Sendable {
     public var requestNs: UInt64
     public var firstContentNs: UInt64?
+    /// When the stream's schedule started: content chunk i is due `firstDelayMs + i ×
+    /// paceMs` after it.
+    public var scheduleStartNs: UInt64?
+}
+
+/// The provider's request context: which connection a request came on (the connection
+/// itself over HTTP/1.1, the parent of the request's stream over HTTP/2).
+struct ProviderContext: RequestContext {
+    var coreContext: CoreRequestContextStorage
+    let connection: ObjectIdentifier
+
+    init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        connection = ObjectIdentifier(source.channel.parent ?? source.channel)
+    }
 }
 
 /// The provider's timestamps and how many streams it has open, shared with the readers.
@@ -57,18 +72,46 @@ public final class ProviderLedger: Sendable {
         var open = 0
         var peakOpen = 0
         var requests = 0
+        var connections = Set<ObjectIdentifier>()
+        var writeLateness = LatencyHistogram()
     }
 
     private let state = Mutex(State())
 
     init() {}
 
-    func received(_ token: String, at ns: UInt64) {
+    func received(_ token: String, at ns: UInt64, on connection: ObjectIdentifier) {
         state.withLock {
             $0.stamps[token] = ProviderStamp(requestNs: ns, firstContentNs: nil)
             $0.requests += 1
+            $0.connections.insert(connection)
         }
     }
+
+    func scheduleStarted(_ token: String, at ns: UInt64) {
+        state.withLock { $0.stamps[token]?.scheduleStartNs = ns }
+    }
+
+    /// How late the provider handed a paced chunk to its connection after its due time:
+    /// its own delay on a busy machine plus back-pressure from the stream's reader.
+    func wrotePacedChunk(lateBy ns: Int64) {
+        state.withLock { $0.writeLateness.record(nanoseconds: ns) }
+    }
+
+    /// Connections requests came on since the last reset (NIO never reuses an
+    /// identifier of a channel still alive; a closed one's can come back, so this is a
+    /// lower bound over a long run, exact while connections stay open).
+    public var connectionCount: Int { state.withLock { $0.connections.count } }
+
+    /// Forgets the connections seen and the write lateness, for a scenario of its own.
+    public func resetConnectionsAndLateness() {
+        state.withLock {
+            $0.connections.removeAll()
+            $0.writeLateness = LatencyHistogram()
+        }
+    }
+
+    public var pacedWriteLateness: LatencySummary { state.withLock { $0.writeLateness.summary } }
 
     func firstContent(_ token: String, at ns: UInt64) {
         state.withLock { $0.stamps[token]?.firstContentNs = ns }
@@ -116,10 +159,10 @@ public enum TimestampingProvider {
         logger: Logger, _ body: @Sendable (Running) async throws -> Result
     ) async throws -> Result {
         let ledger = ProviderLedger()
-        let router = Router(context: BasicRequestContext.self)
+        let router = Router(context: ProviderContext.self)
         router.get("/healthz") { _, _ in HTTPResponse.Status.ok }
         for path in ["/v1/chat/completions", "/chat/completions"] {
-            router.post(RouterPath(path)) { request, _ in try await respond(request, ledger: ledger) }
+            router.post(RouterPath(path)) { request, context in try await respond(request, context: context, ledger: ledger) }
         }
         let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
         let app = Application(
@@ -157,11 +200,11 @@ public enum TimestampingProvider {
         }
     }
 
-    private static func respond(_ request: Request, ledger: ProviderLedger) async throws -> Response {
+    private static func respond(_ request: Request, context: ProviderContext, ledger: ProviderLedger) async throws -> Response {
         let arrived = MonotonicClock.nanoseconds()
         let body = try await request.body.collect(upTo: 1 << 20)
         let script = BenchScript.find(in: body) ?? BenchScript(token: "unscripted-\(UUID().uuidString)", chunks: 1)
-        ledger.received(script.token, at: arrived)
+        ledger.received(script.token, at: arrived, on: context.connection)
         let id = "chatcmpl-" + script.token
         let created = Int(Date().timeIntervalSince1970)
         // Fields as OpenAI sends them, so a chunk is the size of a real one (~230 bytes).
@@ -175,11 +218,13 @@ public enum TimestampingProvider {
             // Chunks are due at fixed times from the start (not a sleep after each write),
             // so a stream's lateness is the pipeline's, not this provider's drift.
             let start = ContinuousClock.now
+            ledger.scheduleStarted(script.token, at: MonotonicClock.nanoseconds())
             for index in 0..<script.chunks {
                 let due = start + .milliseconds(script.firstDelayMs + index * script.paceMs)
                 if due > .now { try await Task.sleep(until: due, clock: .continuous) }
                 let chunk = event(prefix + #"{"index":0,"delta":{"content":"Tk\#(index) "},"logprobs":null,"finish_reason":null}]}"#)
                 try await writer.write(chunk)
+                if script.paceMs > 0 { ledger.wrotePacedChunk(lateBy: Int64((ContinuousClock.now - due) / .nanoseconds(1))) }
                 // Stamped once the write is handed to the connection's channel, not before:
                 // time this busy process takes to get to it is not the pipeline's. NIO
                 // writes to the socket after this returns, so the figure stays an upper
