@@ -163,6 +163,15 @@ let package = Package(
             "SluiceCore", "SluiceWorker", "SluiceProviders", "SluiceHTTPClient", "SluiceRedis", "SluiceKafka", "SluiceSupport",
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // The gateway's routes in process, over in-memory fakes of its job queue and job
+        // store: no broker, no Redis.
+        .testTarget(name: "SluiceGatewayTests", dependencies: [
+            "SluiceCore", "SluiceGateway", "SluiceKafka",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdTesting", package: "hummingbird"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .testTarget(name: "SluiceIntegrationTests", dependencies: [
             "SluiceCore", "SluiceKafka", "SluiceRedis", "SluiceHTTPClient", "SluiceProviders",
             "SluiceWorker", "SluiceGateway", "SluiceMockProvider", "SluiceTelemetry", "SluiceSupport",

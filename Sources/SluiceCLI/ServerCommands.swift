@@ -78,7 +78,6 @@ struct GatewayCommand: AsyncParsableCommand {
         }
         let group = ServiceGroup(configuration: .init(
             services: (tracing.service.map { [$0] } ?? []) + [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        defer { gateway.shutdown() }
         try await group.run()
     }
 }

@@ -1,4 +1,5 @@
 import Hummingbird
+import ServiceLifecycle
 
 extension Gateway {
     /// Every route of the gateway. `/openapi.json` describes exactly these (a test
@@ -23,7 +24,9 @@ extension Gateway {
         return router
     }
 
-    /// The application, ready to run as a service; `onServerRunning` learns the port.
+    /// The application, ready to run as a service, as Hummingbird's template builds one:
+    /// the router, the server's configuration, and the gateway's clients as a service that
+    /// closes them once the server has stopped. `onServerRunning` learns the port.
     public func buildApplication(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) throws -> some ApplicationProtocol {
         let (host, port) = try Gateway.parseListen(config.gateway.listen)
         return Application(
@@ -32,6 +35,7 @@ extension Gateway {
             // streams at once; each dropped SYN costs the client a 1 s retransmit. The
             // kernel caps it at net.core.somaxconn.
             configuration: .init(address: .hostname(host, port: port), serverName: "sluice", backlog: 4096),
+            services: [GatewayClients(gateway: self)],
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? port) },
             logger: logger)
     }

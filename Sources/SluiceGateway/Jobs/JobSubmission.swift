@@ -46,12 +46,7 @@ extension Gateway {
     /// waits for the broker's acknowledgement. An id another tenant holds is refused with
     /// 409, saying nothing of that tenant or its job.
     private func submit(_ job: inout Job, api: String, recordHeaders: [KafkaHeader]) async throws -> Submission {
-        do {
-            try job.validate(JobLimits(config))
-        } catch let error as SluiceError {
-            throw APIError(error)
-        }
-        try authorize(job)
+        try check(job)
         job.submissionID = UUID().uuidString.lowercased()
         // Only this gateway seals keys: a client's own `api_key_sealed` is dropped.
         job.sealedAPIKey = nil
@@ -68,24 +63,14 @@ extension Gateway {
         let today = UsageDay(unixSeconds: now)
         var spend: SpendCheck?
         do {
-            let args = JobOwnership.claimArguments(
+            let found = try await store.claim(
                 jobID: job.id, tenant: job.tenant, ttlSeconds: config.redis.eventTTLSeconds,
-                fields: [("submitted_at", String(now)), ("api", api)]
-                    + (job.submissionID.map { [("submission_id", $0)] } ?? []))
-            var commands = [RedisCommand(args.map { Array($0.utf8) })]
-            if spendLimit != nil {
-                commands.append(RedisCommand("HGET", RedisKeys.usage(tenant: job.tenant, day: today), TenantUsage.Field.costMicroUSD))
-            }
-            let replies = try await redis.execute(commands)
-            let reply = replies[0]
-            if let error = reply.errorMessage { throw SluiceError(.internal, error) }
+                fields: [("submitted_at", String(now)), ("api", api)] + (job.submissionID.map { [("submission_id", $0)] } ?? []),
+                spendDay: spendLimit == nil ? nil : today)
+            claim = found.claim
             if let spendLimit {
-                spend = SpendCheck(limitUSD: spendLimit, spentMicroUSD: Int64(replies[1].string ?? "0") ?? 0, day: today)
+                spend = SpendCheck(limitUSD: spendLimit, spentMicroUSD: found.spentMicroUSD ?? 0, day: today)
             }
-            guard let parts = reply.array, parts.count == 2, let claimed = parts[0].int else {
-                throw SluiceError(.internal, "unexpected answer to the ownership claim")
-            }
-            claim = JobOwnership.Claim(claimed: claimed, owner: parts[1].string ?? "", tenant: job.tenant)
         } catch {
             logger.error("cannot record a job in Redis: \(error)", metadata: ["job_id": "\(job.id)"])
             throw APIError.unavailable("the event store is not reachable; try again later")
@@ -101,18 +86,17 @@ extension Gateway {
         }
         if let spend, spend.isExhausted {
             // Over the day's spend: nothing is produced, and the id is free again.
-            redis.send([RedisCommand("DEL", RedisKeys.meta(job.id))])
+            store.unclaim(jobID: job.id)
             metrics.jobRefused(reason: "quota")
             throw APIError.quotaExceeded(spend, now: now)
         }
-        let release = [RedisCommand("DEL", RedisKeys.meta(job.id)), RedisCommand("ZREM", RedisKeys.tenantJobs(job.tenant), job.id)]
         try await admitToTenantCap(job)
         do {
-            try await producer.send(topic: config.requestsTopic(for: job.priority), key: job.id, value: record, headers: recordHeaders)
+            try await queue.produce(topic: config.requestsTopic(for: job.priority), key: job.id, value: record, headers: recordHeaders)
         } catch let error as KafkaError where error.isTooLarge {
             // The request itself is too large for the queue: retrying cannot help. The id
             // is freed again.
-            redis.send(release)
+            store.release(jobID: job.id, tenant: job.tenant)
             logger.warning("a job too large for the requests topic: \(error)", metadata: ["job_id": "\(job.id)"])
             throw APIError(
                 .contentTooLarge, "invalid_request_error",
@@ -120,13 +104,24 @@ extension Gateway {
                 code: "request_too_large")
         } catch {
             // Free the id again, so that a retry submits rather than finds a job that never was.
-            redis.send(release)
+            store.release(jobID: job.id, tenant: job.tenant)
             logger.error("cannot submit a job to Kafka: \(error)", metadata: ["job_id": "\(job.id)"])
             throw APIError.unavailable("the job queue is not reachable; try again later")
         }
         metrics.jobSubmitted(api: api)
         logger.debug("job submitted", metadata: ["job_id": "\(job.id)", "api": "\(api)", "tenant": "\(job.tenant)"])
         return .produced
+    }
+
+    /// The checks a job passes before anything is stored or subscribed: its fields (a 400
+    /// naming the field) and the tenant's right to its models (403).
+    func check(_ job: Job) throws {
+        do {
+            try job.validate(JobLimits(config))
+        } catch let error as SluiceError {
+            throw APIError(error)
+        }
+        try authorize(job)
     }
 
     /// Counts the job among its tenant's jobs in flight (`gateway.max_jobs_per_tenant`,
@@ -137,30 +132,19 @@ extension Gateway {
     func admitToTenantCap(_ job: Job) async throws {
         let cap = config.gateway.maxJobsPerTenant
         guard cap > 0 else { return }
-        let script = """
-            redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-            if redis.call('ZSCORE', KEYS[1], ARGV[3]) then return 1 end
-            if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
-            redis.call('ZADD', KEYS[1], ARGV[4], ARGV[3])
-            redis.call('EXPIRE', KEYS[1], ARGV[5])
-            return 1
-            """
         let now = Int64(saturating: Date().timeIntervalSince1970)
         let ttl = Int64(config.redis.eventTTLSeconds)
         let admitted: Bool
         do {
-            let reply = try await redis.execute(RedisCommand(
-                "EVAL", script, "1", RedisKeys.tenantJobs(job.tenant), String(now), String(cap), job.id,
-                String(now.adding(saturating: ttl)), String(ttl)))
-            if let error = reply.errorMessage { throw SluiceError(.internal, error) }
-            admitted = reply.int == 1
+            admitted = try await store.admit(
+                jobID: job.id, tenant: job.tenant, cap: cap, now: now, until: now.adding(saturating: ttl), ttlSeconds: ttl)
         } catch {
-            redis.send([RedisCommand("DEL", RedisKeys.meta(job.id))])
+            store.unclaim(jobID: job.id)
             logger.error("cannot count a tenant's jobs in Redis: \(error)", metadata: ["job_id": "\(job.id)"])
             throw APIError.unavailable("the event store is not reachable; try again later")
         }
         guard admitted else {
-            redis.send([RedisCommand("DEL", RedisKeys.meta(job.id))])
+            store.unclaim(jobID: job.id)
             metrics.jobRefused(reason: "tenant_cap")
             throw APIError.tooManyJobs(limit: cap)
         }
@@ -172,12 +156,12 @@ extension Gateway {
     func requestCancel(_ jobID: String, tenant: String, submissionID: String?, reason: String) async throws {
         let message = CancelRequest.message(jobID: jobID, tenant: tenant, submissionID: submissionID)
         do {
-            try await producer.send(topic: config.kafka.controlTopic, key: jobID, value: message)
+            try await queue.produce(topic: config.kafka.controlTopic, key: jobID, value: message, headers: [])
         } catch {
             logger.error("cannot produce a cancel message: \(error)", metadata: ["job_id": "\(jobID)"])
             throw APIError.unavailable("the control topic is not reachable; try again later")
         }
-        redis.send([RedisCommand("HSET", RedisKeys.meta(jobID), "cancel_requested_at", String(Date().timeIntervalSince1970))])
+        store.noteCancelRequested(jobID: jobID, at: Date().timeIntervalSince1970)
         metrics.jobCancelled(reason: reason)
         logger.info("job cancel requested", metadata: ["job_id": "\(jobID)", "reason": "\(reason)"])
     }
@@ -188,30 +172,21 @@ extension Gateway {
         try? await requestCancel(job.id, tenant: job.tenant, submissionID: job.submissionID, reason: "disconnect")
     }
 
-    /// What the gateway knows of a job: its owner, the submission it came from (none for
-    /// a job produced straight to Kafka), and whether a cancel was asked.
-    struct JobMeta {
-        var tenant: String
-        var submissionID: String?
-        var cancelRequested: Bool
-    }
-
     /// The job's meta if the job belongs to `tenant`; otherwise a 404, the same for a job
     /// of another tenant as for no job at all. A job with no recorded owner (its meta
     /// expired, or a job from Kafka no worker has started yet) is nobody's.
     @discardableResult
     func requireJob(_ id: String, tenant: String) async throws -> JobMeta {
-        let reply: RedisReply
+        let meta: JobMeta?
         do {
-            reply = try await redis.execute(RedisCommand("HMGET", RedisKeys.meta(id), "tenant", "submission_id", "cancel_requested_at"))
+            meta = try await store.meta(jobID: id)
         } catch {
             throw APIError.unavailable("the event store is not reachable; try again later")
         }
-        let fields = reply.array ?? []
-        guard fields.count == 3, let owner = fields[0].string, owner == tenant else {
+        guard let meta, meta.tenant == tenant else {
             throw APIError.notFound("no job \"\(id)\"", param: "id", code: "job_not_found")
         }
-        return JobMeta(tenant: owner, submissionID: fields[1].string, cancelRequested: fields[2].string != nil)
+        return meta
     }
 
     /// A new job id.

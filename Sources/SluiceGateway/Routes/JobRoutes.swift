@@ -57,22 +57,18 @@ extension Gateway {
 
     /// A job's status, from its stored result or else its last event.
     func currentStatus(_ id: String, meta: JobMeta) async throws -> (status: JSONValue, result: JSONValue?, lastEvent: JSONValue) {
-        let replies: [RedisReply]
+        let stored: (result: [UInt8]?, lastEvent: [UInt8]?)
         do {
-            replies = try await redis.execute([
-                RedisCommand("GET", RedisKeys.result(id)),
-                RedisCommand("XREVRANGE", RedisKeys.events(id), "+", "-", "COUNT", "1"),
-            ])
+            stored = try await store.progress(jobID: id)
         } catch {
             throw APIError.unavailable("the event store is not reachable; try again later")
         }
-        if case .bulk(let result) = replies[0], let value = try? JSON.decode(JSONValue.self, from: result) {
+        if let result = stored.result, let value = try? JSON.decode(JSONValue.self, from: result) {
             return (value["status"] ?? "succeeded", value, .null)
         }
         var status: JSONValue = "queued"
         var lastEvent: JSONValue = .null
-        if let entry = replies[1].array?.first, let fields = entry.array?.last?.array, fields.count >= 2,
-           case .bulk(let envelope) = fields[1], let event = try? JSON.decode(JSONValue.self, from: envelope) {
+        if let envelope = stored.lastEvent, let event = try? JSON.decode(JSONValue.self, from: envelope) {
             status = "running"
             lastEvent = event
         }
@@ -86,8 +82,8 @@ extension Gateway {
         let tenant = try keys.tenant(of: request)
         let id = try Gateway.jobID(in: context)
         let meta = try await requireJob(id, tenant: tenant)
-        let result = try? await redis.execute(RedisCommand("GET", RedisKeys.result(id)))
-        if let bytes = result?.bytes, let status = JSONPeek.plainString(of: "status", in: bytes, range: 0..<bytes.count) {
+        let result = try? await store.result(jobID: id)
+        if let bytes = result ?? nil, let status = JSONPeek.plainString(of: "status", in: bytes, range: 0..<bytes.count) {
             return Response.json(["id": .string(id), "status": .string(status)])
         }
         try await requestCancel(id, tenant: meta.tenant, submissionID: meta.submissionID, reason: "delete")

@@ -1,7 +1,6 @@
 import HTTPTypes
 import Hummingbird
 import SluiceCore
-import SluiceRedis
 
 /// Liveness, readiness, Prometheus metrics and the configured providers.
 ///
@@ -23,11 +22,8 @@ extension Gateway {
     /// 200 when Redis answers PING and a Kafka broker answers a metadata request, both
     /// within 2 s; 503 otherwise. `detailed` (for operators) adds each check and its error.
     func readiness(detailed: Bool) async -> Response {
-        async let redisCheck = check {
-            let reply = try await self.redis.execute(RedisCommand("PING"))
-            if let error = reply.errorMessage { throw SluiceError(.internal, error) }
-        }
-        async let kafkaCheck = check { try await self.kafkaProbe.ping(timeoutMs: 2_000) }
+        async let redisCheck = check { try await self.store.ping() }
+        async let kafkaCheck = check { try await self.queue.ping(timeoutMs: 2_000) }
         let (redisError, kafkaError) = await (redisCheck, kafkaCheck)
         func entry(_ error: String?) -> JSONValue {
             error.map { ["ok": false, "error": .string($0)] } ?? ["ok": true]

@@ -2,7 +2,6 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import SluiceCore
-import SluiceRedis
 
 /// `GET /v1/usage`: the caller's tenant's tokens, cost and finished jobs on one UTC day,
 /// as the workers recorded them (`sluice:usage:{tenant}:{day}`), with its daily spend
@@ -17,14 +16,13 @@ extension Gateway {
         let now = Date().timeIntervalSince1970
         let today = UsageDay(unixSeconds: now)
         let day = try Gateway.usageDay(request.uri.queryParameters.get("date"), today: today)
-        let reply: RedisReply
+        let fields: [(String, String)]
         do {
-            reply = try await redis.execute(RedisCommand("HGETALL", RedisKeys.usage(tenant: tenant, day: day)))
+            fields = try await store.usage(tenant: tenant, day: day)
         } catch {
             throw APIError.unavailable("the event store is not reachable; try again later")
         }
-        let flat = (reply.array ?? []).map { $0.string ?? "" }
-        let usage = TenantUsage(fields: stride(from: 0, to: flat.count - 1, by: 2).map { (flat[$0], flat[$0 + 1]) })
+        let usage = TenantUsage(fields: fields)
         return Response.json(Gateway.usageJSON(usage, tenant: tenant, day: day, limitUSD: config.quotas.spendLimitUSD(for: tenant)))
     }
 

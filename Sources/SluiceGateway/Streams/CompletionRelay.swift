@@ -33,6 +33,8 @@ struct CompletionStyle: Sendable {
 extension Gateway {
     func runCompletion(_ job: Job, request: Request, style: CompletionStyle) async throws -> Response {
         var job = job
+        // A job that will be refused costs no subscription.
+        try check(job)
         let feed: JobEventFeed
         do {
             feed = try await follower.subscribe(jobID: job.id)
@@ -102,13 +104,13 @@ extension Gateway {
 
     /// The job's final response as stored by the worker (before it published `chat_finished`).
     func storedResult(_ jobID: String) async throws -> [UInt8] {
-        let reply: RedisReply
+        let stored: [UInt8]?
         do {
-            reply = try await redis.execute(RedisCommand("GET", RedisKeys.result(jobID)))
+            stored = try await store.result(jobID: jobID)
         } catch {
             throw APIError.unavailable("the event store is not reachable; the result is at /v1/jobs/\(jobID)")
         }
-        guard let bytes = reply.bytes else {
+        guard let bytes = stored else {
             throw APIError(.badGateway, "server_error", "job \"\(jobID)\" finished but its result is not in Redis")
         }
         return bytes
