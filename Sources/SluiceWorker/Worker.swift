@@ -59,6 +59,7 @@ public final class Worker: Service {
         let producer = try KafkaProducer(brokers: kafka.brokers, properties: kafka.producerProperties, logger: logger)
         let tracker = self.tracker
         let logger = self.logger
+        let metrics = self.metrics
         // One consumer per lane, so an interactive job never waits behind batch messages
         // already fetched. The batch lane is a group of its own (`group_id` + ".batch").
         func laneConsumer(topic: String, groupID: String) throws -> KafkaConsumer {
@@ -75,6 +76,8 @@ public final class Worker: Service {
                         // them finish, but their offsets are no longer ours to commit.
                         due = tracker.withLock { $0.revoke(tps) }
                     }
+                    let held = tracker.withLock { $0.assigned.lazy.filter { $0.topic == topic }.count }
+                    metrics.assigned(partitions: held, lane: topic == kafka.batchRequestsTopic ? .batch : .interactive)
                     return due.map { TopicPartitionOffset($0.0, offset: $0.1) }
                 },
                 onCommit: { outcome in

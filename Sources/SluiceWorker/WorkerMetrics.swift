@@ -19,6 +19,7 @@ import Synchronization
 /// | `sluice_worker_cost_usd_total` | `provider` | cost of priced models |
 /// | `sluice_worker_consumer_lag` | `partition` | messages behind the partition's end, per assigned partition of the requests topic |
 /// | `sluice_worker_batch_consumer_lag` | `partition` | the same for the batch requests topic |
+/// | `sluice_worker_assigned_partitions` | `lane` (`interactive`/`batch`) | partitions of the lane's requests topic this worker holds now |
 /// | `sluice_worker_stale_messages_total` | | messages fetched under an assignment that ended before they started (left to the partition's owner) |
 /// | `sluice_worker_results_replayed_total` | | redelivered jobs answered from their stored result, without calling the provider |
 /// | `sluice_worker_redis_dropped_commands_total` | | events dropped because Redis was away and the buffer was full |
@@ -43,6 +44,7 @@ public final class WorkerMetrics: Sendable {
     private let replayed: CoreMetrics.Counter
     private let redisDropped: CoreMetrics.Counter
     private let redisDroppedSeen = Mutex(0)
+    private let assignedPartitions = Mutex<[JobPriority: Int]>([:])
     /// The tenants labelled by name; every other one is `otherTenant`.
     private let namedTenants = Mutex<Set<String>>(["default"])
     static let otherTenant = "_other"
@@ -154,6 +156,16 @@ public final class WorkerMetrics: Sendable {
                           dimensions: [("partition", String(partition))], factory: factory)
             .record(behind)
     }
+
+    /// The partitions of a lane's requests topic held after a rebalance.
+    func assigned(partitions: Int, lane: JobPriority) {
+        assignedPartitions.withLock { $0[lane] = partitions }
+        CoreMetrics.Gauge(label: "sluice_worker_assigned_partitions", dimensions: [("lane", lane.rawValue)], factory: factory)
+            .record(partitions)
+    }
+
+    /// The partitions of a lane's requests topic this worker holds now.
+    public func assignedPartitions(_ lane: JobPriority) -> Int { assignedPartitions.withLock { $0[lane] ?? 0 } }
 
     /// The Prometheus text exposition format.
     public func render() -> [UInt8] { registry.emitToBuffer() }

@@ -138,7 +138,10 @@ struct DeliveryTests {
             for id in ids { try await stack.submit(["id": .string(id), "model": "default", "chat_input": "x"]) }
             try await Task.sleep(for: .seconds(4))
             let b = WorkerHandle(config: stack.config)
-            try await Task.sleep(for: .seconds(4))
+            // A leaves once B's join has settled: a member leaving while a rebalance is under
+            // way can wedge the test broker's group (README, "The local broker").
+            try await WorkerHandle.waitUntilSettled([a, b], partitions: 3)
+            #expect(b.metrics.assignedPartitions(.interactive) > 0)
             try await a.stop()
             let results = try await stack.waitForResults(ids.count, timeout: .seconds(90), duplicates: .allowed)
             try await b.stop()

@@ -31,6 +31,22 @@ final class WorkerHandle: Sendable {
         await group.triggerGracefulShutdown()
         try await task.value
     }
+
+    /// Waits until `workers` hold every partition of both lanes between them, each at least
+    /// one where there are enough: the group's rebalance has finished.
+    static func waitUntilSettled(_ workers: [WorkerHandle], partitions: Int, timeout: Duration = .seconds(60)) async throws {
+        let deadline = ContinuousClock.now + timeout
+        func settled(_ lane: JobPriority) -> Bool {
+            let held = workers.map { $0.metrics.assignedPartitions(lane) }
+            return held.reduce(0, +) == partitions && (workers.count > partitions || held.allSatisfy { $0 > 0 })
+        }
+        while !(settled(.interactive) && settled(.batch)) {
+            guard ContinuousClock.now < deadline else {
+                throw TestFailure("the group did not settle within \(timeout): interactive \(workers.map { $0.metrics.assignedPartitions(.interactive) }), batch \(workers.map { $0.metrics.assignedPartitions(.batch) })")
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+    }
 }
 
 /// The tests' long-running children (workers, gateways, Redis) are the support layer's.

@@ -66,6 +66,8 @@ struct WorkerMetricsTests {
             #expect(text.contains(#"sluice_worker_retries_total{provider="mock"} 1"#))
             #expect(text.contains("sluice_worker_dlq_total 1"))
             #expect(text.contains("sluice_worker_jobs_in_flight 0"))
+            #expect(text.contains(#"sluice_worker_assigned_partitions{lane="interactive"} 3"#), "the only member holds every partition")
+            #expect(text.contains(#"sluice_worker_assigned_partitions{lane="batch"} 3"#))
             #expect(text.contains(#"sluice_worker_tokens_total{provider="mock",kind="output"}"#))
             #expect((m2.metrics.costUSD ?? 0) > 0)
             #expect(text.contains(#"sluice_worker_cost_usd_total{provider="mock"}"#))
