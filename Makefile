@@ -56,7 +56,7 @@ dev: build
 
 ## bench-micro: ordo-one micro-benchmarks of the worker's chunk path and the gateway's
 ## relay, per chunk (Benchmarks/, a package of its own; not part of `make test`). Builds
-## the whole tree in release in Benchmarks/.build: several minutes the first time.
+## the whole tree in release in Benchmarks/.build: tens of minutes the first time.
 ## Options for the plugin go in BENCH_MICRO_FLAGS, e.g. `run --format markdown`.
 BENCH_MICRO_FLAGS ?=
 bench-micro: setup

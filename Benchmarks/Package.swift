@@ -1,6 +1,6 @@
 // swift-tools-version: 6.1
-// Micro-benchmarks of Sluice's per-chunk paths, with ordo-one's benchmark (instructions,
-// mallocs, wall time per chunk). A package of its own, so neither the `sluice` binary
+// Micro-benchmarks of Sluice's per-chunk paths, with ordo-one's benchmark (thread CPU,
+// wall time, mallocs and, with hardware counters, instructions per chunk). A package of its own, so neither the `sluice` binary
 // nor `make test` builds the benchmark framework. `make bench-micro` runs it; by hand,
 // from this folder:
 //
