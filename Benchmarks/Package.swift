@@ -1,8 +1,8 @@
 // swift-tools-version: 6.1
-// Micro-benchmarks of Sluice's per-chunk paths, with ordo-one's benchmark (thread CPU,
-// wall time, mallocs and, with hardware counters, instructions per chunk). A package of its own, so neither the `sluice` binary
-// nor `make test` builds the benchmark framework. `make bench-micro` runs it; by hand,
-// from this folder:
+// Micro-benchmarks of Sluice's per-chunk paths with ordo-one's benchmark: thread CPU,
+// wall time, mallocs and, with hardware counters, instructions per chunk. A package of
+// its own, so neither the `sluice` binary nor `make test` builds the benchmark
+// framework. `make bench-micro` runs it; by hand, from this folder:
 //
 //     PKG_CONFIG_PATH=$PWD/../.deps/librdkafka/lib/pkgconfig swift package benchmark
 import PackageDescription
