@@ -20,7 +20,8 @@ struct ScaleOutTests {
             let configPath = try TestPaths.writeConfig(stack.config, to: dir)
             let binary = try TestPaths.sluiceBinary()
             let logs = (0..<3).map { dir.appendingPathComponent("worker-\($0).log").path }
-            let workers = try logs.map { try TestProcess(binary, ["worker", "--config", configPath, "--log-level", "info"], log: $0) }
+            var workers: [TestProcess] = []
+            for log in logs { workers.append(try await TestProcess(binary, ["worker", "--config", configPath, "--log-level", "info"], log: log)) }
             defer { for w in workers { w.signal(SIGKILL) } }
 
             let ids = (0..<90).map { "scale-\($0)" }
