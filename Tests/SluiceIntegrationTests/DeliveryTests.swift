@@ -136,7 +136,8 @@ struct DeliveryTests {
             let a = WorkerHandle(config: stack.config)
             let ids = jobs("rebal", 60)
             for id in ids { try await stack.submit(["id": .string(id), "model": "default", "chat_input": "x"]) }
-            try await Task.sleep(for: .seconds(4))
+            // B joins mid-run: once A has finished a quarter of the jobs.
+            _ = try await stack.waitForResults(ids.count / 4, timeout: .seconds(60), duplicates: .allowed)
             let b = WorkerHandle(config: stack.config)
             // A leaves once B's join has settled: a member leaving while a rebalance is under
             // way can wedge the test broker's group (README, "The local broker").
