@@ -126,9 +126,9 @@ public final class ChildProcess: Sendable {
         return wasRunning && run.state.withLock { $0.status == .signaled(SIGKILL) }
     }
 
-    /// Stops `children` together (SIGTERM to each, in order; SIGKILL to any still running
-    /// after its grace period) and returns once all are reaped; `onKill` hears of each
-    /// child that had to be killed.
+    /// Stops `children` together (SIGTERM to each, SIGKILL to any still running after its
+    /// grace period) and returns once all are reaped; `onKill` hears of each child that
+    /// had to be killed.
     public static func stop(_ children: [ChildProcess], onKill: @Sendable (ChildProcess) -> Void = { _ in }) async {
         let running = children.filter(\.isRunning)
         for child in running { child.task.cancel() }

@@ -3,7 +3,7 @@ import Synchronization
 
 /// The child processes of one run (`sluice dev`, `sluice bench`), each logging to
 /// `logDir/NAME.log`, stopped together whether the run ends, fails or is interrupted:
-/// SIGTERM newest first, SIGKILL to any still running after 10 s. Safe to stop twice.
+/// SIGTERM to each, SIGKILL to any still running after 10 s. Safe to stop twice.
 public final class ChildProcessGroup: Sendable {
     private struct State {
         var processes: [ChildProcess] = []
