@@ -260,13 +260,17 @@ struct RedisClientTests {
             // Cancelling the task that iterates.
             let taskCancelled = uniqueName("task")
             let reading = try await subscriber.subscribe(to: taskCancelled)
+            let received = Locked(0)
             let reader = Task {
                 var count = 0
-                for try await _ in reading { count += 1 }
+                for try await _ in reading {
+                    count += 1
+                    received.withLock { $0 = count }
+                }
                 return count
             }
             #expect(try await connection.execute(RedisCommand("PUBLISH", taskCancelled, "one")) == .integer(1))
-            try await Task.sleep(for: .milliseconds(100))
+            try await eventually { received.withLock { $0 } == 1 }
             reader.cancel()
             #expect(try await reader.value == 1)
             try await eventually { try await subscriberCount(taskCancelled, connection) == 0 }
