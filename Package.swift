@@ -41,6 +41,9 @@ let package = Package(
         .package(url: "https://github.com/swift-otel/swift-w3c-trace-context", from: "1.0.0"),
         .package(url: "https://github.com/swift-otel/swift-otel", from: "1.6.0", traits: ["OTLPHTTP"]),
         .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
+        // The mock provider's self-signed certificate for HTTPS (`MockCertificate`).
+        .package(url: "https://github.com/apple/swift-certificates", from: "1.0.0"),
+        .package(url: "https://github.com/apple/swift-asn1", from: "1.0.0"),
     ],
     targets: [
         // C libraries, each behind a one-line shim header; nothing above the Swift layer
@@ -121,6 +124,12 @@ let package = Package(
         .target(name: "SluiceMockProvider", dependencies: [
             "SluiceSupport",
             .product(name: "Hummingbird", package: "hummingbird"),
+            // HTTPS with HTTP/2 (ALPN) and the certificate it serves. swift-nio-ssl and
+            // swift-nio-http2 are in the build already (swift-otel's OTLP/HTTP exporter).
+            .product(name: "HummingbirdHTTP2", package: "hummingbird"),
+            .product(name: "X509", package: "swift-certificates"),
+            .product(name: "SwiftASN1", package: "swift-asn1"),
+            .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -129,7 +138,10 @@ let package = Package(
         // `sluice bench`: the pipeline measured against Redis's PUBLISH ceiling and a peer.
         .target(name: "SluiceBench", dependencies: [
             "SluiceCore", "SluiceKafka", "SluiceHTTPClient", "SluiceSupport",
+            // The https scenario's certificate (`MockCertificate`) and HTTP/2 server.
+            "SluiceMockProvider",
             .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdHTTP2", package: "hummingbird"),
             .product(name: "Histogram", package: "hdrhistogram-swift"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

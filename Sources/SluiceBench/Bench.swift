@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import SluiceCore
+import SluiceMockProvider
 import SluiceSupport
 
 #if canImport(Glibc)
@@ -11,7 +12,7 @@ import Glibc
 /// BENCHMARKS.md and returns the figures.
 public enum Bench {
     public enum Scenario: String, CaseIterable, Sendable {
-        case throughput, firstToken = "first-token", concurrency, pickup, ceiling, peer, paced, perJob = "per-job", all
+        case throughput, firstToken = "first-token", concurrency, pickup, ceiling, peer, paced, perJob = "per-job", https, all
     }
 
     public struct Options: Sendable {
@@ -55,6 +56,9 @@ public enum Bench {
         /// a reader gives up its schedule + `pacedGraceSeconds` + 30 s after its request.
         var pacedStreams, pacedChunks, pacedPaceMs, pacedGraceSeconds: Int
         var perJobJobs: Int
+        /// One-chunk jobs over HTTPS and HTTP/2, produced at once; the same number runs
+        /// first as the warm-up.
+        var httpsJobs: Int
 
         /// How many streams the first-token level of `concurrency` streams at once measures.
         func firstTokenStreams(at concurrency: Int) -> Int { max(concurrency, firstTokenSamples) }
@@ -63,7 +67,7 @@ public enum Bench {
             throughputJobs: 2_000, throughputChunks: 20, sseEvery: 10, firstTokenLevels: [1, 10, 100, 300, 1_000], firstTokenSamples: 200,
             concurrencyJobs: 10_000, concurrencyChunks: 30, concurrencyPace: 1_000, pickupJobs: 200,
             publishRequests: 300_000, pipelinedRequests: 2_000_000,
-            pacedStreams: 1_000, pacedChunks: 1_500, pacedPaceMs: 20, pacedGraceSeconds: 60, perJobJobs: 2_000)
+            pacedStreams: 1_000, pacedChunks: 1_500, pacedPaceMs: 20, pacedGraceSeconds: 60, perJobJobs: 2_000, httpsJobs: 2_000)
         static func of(_ options: Options) -> Sizes {
             var sizes = options.quick ? Sizes.quick : Sizes.full
             if let chunks = options.throughputChunks, chunks != sizes.throughputChunks {
@@ -77,7 +81,7 @@ public enum Bench {
             throughputJobs: 200, throughputChunks: 20, sseEvery: 10, firstTokenLevels: [1, 50], firstTokenSamples: 20,
             concurrencyJobs: 300, concurrencyChunks: 20, concurrencyPace: 50, pickupJobs: 20,
             publishRequests: 20_000, pipelinedRequests: 100_000,
-            pacedStreams: 50, pacedChunks: 100, pacedPaceMs: 20, pacedGraceSeconds: 20, perJobJobs: 200)
+            pacedStreams: 50, pacedChunks: 100, pacedPaceMs: 20, pacedGraceSeconds: 20, perJobJobs: 200, httpsJobs: 200)
     }
 
     public static func run(options: Options, tools: BenchTools, children: ChildProcessGroup, logger: Logger) async throws -> BenchReport {
@@ -90,7 +94,12 @@ public enum Bench {
 
         try FileManager.default.createDirectory(at: children.logDir, withIntermediateDirectories: true)
         let maxInFlight = max(12_000, sizes.concurrencyJobs + 1_000)
-        return try await TimestampingProvider.withRunning(logger: logger) { provider in
+        // The https scenario's provider: the same provider over HTTPS with HTTP/2, with a
+        // certificate made now, written where the worker's config names it as the CA.
+        let certificate = options.runs(.https) ? try MockCertificate.selfSigned() : nil
+        let caFile = options.runDir.appendingPathComponent("bench-ca.pem").path
+        try certificate?.writeCertificate(to: caFile)
+        return try await TimestampingProvider.withRunning(logger: logger, tls: certificate) { provider in
             var report = initialReport
             // Relative to where the bench ran, so a committed report names no machine's paths.
             let here = FileManager.default.currentDirectoryPath + "/"
@@ -98,7 +107,8 @@ public enum Bench {
             report.logDir = logs.hasPrefix(here) ? String(logs.dropFirst(here.count)) : logs
             step("starting Redis, the broker, a worker (max_in_flight \(maxInFlight)) and the gateway; logs in \(children.logDir.path)")
             let stack = try await BenchStack.start(
-                children: children, tools: tools, providerURL: provider.baseURL, maxInFlight: maxInFlight,
+                children: children, tools: tools, providerURL: provider.baseURL,
+                secureProvider: provider.secureBaseURL.map { ($0, caFile) }, maxInFlight: maxInFlight,
                 kafkaProperties: options.kafkaProperties,
                 runDir: options.runDir, logger: logger)
             let client = try PipelineClient(config: stack.config, children: children, logger: logger)
@@ -142,6 +152,10 @@ public enum Bench {
             if options.runs(.perJob) {
                 step("per-job: \(sizes.perJobJobs) one-chunk jobs")
                 report.perJob = try await scenarios.perJob(jobs: sizes.perJobJobs)
+            }
+            if options.runs(.https) {
+                step("https: \(sizes.httpsJobs) one-chunk jobs against the provider over HTTPS and HTTP/2, after as many as warm-up")
+                report.https = try await scenarios.https(jobs: sizes.httpsJobs)
             }
             if options.runs(.paced) {
                 let s = sizes

@@ -28,6 +28,7 @@ public struct BenchReport: Sendable, Encodable {
     var peer: PeerResult?
     var paced: PacedResult?
     var perJob: PerJobResult?
+    var https: HTTPSResult?
     var plots: PlotsResult?
 
     init(date: String, mode: String, scenario: String, machine: MachineInfo, commandLine: String, sizes: Bench.Sizes) {
@@ -123,8 +124,12 @@ public struct BenchReport: Sendable, Encodable {
         list.append(.init(name: "CPU per chunk vs LiteLLM (paced; worker + gateway against the proxy)", target: "≥ 5× less",
                           measured: cpuRatio.map { fmt($0, 1) + "× less" } ?? (peer?.skipped.map { "skipped: \($0)" } ?? "–"),
                           status: status(cpuRatio.map { $0 >= 5 })))
-        list.append(.init(name: "TLS handshakes per 100 jobs after warm-up (https)", target: "≤ 1", measured: "–", status: "not measured"))
-        list.append(.init(name: "worker CPU per job (https)", target: "≤ 60 µs", measured: "–", status: "not measured"))
+        let handshakes = https?.handshakesPer100Jobs
+        list.append(.init(name: "TLS handshakes per 100 jobs after warm-up (https)", target: "≤ 1",
+                          measured: handshakes.map { fmt($0, 2) } ?? "–", status: status(handshakes.map { $0 <= 1 })))
+        let httpsCPU = https?.workerCPUMicrosPerJob
+        list.append(.init(name: "worker CPU per job (https)", target: "≤ 60 µs",
+                          measured: httpsCPU.map { fmt($0, 1) + " µs" } ?? "–", status: status(httpsCPU.map { $0 <= 60 })))
         let perJobCPU = perJob?.workerCPUMicrosPerJob
         list.append(.init(name: "worker CPU per job (per-job, one-chunk jobs)", target: "≤ 60 µs",
                           measured: perJobCPU.map { fmt($0, 1) + " µs" } ?? "–", status: status(perJobCPU.map { $0 <= 60 })))
@@ -139,7 +144,7 @@ public struct BenchReport: Sendable, Encodable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case bench, date, mode, scenario, machine, throughput, concurrency, pickup, ceiling, peer, paced, plots, ratios, targets
+        case bench, date, mode, scenario, machine, throughput, concurrency, pickup, ceiling, peer, paced, https, plots, ratios, targets
         case perJob = "per_job"
         case firstToken = "first_token"
         case workerIdleRSSBytes = "worker_idle_rss_bytes"
@@ -161,6 +166,7 @@ public struct BenchReport: Sendable, Encodable {
         try c.encode(peer, forKey: .peer)
         try c.encode(paced, forKey: .paced)
         try c.encode(perJob, forKey: .perJob)
+        try c.encode(https, forKey: .https)
         try c.encode(plots, forKey: .plots)
         try c.encode(ratios, forKey: .ratios)
         try c.encode(targets, forKey: .targets)
@@ -251,6 +257,11 @@ public struct BenchReport: Sendable, Encodable {
         if let j = perJob {
             md += "| per-job | worker CPU per one-chunk job (\(j.jobs) jobs, Kafka and Redis work included) | \(fmt(j.workerCPUMicrosPerJob, 1)) µs | \(fmt(Double(j.jobs) / j.seconds, 0)) jobs/s, \(j.providerConnections) provider connections, \(j.failed) failed |\n"
         }
+        if let h = https {
+            md += "| https | worker CPU per one-chunk job over HTTPS and HTTP/2 (\(h.jobs) jobs after \(h.warmUpJobs) of warm-up) | \(fmt(h.workerCPUMicrosPerJob, 1)) µs | \(fmt(Double(h.jobs) / h.seconds, 0)) jobs/s, \(h.failed) failed\(perJob.map { "; plain HTTP (per-job): " + fmt($0.workerCPUMicrosPerJob, 1) + " µs" } ?? "") |\n"
+            md += "| https | TLS handshakes (connections accepted) per 100 jobs after warm-up | \(fmt(h.handshakesPer100Jobs, 2)) | \(h.connectionsOpened) during the \(h.jobs) jobs, \(h.warmUpConnectionsOpened) during the warm-up |\n"
+            md += "| https | connections the jobs' requests came on; requests as HTTP/2 streams | \(h.connectionsUsed); \(h.http2Requests) of \(h.jobs) | |\n"
+        }
         if let t = throughput, let bytes = t.chunkEventBytes {
             md += "\nA content chunk's event, as the gateway relays it from Redis, is \(bytes) bytes; the ceiling publishes \(ceiling?.payloadBytes ?? 300)-byte payloads.\n"
         }
@@ -305,7 +316,14 @@ public struct BenchReport: Sendable, Encodable {
             worker CPU over first send → last result, per job, with Kafka consume, Redis events, results \
             produce and the provider request all in it. Provider connections = distinct connections the \
             provider saw their requests on (libcurl keeps them alive between jobs).
-            - **https**: not implemented yet; its targets are listed as not measured.
+            - **https**: the same provider served over HTTPS on a second port, HTTP/2 offered by ALPN, with a \
+            self-signed certificate made at bench start and written to the run directory, which the worker's \
+            config names as the provider's `ca_file` (verification on). \(sizes.httpsJobs) one-chunk jobs are \
+            produced at once as a warm-up, then \(sizes.httpsJobs) more are measured as in per-job: worker CPU \
+            over first send → last result, per job. TLS handshakes = connections the HTTPS port accepted during \
+            the measured jobs (a connection is one handshake; libcurl reuses connections, and so their TLS \
+            sessions, across jobs); the requests' connections and HTTP/2 streams are read off each request's \
+            channel.
             - **peer**: the LiteLLM proxy (`pip install --target .deps/litellm litellm[proxy]`, one worker) with \
             the same provider as an OpenAI-compatible model, read by the same readers at the same loads.
 

@@ -26,7 +26,9 @@ public struct BenchTools: Sendable {
 }
 
 /// The stack under test: Redis, the broker, topics, one worker and the gateway, on free
-/// loopback ports, with the model `bench` served by the bench's provider.
+/// loopback ports, with the model `bench` served by the bench's provider and, for the
+/// https scenario, `bench-tls` served by its HTTPS instance (its CA file in the worker's
+/// config).
 struct BenchStack: Sendable {
     let config: SluiceConfig
     let configPath: String
@@ -39,9 +41,11 @@ struct BenchStack: Sendable {
     var gatewayURL: String { "http://127.0.0.1:\(gatewayPort)" }
 
     static let model = "bench"
+    static let secureModel = "bench-tls"
 
     static func start(
-        children: ChildProcessGroup, tools: BenchTools, providerURL: String, maxInFlight: Int,
+        children: ChildProcessGroup, tools: BenchTools, providerURL: String,
+        secureProvider: (url: String, caFile: String)? = nil, maxInFlight: Int,
         kafkaProperties: [String: String] = [:], runDir: URL, logger: Logger
     ) async throws -> BenchStack {
         let redisPort = LoopbackPort.free()
@@ -73,6 +77,10 @@ struct BenchStack: Sendable {
         config.worker.maxAttempts = 1
         config.providers = [.init(name: "bench", kind: .openaiCompatible, baseURL: providerURL)]
         config.models = [model: ModelTarget(provider: "bench", model: "bench-1")]
+        if let secureProvider {
+            config.providers.append(.init(name: "bench-tls", kind: .openaiCompatible, baseURL: secureProvider.url, caFile: secureProvider.caFile))
+            config.models[secureModel] = ModelTarget(provider: "bench-tls", model: "bench-1")
+        }
         // JSON is YAML: the config file needs no YAML encoder.
         let configPath = runDir.appendingPathComponent("sluice.yaml").path
         try Data(JSON.encode(config)).write(to: URL(fileURLWithPath: configPath))

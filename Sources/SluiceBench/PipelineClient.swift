@@ -77,25 +77,25 @@ final class PipelineClient: Sendable {
         http.shutdown()
     }
 
-    static func jobJSON(id: String, script: BenchScript) -> [UInt8] {
-        Array(#"{"id":"\#(id)","model":"\#(BenchStack.model)","messages":[{"role":"user","content":"\#(script.message)"}],"stream":true,"timeout_s":900}"#.utf8)
+    static func jobJSON(id: String, script: BenchScript, model: String = BenchStack.model) -> [UInt8] {
+        Array(#"{"id":"\#(id)","model":"\#(model)","messages":[{"role":"user","content":"\#(script.message)"}],"stream":true,"timeout_s":900}"#.utf8)
     }
 
     /// Produces one job; returns when the broker acknowledged it.
-    func produce(id: String, script: BenchScript) async throws {
-        try await producer.send(topic: config.kafka.requestsTopic, key: id, value: Self.jobJSON(id: id, script: script))
+    func produce(id: String, script: BenchScript, model: String = BenchStack.model) async throws {
+        try await producer.send(topic: config.kafka.requestsTopic, key: id, value: Self.jobJSON(id: id, script: script, model: model))
     }
 
     /// Produces jobs with up to `window` sends in flight; returns the time of the first send.
     @discardableResult
-    func produceAll(_ jobs: [(id: String, script: BenchScript)], window: Int = 512,
+    func produceAll(_ jobs: [(id: String, script: BenchScript)], model: String = BenchStack.model, window: Int = 512,
                     onSent: @escaping @Sendable (Int) -> Void = { _ in }) async throws -> UInt64 {
         let start = MonotonicClock.nanoseconds()
         try await withThrowingTaskGroup(of: Void.self) { group in
             for (index, job) in jobs.enumerated() {
                 if index >= window { try await group.next() }
                 group.addTask {
-                    try await self.produce(id: job.id, script: job.script)
+                    try await self.produce(id: job.id, script: job.script, model: model)
                     onSent(index)
                 }
             }

@@ -510,3 +510,76 @@ extension Scenarios {
             failed: records.values.filter { $0.status != "succeeded" }.count)
     }
 }
+
+// MARK: https
+
+/// One-chunk jobs against the provider over HTTPS with HTTP/2: what a provider
+/// connection costs the worker once connections and TLS sessions are reused.
+public struct HTTPSResult: Sendable, Codable {
+    var jobs: Int
+    var warmUpJobs: Int
+    var seconds: Double
+    var workerCPUSeconds: Double
+    var workerCPUMicrosPerJob: Double
+    /// Connections the provider's HTTPS port accepted during the measured jobs, each a
+    /// TLS handshake; and during the warm-up.
+    var connectionsOpened: Int
+    var warmUpConnectionsOpened: Int
+    var handshakesPer100Jobs: Double
+    /// Distinct connections the measured jobs' requests came on.
+    var connectionsUsed: Int
+    /// The measured jobs' requests that came as HTTP/2 streams.
+    var http2Requests: Int
+    var failed: Int
+
+    enum CodingKeys: String, CodingKey {
+        case jobs, seconds, failed
+        case warmUpJobs = "warm_up_jobs"
+        case workerCPUSeconds = "worker_cpu_s"
+        case workerCPUMicrosPerJob = "worker_cpu_us_per_job"
+        case connectionsOpened = "connections_opened"
+        case warmUpConnectionsOpened = "warm_up_connections_opened"
+        case handshakesPer100Jobs = "tls_handshakes_per_100_jobs"
+        case connectionsUsed = "connections_used"
+        case http2Requests = "http2_requests"
+    }
+}
+
+extension Scenarios {
+    /// `jobs` one-chunk jobs produced at once against the HTTPS provider, twice: the first
+    /// batch warms the worker's connections up, the second is measured the way `per-job`
+    /// is (worker CPU from the first send to the last result), with the connections (and
+    /// so TLS handshakes) the provider accepted meanwhile.
+    func https(jobs: Int) async throws -> HTTPSResult {
+        let ledger = provider.ledger
+        func batch(_ name: String) async throws -> (ids: [String], start: UInt64, records: [String: ResultRecord]) {
+            let list = (0..<jobs).map { i in (id: token(name, i), script: BenchScript(token: token(name, i), chunks: 1)) }
+            let ids = list.map(\.id)
+            let start = try await client.produceAll(list, model: BenchStack.secureModel)
+            let records = try await client.waitForResults(ids, timeout: .seconds(300))
+            return (ids, start, records)
+        }
+        ledger.resetConnectionsAndLateness()
+        let warm = try await batch("hw")
+        let warmFailed = warm.records.values.filter { $0.status != "succeeded" }.count
+        if warmFailed > 0 { throw BenchError("\(warmFailed) of \(jobs) https warm-up jobs failed; see the worker's log in \(client.children.logDir.path)") }
+        let warmConnections = ledger.acceptedSecureConnections
+        client.board.forget(warm.ids)
+        ledger.forget(warm.ids)
+
+        ledger.resetConnectionsAndLateness()
+        let workerCPU0 = ProcStats.cpuSeconds(pid: stack.worker.pid) ?? 0
+        let measured = try await batch("hs")
+        let workerCPU = (ProcStats.cpuSeconds(pid: stack.worker.pid) ?? 0) - workerCPU0
+        let end = measured.records.values.map(\.arrivalNs).max() ?? measured.start
+        let opened = ledger.acceptedSecureConnections
+        client.board.forget(measured.ids)
+        ledger.forget(measured.ids)
+        return HTTPSResult(
+            jobs: jobs, warmUpJobs: jobs, seconds: Double(end - measured.start) / 1e9, workerCPUSeconds: workerCPU,
+            workerCPUMicrosPerJob: workerCPU / Double(jobs) * 1e6, connectionsOpened: opened,
+            warmUpConnectionsOpened: warmConnections, handshakesPer100Jobs: Double(opened) / Double(jobs) * 100,
+            connectionsUsed: ledger.connectionCount, http2Requests: ledger.http2RequestCount,
+            failed: measured.records.values.filter { $0.status != "succeeded" }.count)
+    }
+}

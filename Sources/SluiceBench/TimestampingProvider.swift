@@ -1,8 +1,11 @@
 import Foundation
 import Hummingbird
+import HummingbirdCore
+import HummingbirdHTTP2
 import Logging
 import NIOCore
 import ServiceLifecycle
+import SluiceMockProvider
 import SluiceSupport
 import Synchronization
 
@@ -58,10 +61,15 @@ public struct ProviderStamp: Sendable {
 struct ProviderContext: RequestContext {
     var coreContext: CoreRequestContextStorage
     let connection: ObjectIdentifier
+    let isHTTP2: Bool
 
     init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
-        connection = ObjectIdentifier(source.channel.parent ?? source.channel)
+        // An accepted connection's parent is the listening socket, which has none; an
+        // HTTP/2 stream's parent is its connection.
+        let stream = source.channel.parent.map { $0.parent != nil } ?? false
+        isHTTP2 = stream
+        connection = ObjectIdentifier(stream ? source.channel.parent! : source.channel)
     }
 }
 
@@ -72,7 +80,9 @@ public final class ProviderLedger: Sendable {
         var open = 0
         var peakOpen = 0
         var requests = 0
+        var http2Requests = 0
         var connections = Set<ObjectIdentifier>()
+        var accepted = 0
         var writeLateness = LatencyHistogram()
     }
 
@@ -80,12 +90,18 @@ public final class ProviderLedger: Sendable {
 
     init() {}
 
-    func received(_ token: String, at ns: UInt64, on connection: ObjectIdentifier) {
+    func received(_ token: String, at ns: UInt64, on connection: ObjectIdentifier, http2: Bool) {
         state.withLock {
             $0.stamps[token] = ProviderStamp(requestNs: ns, firstContentNs: nil)
             $0.requests += 1
+            if http2 { $0.http2Requests += 1 }
             $0.connections.insert(connection)
         }
+    }
+
+    fileprivate func accepted(secure: Bool) {
+        guard secure else { return }
+        state.withLock { $0.accepted += 1 }
     }
 
     func scheduleStarted(_ token: String, at ns: UInt64) {
@@ -103,10 +119,20 @@ public final class ProviderLedger: Sendable {
     /// lower bound over a long run, exact while connections stay open).
     public var connectionCount: Int { state.withLock { $0.connections.count } }
 
-    /// Forgets the connections seen and the write lateness, for a scenario of its own.
+    /// Connections the HTTPS port accepted since the last reset, whether or not a request
+    /// came on them: each is one TLS handshake.
+    public var acceptedSecureConnections: Int { state.withLock { $0.accepted } }
+
+    /// Requests that came as HTTP/2 streams since the last reset.
+    public var http2RequestCount: Int { state.withLock { $0.http2Requests } }
+
+    /// Forgets the connections seen and accepted, the HTTP/2 requests and the write
+    /// lateness, for a scenario of its own.
     public func resetConnectionsAndLateness() {
         state.withLock {
             $0.connections.removeAll()
+            $0.accepted = 0
+            $0.http2Requests = 0
             $0.writeLateness = LatencyHistogram()
         }
     }
@@ -149,14 +175,20 @@ public final class ProviderLedger: Sendable {
 public enum TimestampingProvider {
     public struct Running: Sendable {
         public let port: Int
+        /// The HTTPS port, when started with a certificate.
+        public let securePort: Int?
         public let ledger: ProviderLedger
         /// `http://127.0.0.1:PORT/v1`.
         public var baseURL: String { "http://127.0.0.1:\(port)/v1" }
+        /// `https://127.0.0.1:SECURE_PORT/v1`, when started with a certificate.
+        public var secureBaseURL: String? { securePort.map { "https://127.0.0.1:\($0)/v1" } }
     }
 
-    /// Runs the provider on a free loopback port for the duration of `body`.
+    /// Runs the provider on a free loopback port for the duration of `body`: plain
+    /// HTTP/1.1, and with `tls` also HTTPS offering HTTP/2 (ALPN) on a second port. Both
+    /// share the ledger.
     public static func withRunning<Result: Sendable>(
-        logger: Logger, _ body: @Sendable (Running) async throws -> Result
+        logger: Logger, tls: MockCertificate? = nil, _ body: @Sendable (Running) async throws -> Result
     ) async throws -> Result {
         let ledger = ProviderLedger()
         let router = Router(context: ProviderContext.self)
@@ -164,18 +196,21 @@ public enum TimestampingProvider {
         for path in ["/v1/chat/completions", "/chat/completions"] {
             router.post(RouterPath(path)) { request, context in try await respond(request, context: context, ledger: ledger) }
         }
-        let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
-        let app = Application(
-            router: router,
-            configuration: ApplicationConfiguration(
-                address: .hostname("127.0.0.1", port: 0), serverName: "sluice-bench-provider", backlog: 4096),
-            onServerRunning: { channel in
-                portContinuation.yield(channel.localAddress?.port ?? 0)
-                portContinuation.finish()
-            },
-            logger: logger
-        )
-        var configuration = ServiceGroupConfiguration(services: [app], logger: logger)
+        let (ports, portContinuation) = AsyncStream.makeStream(of: (secure: Bool, port: Int).self)
+        func app(_ server: HTTPServerBuilder, secure: Bool) -> some Service {
+            Application(
+                router: router,
+                server: server,
+                configuration: ApplicationConfiguration(
+                    address: .hostname("127.0.0.1", port: 0), serverName: "sluice-bench-provider", backlog: 4096,
+                    availableConnectionsDelegate: AcceptedConnections(ledger: ledger, secure: secure)),
+                onServerRunning: { channel in portContinuation.yield((secure, channel.localAddress?.port ?? 0)) },
+                logger: logger
+            )
+        }
+        var services: [any Service] = [app(.http1(), secure: false)]
+        if let tls { services.append(app(try .http2Upgrade(tlsConfiguration: tls.serverConfiguration()), secure: true)) }
+        var configuration = ServiceGroupConfiguration(services: services, logger: logger)
         configuration.maximumGracefulShutdownDuration = .seconds(2)
         let group = ServiceGroup(configuration: configuration)
         return try await withThrowingTaskGroup(of: Void.self, returning: Result.self) { tasks in
@@ -183,14 +218,19 @@ public enum TimestampingProvider {
                 defer { portContinuation.finish() }
                 try await group.run()
             }
-            var iterator = ports.makeAsyncIterator()
-            guard let port = await iterator.next(), port > 0 else {
+            var port: Int?
+            var securePort: Int?
+            for await listening in ports where listening.port > 0 {
+                if listening.secure { securePort = listening.port } else { port = listening.port }
+                if port != nil, (tls == nil) == (securePort == nil) { break }
+            }
+            guard let port, (tls == nil) == (securePort == nil) else {
                 try await tasks.waitForAll()
                 throw BenchError("the bench provider stopped before it listened")
             }
             let result: Swift.Result<Result, any Error>
             do {
-                result = .success(try await body(Running(port: port, ledger: ledger)))
+                result = .success(try await body(Running(port: port, securePort: securePort, ledger: ledger)))
             } catch {
                 result = .failure(error)
             }
@@ -204,7 +244,7 @@ public enum TimestampingProvider {
         let arrived = MonotonicClock.nanoseconds()
         let body = try await request.body.collect(upTo: 1 << 20)
         let script = BenchScript.find(in: body) ?? BenchScript(token: "unscripted-\(UUID().uuidString)", chunks: 1)
-        ledger.received(script.token, at: arrived, on: context.connection)
+        ledger.received(script.token, at: arrived, on: context.connection, http2: context.isHTTP2)
         let id = "chatcmpl-" + script.token
         let created = Int(Date().timeIntervalSince1970)
         // Fields as OpenAI sends them, so a chunk is the size of a real one (~230 bytes).
@@ -240,6 +280,15 @@ public enum TimestampingProvider {
         return Response(
             status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: responseBody)
     }
+}
+
+/// Counts the connections the provider's HTTPS port accepts.
+private struct AcceptedConnections: AvailableConnectionsDelegate {
+    let ledger: ProviderLedger
+    let secure: Bool
+    func connectionOpened() { ledger.accepted(secure: secure) }
+    func connectionClosed() {}
+    func isAcceptingNewConnections() -> Bool { true }
 }
 
 public struct BenchError: Error, CustomStringConvertible, Sendable {

@@ -21,7 +21,7 @@ struct BenchCommand: AsyncParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    @Option(help: "throughput, first-token, concurrency, pickup, ceiling, peer, paced, per-job or all.")
+    @Option(help: "throughput, first-token, concurrency, pickup, ceiling, peer, paced, per-job, https or all.")
     var scenario: String = "all"
 
     @Flag(help: "Small counts for tests; writes to a temporary file unless --output is given.")

@@ -110,6 +110,11 @@ struct MockProviderCommand: AsyncParsableCommand {
     @Option(help: "Enforce this many requests per minute per API key, answering 429 with rate-limit headers over it.")
     var rpm: Int?
 
+    @Option(help: ArgumentHelp(
+        "Serve HTTPS (HTTP/2 for clients that offer it) with a self-signed certificate for 127.0.0.1 made at start, written to this file for clients to trust (a provider's ca_file).",
+        valueName: "file"))
+    var tlsCertOut: String?
+
     func run() async throws {
         let logger = global.makeLogger("sluice.mock-provider")
         guard let address = HostPort(listen) else {
@@ -118,10 +123,18 @@ struct MockProviderCommand: AsyncParsableCommand {
         let defaults = MockBehavior(
             chunks: chunks, chunkDelay: .milliseconds(chunkDelayMs), firstTokenDelay: .milliseconds(firstTokenDelayMs))
         if let rpm, rpm < 1 { throw ValidationError("--rpm must be at least 1") }
+        var tls: MockCertificate?
+        if let tlsCertOut {
+            let certificate = try MockCertificate.selfSigned()
+            try certificate.writeCertificate(to: tlsCertOut)
+            tls = certificate
+        }
+        let scheme = tls == nil ? "http" : "https"
         let server = MockProviderServer(
-            host: address.host, port: address.port, defaults: defaults, rateLimit: rpm.map { MockRateLimit(rpm: $0) }, logger: logger
+            host: address.host, port: address.port, defaults: defaults, rateLimit: rpm.map { MockRateLimit(rpm: $0) }, tls: tls,
+            logger: logger
         ) { port in
-            logger.info("mock provider listening", metadata: ["port": "\(port)"])
+            logger.info("mock provider listening", metadata: ["port": "\(port)", "scheme": "\(scheme)"])
         }
         let group = ServiceGroup(
             configuration: .init(services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))

@@ -202,6 +202,10 @@ public struct SluiceConfig: Sendable, Codable {
         public var rpm: Int?
         /// Tokens (prompt and completion) per minute all workers together use, per API key.
         public var tpm: Int?
+        /// A PEM file of CA certificates the worker trusts for this provider's https
+        /// `base_url` instead of the system's (a private CA, a self-signed test server);
+        /// the certificate is verified against it either way. nil: the system's bundle.
+        public var caFile: String?
 
         enum CodingKeys: String, CodingKey {
             case name, kind, rpm, tpm
@@ -209,12 +213,15 @@ public struct SluiceConfig: Sendable, Codable {
             case apiKeyEnv = "api_key_env"
             case apiVersion = "api_version"
             case streamOptions = "stream_options"
+            case caFile = "ca_file"
         }
 
         public init(name: String, kind: Kind, baseURL: String, apiKeyEnv: String? = nil,
-                    apiVersion: String? = nil, streamOptions: Bool? = nil, rpm: Int? = nil, tpm: Int? = nil) {
+                    apiVersion: String? = nil, streamOptions: Bool? = nil, rpm: Int? = nil, tpm: Int? = nil,
+                    caFile: String? = nil) {
             self.rpm = rpm
             self.tpm = tpm
+            self.caFile = caFile
             self.name = name
             self.kind = kind
             self.baseURL = baseURL
@@ -461,6 +468,9 @@ extension SluiceConfig {
             }
             if let tpm = p.tpm, tpm < 1 {
                 throw SluiceError(.config, "providers.\(p.name).tpm must be at least 1 (leave it out for no limit)")
+            }
+            if let caFile = p.caFile, caFile.isEmpty || caFile.utf8.contains(0) {
+                throw SluiceError(.config, "providers.\(p.name).ca_file must be the path of a PEM file of CA certificates (leave it out for the system's)")
             }
         }
         for (alias, target) in models {

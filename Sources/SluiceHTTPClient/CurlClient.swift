@@ -3,8 +3,11 @@ import Logging
 /// An HTTP/1.1 and HTTP/2 client over libcurl, built for many concurrent long streams.
 ///
 /// One libcurl multi handle, driven by one dedicated thread (never the cooperative
-/// pool), runs every transfer; connections are reused across requests through the multi
-/// handle's connection cache. `execute` returns as soon as the status line and headers
+/// pool), runs every transfer; connections (and so their TLS sessions) are reused across
+/// requests through the multi handle's connection cache.
+/// Over https the client offers HTTP/2, and requests to one host then share a connection
+/// as concurrent streams; a request that starts while the host's first connection is
+/// still being set up waits for it rather than opening another. `execute` returns as soon as the status line and headers
 /// are in, and the body then streams chunk by chunk:
 ///
 /// ```swift

@@ -17,6 +17,10 @@ public struct CurlRequest: Sendable {
     public var idleTimeout: Duration?
     /// Longest time for the whole exchange, from submission to the last body byte.
     public var totalTimeout: Duration?
+    /// A PEM file of the CA certificates that may sign the server's certificate, in place
+    /// of the system's bundle (a private CA, a self-signed test server). The certificate
+    /// and its host name are verified either way; nil uses the system's bundle.
+    public var caFile: String?
 
     public init(
         method: String = "POST",
@@ -25,7 +29,8 @@ public struct CurlRequest: Sendable {
         body: [UInt8] = [],
         connectTimeout: Duration = .seconds(10),
         idleTimeout: Duration? = nil,
-        totalTimeout: Duration? = nil
+        totalTimeout: Duration? = nil,
+        caFile: String? = nil
     ) {
         self.method = method
         self.url = url
@@ -34,6 +39,7 @@ public struct CurlRequest: Sendable {
         self.connectTimeout = connectTimeout
         self.idleTimeout = idleTimeout
         self.totalTimeout = totalTimeout
+        self.caFile = caFile
     }
 }
 

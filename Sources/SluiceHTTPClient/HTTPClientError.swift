@@ -6,7 +6,7 @@
 public struct HTTPClientError: Error, Sendable, Hashable, CustomStringConvertible {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         private enum Kind: String, Sendable {
-            case connect, idleTimeout, totalTimeout, transfer, cancelled, invalidRequest, bodyTooLarge, shutdown
+            case connect, tlsVerification, idleTimeout, totalTimeout, transfer, cancelled, invalidRequest, bodyTooLarge, shutdown
         }
         private let kind: Kind
         private init(_ kind: Kind) { self.kind = kind }
@@ -14,6 +14,10 @@ public struct HTTPClientError: Error, Sendable, Hashable, CustomStringConvertibl
         /// Name resolution, TCP connect, TLS handshake or the connect timeout failed: no
         /// byte of the request reached the server.
         public static let connect = Code(.connect)
+        /// The server's TLS certificate was not trusted (it is not signed by a CA of the
+        /// bundle in use, or names another host), or the CA bundle given as
+        /// ``CurlRequest/caFile`` could not be read: no byte of the request was sent.
+        public static let tlsVerification = Code(.tlsVerification)
         /// No byte arrived for ``CurlRequest/idleTimeout``.
         public static let idleTimeout = Code(.idleTimeout)
         /// The exchange took longer than ``CurlRequest/totalTimeout``.

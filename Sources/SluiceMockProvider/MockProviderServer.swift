@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import HummingbirdHTTP2
 import Logging
 import NIOCore
 import ServiceLifecycle
@@ -25,6 +26,10 @@ import ServiceLifecycle
 ///   an `x-goog-api-key` header (or `key` query item). Base URL `http://host:port`.
 /// - `GET /healthz`: 200.
 ///
+/// Plain HTTP/1.1 by default; given a ``MockCertificate``, HTTPS instead, with HTTP/2 for
+/// clients that offer it in the TLS handshake (ALPN) and HTTP/1.1 for the others (base
+/// URLs then start with `https://`).
+///
 /// Output is a function of the request (see ``MockCompletion``): the same words in every
 /// format, or a tool call when the request offers tools and its last message is the
 /// user's and mentions "weather". Keys are required where the real provider requires
@@ -36,6 +41,7 @@ public struct MockProviderServer: Service {
     private let port: Int
     private let defaults: MockBehavior
     private let rateLimit: MockRateLimit?
+    private let tls: MockCertificate?
     private let logger: Logger
     private let onServerRunning: @Sendable (_ port: Int) async -> Void
 
@@ -43,12 +49,14 @@ public struct MockProviderServer: Service {
     ///   - port: 0 picks a free port; `onServerRunning` learns which.
     ///   - defaults: the behaviour of requests that set no knob.
     ///   - rateLimit: a requests-per-minute limit enforced per API key; nil for none.
+    ///   - tls: serve HTTPS (and HTTP/2) with this certificate; nil for plain HTTP.
     ///   - onServerRunning: called with the bound port once the server accepts connections.
     public init(
         host: String = "127.0.0.1",
         port: Int,
         defaults: MockBehavior = MockBehavior(),
         rateLimit: MockRateLimit? = nil,
+        tls: MockCertificate? = nil,
         logger: Logger = Logger(label: "sluice.mock-provider"),
         onServerRunning: @escaping @Sendable (_ port: Int) async -> Void = { _ in }
     ) {
@@ -57,6 +65,7 @@ public struct MockProviderServer: Service {
         self.port = port
         self.defaults = defaults
         self.rateLimit = rateLimit
+        self.tls = tls
         self.logger = logger
         self.onServerRunning = onServerRunning
     }
@@ -65,7 +74,7 @@ public struct MockProviderServer: Service {
         try await self.makeApplication().run()
     }
 
-    func makeApplication() -> some ApplicationProtocol {
+    func makeApplication() throws -> some ApplicationProtocol {
         let router = Router(context: BasicRequestContext.self)
         let provider = MockEndpoints(defaults: self.defaults, stats: self.stats, limiter: self.rateLimit.map(MockRateLimiter.init))
         router.get("/healthz") { _, _ in HTTPResponse.Status.ok }
@@ -86,6 +95,7 @@ public struct MockProviderServer: Service {
         let onServerRunning = self.onServerRunning
         return Application(
             router: router,
+            server: try self.tls.map { try .http2Upgrade(tlsConfiguration: $0.serverConfiguration()) } ?? .http1(),
             configuration: ApplicationConfiguration(
                 address: .hostname(self.host, port: self.port),
                 serverName: "sluice-mock-provider",
@@ -103,8 +113,11 @@ extension MockProviderServer {
     public struct Running: Sendable {
         public let port: Int
         public let stats: MockProviderStats
-        /// `http://127.0.0.1:PORT/v1`, the base URL of an OpenAI-compatible provider.
-        public var baseURL: String { "http://127.0.0.1:\(self.port)/v1" }
+        /// `http` or `https`.
+        public let scheme: String
+        /// `http://127.0.0.1:PORT/v1` (`https://` when serving TLS), the base URL of an
+        /// OpenAI-compatible provider.
+        public var baseURL: String { "\(self.scheme)://127.0.0.1:\(self.port)/v1" }
     }
 
     /// Runs a server on a free loopback port for the duration of `body`, then shuts it
@@ -112,11 +125,12 @@ extension MockProviderServer {
     public static func withRunning<Result>(
         defaults: MockBehavior = MockBehavior(),
         rateLimit: MockRateLimit? = nil,
+        tls: MockCertificate? = nil,
         logger: Logger = Logger(label: "sluice.mock-provider"),
         _ body: (Running) async throws -> Result
     ) async throws -> Result {
         let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
-        let server = MockProviderServer(port: 0, defaults: defaults, rateLimit: rateLimit, logger: logger) { port in
+        let server = MockProviderServer(port: 0, defaults: defaults, rateLimit: rateLimit, tls: tls, logger: logger) { port in
             portContinuation.yield(port)
             portContinuation.finish()
         }
@@ -137,7 +151,7 @@ extension MockProviderServer {
             }
             let result: Swift.Result<Result, any Error>
             do {
-                result = .success(try await body(Running(port: port, stats: server.stats)))
+                result = .success(try await body(Running(port: port, stats: server.stats, scheme: tls == nil ? "http" : "https")))
             } catch {
                 result = .failure(error)
             }

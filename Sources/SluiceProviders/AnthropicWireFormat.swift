@@ -33,7 +33,8 @@ public struct AnthropicWireFormat: WireFormat {
         let url = base.hasSuffix("/v1") ? base + "/messages" : base + "/v1/messages"
         return CurlRequest(
             method: "POST", url: url, headers: headers, body: try JSON.encode(body),
-            connectTimeout: call.connectTimeout, idleTimeout: call.idleTimeout, totalTimeout: call.totalTimeout)
+            connectTimeout: call.connectTimeout, idleTimeout: call.idleTimeout, totalTimeout: call.totalTimeout,
+            caFile: call.provider.caFile)
     }
 
     public func makeStreamDecoder(_ call: ProviderCall) -> any StreamDecoder {

@@ -29,7 +29,7 @@ public struct GeminiWireFormat: WireFormat {
         return CurlRequest(
             method: "POST", url: "\(root)/models/\(try Self.pathModel(call.model))\(method)", headers: headers,
             body: try JSON.encode(body), connectTimeout: call.connectTimeout, idleTimeout: call.idleTimeout,
-            totalTimeout: call.totalTimeout)
+            totalTimeout: call.totalTimeout, caFile: call.provider.caFile)
     }
 
     public func makeStreamDecoder(_ call: ProviderCall) -> any StreamDecoder {

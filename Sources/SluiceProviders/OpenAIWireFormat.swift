@@ -39,7 +39,8 @@ public struct OpenAIWireFormat: WireFormat {
         }
         return CurlRequest(
             method: "POST", url: url, headers: headers, body: try JSON.encode(body),
-            connectTimeout: call.connectTimeout, idleTimeout: call.idleTimeout, totalTimeout: call.totalTimeout)
+            connectTimeout: call.connectTimeout, idleTimeout: call.idleTimeout, totalTimeout: call.totalTimeout,
+            caFile: call.provider.caFile)
     }
 
     public func makeStreamDecoder(_ call: ProviderCall) -> any StreamDecoder {

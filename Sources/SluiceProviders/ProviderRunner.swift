@@ -155,6 +155,12 @@ public struct ProviderRunner<Transport: ProviderTransport>: Sendable {
                 "the request to \(name) cannot be sent: \(error.message.contains(":") ? "its URL was refused" : error.message) (a per-job api_key must be one line of text)",
                 retryable: false, detail: error.message)
         case .connect: ProviderError(.connection, "could not connect to \(name)", retryable: true, detail: error.message)
+        case .tlsVerification:
+            // Not retried: an untrusted certificate stays untrusted until the config changes.
+            ProviderError(
+                .connection,
+                "could not connect to \(name): TLS verification of its certificate failed (trust its CA with providers.\(provider).ca_file)",
+                retryable: false, detail: error.message)
         default: ProviderError(.connection, "the connection to \(name) failed", retryable: true, detail: error.message)
         }
     }

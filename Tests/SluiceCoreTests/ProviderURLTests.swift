@@ -55,3 +55,40 @@ struct ProviderURLTests {
         }
     }
 }
+
+/// A provider's `ca_file` reaches every request made for it, and is checked at load.
+struct ProviderCAFileTests {
+    @Test func theCAFileIsReadAndGoesOnEveryWireFormatsRequest() throws {
+        let c = try SluiceConfig.parse(yaml: """
+            providers:
+              - {name: private, kind: openai-compatible, base_url: "https://llm.internal/v1", ca_file: /etc/sluice/ca.pem}
+              - {name: public, kind: openai, base_url: "https://api.openai.com/v1"}
+            models: {}
+            """)
+        #expect(c.providers[0].caFile == "/etc/sluice/ca.pem")
+        #expect(c.providers[1].caFile == nil)
+
+        var provider = c.providers[0]
+        let formats: [(SluiceConfig.Provider.Kind, any WireFormat)] = [
+            (.openaiCompatible, OpenAIWireFormat(azure: false)), (.azure, OpenAIWireFormat(azure: true)),
+            (.anthropic, AnthropicWireFormat()), (.gemini, GeminiWireFormat()),
+        ]
+        for (kind, format) in formats {
+            provider.kind = kind
+            let call = ProviderCall(provider: provider, model: "m", messages: [["role": "user", "content": "hi"]], parameters: [:],
+                                    stream: true, apiKey: Secret("k"))
+            #expect(try format.makeRequest(call).caFile == "/etc/sluice/ca.pem", "\(kind)")
+        }
+        let publicCall = ProviderURLTests.call(.openai, base: c.providers[1].baseURL, model: "m")
+        #expect(try OpenAIWireFormat(azure: false).makeRequest(publicCall).caFile == nil)
+
+        var empty = SluiceConfig()
+        empty.providers = [.init(name: "p", kind: .mock, baseURL: "https://x", caFile: "")]
+        empty.models = [:]
+        #expect {
+            try empty.validate()
+        } throws: { error in
+            (error as? SluiceError)?.message.contains("providers.p.ca_file") == true
+        }
+    }
+}

@@ -72,6 +72,11 @@ final class CurlEventLoop: @unchecked Sendable {
         // and the next job connects anew (with 2,000 jobs in flight against a limit of
         // 1,024, that walk was the biggest per-job cost in the worker's profile).
         _ = sluice_curl_multi_setopt_long(multi, CURLMOPT_MAXCONNECTS, max(1, maxConnections))
+        // HTTP/2 streams share a connection (libcurl's default since 7.62; said here since
+        // the worker's provider traffic depends on it). No cap per host
+        // (CURLMOPT_MAX_HOST_CONNECTIONS stays 0): once a connection has as many streams
+        // as the server allows, the next request opens another rather than queueing.
+        _ = sluice_curl_multi_setopt_long(multi, CURLMOPT_PIPELINING, Int(CURLPIPE_MULTIPLEX))
         let context = Unmanaged.passUnretained(self).toOpaque()
         _ = sluice_curl_multi_setopt_ptr(multi, CURLMOPT_SOCKETDATA, context)
         _ = sluice_curl_multi_setopt_socketfn(multi) { _, socket, what, context, _ in

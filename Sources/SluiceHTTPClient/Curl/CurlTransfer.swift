@@ -9,6 +9,12 @@ import CCurl
 /// handle, so the callbacks' context pointer (`passUnretained`) is always valid; the
 /// handle is freed in `deinit`, after the loop has removed it from the multi handle.
 ///
+/// Easy handles are not pooled: libcurl 7.88 (Debian 12) keeps a handle's receive buffer
+/// through `curl_easy_reset` but forgets its size (back to 16 KiB) and refuses a new
+/// `CURLOPT_BUFFERSIZE` while the buffer exists, so a reset handle would read 16 KiB
+/// into the 4 KiB buffer set below. Connections, and so TLS sessions, are reused all the
+/// same: they live in the multi handle's cache, not in easy handles.
+///
 /// `@unchecked Sendable`: it crosses threads exactly once, through the inbox lock, before
 /// the curl thread first uses it; it is never used by two threads at once.
 final class CurlTransfer: @unchecked Sendable {
@@ -51,7 +57,7 @@ final class CurlTransfer: @unchecked Sendable {
         self.totalTimeout = request.totalTimeout
         self.errorBuffer = .allocate(capacity: Int(CURL_ERROR_SIZE))
         self.errorBuffer.initialize(repeating: 0, count: Int(CURL_ERROR_SIZE))
-        try self.configure(request)
+        try self.configure(request, tls: url.scheme.equalsCaseInsensitively("https"))
     }
 
     deinit {
@@ -63,7 +69,7 @@ final class CurlTransfer: @unchecked Sendable {
 
     // MARK: Configuration
 
-    private func configure(_ request: CurlRequest) throws(HTTPClientError) {
+    private func configure(_ request: CurlRequest, tls: Bool) throws(HTTPClientError) {
         let context = Unmanaged.passUnretained(self).toOpaque()
 
         try self.set(CURLOPT_URL, request.url)
@@ -76,6 +82,21 @@ final class CurlTransfer: @unchecked Sendable {
         // alone is 160 MiB; a large body just takes a few more reads.
         try self.set(CURLOPT_BUFFERSIZE, 4096)
         try self.set(CURLOPT_SUPPRESS_CONNECT_HEADERS, 1)  // a proxy's CONNECT reply is not the response
+        // HTTP/2 where the server offers it in the TLS handshake (ALPN), HTTP/1.1 otherwise
+        // and over plain http. Over HTTP/2 the requests to one host share a connection,
+        // each its own stream (the multi handle multiplexes).
+        try self.set(CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_2TLS))
+        if tls {
+            // While the first connection to a host is still in its handshake, later
+            // requests wait to learn whether it multiplexes instead of each opening (and
+            // handshaking) a connection of its own. Not for plain http: there the answer
+            // is HTTP/1.1 anyway, and the wait would last until the first response's head.
+            try self.set(CURLOPT_PIPEWAIT, 1)
+        }
+        if let caFile = request.caFile {
+            // Trust this CA bundle instead of the system's; verification stays on.
+            try self.set(CURLOPT_CAINFO, caFile)
+        }
         try self.check(sluice_curl_setopt_ptr(self.easy, CURLOPT_ERRORBUFFER, self.errorBuffer))
         try self.check(sluice_curl_setopt_ptr(self.easy, CURLOPT_PRIVATE, context))
 
@@ -236,9 +257,10 @@ final class CurlTransfer: @unchecked Sendable {
         let detail = self.errorBuffer.pointee != 0 ? String(cString: self.errorBuffer) : String(cString: curl_easy_strerror(code))
         let kind: HTTPClientError.Code
         switch code {
+        case CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CACERT_BADFILE:
+            kind = .tlsVerification
         case CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY, CURLE_COULDNT_CONNECT,
-            CURLE_SSL_CONNECT_ERROR, CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CERTPROBLEM,
-            CURLE_SSL_CACERT_BADFILE:
+            CURLE_SSL_CONNECT_ERROR, CURLE_SSL_CERTPROBLEM:
             kind = .connect
         case CURLE_OPERATION_TIMEDOUT:
             // Idle and total timeouts are ours; libcurl only times the connect phase.
