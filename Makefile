@@ -5,7 +5,7 @@ SWIFT ?= swift
 SLUICE := .build/debug/sluice
 DEMO_FLAGS ?=
 
-.PHONY: setup build release test unit-test api-test chaos demo dev clean
+.PHONY: setup build release test unit-test api-test chaos demo dev bench-micro clean
 
 ## setup: install what a fresh machine needs (Debian packages, librdkafka 2.10+, Tansu); idempotent
 setup:
@@ -54,5 +54,13 @@ demo: build
 dev: build
 	$(SLUICE) dev $(DEMO_FLAGS)
 
+## bench-micro: ordo-one micro-benchmarks of the worker's chunk path and the gateway's
+## relay, per chunk (Benchmarks/, a package of its own; not part of `make test`). Builds
+## the whole tree in release in Benchmarks/.build: tens of minutes the first time.
+## Options for the plugin go in BENCH_MICRO_FLAGS, e.g. `run --format markdown`.
+BENCH_MICRO_FLAGS ?=
+bench-micro: setup
+	cd Benchmarks && $(SWIFT) package benchmark $(BENCH_MICRO_FLAGS)
+
 clean:
-	rm -rf .build .run
+	rm -rf .build .run Benchmarks/.build

@@ -8,8 +8,8 @@ import PackageDescription
 // A system-wide install (the Docker image) is found by pkg-config as usual.
 let rdkafkaLibDir = Context.packageDirectory + "/.deps/librdkafka/lib"
 
-// Linux only: the HTTP client waits on epoll and an eventfd, and child processes are
-// started with glibc's posix_spawn extensions. No `platforms:` entry, since SwiftPM
+// Linux only: the HTTP client waits on epoll and an eventfd, and a child process is
+// watched with `waitid`. No `platforms:` entry, since SwiftPM
 // cannot say "Linux only" and an Apple platform listed would claim a build that fails.
 let package = Package(
     name: "sluice",

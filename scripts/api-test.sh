@@ -23,7 +23,9 @@ say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 # --- the tools ------------------------------------------------------------------
 venv="$root/.deps/api-tools"
 requirements="$root/scripts/api-test-requirements.txt"
-if ! cmp -s "$requirements" "$venv/requirements.txt" 2>/dev/null; then
+# A venv only works where it was made: one moved or made through a symlinked folder is
+# made again.
+if ! cmp -s "$requirements" "$venv/requirements.txt" 2>/dev/null || ! "$venv/bin/openapi-spec-validator" --help >/dev/null 2>&1; then
   say "installing schemathesis and openapi-spec-validator (PyPI) into $venv"
   rm -rf "$venv"
   python3 -m venv "$venv"

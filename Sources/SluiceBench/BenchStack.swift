@@ -47,10 +47,10 @@ struct BenchStack: Sendable {
         let redisPort = LoopbackPort.free()
         let kafkaPort = LoopbackPort.free()
         let gatewayPort = LoopbackPort.free()
-        let redis = try children.start("redis", tools.redisServer, [
+        let redis = try await children.start("redis", tools.redisServer, [
             "--port", "\(redisPort)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--maxclients", "20000",
         ])
-        try children.start("broker", tools.tansu, [
+        try await children.start("broker", tools.tansu, [
             "broker", "--listener-url", "tcp://127.0.0.1:\(kafkaPort)",
             "--advertised-listener-url", "tcp://127.0.0.1:\(kafkaPort)", "--storage-engine", "memory://tansu/",
         ])
@@ -80,10 +80,10 @@ struct BenchStack: Sendable {
         try KafkaAdmin.createTopics(brokers: config.kafka.brokers, topics: [
             (config.kafka.requestsTopic, 4), (config.kafka.resultsTopic, 4), (config.kafka.dlqTopic, 1), (config.kafka.controlTopic, 1),
         ], config: config.kafka.topicConfig)
-        let worker = try children.start("worker", tools.sluice, [
+        let worker = try await children.start("worker", tools.sluice, [
             "worker", "--config", configPath, "--log-level", "warning", "--max-in-flight", "\(maxInFlight)",
         ])
-        let gateway = try children.start("gateway", tools.sluice, ["gateway", "--config", configPath, "--log-level", "warning"])
+        let gateway = try await children.start("gateway", tools.sluice, ["gateway", "--config", configPath, "--log-level", "warning"])
         try await children.waitForPort(gatewayPort, name: "gateway")
         return BenchStack(
             config: config, configPath: configPath, redisPort: redisPort, gatewayPort: gatewayPort,

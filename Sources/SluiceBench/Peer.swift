@@ -46,40 +46,40 @@ enum Peer {
         step("peer: starting LiteLLM \(version ?? "") on 127.0.0.1:\(port)")
         // LiteLLM refuses to start without a master key that is not publicly known.
         let masterKey = "sk-bench-" + UUID().uuidString.lowercased()
-        let proxy = try children.start("litellm", "/usr/bin/env", [
+        return try await children.with("litellm", "/usr/bin/env", [
             "PYTHONPATH=\(target.path)", "LITELLM_MASTER_KEY=\(masterKey)", "LITELLM_LOCAL_MODEL_COST_MAP=True", "LITELLM_LOG=ERROR", "PYTHONUNBUFFERED=1",
             python, "-m", "litellm.proxy.proxy_cli", "--config", configPath, "--host", "127.0.0.1", "--port", "\(port)",
             "--num_workers", "1",
-        ])
-        defer { children.stop(proxy) }
-        do {
-            try await children.waitForPort(port, name: "litellm", timeout: .seconds(240))
-        } catch {
-            step("peer: LiteLLM did not start: \(error)")
-            return PeerResult(name: name, version: version, firstToken: [], paced: nil,
-                              skipped: "LiteLLM did not start; see \(children.logPath("litellm"))")
+        ]) { proxy in
+            do {
+                try await children.waitForPort(port, name: "litellm", timeout: .seconds(240))
+            } catch {
+                step("peer: LiteLLM did not start: \(error)")
+                return PeerResult(name: name, version: version, firstToken: [], paced: nil,
+                                  skipped: "LiteLLM did not start; see \(children.logPath("litellm"))")
+            }
+            let base = "http://127.0.0.1:\(port)"
+            for i in 0..<3 {
+                let script = BenchScript(token: scenarios.token("peerwarm", i), chunks: 2)
+                _ = try? await scenarios.client.readStream(
+                    PipelineClient.chatCompletionRequest(url: base + "/v1/chat/completions", script: script, bearer: masterKey),
+                    counting: "data: ")
+            }
+            var results: [FirstTokenResult] = []
+            for c in sizes.firstTokenLevels where options.runs(.peer) {
+                step("peer first-token: \(sizes.firstTokenStreams(at: c)) streams, \(c) at once, through LiteLLM")
+                results.append(try await scenarios.firstToken(
+                    label: "peer\(c)", path: .peer, baseURL: base, bearer: masterKey, concurrency: c, total: sizes.firstTokenStreams(at: c)))
+            }
+            var paced: PacedResult?
+            if options.runs(.paced) {
+                let s = sizes
+                step("peer paced: \(s.pacedStreams) streams × \(s.pacedChunks) chunks every \(s.pacedPaceMs) ms through LiteLLM")
+                paced = await scenarios.paced(
+                    label: "peerpc", path: .peer, baseURL: base, bearer: masterKey, streams: s.pacedStreams, chunks: s.pacedChunks,
+                    paceMs: s.pacedPaceMs, grace: .seconds(s.pacedGraceSeconds), processes: ["litellm": proxy.pid])
+            }
+            return PeerResult(name: name, version: version, firstToken: results, paced: paced, skipped: nil)
         }
-        let base = "http://127.0.0.1:\(port)"
-        for i in 0..<3 {
-            let script = BenchScript(token: scenarios.token("peerwarm", i), chunks: 2)
-            _ = try? await scenarios.client.readStream(
-                PipelineClient.chatCompletionRequest(url: base + "/v1/chat/completions", script: script, bearer: masterKey),
-                counting: "data: ")
-        }
-        var results: [FirstTokenResult] = []
-        for c in sizes.firstTokenLevels where options.runs(.peer) {
-            step("peer first-token: \(sizes.firstTokenStreams(at: c)) streams, \(c) at once, through LiteLLM")
-            results.append(try await scenarios.firstToken(
-                label: "peer\(c)", path: .peer, baseURL: base, bearer: masterKey, concurrency: c, total: sizes.firstTokenStreams(at: c)))
-        }
-        var paced: PacedResult?
-        if options.runs(.paced) {
-            let s = sizes
-            step("peer paced: \(s.pacedStreams) streams × \(s.pacedChunks) chunks every \(s.pacedPaceMs) ms through LiteLLM")
-            paced = await scenarios.paced(
-                label: "peerpc", path: .peer, baseURL: base, bearer: masterKey, streams: s.pacedStreams, chunks: s.pacedChunks,
-                paceMs: s.pacedPaceMs, grace: .seconds(s.pacedGraceSeconds), processes: ["litellm": proxy.pid])
-        }
-        return PeerResult(name: name, version: version, firstToken: results, paced: paced, skipped: nil)
     }
 }

@@ -61,8 +61,6 @@ struct BenchCommand: AsyncParsableCommand {
         try FileManager.default.createDirectory(at: runDir, withIntermediateDirectories: true)
         raiseOpenFileLimit()
 
-        let children = ChildProcessGroup(logDir: runDir.appendingPathComponent("logs", isDirectory: true))
-        defer { children.stopAll() }
         let signals = await SignalWatcher()
         var options = Bench.Options(
             scenario: scenario, quick: quick, output: outputPath, runDir: runDir, depsDir: depsDir,
@@ -79,17 +77,19 @@ struct BenchCommand: AsyncParsableCommand {
         }
 
         let runOptions = options
-        let report = try await withThrowingTaskGroup(of: BenchReport?.self) { group in
-            group.addTask { try await Bench.run(options: runOptions, tools: tools, children: children, logger: logger) }
-            group.addTask {
-                guard let s = await signals.next(), !Task.isCancelled else { return nil }
-                FileHandle.standardError.write(Data("\nstopping (\(s)); stopping the stack\n".utf8))
-                children.stopAll()
-                throw ExitCode(130)
+        let report = try await ChildProcessGroup.with(logDir: runDir.appendingPathComponent("logs", isDirectory: true)) { children in
+            try await withThrowingTaskGroup(of: BenchReport?.self) { group in
+                group.addTask { try await Bench.run(options: runOptions, tools: tools, children: children, logger: logger) }
+                group.addTask {
+                    guard let s = await signals.next(), !Task.isCancelled else { return nil }
+                    FileHandle.standardError.write(Data("\nstopping (\(s)); stopping the stack\n".utf8))
+                    await children.stopAll()
+                    throw ExitCode(130)
+                }
+                defer { group.cancelAll() }
+                guard let first = try await group.next(), let report = first else { throw ExitCode(130) }
+                return report
             }
-            defer { group.cancelAll() }
-            guard let first = try await group.next(), let report = first else { throw ExitCode(130) }
-            return report
         }
         say(try report.jsonLine())
     }

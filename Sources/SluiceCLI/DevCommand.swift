@@ -74,91 +74,92 @@ struct DevCommand: AsyncParsableCommand {
 
         // The mock checks only that a key is there; the worker child inherits this one.
         setenv("SLUICE_DEV_MOCK_KEY", "dev-mock-key", 0)
-        let children = ChildProcessGroup(logDir: logs) { child in
-            logger.warning("\(child.name) did not stop in time; killing it")
+        let onKill: @Sendable (ChildProcess) -> Void = { child in
+            logger.warning("\(child.name) did not stop within 10 s of SIGTERM and was killed")
         }
-        defer { children.stopAll() }
-        let signals = await SignalWatcher()
+        try await ChildProcessGroup.with(logDir: logs, onKill: onKill) { children in
+            let signals = await SignalWatcher()
 
-        /// Waits until each port accepts connections; fails if a child dies, time runs
-        /// out or a signal comes.
-        func waitForPorts(_ ports: [(String, Int)]) async throws {
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask {
-                    for (name, port) in ports { try await children.waitForPort(port, name: name) }
+            /// Waits until each port accepts connections; fails if a child dies, time runs
+            /// out or a signal comes.
+            func waitForPorts(_ ports: [(String, Int)]) async throws {
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask {
+                        for (name, port) in ports { try await children.waitForPort(port, name: name) }
+                    }
+                    group.addTask {
+                        _ = await signals.next()
+                        if !Task.isCancelled { throw ExitCode(130) }
+                    }
+                    defer { group.cancelAll() }
+                    try await group.next()
                 }
-                group.addTask {
-                    _ = await signals.next()
-                    if !Task.isCancelled { throw ExitCode(130) }
-                }
-                defer { group.cancelAll() }
-                try await group.next()
             }
-        }
 
-        func step(_ text: String) { FileHandle.standardError.write(Data("• \(text)\n".utf8)) }
+            func step(_ text: String) { FileHandle.standardError.write(Data("• \(text)\n".utf8)) }
 
-        step("starting Redis on 127.0.0.1:\(redisPort)")
-        try children.start("redis", redisServer, ["--port", "\(redisPort)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-        step("starting the broker (Tansu) on 127.0.0.1:\(kafkaPort)")
-        try children.start("broker", tansu, [
-            "broker", "--listener-url", "tcp://127.0.0.1:\(kafkaPort)",
-            "--advertised-listener-url", "tcp://127.0.0.1:\(kafkaPort)", "--storage-engine", "memory://tansu/",
-        ])
-        step("starting the mock provider on 127.0.0.1:\(mockPort)")
-        try children.start("mock-provider", me, [
-            "mock-provider", "--listen", "127.0.0.1:\(mockPort)", "--chunk-delay-ms", "40", "--chunks", "24",
-        ])
-        try await waitForPorts([("redis", redisPort), ("broker", kafkaPort), ("mock-provider", mockPort)])
+            step("starting Redis on 127.0.0.1:\(redisPort)")
+            try await children.start("redis", redisServer, ["--port", "\(redisPort)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            step("starting the broker (Tansu) on 127.0.0.1:\(kafkaPort)")
+            try await children.start("broker", tansu, [
+                "broker", "--listener-url", "tcp://127.0.0.1:\(kafkaPort)",
+                "--advertised-listener-url", "tcp://127.0.0.1:\(kafkaPort)", "--storage-engine", "memory://tansu/",
+            ])
+            step("starting the mock provider on 127.0.0.1:\(mockPort)")
+            try await children.start("mock-provider", me, [
+                "mock-provider", "--listen", "127.0.0.1:\(mockPort)", "--chunk-delay-ms", "40", "--chunks", "24",
+            ])
+            try await waitForPorts([("redis", redisPort), ("broker", kafkaPort), ("mock-provider", mockPort)])
 
-        step("creating topics")
-        try KafkaAdmin.createTopics(
-            brokers: config.kafka.brokers, topics: SluiceTopics.all(config, partitions: 4), config: config.kafka.topicConfig)
+            step("creating topics")
+            try KafkaAdmin.createTopics(
+                brokers: config.kafka.brokers, topics: SluiceTopics.all(config, partitions: 4), config: config.kafka.topicConfig)
 
-        step("starting a worker and the gateway")
-        try children.start("worker", me, ["worker", "--config", configPath, "--log-level", global.logLevel])
-        try children.start("gateway", me, ["gateway", "--config", configPath, "--log-level", global.logLevel])
-        try await waitForPorts([("gateway", gatewayPort)])
+            step("starting a worker and the gateway")
+            try await children.start("worker", me, ["worker", "--config", configPath, "--log-level", global.logLevel])
+            try await children.start("gateway", me, ["gateway", "--config", configPath, "--log-level", global.logLevel])
+            try await waitForPorts([("gateway", gatewayPort)])
 
-        say("""
+            say("""
 
-            Sluice is running.
-              gateway        http://127.0.0.1:\(gatewayPort)   (POST /v1/jobs, GET /v1/jobs/{id}/events)
-              broker         127.0.0.1:\(kafkaPort)            (topics \(config.kafka.requestsTopic), \(config.kafka.resultsTopic), \(config.kafka.dlqTopic))
-              redis          redis://127.0.0.1:\(redisPort)
-              mock provider  http://127.0.0.1:\(mockPort)/v1
-              config         \(configPath)
-              logs           \(logs.path)
+                Sluice is running.
+                  gateway        http://127.0.0.1:\(gatewayPort)   (POST /v1/jobs, GET /v1/jobs/{id}/events)
+                  broker         127.0.0.1:\(kafkaPort)            (topics \(config.kafka.requestsTopic), \(config.kafka.resultsTopic), \(config.kafka.dlqTopic))
+                  redis          redis://127.0.0.1:\(redisPort)
+                  mock provider  http://127.0.0.1:\(mockPort)/v1
+                  config         \(configPath)
+                  logs           \(logs.path)
 
-            """)
+                """)
 
-        if demo {
-            say("Demo job: \"\(prompt)\"\n")
-            let job = Job(id: "demo-" + UUID().uuidString.lowercased(), model: "default",
-                          request: .messages([["role": "user", "content": .string(prompt)]]), stream: true)
-            // The worker's first group join takes a few seconds; the job waits in the topic.
-            let terminal = JobTerminal(config: config, logger: logger)
-            let status = try await withThrowingTaskGroup(of: UnifiedResponse.Status?.self) { group in
-                group.addTask { try await terminal.run(job) }
-                group.addTask {
-                    // Stop waiting if the stack breaks or the user interrupts.
-                    let reason = await Self.waitForExitOrSignal(children, signals)
-                    if Task.isCancelled { return nil }
-                    FileHandle.standardError.write(Data("\nstopping: \(reason)\n".utf8))
-                    return nil
+            if demo {
+                say("Demo job: \"\(prompt)\"\n")
+                let job = Job(id: "demo-" + UUID().uuidString.lowercased(), model: "default",
+                              request: .messages([["role": "user", "content": .string(prompt)]]), stream: true)
+                // The worker's first group join takes a few seconds; the job waits in the topic.
+                let terminal = JobTerminal(config: config, logger: logger)
+                let status = try await withThrowingTaskGroup(of: UnifiedResponse.Status?.self) { group in
+                    group.addTask { try await terminal.run(job) }
+                    group.addTask {
+                        // Stop waiting if the stack breaks or the user interrupts.
+                        let reason = await Self.waitForExitOrSignal(children, signals)
+                        if Task.isCancelled { return nil }
+                        FileHandle.standardError.write(Data("\nstopping: \(reason)\n".utf8))
+                        return nil
+                    }
+                    let first = try await group.next() ?? nil
+                    group.cancelAll()
+                    return first ?? .failed
                 }
-                let first = try await group.next() ?? nil
-                group.cancelAll()
-                return first ?? .failed
+                say(status == .succeeded ? "Demo done. Run `sluice dev` to keep the stack up." : "The demo job did not succeed; see \(logs.path).")
+                if status != .succeeded { throw ExitCode(1) }
+                return
             }
-            say(status == .succeeded ? "Demo done. Run `sluice dev` to keep the stack up." : "The demo job did not succeed; see \(logs.path).")
-            if status != .succeeded { throw ExitCode(1) }
-            return
-        }
 
-        say("Press Ctrl-C to stop.")
-        let reason = await Self.waitForExitOrSignal(children, signals)
-        say("\nstopping (\(reason))")
+            say("Press Ctrl-C to stop.")
+            let reason = await Self.waitForExitOrSignal(children, signals)
+            say("\nstopping (\(reason))")
+        }
     }
 
     /// Why the stack should stop: a signal, or a child that exited.

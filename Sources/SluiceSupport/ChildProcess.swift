@@ -1,142 +1,234 @@
-import Foundation
+import Subprocess
 import Synchronization
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// A long-running child process (a broker, Redis, a worker, the gateway) started with
-/// `posix_spawn`, its stdout and stderr going to a log file.
+/// A long-running child process (a broker, Redis, a worker, the gateway), run with
+/// swift-subprocess in a task of its own, its stdout and stderr going to a log file and
+/// its stdin reading `/dev/null`.
 ///
-/// Its signal mask is emptied and every signal's disposition reset: the threads of a
-/// Swift process block most signals, and a watcher of SIGINT/SIGTERM sets them to
-/// `SIG_IGN`; a child would inherit both and ignore SIGTERM. Descriptors other than
-/// 0, 1 and 2 are closed in the child, so it cannot hold the parent's sockets open.
+/// swift-subprocess starts it with an empty signal mask and every disposition reset (the
+/// threads of a Swift process block most signals, and a watcher of SIGINT/SIGTERM sets
+/// them to `SIG_IGN`; a child would inherit both and ignore SIGTERM), and with no
+/// descriptor of ours but 0, 1 and 2, so it cannot hold the parent's sockets open.
 ///
-/// swift-subprocess (`Command`) runs children to completion; it is not used here because
-/// these children outlive the scope that starts them: they are started synchronously,
-/// signalled from `defer` blocks and reaped later, which its scoped `run` cannot express.
+/// The child outlives the call that starts it: its task runs `Subprocess.run` until the
+/// child exits, and `stop()` cancels that task, which makes swift-subprocess tear the
+/// child down (SIGTERM, then SIGKILL after the grace period) and reap it.
 public final class ChildProcess: Sendable {
     public let pid: pid_t
     public let name: String
-    /// The raw `waitpid` status once reaped.
-    private let status = Mutex<Int32?>(nil)
+    private let run: Run
+    private let task: Task<Void, Never>
 
     /// Starts `path` with `arguments`; stdout and stderr go to `logPath` (appended to, or
-    /// truncated first), stdin reads `/dev/null`.
-    public init(name: String, path: String, arguments: [String], logPath: String, truncateLog: Bool = true) throws {
-        self.name = name
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, logPath, O_WRONLY | O_CREAT | O_APPEND | (truncateLog ? O_TRUNC : 0), 0o644)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        _ = GNU.addCloseFrom(&actions, 3)
-
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var noSignals = sigset_t()
-        sigemptyset(&noSignals)
-        posix_spawnattr_setsigmask(&attributes, &noSignals)
-        var defaults = sigset_t()
-        sigfillset(&defaults)
-        // The kernel refuses to change these two, and posix_spawn would fail on them.
-        sigdelset(&defaults, SIGKILL)
-        sigdelset(&defaults, SIGSTOP)
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-
-        let argv = ([path] + arguments).map { strdup($0) } + [nil]
-        defer { for a in argv { free(a) } }
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, path, &actions, &attributes, argv, environ)
-        guard rc == 0 else {
-            throw SupportError("cannot start \(name) (\(path)): \(String(cString: strerror(rc)))")
+    /// truncated first). Stopping gives it `grace` between SIGTERM and SIGKILL.
+    public init(
+        name: String, path: String, arguments: [String], logPath: String, truncateLog: Bool = true,
+        grace: Duration = .seconds(10)
+    ) async throws {
+        let log = open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | (truncateLog ? O_TRUNC : 0), 0o644)
+        guard log >= 0 else {
+            throw SupportError("cannot start \(name): cannot open its log \(logPath): \(String(cString: strerror(errno)))")
         }
-        self.pid = pid
-    }
-
-    /// Whether the child is still running; reaps it once it has exited.
-    public var isRunning: Bool {
-        status.withLock { status in
-            if status != nil { return false }
-            var s: Int32 = 0
-            let r = waitpid(pid, &s, WNOHANG)
-            if r == pid || r < 0 {
-                status = s
+        var options = PlatformOptions()
+        options.teardownSequence = [.gracefulShutDown(allowedDurationToNextStep: grace)]
+        let run = Run()
+        self.task = Task { [options] in
+            do {
+                let result = try await Subprocess.run(
+                    .path(.init(path)), arguments: Arguments(arguments), platformOptions: options,
+                    input: .none, output: .fileDescriptor(.init(rawValue: log), closeAfterSpawningProcess: true),
+                    error: .combinedWithOutput
+                ) { execution in
+                    run.started(execution)
+                    await ChildProcess.waitForExit(execution.processIdentifier.value, name: name)
+                    run.bodyEnds()
+                }
+                run.exited(result.terminationStatus)
+            } catch {
+                run.failed("cannot start \(name) (\(path)): \(error)")
+            }
+        }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let now = run.state.withLock { s in
+                if s.pid != 0 || s.failure != nil { return true }
+                s.onStart = continuation
                 return false
             }
-            return true
+            if now { continuation.resume() }
         }
+        let pid = try run.state.withLock { s -> pid_t in
+            if let failure = s.failure { throw SupportError(failure) }
+            return s.pid
+        }
+        self.pid = pid
+        self.name = name
+        self.run = run
     }
+
+    /// Whether the child is still running (false once it has exited and been reaped).
+    public var isRunning: Bool { run.state.withLock { $0.status == nil } }
 
     /// The exit code (128 + the signal for a child killed by one); nil while running.
     public var exitCode: Int32? {
-        guard !isRunning, let s = status.withLock({ $0 }) else { return nil }
-        return s & 0x7f == 0 ? (s >> 8) & 0xff : 128 + (s & 0x7f)
+        run.state.withLock { s in
+            switch s.status {
+            case nil: nil
+            case .exited(let code): code
+            case .signaled(let signal): 128 + signal
+            }
+        }
     }
 
     /// `exit status N`, `signal N` or `running`.
     public var exitDescription: String {
-        guard !isRunning, let s = status.withLock({ $0 }) else { return "running" }
-        return s & 0x7f == 0 ? "exit status \((s >> 8) & 0xff)" : "signal \(s & 0x7f)"
-    }
-
-    /// Sends `signal` unless the child has been reaped (its pid may be another's by then).
-    public func signal(_ signal: Int32) {
-        status.withLock { status in
-            if status == nil { _ = kill(pid, signal) }
-        }
-    }
-
-    /// Waits for the exit, polling; the exit code, or nil if it still runs after `timeout`.
-    @discardableResult
-    public func wait(timeout: Duration = .seconds(30)) async -> Int32? {
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            if let code = exitCode { return code }
-            try? await Task.sleep(for: .milliseconds(20))
-        }
-        return exitCode
-    }
-
-    /// SIGTERM, then SIGKILL if it still runs after `grace`; blocks until it is reaped.
-    public func stop(grace: Duration = .seconds(10)) {
-        ChildProcess.stop([self], grace: grace)
-    }
-
-    /// SIGTERM to each (in order), then SIGKILL to any still running after `grace`;
-    /// blocks until all are reaped.
-    public static func stop(_ children: [ChildProcess], grace: Duration = .seconds(10), onKill: (ChildProcess) -> Void = { _ in }) {
-        for child in children { child.signal(SIGTERM) }
-        let deadline = ContinuousClock.now + grace
-        for child in children {
-            while child.isRunning && ContinuousClock.now < deadline { usleep(20_000) }
-            if child.isRunning {
-                onKill(child)
-                child.signal(SIGKILL)
-                while child.isRunning { usleep(5_000) }
+        run.state.withLock { s in
+            switch s.status {
+            case nil: "running"
+            case .exited(let code): "exit status \(code)"
+            case .signaled(let signal): "signal \(signal)"
             }
         }
     }
 
-    /// A child nobody stopped is killed with its owner.
-    deinit {
-        let reaped = status.withLock { $0 != nil }
-        if !reaped {
-            kill(pid, SIGKILL)
-            var s: Int32 = 0
-            while waitpid(pid, &s, 0) < 0 && errno == EINTR {}
+    /// Sends `signal` while the child runs; nothing once it has exited (its pid may be
+    /// another's by then).
+    public func signal(_ signal: Int32) {
+        run.state.withLock { s in
+            try? s.execution?.send(signal: Signal(rawValue: signal))
         }
     }
 
-    /// glibc's `posix_spawn_file_actions_addclosefrom_np`, which the Glibc module does
-    /// not declare (it needs `_GNU_SOURCE`), looked up once.
-    private enum GNU {
-        typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
-        static let addCloseFrom: AddCloseFrom = unsafeBitCast(dlsym(nil, "posix_spawn_file_actions_addclosefrom_np")!, to: AddCloseFrom.self)
+    /// Waits for the exit: the exit code, or nil if it still runs after `timeout` or the
+    /// waiting task is cancelled.
+    @discardableResult
+    public func wait(timeout: Duration = .seconds(30)) async -> Int32? {
+        let run = self.run
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await run.exit() }
+            group.addTask { try? await Task.sleep(for: timeout) }
+            await group.next()
+            group.cancelAll()
+        }
+        return exitCode
+    }
+
+    /// Stops the child: SIGTERM, then SIGKILL if it still runs after its grace period;
+    /// returns once it is reaped. True if it had to be killed.
+    @discardableResult
+    public func stop() async -> Bool {
+        let wasRunning = isRunning
+        task.cancel()
+        await task.value
+        return wasRunning && run.state.withLock { $0.status == .signaled(SIGKILL) }
+    }
+
+    /// Stops `children` together (SIGTERM to each, SIGKILL to any still running after its
+    /// grace period) and returns once all are reaped; `onKill` hears of each child that
+    /// had to be killed.
+    public static func stop(_ children: [ChildProcess], onKill: @Sendable (ChildProcess) -> Void = { _ in }) async {
+        let running = children.filter(\.isRunning)
+        for child in running { child.task.cancel() }
+        for child in running {
+            await child.task.value
+            if child.run.state.withLock({ $0.status == .signaled(SIGKILL) }) { onKill(child) }
+        }
+    }
+
+    /// A child nobody stopped is killed with its owner; its task reaps it.
+    deinit {
+        signal(SIGKILL)
+    }
+
+    /// Returns once process `pid` has exited, leaving it for swift-subprocess to reap:
+    /// until then the execution stays valid, and `signal` cannot reach a reused pid.
+    /// `waitid` blocks, so it runs on a thread of its own.
+    private static func waitForExit(_ pid: pid_t, name: String) async {
+        var thread: DedicatedThread?
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            thread = DedicatedThread(name: "wait \(name)") {
+                var info = siginfo_t()
+                while waitid(P_PID, id_t(pid), &info, WEXITED | WNOWAIT) != 0 && errno == EINTR {}
+                continuation.resume()
+            }
+        }
+        thread?.join()
+    }
+
+    /// What the child's task and its owner share.
+    private final class Run: Sendable {
+        struct State {
+            var pid: pid_t = 0
+            var failure: String?
+            var onStart: CheckedContinuation<Void, Never>?
+            /// Set while `Subprocess.run`'s body runs, which is as long as the child is not reaped.
+            var execution: Execution<NoInput, FileDescriptorOutput, CombinedErrorOutput>?
+            var status: TerminationStatus?
+            var waiters: [Int: CheckedContinuation<Void, Never>] = [:]
+            var nextWaiter = 0
+        }
+
+        let state = Mutex(State())
+
+        func started(_ execution: Execution<NoInput, FileDescriptorOutput, CombinedErrorOutput>) {
+            let onStart = state.withLock { s in
+                s.pid = execution.processIdentifier.value
+                s.execution = execution
+                defer { s.onStart = nil }
+                return s.onStart
+            }
+            onStart?.resume()
+        }
+
+        func bodyEnds() {
+            state.withLock { $0.execution = nil }
+        }
+
+        func exited(_ status: TerminationStatus) {
+            let (waiters, onStart) = state.withLock { s in
+                s.status = status
+                defer { s.waiters = [:]; s.onStart = nil }
+                return (s.waiters.values, s.onStart)
+            }
+            onStart?.resume()
+            for w in waiters { w.resume() }
+        }
+
+        /// The run threw: before the child started, or (unlikely) while reaping it.
+        func failed(_ message: String) {
+            let (waiters, onStart) = state.withLock { s in
+                if s.pid == 0 { s.failure = message }
+                s.execution = nil
+                s.status = .exited(-1)
+                defer { s.waiters = [:]; s.onStart = nil }
+                return (s.waiters.values, s.onStart)
+            }
+            onStart?.resume()
+            for w in waiters { w.resume() }
+        }
+
+        /// Returns once the child has exited and been reaped, or the task is cancelled.
+        func exit() async {
+            let id = state.withLock { s in
+                defer { s.nextWaiter += 1 }
+                return s.nextWaiter
+            }
+            await withTaskCancellationHandler {
+                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                    let now = state.withLock { s in
+                        if s.status != nil || Task.isCancelled { return true }
+                        s.waiters[id] = continuation
+                        return false
+                    }
+                    if now { continuation.resume() }
+                }
+            } onCancel: {
+                state.withLock { $0.waiters.removeValue(forKey: id) }?.resume()
+            }
+        }
     }
 }
 

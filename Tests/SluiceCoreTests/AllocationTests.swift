@@ -1,5 +1,6 @@
 import Foundation
 import SluiceCore
+import SluiceSupport
 import Testing
 
 /// The heap allocations per chunk of the worker's chunk path (provider SSE bytes in →
@@ -23,8 +24,8 @@ struct AllocationTests {
     static let gatewayCompletionsLimit = 6.0
 
     @Test("the worker's chunk path and the gateway's relay allocate no more per chunk than measured")
-    func perChunk() throws {
-        let counts = try Self.measure(chunks: 1_000)
+    func perChunk() async throws {
+        let counts = try await Self.measure(chunks: 1_000)
         #expect(counts.chunks == 1_000)
         #expect(counts.worker <= Self.workerLimit, "worker chunk path: \(counts.worker) mallocs per chunk, limit \(Self.workerLimit)")
         #expect(counts.gatewayEvents <= Self.gatewayEventsLimit,
@@ -43,21 +44,14 @@ struct AllocationTests {
         var gatewayCompletions: Double
     }
 
-    static func measure(chunks: Int) throws -> Counts {
+    static func measure(chunks: Int) async throws -> Counts {
         let dir = try buildDirectory()
-        let process = Process()
-        process.executableURL = dir.appendingPathComponent("SluiceAllocations")
-        process.arguments = [String(chunks)]
         var environment = ProcessInfo.processInfo.environment
         environment["LD_PRELOAD"] = dir.appendingPathComponent("libMallocInterposerSwift.so").path
-        process.environment = environment
-        let out = Pipe()
-        process.standardOutput = out
-        try process.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        try #require(process.terminationStatus == 0, "SluiceAllocations exited with \(process.terminationStatus)")
-        let line = try #require(String(data: data, encoding: .utf8)?.split(separator: "\n").last.map(String.init))
+        let run = try await Command.run([dir.appendingPathComponent("SluiceAllocations").path, String(chunks)], environment: environment)
+        try #require(run.status == 0, "SluiceAllocations exited with \(run.status): \(run.text.suffix(2_000))")
+        // stdout's one JSON line; anything on stderr is not.
+        let line = try #require(run.text.split(separator: "\n").last { $0.hasPrefix("{") }.map(String.init))
         let json = try JSON.decode(JSONValue.self, from: Array(line.utf8))
         func number(_ key: String) throws -> Double {
             try #require(json[key]?.doubleValue, "SluiceAllocations printed no \(key): \(line)")

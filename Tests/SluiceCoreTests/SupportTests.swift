@@ -3,6 +3,10 @@ import SluiceSupport
 import Synchronization
 import Testing
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 @Suite struct BackoffTests {
     /// The worker's provider retries: 250 ms doubling to 8 s, each between half and all.
     @Test func retryDelaysDoubleUpToTheCapWithJitterDownToHalf() {
@@ -146,9 +150,9 @@ import Testing
 
     /// A child must stop on SIGTERM even though the threads of this process block it.
     @Test func aLongRunningChildStopsOnSIGTERMAndLogs() async throws {
-        let log = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-child-\(UUID().uuidString.prefix(8)).log").path
+        let log = Self.logPath("child")
         defer { try? FileManager.default.removeItem(atPath: log) }
-        let child = try ChildProcess(name: "sh", path: "/bin/sh", arguments: ["-c", "echo started; exec sleep 30"], logPath: log)
+        let child = try await ChildProcess(name: "sh", path: "/bin/sh", arguments: ["-c", "echo started; exec sleep 30"], logPath: log)
         #expect(child.isRunning)
         #expect(child.exitDescription == "running")
         let deadline = ContinuousClock.now + .seconds(5)
@@ -157,21 +161,114 @@ import Testing
         }
         child.signal(SIGTERM)
         #expect(await child.wait(timeout: .seconds(5)) == 128 + SIGTERM)
+        #expect(!child.isRunning)
         #expect(child.exitDescription == "signal \(SIGTERM)")
         #expect(try String(contentsOfFile: log, encoding: .utf8) == "started\n")
+        child.signal(SIGTERM)  // reaped: nothing to signal, and no harm
+    }
+
+    /// What this process ignores (a signal watcher sets SIGINT and SIGTERM to `SIG_IGN`)
+    /// and blocks, the child does not: its mask is empty and its dispositions default.
+    @Test func aChildStartsWithNoSignalBlockedOrIgnored() async throws {
+        let log = Self.logPath("signals")
+        defer { try? FileManager.default.removeItem(atPath: log) }
+        let previous = Glibc.signal(SIGUSR2, SIG_IGN)
+        defer { _ = Glibc.signal(SIGUSR2, previous) }
+        let child = try await ChildProcess(name: "cat", path: "/bin/cat", arguments: ["/proc/self/status"], logPath: log)
+        #expect(await child.wait(timeout: .seconds(10)) == 0)
+        let status = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n")
+        func mask(_ field: String) throws -> UInt64 {
+            let line = try #require(status.first { $0.hasPrefix(field + ":") }, "no \(field) in /proc/self/status")
+            return try #require(UInt64(line.dropFirst(field.count + 1).trimmingCharacters(in: .whitespaces), radix: 16))
+        }
+        #expect(try mask("SigBlk") == 0)
+        // Signals 1 to 31; glibc keeps the real-time ones from 32 on to itself, and a
+        // program that uses them sets them up when it starts.
+        let ignored = try mask("SigIgn") & 0x7fff_ffff
+        #expect(ignored == 0, "the child ignores \((1...31).filter { ignored & (1 << ($0 - 1)) != 0 })")
+    }
+
+    /// A descriptor this process opened without close-on-exec (a socket, a log) stays ours.
+    @Test func aChildInheritsNoDescriptorButTheStandardThree() async throws {
+        let log = Self.logPath("fds")
+        defer { try? FileManager.default.removeItem(atPath: log) }
+        let devNull = open("/dev/null", O_RDONLY)
+        let fd = fcntl(devNull, F_DUPFD, 200)
+        close(devNull)
+        try #require(fd >= 200)
+        defer { close(fd) }
+        #expect(FileManager.default.fileExists(atPath: "/proc/self/fd/\(fd)"))
+        let child = try await ChildProcess(name: "test", path: "/usr/bin/test", arguments: ["!", "-e", "/proc/self/fd/\(fd)"], logPath: log)
+        #expect(await child.wait(timeout: .seconds(10)) == 0, "descriptor \(fd) leaked into the child")
+    }
+
+    /// `stop()` sends SIGTERM, then SIGKILL once the grace period is over.
+    @Test func stopKillsAChildThatIgnoresSIGTERMAfterItsGrace() async throws {
+        let log = Self.logPath("stubborn")
+        defer { try? FileManager.default.removeItem(atPath: log) }
+        // An ignored signal stays ignored across exec: `sleep` ignores SIGTERM.
+        let stubborn = try await ChildProcess(
+            name: "sh", path: "/bin/sh", arguments: ["-c", "trap '' TERM; echo ready; exec sleep 30"], logPath: log,
+            grace: .milliseconds(300))
+        let deadline = ContinuousClock.now + .seconds(5)
+        while (try? String(contentsOfFile: log, encoding: .utf8)) != "ready\n", ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        let start = ContinuousClock.now
+        #expect(await stubborn.stop() == true)
+        #expect(ContinuousClock.now - start >= .milliseconds(300))
+        #expect(stubborn.exitCode == 128 + SIGKILL)
+
+        let polite = try await ChildProcess(name: "sleep", path: "/bin/sleep", arguments: ["30"], logPath: log, truncateLog: false)
+        #expect(await polite.wait(timeout: .milliseconds(50)) == nil)
+        #expect(await polite.stop() == false)
+        #expect(polite.exitCode == 128 + SIGTERM)
+        #expect(await polite.stop() == false)  // twice is fine
+    }
+
+    @Test func aChildAppendsToItsLogUnlessToldToTruncate() async throws {
+        let log = Self.logPath("append")
+        defer { try? FileManager.default.removeItem(atPath: log) }
+        for (word, truncate) in [("one", true), ("two", false)] {
+            let child = try await ChildProcess(name: "echo", path: "/bin/echo", arguments: [word], logPath: log, truncateLog: truncate)
+            #expect(await child.wait() == 0)
+        }
+        #expect(try String(contentsOfFile: log, encoding: .utf8) == "one\ntwo\n")
+        let again = try await ChildProcess(name: "echo", path: "/bin/echo", arguments: ["three"], logPath: log)
+        #expect(await again.wait() == 0)
+        #expect(try String(contentsOfFile: log, encoding: .utf8) == "three\n")
+    }
+
+    @Test func aMissingProgramIsAnErrorThatNamesIt() async throws {
+        let log = Self.logPath("missing")
+        defer { try? FileManager.default.removeItem(atPath: log) }
+        let error = await #expect(throws: SupportError.self) {
+            try await ChildProcess(name: "ghost", path: "/nonexistent/ghost", arguments: [], logPath: log)
+        }
+        #expect(error?.message.contains("/nonexistent/ghost") == true, "\(error?.message ?? "")")
+    }
+
+    static func logPath(_ name: String) -> String {
+        FileManager.default.temporaryDirectory.appendingPathComponent("sluice-\(name)-\(UUID().uuidString.prefix(8)).log").path
     }
 
     @Test func aGroupReportsADeadChildWithItsLog() async throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-group-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
-        let group = ChildProcessGroup(logDir: dir)
-        defer { group.stopAll() }
-        try group.start("sleeper", "/bin/sleep", ["30"])
-        try group.start("quitter", "/bin/sh", ["-c", "echo giving up; exit 2"])
-        let dead = await group.waitForExit()
-        #expect(dead?.hasPrefix("quitter exited (exit status 2)") == true, "\(dead ?? "nil")")
-        #expect(dead?.contains("giving up") == true)
-        await #expect(throws: SupportError.self) { try await group.waitForPort(LoopbackPort.free(), name: "nothing", timeout: .milliseconds(100)) }
+        try await ChildProcessGroup.with(logDir: dir) { group in
+            let sleeper = try await group.start("sleeper", "/bin/sleep", ["30"])
+            try await group.start("quitter", "/bin/sh", ["-c", "echo giving up; exit 2"])
+            let dead = await group.waitForExit()
+            #expect(dead?.hasPrefix("quitter exited (exit status 2)") == true, "\(dead ?? "nil")")
+            #expect(dead?.contains("giving up") == true)
+            await #expect(throws: SupportError.self) { try await group.waitForPort(LoopbackPort.free(), name: "nothing", timeout: .milliseconds(100)) }
+            #expect(sleeper.isRunning)
+            #expect(try await group.run("tool", "/bin/sh", ["-c", "exit 0"], timeout: .seconds(10)))
+            #expect(try await group.run("slow tool", "/bin/sleep", ["30"], timeout: .milliseconds(100)) == false)
+            await group.stopAll()
+            #expect(sleeper.exitCode == 128 + SIGTERM)
+            await #expect(throws: SupportError.self) { try await group.start("late", "/bin/sleep", ["30"]) }
+        }
     }
 }

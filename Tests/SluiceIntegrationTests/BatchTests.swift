@@ -34,7 +34,7 @@ struct BatchTests {
                whileRunning: (TestProcess) async throws -> Void = { _ in }) async throws -> Run {
         let configPath = try TestPaths.writeConfig(stack.config, to: dir)
         let log = dir.appendingPathComponent("batch-\(UUID().uuidString.prefix(6)).log")
-        let process = try TestProcess(
+        let process = try await TestProcess(
             try TestPaths.sluiceBinary(),
             ["batch", input.path, "--output", output.path, "--config", configPath, "--json", "--progress-interval", "1"] + extra,
             log: log.path)

@@ -11,7 +11,7 @@ struct BenchTests {
         defer { try? FileManager.default.removeItem(at: dir) }
         let output = dir.appendingPathComponent("BENCHMARKS.md")
         let log = dir.appendingPathComponent("bench.log")
-        let process = try TestProcess(
+        let process = try await TestProcess(
             try TestPaths.sluiceBinary(),
             ["bench", "--quick", "--scenario", "all", "--output", output.path, "--run-dir", dir.appendingPathComponent("run").path,
              "--log-level", "warning"],

@@ -31,7 +31,7 @@ struct BrokerRestartTests {
             let configPath = try TestPaths.writeConfig(config, to: dir)
             let log = dir.appendingPathComponent("worker.log").path
             let level = ProcessInfo.processInfo.environment["SLUICE_TEST_WORKER_LOG"] ?? "info"
-            let worker = try TestProcess(try TestPaths.sluiceBinary(), ["worker", "--config", configPath, "--log-level", level], log: log)
+            let worker = try await TestProcess(try TestPaths.sluiceBinary(), ["worker", "--config", configPath, "--log-level", level], log: log)
             defer { worker.signal(SIGKILL) }
 
             let results = try TopicCollector(brokers: config.kafka.brokers, topic: config.kafka.resultsTopic, logger: TestServices.logger)
@@ -107,7 +107,7 @@ struct BrokerRestartTests {
             try await broker.createTopics([(config.kafka.requestsTopic, 1), (config.kafka.resultsTopic, 1), (config.kafka.dlqTopic, 1), (config.kafka.controlTopic, 1)])
             let dir = try TestPaths.tempDir("broker-away-stop")
             let configPath = try TestPaths.writeConfig(config, to: dir)
-            let worker = try TestProcess(try TestPaths.sluiceBinary(), ["worker", "--config", configPath, "--log-level", "warning"],
+            let worker = try await TestProcess(try TestPaths.sluiceBinary(), ["worker", "--config", configPath, "--log-level", "warning"],
                                          log: dir.appendingPathComponent("worker.log").path)
             defer { worker.signal(SIGKILL) }
             let producer = try KafkaProducer(brokers: config.kafka.brokers, logger: TestServices.logger)
@@ -195,7 +195,7 @@ final class TestBroker: @unchecked Sendable {
     /// Starts the broker and waits until it accepts connections.
     func start() async throws {
         let url = "tcp://127.0.0.1:\(port)"
-        process = try TestProcess(binary, ["broker", "--listener-url", url, "--advertised-listener-url", url,
+        process = try await TestProcess(binary, ["broker", "--listener-url", url, "--advertised-listener-url", url,
                                            "--storage-engine", "memory://tansu/"], log: log)
         let deadline = ContinuousClock.now + .seconds(20)
         while !Self.listening(port) {
@@ -204,7 +204,8 @@ final class TestBroker: @unchecked Sendable {
         }
     }
 
-    /// SIGKILL, and waits for the exit (`TestProcess` does both when let go).
+    /// SIGKILL: the broker dies at once, its port with it (`TestProcess` sends it when
+    /// let go; its task reaps the process).
     func kill() {
         process = nil
     }

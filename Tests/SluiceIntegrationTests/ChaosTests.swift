@@ -28,7 +28,7 @@ struct ChaosTests {
         let redisArgs = ["--port", "\(redisPort)", "--bind", "127.0.0.1", "--dir", dir.path, "--save", "",
                          "--appendonly", "yes", "--appendfsync", "always"]
         let redisLog = dir.appendingPathComponent("redis.log").path
-        var redis: TestProcess? = try TestProcess("/usr/bin/redis-server", redisArgs, log: redisLog)
+        var redis: TestProcess? = try await TestProcess("/usr/bin/redis-server", redisArgs, log: redisLog)
         defer { redis?.signal(SIGKILL) }
         try await waitUntilListening(port: redisPort)
 
@@ -43,13 +43,13 @@ struct ChaosTests {
             let configPath = try TestPaths.writeConfig(stack.config, to: dir)
             let binary = try TestPaths.sluiceBinary()
             var workerNumber = 0
-            func startWorker() throws -> TestProcess {
+            func startWorker() async throws -> TestProcess {
                 workerNumber += 1
                 let log = dir.appendingPathComponent("worker-\(workerNumber).log").path
-                return try TestProcess(binary, ["worker", "--config", configPath, "--log-level", "warning"], log: log)
+                return try await TestProcess(binary, ["worker", "--config", configPath, "--log-level", "warning"], log: log)
             }
             let started = ContinuousClock.now
-            var workers = [try startWorker(), try startWorker()]
+            var workers = [try await startWorker(), try await startWorker()]
             var killed = 0
 
             // Jobs and poison, submitted over a few seconds while the faults happen.
@@ -74,7 +74,7 @@ struct ChaosTests {
             }
 
             try await Task.sleep(for: .seconds(2))
-            workers.append(try startWorker())  // a join: partitions move
+            workers.append(try await startWorker())  // a join: partitions move
             try await Task.sleep(for: .seconds(3))
             workers[0].signal(SIGKILL)  // a crash with jobs in flight
             #expect(await workers[0].wait() == 128 + SIGKILL)
@@ -83,10 +83,10 @@ struct ChaosTests {
             redis?.signal(SIGTERM)  // Redis restarts; what it had is in its append-only file
             _ = await redis?.wait()
             try await Task.sleep(for: .seconds(1))
-            redis = try TestProcess("/usr/bin/redis-server", redisArgs, log: redisLog)
+            redis = try await TestProcess("/usr/bin/redis-server", redisArgs, log: redisLog)
             try await waitUntilListening(port: redisPort)
             try await Task.sleep(for: .seconds(2))
-            workers.append(try startWorker())
+            workers.append(try await startWorker())
             try await Task.sleep(for: .seconds(2))
             workers[1].signal(SIGKILL)
             #expect(await workers[1].wait() == 128 + SIGKILL)

@@ -28,7 +28,7 @@ struct ConsoleTests {
 
             // A link cannot make the page submit: it only fills the form.
             let linked = dir.appendingPathComponent("linked.html").path
-            let link = try TestProcess(browser, flags + ["--dump-dom", "\(base)/?prompt=Spend%20credits&submit=1"], log: linked)
+            let link = try await TestProcess(browser, flags + ["--dump-dom", "\(base)/?prompt=Spend%20credits&submit=1"], log: linked)
             #expect(await link.wait(timeout: .seconds(60)) == 0)
             #expect(((try? String(contentsOfFile: linked, encoding: .utf8)) ?? "").contains("id=\"submit-form\""), "the page loaded")
             #expect(try await stack.metric(#"sluice_gateway_jobs_submitted_total{api="jobs"}"#) ?? 0 == 0)
@@ -40,7 +40,7 @@ struct ConsoleTests {
             let id = try #require(accepted.json["id"]?.stringValue)
             let dom = dir.appendingPathComponent("dom.html").path
             let url = "\(base)/?job=\(id)"
-            let dump = try TestProcess(browser, flags + ["--dump-dom", url], log: dom)
+            let dump = try await TestProcess(browser, flags + ["--dump-dom", url], log: dom)
             #expect(await dump.wait(timeout: .seconds(60)) == 0)
             let html = (try? String(contentsOfFile: dom, encoding: .utf8)) ?? ""
 
@@ -57,7 +57,7 @@ struct ConsoleTests {
             let artifacts = TestPaths.packageRoot.appendingPathComponent("test-artifacts")
             try FileManager.default.createDirectory(at: artifacts, withIntermediateDirectories: true)
             let shot = artifacts.appendingPathComponent("console.png").path
-            let screenshot = try TestProcess(browser, flags + ["--window-size=1280,720", "--screenshot=\(shot)", url],
+            let screenshot = try await TestProcess(browser, flags + ["--window-size=1280,720", "--screenshot=\(shot)", url],
                                              log: dir.appendingPathComponent("shot.log").path)
             #expect(await screenshot.wait(timeout: .seconds(60)) == 0)
             #expect(FileManager.default.fileExists(atPath: shot))

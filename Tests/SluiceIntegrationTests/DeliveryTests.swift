@@ -22,7 +22,7 @@ struct DeliveryTests {
             let configPath = try TestPaths.writeConfig(stack.config, to: dir)
             let binary = try TestPaths.sluiceBinary()
             let log = dir.appendingPathComponent("worker.log").path
-            let first = try TestProcess(binary, ["worker", "--config", configPath, "--log-level", "warning"], log: log)
+            let first = try await TestProcess(binary, ["worker", "--config", configPath, "--log-level", "warning"], log: log)
 
             let ids = jobs("kill", 150)
             for id in ids { try await stack.submit(["id": .string(id), "model": "default", "chat_input": .string("job \(id)")]) }
@@ -37,7 +37,7 @@ struct DeliveryTests {
             #expect(await first.wait() == 128 + SIGKILL)
             let before = Set(stack.results.all.compactMap(\.keyString))
 
-            let second = try TestProcess(binary, ["worker", "--config", configPath, "--log-level", "warning"], log: log)
+            let second = try await TestProcess(binary, ["worker", "--config", configPath, "--log-level", "warning"], log: log)
             let results = try await stack.waitForResults(ids.count, timeout: .seconds(120), duplicates: .allowed)
             #expect(Set(results.keys) == Set(ids))
             #expect(results.values.allSatisfy { $0.status == .succeeded })
@@ -136,7 +136,8 @@ struct DeliveryTests {
             let a = WorkerHandle(config: stack.config)
             let ids = jobs("rebal", 60)
             for id in ids { try await stack.submit(["id": .string(id), "model": "default", "chat_input": "x"]) }
-            try await Task.sleep(for: .seconds(4))
+            // B joins mid-run: once A has finished a quarter of the jobs.
+            _ = try await stack.waitForResults(ids.count / 4, timeout: .seconds(60), duplicates: .allowed)
             let b = WorkerHandle(config: stack.config)
             // A leaves once B's join has settled: a member leaving while a rebalance is under
             // way can wedge the test broker's group (README, "The local broker").
@@ -170,7 +171,7 @@ struct DeliveryTests {
         let port = TestPaths.freePort()
         let dir = try TestPaths.tempDir("redis")
         let args = ["--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        var redisServer: TestProcess? = try TestProcess("/usr/bin/redis-server", args, log: dir.appendingPathComponent("redis.log").path)
+        var redisServer: TestProcess? = try await TestProcess("/usr/bin/redis-server", args, log: dir.appendingPathComponent("redis.log").path)
         defer { redisServer?.signal(SIGKILL) }
         try await waitUntilListening(port: port)
         try await TestStack.with(configure: { $0.redis.url = "redis://127.0.0.1:\(port)" }) { stack in
@@ -183,7 +184,7 @@ struct DeliveryTests {
             let during = try await stack.waitForResults(2, timeout: .seconds(60))
             #expect(during["during"]?.status == .succeeded, "results reach Kafka without Redis")
 
-            redisServer = try TestProcess("/usr/bin/redis-server", args, log: dir.appendingPathComponent("redis.log").path)
+            redisServer = try await TestProcess("/usr/bin/redis-server", args, log: dir.appendingPathComponent("redis.log").path)
             try await waitUntilListening(port: port)
             try await stack.submit(["id": "after", "model": "default", "chat_input": "x"])
             let after = try await stack.waitForResults(3, timeout: .seconds(60))

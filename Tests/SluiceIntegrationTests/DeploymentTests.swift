@@ -47,7 +47,7 @@ import Yams
     func sluice(_ arguments: [String]) async throws -> (Int32?, String) {
         let log = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-help-\(UUID().uuidString.prefix(8)).log")
         defer { try? FileManager.default.removeItem(at: log) }
-        let process = try TestProcess(try TestPaths.sluiceBinary(), arguments, log: log.path)
+        let process = try await TestProcess(try TestPaths.sluiceBinary(), arguments, log: log.path)
         let code = await process.wait(timeout: .seconds(30))
         return (code, (try? String(contentsOf: log, encoding: .utf8)) ?? "")
     }

@@ -55,8 +55,8 @@ typealias TestProcess = ChildProcess
 extension ChildProcess {
     /// Starts `path`, appending its output to `log` (a test may restart a process onto
     /// the same log).
-    convenience init(_ path: String, _ arguments: [String], log: String) throws {
-        try self.init(name: URL(fileURLWithPath: path).lastPathComponent, path: path, arguments: arguments, logPath: log, truncateLog: false)
+    convenience init(_ path: String, _ arguments: [String], log: String) async throws {
+        try await self.init(name: URL(fileURLWithPath: path).lastPathComponent, path: path, arguments: arguments, logPath: log, truncateLog: false)
     }
 }
 

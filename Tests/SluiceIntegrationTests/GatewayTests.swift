@@ -551,7 +551,8 @@ struct GatewayTests {
             let lastID = try #require(seen.last?.id)
             // The job is still running: the rest must come live.
             #expect(try await stack.call("GET", "/v1/jobs/\(id)").json["status"] == "running")
-            try await Task.sleep(for: .milliseconds(200))  // events published while away
+            let last = try #require(Int(lastID))
+            try await stack.eventually("events are published while away") { try await stack.events(of: id).count >= last + 3 }
 
             let second = try await stack.openStream("/v1/jobs/\(id)/events", headers: ["last-event-id": lastID])
             let rest = try await second.rest()
@@ -649,8 +650,10 @@ struct GatewayTests {
             let job = try #require(reader.response.headers["x-sluice-job-id"])
             _ = try await reader.next()
             reader.close()
-            try await stack.eventually("the subscription is freed", timeout: .seconds(2)) { try await stack.subscribers(ofJob: job) == 0 }
-            try await Task.sleep(for: .milliseconds(300))
+            // The stream's reader is counted out after its end was handled (where a
+            // disconnect would cancel the job).
+            try await stack.eventually("the stream has ended", timeout: .seconds(2)) { try await stack.metric("sluice_gateway_sse_readers") == 0 }
+            #expect(try await stack.subscribers(ofJob: job) == 0)
             #expect(try await stack.metric(#"sluice_gateway_jobs_cancelled_total{reason="disconnect"}"#) == nil)
             #expect(try await stack.call("GET", "/v1/jobs/\(job)").json["status"] == "running")
         }

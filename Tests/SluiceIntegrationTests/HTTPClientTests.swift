@@ -186,7 +186,9 @@ struct HTTPClientTests {
             let elapsed = ContinuousClock.now - start
             #expect(error?.code == .idleTimeout)
             #expect(error?.message.contains("127.0.0.1") == true)
-            #expect(elapsed >= .milliseconds(400) && elapsed < .seconds(2), "\(elapsed)")
+            // Well before the first token's 5 s: the idle timeout, not the stream, ended it
+            // (bounded loosely, so a loaded machine does not fail it).
+            #expect(elapsed >= .milliseconds(400) && elapsed < .seconds(4), "\(elapsed)")
         }
     }
 
@@ -262,7 +264,7 @@ struct HTTPClientTests {
             reader.cancel()
             let result = await reader.result
             let elapsed = ContinuousClock.now - cancelledAt
-            #expect(elapsed < .seconds(1), "\(elapsed)")
+            #expect(elapsed < .seconds(3), "\(elapsed)")
             #expect(throws: HTTPClientError.self) { try result.get() }
             #expect((try? result.get()) == nil)
 
@@ -299,7 +301,7 @@ struct HTTPClientTests {
             let cancelledAt = ContinuousClock.now
             task.cancel()
             let result = await task.result
-            #expect(ContinuousClock.now - cancelledAt < .seconds(1))
+            #expect(ContinuousClock.now - cancelledAt < .seconds(3), "the cancel ended it, not the 5 s answer")
             #expect(throws: HTTPClientError.self) { _ = try result.get() }
             #expect(try await client.execute(chatRequest(provider)).status == 200)
         }
@@ -323,7 +325,8 @@ struct HTTPClientTests {
             }
             #expect(counts.count == 200)
             #expect(counts.allSatisfy { $0 == 20 })
-            #expect(provider.stats.snapshot.completedStreams == 200)
+            // The server counts a stream when its handler returns, just after the last byte.
+            try await eventually { provider.stats.snapshot.completedStreams == 200 } _: { "\(provider.stats.snapshot)" }
             // Concurrent, not serial: serial would take 200 × 190 ms.
             #expect(ContinuousClock.now - start < .seconds(15))
         }

@@ -98,7 +98,7 @@ struct HostileInputTests {
             let port = TestPaths.freePort()
             config.gateway.listen = "127.0.0.1:\(port)"
             let log = dir.appendingPathComponent("gateway.log").path
-            let gateway = try TestProcess(
+            let gateway = try await TestProcess(
                 try TestPaths.sluiceBinary(), ["gateway", "--config", try TestPaths.writeConfig(config, to: dir), "--log-level", "warning"],
                 log: log)
             defer { gateway.signal(SIGKILL) }

@@ -21,6 +21,9 @@ struct RateLimitTests {
         }) { stack in
             let a = WorkerHandle(config: stack.config)
             let b = WorkerHandle(config: stack.config)
+            // The clock starts once both hold their partitions: the group's join and
+            // rebalance (several seconds on the test broker) are not the limit's pace.
+            try await WorkerHandle.waitUntilSettled([a, b], partitions: 3)
             let ids = (0..<jobCount).map { "rl-\($0)" }
             let start = ContinuousClock.now
             for id in ids { try await stack.submit(["id": .string(id), "model": "default", "chat_input": .string("job \(id)")]) }

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import SluiceRedis
+import SluiceSupport
 import Synchronization
 import Testing
 
@@ -259,13 +260,17 @@ struct RedisClientTests {
             // Cancelling the task that iterates.
             let taskCancelled = uniqueName("task")
             let reading = try await subscriber.subscribe(to: taskCancelled)
+            let received = Locked(0)
             let reader = Task {
                 var count = 0
-                for try await _ in reading { count += 1 }
+                for try await _ in reading {
+                    count += 1
+                    received.withLock { $0 = count }
+                }
                 return count
             }
             #expect(try await connection.execute(RedisCommand("PUBLISH", taskCancelled, "one")) == .integer(1))
-            try await Task.sleep(for: .milliseconds(100))
+            try await eventually { received.withLock { $0 } == 1 }
             reader.cancel()
             #expect(try await reader.value == 1)
             try await eventually { try await subscriberCount(taskCancelled, connection) == 0 }
@@ -336,7 +341,7 @@ struct RedisClientTests {
             #expect(try await connection.execute(RedisCommand("PUBLISH", channel, "before")) == .integer(1))
             #expect(try await nextEvent(&events, of: subscription) == .message(Array("before".utf8)))
 
-            server.stop()
+            await server.stop()
             // Sent right away, before the connection has noticed: the first ones go into a
             // dead socket and must be sent again.
             for index in 0..<1000 {
@@ -345,7 +350,7 @@ struct RedisClientTests {
             try await Task.sleep(for: .milliseconds(1500))  // several failed reconnects
             #expect(!connection.isConnected)
             #expect(!subscriber.isConnected)
-            try server.start()
+            try await server.start()
 
             // Waits for the reconnect; runs after the buffered commands.
             let list = try await connection.execute(RedisCommand("LRANGE", key, "0", "-1"))
@@ -411,8 +416,7 @@ struct RedisClientTests {
     }
 
     @Test func fullBufferDropsTheOldestCommands() async throws {
-        let server = try RedisTestServer(port: try freePort())  // not started yet
-        defer { server.stop() }
+        let server = try RedisTestServer(port: try freePort())  // not started yet; killed when let go
         var configuration = try RedisConfiguration(url: server.url)
         configuration.maxBufferedCommands = 1000
         let connection = RedisConnection(configuration: configuration, logger: testLogger)
@@ -422,7 +426,7 @@ struct RedisClientTests {
             connection.send(RedisCommand("RPUSH", key, String(index)))
         }
         #expect(connection.droppedCommandCount >= 4000)
-        try server.start()
+        try await server.start()
         let list = try #require(try await connection.execute(RedisCommand("LRANGE", key, "0", "-1")).array)
         let values = list.compactMap { $0.string.flatMap(Int.init) }
         // The newest survive, in order.
@@ -454,8 +458,7 @@ struct RedisClientTests {
     }
 
     @Test func pinnedCommandsSurviveAFullBufferWhileRedisIsAway() async throws {
-        let server = try RedisTestServer(port: try freePort())  // not started yet
-        defer { server.stop() }
+        let server = try RedisTestServer(port: try freePort())  // not started yet; killed when let go
         var configuration = try RedisConfiguration(url: server.url)
         configuration.maxBufferedCommands = 100
         let connection = RedisConnection(configuration: configuration, logger: testLogger)
@@ -466,7 +469,7 @@ struct RedisClientTests {
         connection.send(final)
         for index in 0..<2000 { connection.send(RedisCommand("RPUSH", key + ":events", String(index))) }
         #expect(connection.droppedCommandCount >= 1800)
-        try server.start()
+        try await server.start()
         let stored = try await connection.execute(RedisCommand("GET", key)).string
         #expect(stored == "the result", "a pinned command was dropped")
     }
@@ -573,17 +576,22 @@ private func withRedisServer(
     _ body: (RedisTestServer) async throws -> Void
 ) async throws {
     let server = try RedisTestServer(port: try freePort(), arguments: arguments)
-    defer { server.stop() }
-    try server.start()
-    try await body(server)
+    try await server.start()
+    do {
+        try await body(server)
+    } catch {
+        await server.stop()
+        throw error
+    }
+    await server.stop()
 }
 
 /// A `redis-server` on a loopback port, without persistence, that can be stopped and
-/// started again on the same port.
+/// started again on the same port. Let go, it is killed (`ChildProcess` does that).
 private final class RedisTestServer {
     let port: Int
     let arguments: [String]
-    private var process: Process?
+    private var process: ChildProcess?
 
     init(port: Int, arguments: [String] = []) throws {
         self.port = port
@@ -592,42 +600,30 @@ private final class RedisTestServer {
 
     var url: String { "redis://127.0.0.1:\(port)" }
 
-    func start() throws {
+    func start() async throws {
         precondition(process == nil, "already running")
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = [
+        let process = try await ChildProcess(name: "redis-server", path: "/usr/bin/env", arguments: [
             "redis-server", "--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
             "--daemonize", "no", "--loglevel", "warning",
-        ] + arguments
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
+        ] + arguments, logPath: "/dev/null")
         self.process = process
         let deadline = ContinuousClock.now + .seconds(10)
         while !acceptsConnections(port: port) {
             guard process.isRunning, ContinuousClock.now < deadline else {
-                stop()
+                await stop()
                 throw TestServerError(message: "redis-server did not start on port \(port)")
             }
-            usleep(10_000)
+            try await Task.sleep(for: .milliseconds(10))
         }
     }
 
-    /// Kills the server and waits until it has exited (and so closed its sockets).
-    ///
-    /// SIGKILL, because `Process` starts the child with the signal mask of the spawning
-    /// thread, and Swift concurrency's threads block SIGTERM.
-    func stop() {
+    /// Kills the server (a crash, not a shutdown) and waits until it has exited, and so
+    /// closed its sockets.
+    func stop() async {
         guard let process else { return }
         self.process = nil
-        if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-        }
-        process.waitUntilExit()
-    }
-
-    deinit {
-        stop()
+        process.signal(SIGKILL)
+        await process.wait()
     }
 }
 

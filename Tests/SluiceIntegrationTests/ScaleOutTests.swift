@@ -1,5 +1,6 @@
 import Foundation
 import SluiceCore
+import SluiceHTTPClient
 import SluiceMockProvider
 import Testing
 
@@ -20,12 +21,19 @@ struct ScaleOutTests {
             let configPath = try TestPaths.writeConfig(stack.config, to: dir)
             let binary = try TestPaths.sluiceBinary()
             let logs = (0..<3).map { dir.appendingPathComponent("worker-\($0).log").path }
-            let workers = try logs.map { try TestProcess(binary, ["worker", "--config", configPath, "--log-level", "info"], log: $0) }
+            let metricsPorts = logs.map { _ in TestPaths.freePort() }
+            var workers: [TestProcess] = []
+            for (log, port) in zip(logs, metricsPorts) {
+                workers.append(try await TestProcess(
+                    binary, ["worker", "--config", configPath, "--log-level", "info", "--metrics-listen", "127.0.0.1:\(port)"], log: log))
+            }
             defer { for w in workers { w.signal(SIGKILL) } }
 
             let ids = (0..<90).map { "scale-\($0)" }
             for id in ids { try await stack.submit(["id": .string(id), "model": "default", "chat_input": .string(id)]) }
-            try await Task.sleep(for: .seconds(6))
+            // One leaves once the three have settled: a member leaving while a rebalance is
+            // under way can wedge the test broker's group (README, "The local broker").
+            try await Self.waitUntilSettled(metricsPorts, http: stack.http, partitions: 3)
             workers[0].signal(SIGTERM)
             #expect(await workers[0].wait() == 0)
 
@@ -41,6 +49,36 @@ struct ScaleOutTests {
                 w.signal(SIGTERM)
                 #expect(await w.wait() == 0)
             }
+        }
+    }
+}
+
+extension ScaleOutTests {
+    /// Waits until the worker processes whose metrics are on `ports` hold every partition
+    /// of both lanes between them, each at least one (as `WorkerHandle.waitUntilSettled`
+    /// for workers in this process).
+    static func waitUntilSettled(_ ports: [Int], http: CurlClient, partitions: Int, timeout: Duration = .seconds(60)) async throws {
+        let lanes = ["interactive", "batch"]
+        func held(_ port: Int) async -> [Int] {
+            let text = (try? await http.get("http://127.0.0.1:\(port)/metrics").text) ?? ""
+            return lanes.map { lane in
+                let prefix = #"sluice_worker_assigned_partitions{lane="\#(lane)"} "#
+                return text.split(separator: "\n").first { $0.hasPrefix(prefix) }.flatMap { Double($0.dropFirst(prefix.count)) }.map(Int.init) ?? 0
+            }
+        }
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            var perWorker: [[Int]] = []
+            for port in ports { perWorker.append(await held(port)) }
+            let settled = lanes.indices.allSatisfy { lane in
+                let counts = perWorker.map { $0[lane] }
+                return counts.reduce(0, +) == partitions && counts.allSatisfy { $0 > 0 }
+            }
+            if settled { return }
+            guard ContinuousClock.now < deadline else {
+                throw TestFailure("the group did not settle within \(timeout): partitions held (interactive, batch) \(perWorker)")
+            }
+            try await Task.sleep(for: .milliseconds(100))
         }
     }
 }
