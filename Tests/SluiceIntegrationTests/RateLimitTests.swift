@@ -39,9 +39,11 @@ struct RateLimitTests {
             let stats = stack.mock.stats.snapshot
             #expect(Double(stats.rateLimited) <= 0.15 * Double(stats.requests),
                     "\(stats.rateLimited) of \(stats.requests) provider requests were answered 429")
-            // No faster than the provider allows, and not much slower.
+            // No faster than the provider allows, and not much slower: well under twice the
+            // time, which a limit split between the two workers would take (on a quiet
+            // machine it takes about 1.1x; a machine loaded to 45 took 1.5x).
             #expect(elapsed >= required * 0.9, "took \(elapsed) s; the limit requires \(required) s")
-            #expect(elapsed <= required * 1.3 + 3, "took \(elapsed) s; the limit requires \(required) s")
+            #expect(elapsed <= required * 1.6 + 3, "took \(elapsed) s; the limit requires \(required) s")
             #expect(results.values.allSatisfy { $0.metrics.attempts == 1 })
             let waited = results.values.filter { $0.metrics.rateLimitWaitS > 0.05 }.count
             #expect(waited > jobCount / 2, "only \(waited) jobs report rate_limit_wait_s")

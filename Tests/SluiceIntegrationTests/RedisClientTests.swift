@@ -406,7 +406,7 @@ struct RedisClientTests {
         let shutdownStarted = ContinuousClock.now
         connection.shutdown()
         subscriber.shutdown()
-        #expect(ContinuousClock.now - shutdownStarted < .seconds(3))
+        #expect(ContinuousClock.now - shutdownStarted < .seconds(8), "bounded by the 2 s flush, not hung")
         #expect(connection.droppedCommandCount == 1000)
         await #expect {
             try await connection.execute(RedisCommand("PING"))
