@@ -29,6 +29,7 @@ struct WorkerCommand: AsyncParsableCommand {
     var metricsListen: String?
 
     func run() async throws {
+        MallocTuning.applyForServer()
         var config = try global.loadConfig()
         if let maxInFlight { config.worker.maxInFlight = maxInFlight }
         let logger = global.makeLogger("sluice.worker")
@@ -68,6 +69,7 @@ struct GatewayCommand: AsyncParsableCommand {
     var listen: String?
 
     func run() async throws {
+        MallocTuning.applyForServer()
         var config = try global.loadConfig()
         if let listen { config.gateway.listen = listen }
         let logger = global.makeLogger("sluice.gateway")

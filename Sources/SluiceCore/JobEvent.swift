@@ -125,76 +125,95 @@ public enum JSONScanner {
     public static func scanTopLevel(
         _ bytes: [UInt8], range: Range<Int>, _ body: (_ key: Range<Int>, _ value: Range<Int>) -> Bool
     ) -> Bool {
-        var i = range.lowerBound
-        let n = range.upperBound
-        @inline(__always) func skipSpace() {
-            while i < n, bytes[i] == 0x20 || bytes[i] == 0x0A || bytes[i] == 0x0D || bytes[i] == 0x09 { i += 1 }
+        // Per relayed event in the gateway. The cursor is a plain local passed to and
+        // returned from static helpers over a buffer pointer: nested functions that
+        // mutate a captured index cost a dynamic exclusivity check per byte.
+        bytes.withUnsafeBufferPointer { buffer in
+            var i = max(0, range.lowerBound)
+            let n = min(range.upperBound, buffer.count)
+            i = skipSpace(buffer, i, n)
+            guard i < n, buffer[i] == UInt8(ascii: "{") else { return false }
+            i = skipSpace(buffer, i + 1, n)
+            if i < n, buffer[i] == UInt8(ascii: "}") { return true }
+            while i < n {
+                i = skipSpace(buffer, i, n)
+                let keyStart = i
+                guard let afterKey = skipString(buffer, i, n) else { return false }
+                let key = (keyStart + 1)..<(afterKey - 1)
+                i = skipSpace(buffer, afterKey, n)
+                guard i < n, buffer[i] == UInt8(ascii: ":") else { return false }
+                let valueStart = skipSpace(buffer, i + 1, n)
+                guard let afterValue = skipValue(buffer, valueStart, n) else { return false }
+                if !body(key, valueStart..<afterValue) { return true }
+                i = skipSpace(buffer, afterValue, n)
+                guard i < n else { return false }
+                if buffer[i] == UInt8(ascii: ",") { i += 1; continue }
+                if buffer[i] == UInt8(ascii: "}") { return true }
+                return false
+            }
+            return false
         }
-        func skipString() -> Bool {
-            guard i < n, bytes[i] == UInt8(ascii: "\"") else { return false }
+    }
+
+    @inline(__always)
+    private static func isSpace(_ b: UInt8) -> Bool {
+        b == 0x20 || b == 0x0A || b == 0x0D || b == 0x09
+    }
+
+    /// The index of the first non-space byte at or after `i` (at most `n`).
+    @inline(__always)
+    private static func skipSpace(_ bytes: UnsafeBufferPointer<UInt8>, _ i: Int, _ n: Int) -> Int {
+        var i = i
+        while i < n, isSpace(bytes[i]) { i += 1 }
+        return i
+    }
+
+    /// The index just past the string starting at `i`; nil if there is none.
+    private static func skipString(_ bytes: UnsafeBufferPointer<UInt8>, _ i: Int, _ n: Int) -> Int? {
+        guard i < n, bytes[i] == UInt8(ascii: "\"") else { return nil }
+        var i = i + 1
+        while i < n {
+            let b = bytes[i]
+            if b == UInt8(ascii: "\\") { i += 2; continue }
             i += 1
+            if b == UInt8(ascii: "\"") { return i }
+        }
+        return nil
+    }
+
+    /// The index just past the value starting at `i`; nil if there is none.
+    private static func skipValue(_ bytes: UnsafeBufferPointer<UInt8>, _ i: Int, _ n: Int) -> Int? {
+        guard i < n else { return nil }
+        switch bytes[i] {
+        case UInt8(ascii: "\""):
+            return skipString(bytes, i, n)
+        case UInt8(ascii: "{"), UInt8(ascii: "["):
+            var i = i
+            var depth = 0
             while i < n {
                 let b = bytes[i]
-                if b == UInt8(ascii: "\\") { i += 2; continue }
+                if b == UInt8(ascii: "\"") {
+                    guard let next = skipString(bytes, i, n) else { return nil }
+                    i = next
+                    continue
+                }
+                if b == UInt8(ascii: "{") || b == UInt8(ascii: "[") { depth += 1 }
+                if b == UInt8(ascii: "}") || b == UInt8(ascii: "]") {
+                    depth -= 1
+                    if depth == 0 { return i + 1 }
+                }
                 i += 1
-                if b == UInt8(ascii: "\"") { return true }
             }
-            return false
-        }
-        func skipValue() -> Bool {
-            guard i < n else { return false }
-            switch bytes[i] {
-            case UInt8(ascii: "\""): return skipString()
-            case UInt8(ascii: "{"), UInt8(ascii: "["):
-                var depth = 0
-                while i < n {
-                    let b = bytes[i]
-                    if b == UInt8(ascii: "\"") {
-                        if !skipString() { return false }
-                        continue
-                    }
-                    if b == UInt8(ascii: "{") || b == UInt8(ascii: "[") { depth += 1 }
-                    if b == UInt8(ascii: "}") || b == UInt8(ascii: "]") {
-                        depth -= 1
-                        if depth == 0 { i += 1; return true }
-                    }
-                    i += 1
-                }
-                return false
-            default:
-                let start = i
-                while i < n, bytes[i] != UInt8(ascii: ","), bytes[i] != UInt8(ascii: "}"),
-                      bytes[i] != UInt8(ascii: "]"), bytes[i] != 0x20, bytes[i] != 0x0A, bytes[i] != 0x0D, bytes[i] != 0x09 {
-                    i += 1
-                }
-                return i > start
+            return nil
+        default:
+            var j = i
+            while j < n {
+                let b = bytes[j]
+                if b == UInt8(ascii: ",") || b == UInt8(ascii: "}") || b == UInt8(ascii: "]") || isSpace(b) { break }
+                j += 1
             }
+            return j > i ? j : nil
         }
-
-        skipSpace()
-        guard i < n, bytes[i] == UInt8(ascii: "{") else { return false }
-        i += 1
-        skipSpace()
-        if i < n, bytes[i] == UInt8(ascii: "}") { return true }
-        while i < n {
-            skipSpace()
-            let keyStart = i
-            guard skipString() else { return false }
-            let key = (keyStart + 1)..<(i - 1)
-            skipSpace()
-            guard i < n, bytes[i] == UInt8(ascii: ":") else { return false }
-            i += 1
-            skipSpace()
-            let valueStart = i
-            guard skipValue() else { return false }
-            if !body(key, valueStart..<i) { return true }
-            skipSpace()
-            guard i < n else { return false }
-            if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
-            if bytes[i] == UInt8(ascii: "}") { return true }
-            return false
-        }
-        return false
     }
 
     /// Calls `body` with each top-level key (unescaped only if it has no escapes, which

@@ -136,7 +136,8 @@ extension UnifiedResponse {
         // The prompt is usually the bulk of both: count the cheap one first.
         var size = chatInput?.utf8.count ?? 0
         if size <= maxBytes {
-            size += (try? JSON.encode(context).count) ?? Int.max / 2
+            // As one `JSONValue`, so that Sluice's own writer measures it, not JSONEncoder.
+            size += (try? JSON.encode(JSONValue.array(context)).count) ?? Int.max / 2
         }
         guard size > maxBytes else { return }
         context = []

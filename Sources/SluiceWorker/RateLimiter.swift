@@ -265,6 +265,30 @@ private final class Gate: Sendable {
         var localHoldUntil = 0.0
         /// Set when the head's wait was a hold the provider asked for.
         var heldByProvider = false
+        /// No waiter's deadline is before this (a lower bound: waiters that left may
+        /// have had it), so the pump scans for expired waiters only once it has passed.
+        var earliestDeadline = Double.infinity
+        /// Batch-lane waiters queued: while there are none, an interactive one goes
+        /// last without a search.
+        var batchWaiters = 0
+
+        mutating func remove(at index: Int) -> Waiter {
+            let waiter = waiters.remove(at: index)
+            if waiter.request.lane == .batch { batchWaiters -= 1 }
+            return waiter
+        }
+
+        /// Removes and returns the waiters whose deadline is not after `now`.
+        mutating func takeExpired(now: Double) -> [Waiter] {
+            guard earliestDeadline <= now else { return [] }
+            let gone = waiters.filter { $0.request.deadline <= now }
+            if !gone.isEmpty {
+                waiters.removeAll { $0.request.deadline <= now }
+                batchWaiters = waiters.lazy.filter { $0.request.lane == .batch }.count
+            }
+            earliestDeadline = waiters.lazy.map(\.request.deadline).min() ?? .infinity
+            return gone
+        }
     }
 
     private let bucket: RateLimiter.Bucket
@@ -292,10 +316,12 @@ private final class Gate: Sendable {
                     s.nextSequence += 1
                     id.withLock { $0 = waiter.sequence }
                     // Interactive before batch; arrival order within a lane.
-                    let index = request.lane == .interactive
+                    let index = request.lane == .interactive && s.batchWaiters > 0
                         ? s.waiters.firstIndex { $0.request.lane == .batch } ?? s.waiters.endIndex
                         : s.waiters.endIndex
                     s.waiters.insert(waiter, at: index)
+                    if request.lane == .batch { s.batchWaiters += 1 }
+                    s.earliestDeadline = min(s.earliestDeadline, request.deadline)
                     if s.pumping { return false }
                     s.pumping = true
                     return true
@@ -305,7 +331,7 @@ private final class Gate: Sendable {
         } onCancel: {
             let removed = state.withLock { s -> Waiter? in
                 guard let seq = id.withLock({ $0 }), let i = s.waiters.firstIndex(where: { $0.sequence == seq }) else { return nil }
-                return s.waiters.remove(at: i)
+                return s.remove(at: i)
             }
             removed?.continuation.resume(throwing: CancellationError())
         }
@@ -317,8 +343,7 @@ private final class Gate: Sendable {
             let now = MonotonicClock.now()
             // Whoever cannot make it in time leaves now, not when they reach the head.
             let (head, expired, localHold) = state.withLock { s -> (Waiter?, [Waiter], Double) in
-                let gone = s.waiters.filter { $0.request.deadline <= now }
-                s.waiters.removeAll { $0.request.deadline <= now }
+                let gone = s.takeExpired(now: now)
                 if s.waiters.isEmpty { s.pumping = false }
                 return (s.waiters.first, gone, s.localHoldUntil)
             }
@@ -335,7 +360,7 @@ private final class Gate: Sendable {
             if waitMs == 0 {
                 let admitted = state.withLock { s -> Bool in
                     guard let i = s.waiters.firstIndex(where: { $0.sequence == head.sequence }) else { return false }
-                    s.waiters.remove(at: i)
+                    _ = s.remove(at: i)
                     s.heldByProvider = false
                     return true
                 }
@@ -347,7 +372,7 @@ private final class Gate: Sendable {
                 // The head cannot be admitted in time; the next one may have more time.
                 let removed = state.withLock { s -> Bool in
                     guard let i = s.waiters.firstIndex(where: { $0.sequence == head.sequence }) else { return false }
-                    s.waiters.remove(at: i)
+                    _ = s.remove(at: i)
                     return true
                 }
                 if removed {

@@ -452,10 +452,20 @@ public final class Worker: Service {
 
     /// A short random id naming one run of a job in its events and claim.
     static func newRunID() -> String {
-        let alphabet = Array("0123456789abcdefghijklmnopqrstuvwxyz".utf8)
+        // Ten base-36 digits of one random UInt64 (36^10 < 2^52): the system generator
+        // is a getrandom call per draw, and this runs once per job.
         var rng = SystemRandomNumberGenerator()
-        return String(decoding: (0..<10).map { _ in alphabet[Int(rng.next(upperBound: UInt(alphabet.count)))] }, as: UTF8.self)
+        var bits: UInt64 = rng.next()
+        return String(unsafeUninitializedCapacity: 10) { out in
+            for i in 0..<10 {
+                out[i] = runIDAlphabet[Int(bits % 36)]
+                bits /= 36
+            }
+            return 10
+        }
     }
+
+    private static let runIDAlphabet = Array("0123456789abcdefghijklmnopqrstuvwxyz".utf8)
 
     /// Produces a job's result, then completes its message. A result the broker refuses
     /// for good (too large, not authorized) ends the job all the same: a cut-down

@@ -48,6 +48,12 @@ public final class WorkerMetrics: Sendable {
     /// The tenants labelled by name; every other one is `otherTenant`.
     private let namedTenants = Mutex<Set<String>>(["default"])
     static let otherTenant = "_other"
+    /// The labelled metrics made so far: a job's end touches up to ten of them, and
+    /// making one through the factory validates its name and labels and looks it up in
+    /// the registry each time. The label sets are bounded (see `tenant`).
+    private let counters = Mutex<[MetricKey: CoreMetrics.Counter]>([:])
+    private let floatingPointCounters = Mutex<[MetricKey: CoreMetrics.FloatingPointCounter]>([:])
+    private let timers = Mutex<[MetricKey: CoreMetrics.Timer]>([:])
 
     public init() {
         var factory = PrometheusMetricsFactory(registry: registry)
@@ -60,6 +66,46 @@ public final class WorkerMetrics: Sendable {
         stale = CoreMetrics.Counter(label: "sluice_worker_stale_messages_total", factory: factory)
         replayed = CoreMetrics.Counter(label: "sluice_worker_results_replayed_total", factory: factory)
         redisDropped = CoreMetrics.Counter(label: "sluice_worker_redis_dropped_commands_total", factory: factory)
+    }
+
+    private struct MetricKey: Hashable {
+        var label: String
+        var dimensions: [String]
+
+        init(_ label: String, _ dimensions: [(String, String)]) {
+            self.label = label
+            self.dimensions = dimensions.flatMap { [$0.0, $0.1] }
+        }
+    }
+
+    private func counter(_ label: String, _ dimensions: [(String, String)]) -> CoreMetrics.Counter {
+        let key = MetricKey(label, dimensions)
+        return counters.withLock { cache in
+            if let made = cache[key] { return made }
+            let made = CoreMetrics.Counter(label: label, dimensions: dimensions, factory: factory)
+            cache[key] = made
+            return made
+        }
+    }
+
+    private func floatingPointCounter(_ label: String, _ dimensions: [(String, String)]) -> CoreMetrics.FloatingPointCounter {
+        let key = MetricKey(label, dimensions)
+        return floatingPointCounters.withLock { cache in
+            if let made = cache[key] { return made }
+            let made = CoreMetrics.FloatingPointCounter(label: label, dimensions: dimensions, factory: factory)
+            cache[key] = made
+            return made
+        }
+    }
+
+    private func timer(_ label: String, _ dimensions: [(String, String)]) -> CoreMetrics.Timer {
+        let key = MetricKey(label, dimensions)
+        return timers.withLock { cache in
+            if let made = cache[key] { return made }
+            let made = CoreMetrics.Timer(label: label, dimensions: dimensions, factory: factory)
+            cache[key] = made
+            return made
+        }
     }
 
     func staleMessageSkipped() { stale.increment() }
@@ -79,26 +125,25 @@ public final class WorkerMetrics: Sendable {
     func sentToDLQ() { dlq.increment() }
     /// A record the broker refused for good, replaced by a cut-down one.
     func recordRefused(topic: String) {
-        CoreMetrics.Counter(label: "sluice_worker_records_cut_down_total", dimensions: [("topic", topic)], factory: factory).increment()
+        counter("sluice_worker_records_cut_down_total", [("topic", topic)]).increment()
     }
 
     func rateLimitAdmitted(provider: String, waited: Double) {
-        CoreMetrics.Counter(label: "sluice_worker_rate_limit_admissions_total", dimensions: [("provider", provider)], factory: factory)
+        counter("sluice_worker_rate_limit_admissions_total", [("provider", provider)])
             .increment()
         guard waited > 0.001 else { return }
-        CoreMetrics.Counter(label: "sluice_worker_rate_limit_waits_total", dimensions: [("provider", provider)], factory: factory)
+        counter("sluice_worker_rate_limit_waits_total", [("provider", provider)])
             .increment()
-        CoreMetrics.FloatingPointCounter(label: "sluice_worker_rate_limit_wait_seconds_total", dimensions: [("provider", provider)],
-                                         factory: factory).increment(by: waited)
+        floatingPointCounter("sluice_worker_rate_limit_wait_seconds_total", [("provider", provider)]).increment(by: waited)
     }
 
     func rateLimitedByProvider(provider: String) {
-        CoreMetrics.Counter(label: "sluice_worker_provider_rate_limited_total", dimensions: [("provider", provider)], factory: factory)
+        counter("sluice_worker_provider_rate_limited_total", [("provider", provider)])
             .increment()
     }
 
     func retried(provider: String) {
-        CoreMetrics.Counter(label: "sluice_worker_retries_total", dimensions: [("provider", provider)], factory: factory).increment()
+        counter("sluice_worker_retries_total", [("provider", provider)]).increment()
     }
 
     /// Names the tenants whose series carry their own name (the configuration's).
@@ -112,41 +157,39 @@ public final class WorkerMetrics: Sendable {
     }
 
     func quotaRefused(tenant: String) {
-        CoreMetrics.Counter(label: "sluice_worker_tenant_quota_refusals_total", dimensions: [("tenant", tenantLabel(tenant))], factory: factory)
+        counter("sluice_worker_tenant_quota_refusals_total", [("tenant", tenantLabel(tenant))])
             .increment()
     }
 
     func finished(_ r: UnifiedResponse, tenant: String) {
         let provider = r.provider.isEmpty ? "none" : r.provider
         let tenant = tenantLabel(tenant)
-        CoreMetrics.Counter(label: "sluice_worker_tenant_jobs_total", dimensions: [("tenant", tenant), ("status", r.status.rawValue)],
-                            factory: factory).increment()
-        CoreMetrics.Counter(label: "sluice_worker_jobs_total", dimensions: [("status", r.status.rawValue), ("provider", provider)],
-                factory: factory).increment()
+        counter("sluice_worker_tenant_jobs_total", [("tenant", tenant), ("status", r.status.rawValue)]).increment()
+        counter("sluice_worker_jobs_total", [("status", r.status.rawValue), ("provider", provider)]).increment()
         let m = r.metrics
         if m.inputTokens > 0 {
-            CoreMetrics.Counter(label: "sluice_worker_tokens_total", dimensions: [("provider", provider), ("kind", "input")], factory: factory)
+            counter("sluice_worker_tokens_total", [("provider", provider), ("kind", "input")])
                 .increment(by: m.inputTokens)
-            CoreMetrics.Counter(label: "sluice_worker_tenant_tokens_total", dimensions: [("tenant", tenant), ("kind", "input")], factory: factory)
+            counter("sluice_worker_tenant_tokens_total", [("tenant", tenant), ("kind", "input")])
                 .increment(by: m.inputTokens)
         }
         if m.outputTokens > 0 {
-            CoreMetrics.Counter(label: "sluice_worker_tokens_total", dimensions: [("provider", provider), ("kind", "output")], factory: factory)
+            counter("sluice_worker_tokens_total", [("provider", provider), ("kind", "output")])
                 .increment(by: m.outputTokens)
-            CoreMetrics.Counter(label: "sluice_worker_tenant_tokens_total", dimensions: [("tenant", tenant), ("kind", "output")], factory: factory)
+            counter("sluice_worker_tenant_tokens_total", [("tenant", tenant), ("kind", "output")])
                 .increment(by: m.outputTokens)
         }
         if let cost = m.costUSD, cost > 0, cost.isFinite {
-            CoreMetrics.FloatingPointCounter(label: "sluice_worker_cost_usd_total", dimensions: [("provider", provider)], factory: factory)
+            floatingPointCounter("sluice_worker_cost_usd_total", [("provider", provider)])
                 .increment(by: cost)
-            CoreMetrics.FloatingPointCounter(label: "sluice_worker_tenant_cost_usd_total", dimensions: [("tenant", tenant)], factory: factory)
+            floatingPointCounter("sluice_worker_tenant_cost_usd_total", [("tenant", tenant)])
                 .increment(by: cost)
         }
         guard r.status == .succeeded else { return }
-        CoreMetrics.Timer(label: "sluice_worker_provider_latency_seconds", dimensions: [("provider", provider)], factory: factory)
+        timer("sluice_worker_provider_latency_seconds", [("provider", provider)])
             .recordNanoseconds(Int64(saturating: m.latencyS * 1e9))
         if let ttft = m.timeToFirstTokenS {
-            CoreMetrics.Timer(label: "sluice_worker_time_to_first_token_seconds", dimensions: [("provider", provider)], factory: factory)
+            timer("sluice_worker_time_to_first_token_seconds", [("provider", provider)])
                 .recordNanoseconds(Int64(saturating: ttft * 1e9))
         }
     }

@@ -245,6 +245,12 @@ struct RunGuard {
     private static let seqKey = Array(#","seq":"#.utf8)
 
     mutating func admit(_ envelope: [UInt8], isChunk: Bool) -> Bool {
+        // Per relayed event: most come from the run already followed, told by comparing
+        // the start of the envelope, not by searching it.
+        if let prefix, RunGuard.continues(envelope, prefix) {
+            if isChunk { relayedChunk = true }
+            return true
+        }
         guard let end = RunGuard.prefixEnd(envelope) else { return true }
         let runPrefix = envelope[..<end]
         if let prefix, !prefix.elementsEqual(runPrefix) {
@@ -257,15 +263,34 @@ struct RunGuard {
         return true
     }
 
+    /// Whether `envelope` starts with `prefix` followed by `,"seq":`: the same run. A key
+    /// cannot occur inside a JSON string, so that is where `prefixEnd` would find it.
+    private static func continues(_ envelope: [UInt8], _ prefix: [UInt8]) -> Bool {
+        let key = seqKey
+        guard envelope.count >= prefix.count + key.count else { return false }
+        return envelope.withUnsafeBufferPointer { e in
+            prefix.withUnsafeBufferPointer { p in
+                key.withUnsafeBufferPointer { k in
+                    UnsafeBufferPointer(rebasing: e[0..<p.count]).elementsEqual(p)
+                        && UnsafeBufferPointer(rebasing: e[p.count..<(p.count + k.count)]).elementsEqual(k)
+                }
+            }
+        }
+    }
+
     private static func prefixEnd(_ bytes: [UInt8]) -> Int? {
         let key = seqKey
         guard bytes.count > key.count else { return nil }
-        var i = 0
-        while i + key.count <= bytes.count {
-            if bytes[i] == key[0], bytes[i + 1] == key[1], bytes[(i + 2)..<(i + key.count)].elementsEqual(key[2...]) { return i }
-            i += 1
+        return bytes.withUnsafeBufferPointer { b in
+            key.withUnsafeBufferPointer { k in
+                var i = 0
+                while i + k.count <= b.count {
+                    if b[i] == k[0], UnsafeBufferPointer(rebasing: b[i..<(i + k.count)]).elementsEqual(k) { return i }
+                    i += 1
+                }
+                return nil
+            }
         }
-        return nil
     }
 }
 
