@@ -98,6 +98,7 @@ import Testing
         #expect(cut.error?.message.contains("1048576") == true)
         #expect(cut.error?.message.contains("sluice:job:job-1:result") == true)
         #expect(cut.choices.isEmpty && cut.chatOutput == nil && cut.raw == nil && cut.context.isEmpty)
+        #expect(cut.chatInput == nil && cut.inputOmitted == true, "the input is left out, and says so")
         #expect(cut.metadata == .null, "metadata this large is left out")
         #expect(cut.parameters == ["temperature": 0.5], "small parameters are kept")
         #expect(cut.usage?.totalTokens == 12, "what the job cost is kept")

@@ -92,6 +92,20 @@ struct JobRunnerTests {
         #expect(r.response.metrics.rateLimitWaitS >= 0.04, "the rate limiter held the request for Retry-After")
     }
 
+    /// The worker's own delays between attempts: 250 ms doubling, each between half and all
+    /// of that, never more than 8 s however many retries; a `Retry-After` raises one.
+    @Test func theRetryBackoffDoublesFromAQuarterSecondAndIsCappedAtEight() {
+        for retry in [0, 1, 2, 5, 6, 10, 1_000, Int.max] {
+            var ceiling = 0.25
+            for _ in 0..<min(retry, 10) { ceiling = min(ceiling * 2, 8) }
+            for _ in 0..<50 {
+                let delay = JobRunner<RecordingRedis, ScriptedProvider>.backoff(retry: retry, retryAfter: nil)
+                #expect(delay >= ceiling / 2 - 1e-9 && delay <= ceiling + 1e-9, "retry \(retry): \(delay) s, ceiling \(ceiling) s")
+            }
+        }
+        #expect(JobRunner<RecordingRedis, ScriptedProvider>.backoff(retry: 1_000, retryAfter: 30) == 30)
+    }
+
     @Test func fallbacksAreTriedInTheirOrder() async throws {
         let r = try await run(
             job(fallbacks: [ModelTarget(provider: "p2", model: "m2"), ModelTarget(provider: "p1", model: "m3")]),
