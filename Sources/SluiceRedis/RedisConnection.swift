@@ -39,6 +39,15 @@ import SluiceSupport
 /// broke throws `RedisError.Code.connectionLost` instead, since only the caller knows
 /// whether retrying is safe.
 ///
+/// **Scripts.** A command built with `RedisCommand(script:keys:arguments:)` goes as
+/// `EVALSHA`. The first batch that uses a script on a connection loads it first
+/// (`SCRIPT LOAD`, one extra round trip per script and connection: a reconnect, to a
+/// restarted Redis with no scripts, loads them again). A `NOSCRIPT` answer (the script
+/// cache was flushed under a live connection) is answered by running that command
+/// again as `EVAL` with the script's text, once the replies already in flight are read:
+/// that command then runs after the commands pipelined behind it, the one exception to
+/// the ordering above.
+///
 /// Blocking commands (`BLPOP`, `SUBSCRIBE`, …) do not belong here: they would stall every
 /// other caller. Use `RedisSubscriber` for Pub/Sub.
 public final class RedisConnection: Sendable {
@@ -340,6 +349,13 @@ private struct CommandLoop: ~Copyable {
     var lastDropReport: ContinuousClock.Instant?
     var failedCommands = 0
     var lastFailureReport: ContinuousClock.Instant?
+    /// The SHA1s of the scripts loaded on this connection (emptied on a new one).
+    var loadedScripts: Set<String> = []
+    /// Fire-and-forget script commands Redis answered `NOSCRIPT`, to run again as `EVAL`.
+    var scriptRetries: [RedisCommand] = []
+    /// Requests one of whose script commands Redis answered `NOSCRIPT`: answered once
+    /// those ran again as `EVAL`.
+    var scriptRetryRequests: [(request: Request, replies: [RedisReply])] = []
 
     init(core: ConnectionCore) {
         self.core = core
@@ -401,6 +417,7 @@ private struct CommandLoop: ~Copyable {
         var written = 0
         var answered = 0
         do {
+            try loadScripts(on: connection)
             while answered < batch.count {
                 var pipelined = 0
                 while written < batch.count, pipelined < Self.maxPipeline {
@@ -423,18 +440,36 @@ private struct CommandLoop: ~Copyable {
                         for _ in 0..<command.replyCount {
                             let reply = try connection.readReply()
                             if let message = reply.errorMessage {
-                                reportFailedCommand(command, message)
+                                if let script = command.script, message.hasPrefix("NOSCRIPT") {
+                                    loadedScripts.remove(script.sha1)
+                                    scriptRetries.append(command)
+                                } else {
+                                    reportFailedCommand(command, message)
+                                }
                             }
                         }
                     case .request(let request):
                         var replies: [RedisReply] = []
                         replies.reserveCapacity(request.commands.count)
-                        for _ in request.commands {
-                            replies.append(try connection.readReply().value)
+                        var unknownScript = false
+                        for command in request.commands {
+                            let reply = try connection.readReply()
+                            if let script = command.script, reply.errorMessage?.hasPrefix("NOSCRIPT") == true {
+                                loadedScripts.remove(script.sha1)
+                                unknownScript = true
+                            }
+                            replies.append(reply.value)
                         }
-                        request.continuation.resume(returning: replies)
+                        if unknownScript {
+                            scriptRetryRequests.append((request, replies))
+                        } else {
+                            request.continuation.resume(returning: replies)
+                        }
                     }
                     answered += 1
+                }
+                if !scriptRetries.isEmpty || !scriptRetryRequests.isEmpty {
+                    try retryWithScriptText(on: connection)
                 }
             }
         } catch {
@@ -444,10 +479,73 @@ private struct CommandLoop: ~Copyable {
         batch.removeAll(keepingCapacity: true)
     }
 
+    /// Loads the scripts the batch uses that this connection has not loaded yet, in one
+    /// round trip, before the batch is written. A script Redis refuses to load is left to
+    /// the `NOSCRIPT` fallback (and its refusal logged).
+    mutating func loadScripts(on connection: HiredisContext) throws(RedisError) {
+        var missing: [String: RedisScript] = [:]
+        for work in batch {
+            switch work {
+            case .command(let command):
+                if let script = command.script, !loadedScripts.contains(script.sha1) { missing[script.sha1] = script }
+            case .request(let request):
+                for command in request.commands {
+                    if let script = command.script, !loadedScripts.contains(script.sha1) { missing[script.sha1] = script }
+                }
+            }
+        }
+        guard !missing.isEmpty else { return }
+        let scripts = Array(missing.values)
+        for script in scripts {
+            try connection.append(RedisCommand("SCRIPT", "LOAD", script.source))
+        }
+        for script in scripts {
+            let reply = try connection.readReply()
+            if let message = reply.errorMessage {
+                reportFailedCommand(RedisCommand("SCRIPT", "LOAD"), message)
+            }
+            // Refused or not, it is not asked again on this connection: a refused one's
+            // commands get NOSCRIPT and go as EVAL.
+            loadedScripts.insert(script.sha1)
+        }
+    }
+
+    /// Runs the commands that met `NOSCRIPT` again as `EVAL` with the script's text (which
+    /// also caches the script), one at a time, now that no other reply is in flight; then
+    /// answers the requests that held them.
+    mutating func retryWithScriptText(on connection: HiredisContext) throws(RedisError) {
+        while let command = scriptRetries.first {
+            if let eval = command.withScriptText {
+                let reply = try connection.command(eval)
+                if let message = reply.errorMessage { reportFailedCommand(command, message) }
+            }
+            scriptRetries.removeFirst()
+        }
+        while let (request, answered) = scriptRetryRequests.first {
+            var replies = answered
+            for (index, command) in request.commands.enumerated() {
+                guard let eval = command.withScriptText, replies[index].errorMessage?.hasPrefix("NOSCRIPT") == true else { continue }
+                replies[index] = try connection.command(eval).value
+            }
+            scriptRetryRequests.removeFirst()
+            request.continuation.resume(returning: replies)
+        }
+    }
+
     /// Drops the connection. Of the batch, written but unanswered commands go back to the
-    /// queue (at least once), written requests fail, unwritten work goes back as it was.
+    /// queue (at least once), written requests fail, unwritten work goes back as it was;
+    /// so do script commands waiting to run again as `EVAL`, and the requests holding
+    /// them.
     mutating func connectionLost(_ error: RedisError, answered: Int, written: Int) {
-        var requeue: [Work] = []
+        var requeue: [Work] = scriptRetries.map { .command($0) }
+        scriptRetries.removeAll()
+        for (request, _) in scriptRetryRequests {
+            request.continuation.resume(throwing: RedisError(
+                .connectionLost,
+                "the connection to Redis broke before the reply (\(error.message)); the command may or may not have run"
+            ))
+        }
+        scriptRetryRequests.removeAll()
         for work in batch[answered..<written] {
             switch work {
             case .command:
@@ -518,6 +616,7 @@ private struct CommandLoop: ~Copyable {
         case .attempt:
             do {
                 connection = try connect()
+                loadedScripts.removeAll()
                 backoff.reset()
                 core.state.withLock { $0.isConnected = true }
                 outage.connected()
