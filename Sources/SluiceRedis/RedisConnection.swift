@@ -40,9 +40,10 @@ import SluiceSupport
 /// whether retrying is safe.
 ///
 /// **Scripts.** A command built with `RedisCommand(script:keys:arguments:)` goes as
-/// `EVALSHA`. The first batch that uses a script on a connection loads it first
-/// (`SCRIPT LOAD`, one extra round trip per script and connection: a reconnect, to a
-/// restarted Redis with no scripts, loads them again). A `NOSCRIPT` answer (the script
+/// `EVALSHA`. Before writing a batch, the thread loads the scripts of the commands queued
+/// so far that its connection has not loaded (`SCRIPT LOAD`, one extra round trip when
+/// a new script appears, and once per connection: a reconnect, to a restarted Redis with
+/// no scripts, loads them all again). A `NOSCRIPT` answer (the script
 /// cache was flushed under a live connection) is answered by running that command
 /// again as `EVAL` with the script's text, once the replies already in flight are read:
 /// that command then runs after the commands pipelined behind it, the one exception to
@@ -180,6 +181,9 @@ private struct ConnectionState {
     var threadIsIdle = false
     var isConnected = false
     var droppedCommands = 0
+    /// Every script a command was queued with, by SHA1: the thread loads those its
+    /// connection has not loaded before it writes a batch.
+    var scripts: [String: RedisScript] = [:]
     var lifecycle = Lifecycle.running
 
     var isRunning: Bool {
@@ -188,6 +192,7 @@ private struct ConnectionState {
 
     /// Queues a command; answers whether there is room for more (see `RedisConnection.send`).
     mutating func append(_ command: RedisCommand) -> Bool {
+        if let script = command.script { note(script) }
         queue.append(.command(command))
         queuedCommands += 1
         guard queuedCommands > maxBufferedCommands else { return true }
@@ -195,6 +200,10 @@ private struct ConnectionState {
         if isConnected { return false }
         dropOldestCommands(max(1, maxBufferedCommands / 16))
         return true
+    }
+
+    mutating func note(_ script: RedisScript) {
+        if scripts[script.sha1] == nil { scripts[script.sha1] = script }
     }
 
     /// Drops the `count` oldest fire-and-forget commands that are not pinned; requests stay.
@@ -290,6 +299,9 @@ private final class ConnectionCore: Sendable {
     func enqueue(_ request: Request) {
         let (accepted, wake) = state.withLock { state -> (Bool, Bool) in
             guard state.isRunning else { return (false, false) }
+            for command in request.commands {
+                if let script = command.script { state.note(script) }
+            }
             state.queue.append(.request(request))
             state.queuedRequests += 1
             return (true, state.takeIdleThread())
@@ -479,27 +491,19 @@ private struct CommandLoop: ~Copyable {
         batch.removeAll(keepingCapacity: true)
     }
 
-    /// Loads the scripts the batch uses that this connection has not loaded yet, in one
-    /// round trip, before the batch is written. A script Redis refuses to load is left to
-    /// the `NOSCRIPT` fallback (and its refusal logged).
+    /// Loads the scripts queued commands use that this connection has not loaded yet,
+    /// in one round trip, before the batch is written. A script Redis refuses to load is
+    /// left to the `NOSCRIPT` fallback (and its refusal logged).
     mutating func loadScripts(on connection: HiredisContext) throws(RedisError) {
-        var missing: [String: RedisScript] = [:]
-        for work in batch {
-            switch work {
-            case .command(let command):
-                if let script = command.script, !loadedScripts.contains(script.sha1) { missing[script.sha1] = script }
-            case .request(let request):
-                for command in request.commands {
-                    if let script = command.script, !loadedScripts.contains(script.sha1) { missing[script.sha1] = script }
-                }
-            }
+        let loaded = loadedScripts
+        let missing = core.state.withLock { state -> [RedisScript] in
+            state.scripts.count == loaded.count ? [] : state.scripts.values.filter { !loaded.contains($0.sha1) }
         }
         guard !missing.isEmpty else { return }
-        let scripts = Array(missing.values)
-        for script in scripts {
+        for script in missing {
             try connection.append(RedisCommand("SCRIPT", "LOAD", script.source))
         }
-        for script in scripts {
+        for script in missing {
             let reply = try connection.readReply()
             if let message = reply.errorMessage {
                 reportFailedCommand(RedisCommand("SCRIPT", "LOAD"), message)

@@ -3,12 +3,13 @@ import Crypto
 /// A Lua script, run by its SHA1 (`EVALSHA`) rather than by sending its text each time.
 ///
 /// Declare each script once, as a `static let`, and build its commands with
-/// `RedisCommand(script:keys:arguments:)`. `RedisConnection` loads the scripts a batch
-/// uses (`SCRIPT LOAD`, one round trip) the first time a connection meets them, so after
-/// a reconnect (a restarted Redis has no scripts) they are loaded again before use. A
-/// `NOSCRIPT` answer (the cache was flushed under a live connection) is answered by
+/// `RedisCommand(script:keys:arguments:)`. `RedisConnection` loads a script (`SCRIPT
+/// LOAD`, one round trip) before it writes the first batch that uses it, and again on
+/// every new connection (a restarted Redis has no scripts). A `NOSCRIPT` answer (the cache was flushed under a live connection) is answered by
 /// sending that command again as a plain `EVAL` with the script's text.
-public struct RedisScript: Sendable, Hashable, CustomStringConvertible {
+///
+/// A class, so that a command carries it as one pointer (nil for every other command).
+public final class RedisScript: Sendable, Hashable, CustomStringConvertible {
     /// The Lua text.
     public let source: String
     /// The SHA1 of `source` in lowercase hex, as Redis names cached scripts.
