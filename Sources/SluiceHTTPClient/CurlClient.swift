@@ -65,6 +65,16 @@ public final class CurlClient: Sendable {
         )
     }
 
+    /// Runs `hook` on the curl thread after each round of libcurl callbacks, that is after
+    /// the body consumers (``HTTPResponseBody/consume(_:whenPaused:)``) have been handed
+    /// what one wake-up of the thread received, across all transfers, and before any
+    /// transfer that ended in the round is reported to its task. Where a consumer that
+    /// queues work for another thread wakes it once for the round rather than per
+    /// chunk. Keep it short: it delays every transfer.
+    public func afterEachRound(_ hook: @escaping @Sendable () -> Void) {
+        self.loop.afterEachRound(hook)
+    }
+
     /// Aborts every transfer in flight (they fail with `.shutdown`), stops the curl thread
     /// and frees libcurl's handles. Later requests fail with `.shutdown`. Idempotent; blocks
     /// briefly while the thread exits. Also done when the client is deinitialized, which

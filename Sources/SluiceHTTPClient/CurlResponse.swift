@@ -1,3 +1,22 @@
+/// Where a body consumed in place goes: called on the curl thread for every chunk, one
+/// call at a time. `Sendable` because it is handed to that thread; its state is touched
+/// by that thread only until the consuming call returns (which orders those touches
+/// before whatever the awaiting task does next).
+public protocol HTTPBodyConsumer: AnyObject, Sendable {
+    /// One chunk exactly as libcurl received it; the bytes are valid only during the call.
+    func receive(_ bytes: UnsafeRawBufferPointer) -> BodyDisposition
+}
+
+/// What a body consumer answers for a chunk.
+public enum BodyDisposition: Sendable {
+    /// Consumed; carry on.
+    case proceed
+    /// Consumed; deliver nothing more until the awaiting task's `whenPaused` returns.
+    case pause
+    /// Consumed; abort the transfer (the consuming call throws).
+    case stop
+}
+
 /// A response whose status line and headers are in; the body streams behind it.
 public struct CurlResponse: Sendable {
     public let status: Int
@@ -41,6 +60,20 @@ public struct HTTPResponseBody: AsyncSequence, Sendable {
     /// transfer that another task is reading.
     public func abort(with error: HTTPClientError = HTTPClientError(.cancelled, "request aborted")) {
         self.reader.abort(error)
+    }
+
+    /// Consumes the body where it arrives: `consumer` gets each chunk exactly as libcurl
+    /// received it, on the curl thread, one call at a time, with no task woken per chunk.
+    /// Returns when the transfer completes and throws its ``HTTPClientError`` when it
+    /// fails (after every chunk received before the failure was consumed).
+    ///
+    /// When the consumer answers `.pause`, the transfer receives nothing more (libcurl
+    /// stops reading its socket) until `whenPaused`, run on the calling task, returns.
+    /// Cancelling the calling task aborts the transfer; the consumer is not called once
+    /// the cancel (or ``abort(with:)``) has returned. Consume a body once, instead of
+    /// iterating it.
+    public func consume(_ consumer: some HTTPBodyConsumer, whenPaused: () async -> Void) async throws {
+        try await self.reader.consume(consumer, whenPaused: whenPaused)
     }
 
     /// The whole body in one array.
@@ -87,6 +120,30 @@ final class BodyReader: Sendable {
 
     func abort(_ error: HTTPClientError) {
         if self.state.cancel(error) { self.loop.abort(self.state) }
+    }
+
+    func consume(_ consumer: some HTTPBodyConsumer, whenPaused: () async -> Void) async throws {
+        var attached = false
+        while true {
+            let paused = try await withTaskCancellationHandler {
+                try await withCheckedThrowingContinuation { (waiter: TransferState.ConsumerWaiter) in
+                    if let now = self.state.awaitConsumer(waiter) {
+                        waiter.resume(with: now)
+                    }
+                    if !attached {
+                        attached = true
+                        if !self.loop.attach(consumer, to: self.state) {
+                            self.state.cancel(HTTPClientError(.shutdown, "HTTP client shut down"))
+                        }
+                    }
+                }
+            } onCancel: {
+                self.cancel()
+            }
+            guard paused else { return }
+            await whenPaused()
+            self.loop.release(self.state)
+        }
     }
 
     func next() async throws -> [UInt8]? {

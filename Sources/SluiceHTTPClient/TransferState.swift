@@ -14,6 +14,11 @@ struct ResponseHead: Sendable {
 /// ``highWaterMark`` the curl thread pauses the transfer (libcurl keeps the refused
 /// chunk and delivers it again), and the reader asks for it to resume once it has
 /// drained the buffer below ``lowWaterMark``.
+///
+/// A body can instead be consumed where it arrives (``HTTPResponseBody/consume(_:whenPaused:)``):
+/// once the curl thread has attached the consumer, each write callback hands its bytes to
+/// it, under the lock, so that no call of the consumer runs after the transfer was
+/// cancelled; the awaiting task only hears of pauses the consumer asks for and of the end.
 final class TransferState: Sendable {
     /// Buffered body bytes at which the transfer is paused.
     static let highWaterMark = 256 * 1024
@@ -32,6 +37,10 @@ final class TransferState: Sendable {
         /// The reader is gone: answer 0 so that libcurl aborts at once.
         case abort
     }
+
+    /// What the task consuming the body in place hears: the consumer asked for a pause
+    /// (`true`) or the transfer ended (`false`; a failure throws).
+    typealias ConsumerWaiter = CheckedContinuation<Bool, any Error>
 
     /// What the reader gets from one `next()`.
     enum ReadResult {
@@ -58,6 +67,58 @@ final class TransferState: Sendable {
         /// still delivered before a failure (but not before a cancellation, which drops
         /// them).
         var end: HTTPClientError?? = nil
+
+        // Consuming in place: set by the curl thread when it attaches the consumer.
+        var consumer: (any HTTPBodyConsumer)?
+        /// The consumer asked for a pause: the transfer delivers nothing more until the
+        /// awaiting task has it resumed.
+        var held = false
+        /// A pause the awaiting task has not heard of yet.
+        var pauseUnheard = false
+        var waiter: ConsumerWaiter?
+
+        /// Feeds buffered chunks (those that came before the consumer was attached) to the
+        /// consumer until one asks for a pause; then, with none left, tells the waiter of
+        /// the end. Curl thread, under the lock.
+        mutating func drainIntoConsumer() -> (ConsumerWaiter, Result<Bool, HTTPClientError>)? {
+            guard let consumer else { return nil }
+            while !self.held, self.firstChunk < self.chunks.count {
+                let chunk = self.chunks[self.firstChunk]
+                guard case .chunk = self.popChunk() else { break }
+                switch chunk.withUnsafeBytes({ consumer.receive($0) }) {
+                case .proceed: continue
+                case .pause: return self.holdForConsumer()
+                case .stop: return self.stopForConsumer()
+                }
+            }
+            guard !self.held, self.firstChunk == self.chunks.count, case .some(let end) = self.end, let waiter = self.takeWaiter() else {
+                return nil
+            }
+            return (waiter, end.map { .failure($0) } ?? .success(false))
+        }
+
+        mutating func holdForConsumer() -> (ConsumerWaiter, Result<Bool, HTTPClientError>)? {
+            self.held = true
+            guard let waiter = self.takeWaiter() else {
+                self.pauseUnheard = true
+                return nil
+            }
+            return (waiter, .success(true))
+        }
+
+        mutating func stopForConsumer() -> (ConsumerWaiter, Result<Bool, HTTPClientError>)? {
+            let error = HTTPClientError(.transfer, "the response body's consumer stopped the transfer")
+            self.end = .some(error)
+            self.chunks = []
+            self.firstChunk = 0
+            self.bufferedBytes = 0
+            return self.takeWaiter().map { ($0, .failure(error)) }
+        }
+
+        mutating func takeWaiter() -> ConsumerWaiter? {
+            defer { self.waiter = nil }
+            return self.waiter
+        }
 
         mutating func popChunk() -> ReadResult? {
             guard self.firstChunk < self.chunks.count else { return nil }
@@ -152,19 +213,67 @@ final class TransferState: Sendable {
     /// case the caller must have the curl thread abort it.
     @discardableResult
     func cancel(_ error: HTTPClientError = HTTPClientError(.cancelled, "request cancelled")) -> Bool {
-        let (wasRunning, head, reader) = self.state.withLock { state in
+        let (wasRunning, head, reader, waiter) = self.state.withLock { state in
             guard state.end == nil else {
-                return (false, CheckedContinuation<ResponseHead, any Error>?.none, CheckedContinuation<[UInt8]?, any Error>?.none)
+                return (false, CheckedContinuation<ResponseHead, any Error>?.none, CheckedContinuation<[UInt8]?, any Error>?.none,
+                        ConsumerWaiter?.none)
             }
             state.end = .some(error)
             state.chunks = []
             state.firstChunk = 0
             state.bufferedBytes = 0
-            return (true, state.takeHeadContinuation(), state.takeReader())
+            return (true, state.takeHeadContinuation(), state.takeReader(), state.takeWaiter())
         }
         head?.resume(throwing: error)
         reader?.resume(throwing: error)
+        waiter?.resume(throwing: error)
         return wasRunning
+    }
+
+    // MARK: Consuming in place
+
+    /// The awaiting task's wait: answers at once with a pause it has not heard of, or
+    /// with the end once every chunk has been consumed; otherwise installs `waiter` for
+    /// the curl thread to resume. Returns nil in that case.
+    func awaitConsumer(_ waiter: ConsumerWaiter) -> Result<Bool, HTTPClientError>? {
+        self.state.withLock { state in
+            if state.pauseUnheard {
+                state.pauseUnheard = false
+                return .success(true)
+            }
+            // Chunks still buffered are the consumer's to see first (a cancel drops them).
+            if case .some(let end) = state.end, state.firstChunk == state.chunks.count {
+                return end.map { .failure($0) } ?? .success(false)
+            }
+            precondition(state.waiter == nil, "HTTPResponseBody consumed by two tasks at once")
+            state.waiter = waiter
+            return nil
+        }
+    }
+
+    /// Curl thread: from now on the body goes to `consumer`, starting with what is
+    /// buffered. Returns whether the transfer may receive (no pause asked for).
+    func attach(_ consumer: any HTTPBodyConsumer) -> Bool {
+        let (wake, held) = self.state.withLock { state in
+            precondition(state.consumer == nil, "HTTPResponseBody consumed twice")
+            state.consumer = consumer
+            return (state.drainIntoConsumer(), state.held)
+        }
+        if let (waiter, result) = wake { waiter.resume(with: result) }
+        return !held
+    }
+
+    /// Curl thread: the awaiting task is done with a pause; what was held back is
+    /// delivered. Returns whether the transfer may receive again (always, for a body
+    /// read as a sequence).
+    func release() -> Bool {
+        let (wake, held) = self.state.withLock { state in
+            guard state.held else { return ((ConsumerWaiter, Result<Bool, HTTPClientError>)?.none, false) }
+            state.held = false
+            return (state.drainIntoConsumer(), state.held)
+        }
+        if let (waiter, result) = wake { waiter.resume(with: result) }
+        return !held
     }
 
     // MARK: curl thread side
@@ -181,15 +290,28 @@ final class TransferState: Sendable {
     /// One body chunk exactly as libcurl's write callback handed it over.
     func receive(_ bytes: UnsafeRawBufferPointer) -> WriteDecision {
         enum Action {
-            case abort, buffered, pause
-            case handOff(CheckedContinuation<[UInt8]?, any Error>)
+            case abort, buffered, pause, consumed
+            case handOff(CheckedContinuation<[UInt8]?, any Error>, [UInt8])
+            case wake(ConsumerWaiter, Result<Bool, HTTPClientError>, WriteDecision)
         }
-        // Copy before locking: libcurl reuses its buffer, and the reader should not wait
-        // for a memcpy.
-        let chunk = [UInt8](bytes)
         let action = self.state.withLock { state -> Action in
             if state.end != nil { return .abort }
-            if let reader = state.takeReader() { return .handOff(reader) }
+            if let consumer = state.consumer {
+                // Held, or still delivering what was buffered: libcurl keeps this chunk.
+                if state.held || state.firstChunk < state.chunks.count { return .pause }
+                switch consumer.receive(bytes) {
+                case .proceed:
+                    return .consumed
+                case .pause:
+                    // This chunk is consumed; the next write callback pauses.
+                    return state.holdForConsumer().map { .wake($0, $1, .accepted) } ?? .consumed
+                case .stop:
+                    return state.stopForConsumer().map { .wake($0, $1, .abort) } ?? .abort
+                }
+            }
+            // libcurl reuses its buffer.
+            let chunk = [UInt8](bytes)
+            if let reader = state.takeReader() { return .handOff(reader, chunk) }
             if state.bufferedBytes >= TransferState.highWaterMark {
                 state.paused = true
                 return .pause
@@ -201,22 +323,31 @@ final class TransferState: Sendable {
         switch action {
         case .abort: return .abort
         case .pause: return .pause
-        case .buffered: return .accepted
-        case .handOff(let reader):
+        case .buffered, .consumed: return .accepted
+        case .handOff(let reader, let chunk):
             reader.resume(returning: chunk)
             return .accepted
+        case .wake(let waiter, let result, let decision):
+            waiter.resume(with: result)
+            return decision
         }
     }
 
     /// The transfer is over: `nil` for success. A no-op if it already ended.
     func finish(_ error: HTTPClientError?) {
-        let (head, reader) = self.state.withLock { state in
+        let (head, reader, waiter) = self.state.withLock { state in
             guard state.end == nil else {
-                return (CheckedContinuation<ResponseHead, any Error>?.none, CheckedContinuation<[UInt8]?, any Error>?.none)
+                return (CheckedContinuation<ResponseHead, any Error>?.none, CheckedContinuation<[UInt8]?, any Error>?.none,
+                        ConsumerWaiter?.none)
             }
             state.end = .some(error)
-            // A reader only waits when the buffer is empty.
-            return (state.takeHeadContinuation(), state.takeReader())
+            // A reader only waits when the buffer is empty; a consumer's waiter hears of
+            // the end once the buffer is drained into it.
+            let waiter = state.firstChunk == state.chunks.count ? state.takeWaiter() : nil
+            return (state.takeHeadContinuation(), state.takeReader(), waiter)
+        }
+        if let waiter {
+            if let error { waiter.resume(throwing: error) } else { waiter.resume(returning: false) }
         }
         if let head {
             head.resume(throwing: error ?? HTTPClientError(.transfer, "transfer ended before the response head"))

@@ -5,7 +5,7 @@ import SluiceSupport
 
 /// Runs one provider attempt over an HTTP transport (`CurlClient` in the worker, a
 /// scripted one in tests): sends the request, reads the stream (or the whole body),
-/// hands each normalised chunk to `onChunk` as it arrives, and returns what it all added
+/// hands each normalised chunk to its sink as it arrives, and returns what it all added
 /// up to.
 public struct ProviderRunner<Transport: ProviderTransport>: Sendable {
     public let client: Transport
@@ -16,11 +16,11 @@ public struct ProviderRunner<Transport: ProviderTransport>: Sendable {
     static var maxBodyBytes: Int { 32 * 1024 * 1024 }
 
     /// - Parameter request: `format.makeRequest(call)`, if the caller has made it already.
-    /// - Parameter afterRead: awaited after the chunks of each read are handed over: where
-    ///   a consumer that cannot keep up holds the stream back.
-    public func run(
-        _ call: ProviderCall, format: any WireFormat, request: CurlRequest? = nil, onChunk: (ProviderChunk, Double) -> Void,
-        afterRead: () async -> Void = {}
+    /// - Parameter sink: where each normalised chunk goes as it arrives; a streamed body
+    ///   is parsed where its bytes arrive (`CurlClient`'s thread), so `sink` is called
+    ///   there.
+    public func run<Sink: ChunkSink>(
+        _ call: ProviderCall, format: any WireFormat, request: CurlRequest? = nil, sink: Sink
     ) async throws -> ProviderOutcome {
         let request = try request ?? format.makeRequest(call)
         let start = MonotonicClock.now()
@@ -76,55 +76,37 @@ public struct ProviderRunner<Transport: ProviderTransport>: Sendable {
                 usage: completion.usage)
             accumulator.add(chunk)
             if chunk.carriesContent { timing.contentChunk(at: now) }
-            onChunk(ProviderChunk(json: try JSON.encode(chunk), chunk: chunk), now)
+            if !sink.receive(ProviderChunk(json: try JSON.encode(chunk), chunk: chunk), at: now) { await sink.whileHeld() }
             let raw = call.passthroughBody != nil ? try? JSON.decode(JSONValue.self, from: body) : nil
             return ProviderOutcome(accumulator: accumulator, timing: timing, streamComplete: true, raw: raw, rateLimit: rateLimit)
         }
 
-        var parser = SSEParser()
-        var decoder = format.makeStreamDecoder(call)
-        var failure: (any Error)?
-        // The first-token watchdog aborts the transfer; the reader then sees its error.
+        let stream = StreamReader(decoder: format.makeStreamDecoder(call), timing: timing, sink: sink)
+        // The first-token watchdog aborts the transfer; the consumer then sees its error.
         let body = response.body
-        var watchdog: Task<Void, Never>? = call.firstTokenTimeout.map { limit in
+        stream.watchdog = call.firstTokenTimeout.map { limit in
             Task {
                 try? await Task.sleep(for: limit)
                 guard !Task.isCancelled else { return }
                 body.abort(with: HTTPClientError(.idleTimeout, "no token within \(limit) of the request"))
             }
         }
-        defer { watchdog?.cancel() }
+        // The stream's state is the transport thread's until `consume` returns, the
+        // task's after.
+        defer { stream.watchdog?.cancel() }
         do {
-            for try await bytes in body {
-                let now = MonotonicClock.now()
-                timing.byteReceived(at: now)
-                parser.feed(bytes) { event in
-                    guard failure == nil else { return }
-                    do {
-                        for c in try decoder.decode(event) {
-                            accumulator.add(c.chunk)
-                            if c.chunk.carriesContent {
-                                timing.contentChunk(at: now)
-                                if watchdog != nil {
-                                    watchdog?.cancel()
-                                    watchdog = nil
-                                }
-                            }
-                            onChunk(c, now)
-                        }
-                    } catch {
-                        failure = error
-                    }
-                }
-                if let failure { throw failure }
-                await afterRead()
+            do {
+                try await body.consume(stream, whenPaused: { await sink.whileHeld() })
+            } catch {
+                // A chunk the decoder refused stopped the transfer: that is the error.
+                throw stream.failure ?? error
             }
-            if let last = parser.finish() {
+            if let last = stream.parser.finish() {
                 let now = MonotonicClock.now()
-                for c in try decoder.decode(last) {
-                    accumulator.add(c.chunk)
-                    if c.chunk.carriesContent { timing.contentChunk(at: now) }
-                    onChunk(c, now)
+                for c in try stream.decoder.decode(last) {
+                    stream.accumulator.add(c.chunk)
+                    if c.chunk.carriesContent { stream.timing.contentChunk(at: now) }
+                    if !sink.receive(c, at: now) { await sink.whileHeld() }
                 }
             }
         } catch {
@@ -132,11 +114,12 @@ public struct ProviderRunner<Transport: ProviderTransport>: Sendable {
             var mapped = (error as? HTTPClientError).map { ProviderRunner.mapError($0, provider: call.provider.name) }
                 ?? (error as? ProviderError)
                 ?? ProviderError(.protocolError, "\(error)", retryable: false)
-            mapped.partial = ProviderOutcome(accumulator: accumulator, timing: timing, streamComplete: false, raw: nil, rateLimit: rateLimit)
+            mapped.partial = ProviderOutcome(
+                accumulator: stream.accumulator, timing: stream.timing, streamComplete: false, raw: nil, rateLimit: rateLimit)
             throw mapped
         }
-        let complete = decoder.isComplete || accumulator.allChoicesFinished
-        return ProviderOutcome(accumulator: accumulator, timing: timing, streamComplete: complete, raw: nil, rateLimit: rateLimit)
+        let complete = stream.decoder.isComplete || stream.accumulator.allChoicesFinished
+        return ProviderOutcome(accumulator: stream.accumulator, timing: stream.timing, streamComplete: complete, raw: nil, rateLimit: rateLimit)
     }
 
     /// A transport failure as a tenant may read it: what happened and to which provider;
@@ -182,5 +165,67 @@ public struct ProviderRunner<Transport: ProviderTransport>: Sendable {
     /// timeout); nil when it is neither, or not a finite number.
     static func retryAfter(_ value: String?) -> Double? {
         RateLimitHeaders.retryAfter(value, now: Date())
+    }
+}
+
+/// Where an attempt's normalised chunks go as they arrive.
+public protocol ChunkSink: AnyObject, Sendable {
+    /// One chunk, received at `now` (monotonic seconds). Called on the thread its bytes
+    /// arrived on (`CurlClient`'s for a stream), one call at a time. Answer false to hold
+    /// the stream back: nothing more is read until `whileHeld()` returns.
+    func receive(_ chunk: ProviderChunk, at now: Double) -> Bool
+    /// Awaited on the attempt's task after `receive` answered false; the stream then
+    /// carries on.
+    func whileHeld() async
+}
+
+/// A stream's parsing state, fed where the transport receives the bytes: parse the SSE
+/// events, decode them into chunks, add them up, time them, hand them to the sink.
+///
+/// `@unchecked Sendable`: it is handed to the transport's thread when the body's
+/// consumption starts and touched only by that thread, one write at a time, until
+/// `consume` returns (the transport's lock orders those touches before the return); the
+/// attempt's task reads it after that. `watchdog` is set before the hand-over.
+private final class StreamReader<Sink: ChunkSink>: HTTPBodyConsumer, @unchecked Sendable {
+    var parser = SSEParser()
+    var decoder: any StreamDecoder
+    var accumulator = StreamAccumulator()
+    var timing: TimingRecorder
+    /// What the decoder refused; the transfer is stopped.
+    var failure: (any Error)?
+    /// Aborts the transfer if no content comes in time; cancelled at the first.
+    var watchdog: Task<Void, Never>?
+    let sink: Sink
+
+    init(decoder: any StreamDecoder, timing: TimingRecorder, sink: Sink) {
+        self.decoder = decoder
+        self.timing = timing
+        self.sink = sink
+    }
+
+    func receive(_ bytes: UnsafeRawBufferPointer) -> BodyDisposition {
+        let now = MonotonicClock.now()
+        timing.byteReceived(at: now)
+        var hold = false
+        parser.feed(bytes) { event in
+            guard failure == nil else { return }
+            do {
+                for c in try decoder.decode(event) {
+                    accumulator.add(c.chunk)
+                    if c.chunk.carriesContent {
+                        timing.contentChunk(at: now)
+                        if let watchdog {
+                            watchdog.cancel()
+                            self.watchdog = nil
+                        }
+                    }
+                    if !sink.receive(c, at: now) { hold = true }
+                }
+            } catch {
+                failure = error
+            }
+        }
+        if failure != nil { return .stop }
+        return hold ? .pause : .proceed
     }
 }

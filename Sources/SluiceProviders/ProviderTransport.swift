@@ -18,6 +18,23 @@ public protocol ProviderResponseBody: AsyncSequence<[UInt8], any Error>, Sendabl
     func collect(upTo maxBytes: Int) async throws -> [UInt8]
     /// Stops the transfer from any task: the reader gets `error`.
     func abort(with error: HTTPClientError)
+    /// Hands each chunk to `consumer` as it arrives and returns at the end (see
+    /// ``HTTPResponseBody/consume(_:whenPaused:)``: `CurlClient` runs the consumer on its
+    /// own thread, with no task woken per chunk). By default the body is iterated and
+    /// the consumer called on the calling task.
+    func consume(_ consumer: some HTTPBodyConsumer, whenPaused: () async -> Void) async throws
+}
+
+extension ProviderResponseBody {
+    public func consume(_ consumer: some HTTPBodyConsumer, whenPaused: () async -> Void) async throws {
+        for try await bytes in self {
+            switch bytes.withUnsafeBytes({ consumer.receive($0) }) {
+            case .proceed: break
+            case .pause: await whenPaused()
+            case .stop: throw HTTPClientError(.transfer, "the response body's consumer stopped the transfer")
+            }
+        }
+    }
 }
 
 /// A response whose status and headers are in, its body streaming behind it.

@@ -8,12 +8,23 @@ public protocol RedisCommandSink: AnyObject, Sendable {
     @discardableResult func send(_ command: RedisCommand) -> Bool
     /// Queues `commands`, in order. See `send(_:)`.
     @discardableResult func send(_ commands: [RedisCommand]) -> Bool
+    /// Queues `command` like `send(_:)`, but leaves a sleeping connection thread asleep
+    /// until `wakeIfIdle()` (or the next `send`): for a producer that queues many
+    /// commands in a burst and then wakes the thread once.
+    @discardableResult func sendWithoutWaking(_ command: RedisCommand) -> Bool
+    /// Wakes the connection thread if it sleeps with commands queued.
+    func wakeIfIdle()
     /// Returns once there is room for more commands.
     func waitForRoom() async
     /// Runs `command` and returns its reply.
     func execute(_ command: RedisCommand) async throws -> RedisReply
     /// Whether a working connection is held.
     var isConnected: Bool { get }
+}
+
+extension RedisCommandSink {
+    @discardableResult public func sendWithoutWaking(_ command: RedisCommand) -> Bool { send(command) }
+    public func wakeIfIdle() {}
 }
 
 extension RedisConnection: RedisCommandSink {}

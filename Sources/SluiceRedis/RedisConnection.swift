@@ -80,6 +80,21 @@ public final class RedisConnection: Sendable {
         core.enqueue(command)
     }
 
+    /// Queues `command` like `send(_:)` without waking the connection's thread if it
+    /// sleeps: `wakeIfIdle()`, or the next `send`, does. A burst of commands from one
+    /// producer (the chunk events of one round of the HTTP client's thread) then costs
+    /// one wake-up.
+    @discardableResult
+    public func sendWithoutWaking(_ command: RedisCommand) -> Bool {
+        core.enqueue(command, wake: false)
+    }
+
+    /// Wakes the connection's thread if it sleeps with commands queued by
+    /// `sendWithoutWaking(_:)`.
+    public func wakeIfIdle() {
+        core.wakeIfIdle()
+    }
+
     /// Queues `commands`, in order, and returns at once. See `send(_:)`.
     @discardableResult
     public func send(_ commands: [RedisCommand]) -> Bool {
@@ -266,18 +281,25 @@ private final class ConnectionCore: Sendable {
         state = Locked(ConnectionState(maxBufferedCommands: max(1, configuration.maxBufferedCommands)))
     }
 
-    func enqueue(_ command: RedisCommand) -> Bool {
+    func enqueue(_ command: RedisCommand, wake: Bool = true) -> Bool {
         guard !command.isEmpty else { return true }
-        let (room, wake) = state.withLock { state -> (Bool, Bool) in
+        let (room, signal) = state.withLock { state -> (Bool, Bool) in
             guard state.isRunning else {
                 state.droppedCommands += 1
                 return (true, false)
             }
             let room = state.append(command)
-            return (room, state.takeIdleThread())
+            return (room, wake && state.takeIdleThread())
         }
-        if wake { state.signal() }
+        if signal { state.signal() }
         return room
+    }
+
+    func wakeIfIdle() {
+        let signal = state.withLock { state in
+            state.queue.isEmpty ? false : state.takeIdleThread()
+        }
+        if signal { state.signal() }
     }
 
     func enqueue(_ commands: [RedisCommand]) -> Bool {

@@ -29,6 +29,12 @@ struct ChunkEventGate {
         self.isOpen = self.mode == .always
     }
 
+    /// Whether `refresh` would read the mark at `now` (monotonic seconds): the gate is
+    /// still closed and waits on the mark, and its last read is old enough.
+    func isRefreshDue(at now: Double) -> Bool {
+        mode == .followed && !isOpen && now - checkedAt >= FollowMark.checkEvery
+    }
+
     /// Reads the follow mark if it is due and the gate still closed. Redis not answering
     /// leaves the gate as it was.
     mutating func refresh(redis: some RedisCommandSink) async {

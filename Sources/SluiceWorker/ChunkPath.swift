@@ -5,9 +5,10 @@ import SluiceRedis
 
 /// The worker's per-chunk work with its I/O cut off at both ends: the provider's SSE
 /// bytes in, as libcurl hands them over, and out the RESP command of each chunk's event,
-/// as `JobEvents.emit` queues it for Redis. The same steps `ProviderRunner.run` and
-/// `JobRunner`'s `onChunk` take around their I/O (parse, decode, accumulate, encode);
-/// the allocation test and the micro-benchmarks in `Benchmarks/` measure it.
+/// as `ChunkRelay` queues it for Redis. The same steps `ProviderRunner`'s stream reader
+/// and `ChunkRelay` take on the curl thread for each write of a stream (parse, decode,
+/// accumulate, encode); the allocation test and the micro-benchmarks in `Benchmarks/`
+/// measure it.
 public final class ChunkPath {
     private var parser = SSEParser()
     private var decoder: any StreamDecoder

@@ -21,6 +21,10 @@ struct JobRunner<Redis: RedisCommandSink, Transport: ProviderTransport>: Sendabl
     let environment: [String: String]
     let metrics: WorkerMetrics
     let limiter: RateLimiter
+    /// Whether something wakes Redis's thread once per round of the transport's thread
+    /// (the worker has its `CurlClient` do so): chunk events are then queued without a
+    /// wake each. Off, each chunk event wakes the thread if it sleeps.
+    var chunkEventsWakePerRound = false
     /// Waits between attempts, in seconds; tests record the delays instead of waiting.
     var sleep: @Sendable (Double) async -> Void = { try? await Task.sleep(for: .seconds(saturating: $0)) }
 
@@ -313,32 +317,22 @@ struct JobRunner<Redis: RedisCommandSink, Transport: ProviderTransport>: Sendabl
                     events.emit(.chatCompletionRequest, data: JobRunner.requestEvent(
                         provider: provider.name, model: model, body: attempts == 1 && rateLimited == 0 ? httpRequest.body : [],
                         maxBodyBytes: config.worker.echoInputMaxBytes))
-                    // Redis cannot keep up: hold this stream back (never drop its events).
-                    var redisFull = false
-                    let redis = self.redis
-                    let outcome = try await providers.run(call, format: format, request: httpRequest, onChunk: { chunk, _ in
-                        if chunkGate.isOpen, !events.emit(.chunk, data: chunk.json) { redisFull = true }
-                        // Only content counts: a retry after a role-only chunk repeats nothing
-                        // a reader would notice.
-                        if chunk.chunk.carriesContent {
-                            // The first token is an event of the attempt's span; chunks make none.
-                            if published == 0 { attemptSpan?.addEvent("first token") }
-                            published += 1
-                        }
-                    }, afterRead: {
-                        await chunkGate.refresh(redis: redis)
-                        if redisFull {
-                            redisFull = false
-                            await redis.waitForRoom()
-                        }
-                    })
+                    // The attempt's chunk events go out from where the provider's bytes
+                    // arrive; the relay holds the run's events and gate meanwhile.
+                    let relay = ChunkRelay(events: events, gate: chunkGate, span: attemptSpan, wakesPerRound: chunkEventsWakePerRound)
+                    defer {
+                        events = relay.events
+                        chunkGate = relay.gate
+                        published = relay.published
+                    }
+                    let outcome = try await providers.run(call, format: format, request: httpRequest, sink: relay)
                     limiter.observe(bucket, headers: outcome.rateLimit, rateLimited: false)
                     // A cleared admission charged no tokens: nothing to correct.
                     if let used = outcome.accumulator.usage?.totalTokens, !cleared {
                         limiter.settle(bucket, tpm: provider.tpm, estimated: estimate, actual: used)
                     }
                     if !outcome.streamComplete {
-                        throw ProviderError(.protocolError, "the provider's stream ended before its end marker", retryable: published == 0)
+                        throw ProviderError(.protocolError, "the provider's stream ended before its end marker", retryable: relay.published == 0)
                     }
                     return succeeded(job, provider: provider.name, model: model, request: request,
                                      outcome: outcome, attempts: attempts, queueWait: queueWait, rateLimitWait: progress.rateLimitWait)

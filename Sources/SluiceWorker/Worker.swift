@@ -102,10 +102,13 @@ public final class Worker: Service {
             fromTimestampMs: Int64(saturating: (Date().timeIntervalSince1970 - Double(config.redis.eventTTLSeconds)) * 1000),
             properties: kafka.properties, logger: logger)
         let keyring = try JobKeyring.from(config.kafka, environment: environment)
+        // Streams' chunk events are queued on the curl thread as their bytes arrive; one
+        // wake of Redis's thread carries all that one round of the curl thread queued.
+        http.afterEachRound { redis.wakeIfIdle() }
         let runner = JobRunner(
             config: config, providers: ProviderRunner(client: http), redis: redis,
             prices: PriceTable(overrides: config.pricing), logger: logger, environment: environment, metrics: metrics,
-            limiter: RateLimiter(redis: redis, logger: logger, metrics: metrics))
+            limiter: RateLimiter(redis: redis, logger: logger, metrics: metrics), chunkEventsWakePerRound: true)
         let limiter = InFlightLimiter(limit: config.worker.maxInFlight)
         let renewer = ClaimRenewer(redis: redis)
         let drainDeadline = DrainDeadline()

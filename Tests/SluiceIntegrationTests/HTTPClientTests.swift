@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import SluiceHTTPClient
 import SluiceMockProvider
+import Synchronization
 import Testing
 
 /// The libcurl client against the mock provider, in process, over real loopback HTTP.
@@ -307,6 +308,109 @@ struct HTTPClientTests {
         }
     }
 
+    // MARK: Consuming in place
+
+    @Test func aConsumerGetsEveryWriteOnTheCurlThread() async throws {
+        try await withProvider { client, provider in
+            // The round hook runs on the curl thread: the consumer must run there too.
+            let hookThread = Mutex<UInt?>(nil)
+            client.afterEachRound { hookThread.withLock { $0 = UInt(pthread_self()) } }
+            let request = chatRequest(provider, stream: true, headers: ["x-mock-chunks": "10", "x-mock-chunk-delay-ms": "30"])
+            let response = try await client.execute(request)
+            let consumer = RecordingConsumer()
+            try await response.body.consume(consumer, whenPaused: { Issue.record("no pause was asked for") })
+            let seen = consumer.snapshot
+            #expect(sseEvents(seen.bytes).last == "[DONE]")
+            #expect(try contentDeltas(sseEvents(seen.bytes)).count == 10)
+            #expect(seen.calls >= 8, "one call per write, not one per body")
+            #expect(seen.threads.count == 1)
+            #expect(seen.threads.first == hookThread.withLock { $0 }, "the consumer ran off the curl thread")
+        }
+    }
+
+    @Test func chunksThatCameBeforeTheConsumerAreConsumedFirstInOrder() async throws {
+        try await withProvider { client, provider in
+            let request = chatRequest(provider, stream: true, content: "Tell me a story", headers: ["x-mock-chunks": "50"])
+            let expected = try contentDeltas(sseEvents(try await client.execute(request).body.collect()))
+            let response = try await client.execute(request)
+            try await Task.sleep(for: .milliseconds(300))  // the whole stream is buffered, and over
+            let consumer = RecordingConsumer()
+            try await response.body.consume(consumer, whenPaused: {})
+            #expect(try contentDeltas(sseEvents(consumer.snapshot.bytes)) == expected)
+        }
+    }
+
+    @Test func aPauseHoldsTheTransferUntilWhenPausedReturns() async throws {
+        try await withProvider { client, provider in
+            var request = chatRequest(provider, stream: true, headers: ["x-mock-chunks": "40", "x-mock-chunk-delay-ms": "10"])
+            // Held longer than this: a paused transfer's silence is not the server's.
+            request.idleTimeout = .milliseconds(150)
+            let response = try await client.execute(request)
+            let consumer = RecordingConsumer { call in call == 2 ? .pause : .proceed }
+            var pauses = 0
+            var deliveredWhileHeld = -1
+            try await response.body.consume(consumer, whenPaused: {
+                pauses += 1
+                let before = consumer.snapshot.calls
+                try? await Task.sleep(for: .milliseconds(400))
+                deliveredWhileHeld = consumer.snapshot.calls - before
+            })
+            #expect(pauses == 1)
+            #expect(deliveredWhileHeld == 0, "the transfer delivered while held")
+            let events = sseEvents(consumer.snapshot.bytes)
+            #expect(events.last == "[DONE]")
+            #expect(try contentDeltas(events).count == 40)
+        }
+    }
+
+    @Test func cancellingTheConsumingTaskAbortsTheTransfer() async throws {
+        try await withProvider { client, provider in
+            let request = chatRequest(provider, stream: true, headers: ["x-mock-chunks": "1000", "x-mock-chunk-delay-ms": "20"])
+            let response = try await client.execute(request)
+            let (started, startedContinuation) = AsyncStream.makeStream(of: Void.self)
+            let consumer = RecordingConsumer { call in
+                if call == 3 { startedContinuation.yield() }
+                return .proceed
+            }
+            let task = Task { try await response.body.consume(consumer, whenPaused: {}) }
+            for await _ in started { break }
+            let cancelledAt = ContinuousClock.now
+            task.cancel()
+            let result = await task.result
+            #expect(ContinuousClock.now - cancelledAt < .seconds(3))
+            #expect { try result.get() } throws: { ($0 as? HTTPClientError)?.code == .cancelled }
+            // No call after the cancel returned, and the server sees the client go away.
+            let calls = consumer.snapshot.calls
+            try await eventually { provider.stats.snapshot.abandonedStreams == 1 && provider.stats.snapshot.openConnections == 0 }
+            #expect(consumer.snapshot.calls == calls)
+        }
+    }
+
+    @Test func aFailedTransferEndsTheConsumptionWithItsErrorAfterItsChunks() async throws {
+        try await withProvider { client, provider in
+            let request = chatRequest(provider, stream: true, headers: ["x-mock-fail-after-chunks": "2"])
+            let consumer = RecordingConsumer()
+            let error = await #expect(throws: HTTPClientError.self) {
+                try await client.execute(request).body.consume(consumer, whenPaused: {})
+            }
+            #expect(error?.code == .transfer)
+            let deltas = try contentDeltas(sseEvents(consumer.snapshot.bytes))
+            #expect(deltas.count == 2, "the chunks before the failure were consumed")
+        }
+    }
+
+    @Test func stopAbortsTheTransfer() async throws {
+        try await withProvider { client, provider in
+            let request = chatRequest(provider, stream: true, headers: ["x-mock-chunks": "1000", "x-mock-chunk-delay-ms": "20"])
+            let consumer = RecordingConsumer { _ in .stop }
+            await #expect(throws: HTTPClientError.self) {
+                try await client.execute(request).body.consume(consumer, whenPaused: {})
+            }
+            #expect(consumer.snapshot.calls == 1)
+            try await eventually { provider.stats.snapshot.abandonedStreams == 1 && provider.stats.snapshot.openConnections == 0 }
+        }
+    }
+
     // MARK: Load
 
     @Test func twoHundredConcurrentStreams() async throws {
@@ -385,6 +489,35 @@ private func contentDeltas(_ events: [String]) throws -> [String] {
 
 private func jsonObject(_ bytes: [UInt8]) throws -> [String: Any] {
     try #require(try JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any])
+}
+
+/// A body consumer that keeps what it was given, how often and on which threads, and
+/// answers what `answer` says for each call (numbered from 1).
+private final class RecordingConsumer: HTTPBodyConsumer {
+    struct Seen {
+        var bytes: [UInt8] = []
+        var calls = 0
+        var threads: Set<UInt> = []
+    }
+
+    private let seen = Mutex(Seen())
+    private let answer: @Sendable (Int) -> BodyDisposition
+
+    init(answer: @escaping @Sendable (Int) -> BodyDisposition = { _ in .proceed }) {
+        self.answer = answer
+    }
+
+    var snapshot: Seen { seen.withLock { $0 } }
+
+    func receive(_ bytes: UnsafeRawBufferPointer) -> BodyDisposition {
+        let call = seen.withLock { seen in
+            seen.bytes += bytes
+            seen.calls += 1
+            seen.threads.insert(UInt(pthread_self()))
+            return seen.calls
+        }
+        return answer(call)
+    }
 }
 
 /// Polls `condition` every 10 ms for up to `timeout`.

@@ -89,20 +89,30 @@ struct ScriptedBody: ProviderResponseBody {
 
 /// Redis as a job's run sees it, away: every command is kept (events decoded from them),
 /// no round trip answers, so the rate limiter admits locally.
+///
+/// With `fullUntilWaits`, it answers that it cannot keep up until the run has waited for
+/// room that many times (every command is kept all the same).
 final class RecordingRedis: RedisCommandSink {
     private let sent = Mutex<[RedisCommand]>([])
+    private let fullUntilWaits: Int
+    private let waits = Mutex(0)
+
+    init(fullUntilWaits: Int = 0) { self.fullUntilWaits = fullUntilWaits }
+
+    /// How often the run waited for room.
+    var waitsForRoom: Int { waits.withLock { $0 } }
 
     @discardableResult func send(_ command: RedisCommand) -> Bool {
         sent.withLock { $0.append(command) }
-        return true
+        return waitsForRoom >= fullUntilWaits
     }
 
     @discardableResult func send(_ commands: [RedisCommand]) -> Bool {
         sent.withLock { $0 += commands }
-        return true
+        return waitsForRoom >= fullUntilWaits
     }
 
-    func waitForRoom() async {}
+    func waitForRoom() async { waits.withLock { $0 += 1 } }
 
     func execute(_ command: RedisCommand) async throws -> RedisReply {
         throw RedisError(.unavailable, "the recording Redis answers nothing")

@@ -24,7 +24,7 @@ struct JobRunnerTests {
     }
 
     func run(
-        _ job: Job, script: [ScriptedProvider.Reply], maxAttempts: Int = 3
+        _ job: Job, script: [ScriptedProvider.Reply], maxAttempts: Int = 3, redis: RecordingRedis = RecordingRedis()
     ) async throws -> Run {
         var config = try SluiceConfig.parse(yaml: "")
         config.providers = [
@@ -33,7 +33,6 @@ struct JobRunnerTests {
         ]
         config.worker.maxAttempts = maxAttempts
         let provider = ScriptedProvider(script)
-        let redis = RecordingRedis()
         let metrics = WorkerMetrics()
         let delays = Mutex<[Double]>([])
         var runner = JobRunner(
@@ -195,5 +194,21 @@ struct JobRunnerTests {
         #expect(unknown.sent.contains(RateLimiter.settleScript))
         let limited = try await run(cleared: true, rpm: 600)
         #expect(limited.asked == [RateLimiter.admitScript])
+    }
+
+    @Test func aRedisThatCannotKeepUpHoldsTheStreamAndLosesNoEvent() async throws {
+        let redis = RecordingRedis(fullUntilWaits: 2)
+        let stream: ScriptedProvider.Reply = .stream([
+            ScriptedProvider.chunk("a"), ScriptedProvider.chunk("b"), ScriptedProvider.chunk("c"),
+            ScriptedProvider.chunk(finish: "stop"), "data: [DONE]\n\n",
+        ])
+        let r = try await run(job(), script: [stream], redis: redis)
+        #expect(r.response.status == .succeeded)
+        #expect(r.response.chatOutput == "abc")
+        // Held after each of the first two chunk events (Redis full), then carried on.
+        #expect(redis.waitsForRoom == 2)
+        #expect(redis.events(.chunk).count == 4, "no chunk event dropped while held")
+        let seqs = redis.events.compactMap { $0["seq"]?.intValue }
+        #expect(seqs == Array(1...seqs.count), "seq stays gap-free")
     }
 }

@@ -33,6 +33,8 @@ final class CurlEventLoop: @unchecked Sendable {
         case add(CurlTransfer)
         case abort(TransferState)
         case resume(TransferState)
+        case attach(any HTTPBodyConsumer, TransferState)
+        case release(TransferState)
     }
 
     private struct Inbox {
@@ -44,6 +46,8 @@ final class CurlEventLoop: @unchecked Sendable {
     private let inbox = Mutex(Inbox())
     private let logger: Logger
     private let thread = Mutex<DedicatedThread?>(nil)
+    /// Run on the loop thread after each round of libcurl callbacks.
+    private let roundHooks = Mutex<[@Sendable () -> Void]>([])
     private let epoll: Int32
     /// Written to wake the loop for commands.
     private let wakeup: Int32
@@ -131,6 +135,23 @@ final class CurlEventLoop: @unchecked Sendable {
         self.send(.resume(state))
     }
 
+    /// Has the loop feed `state`'s body to `consumer` from now on. False once the loop is
+    /// shut down.
+    func attach(_ consumer: any HTTPBodyConsumer, to state: TransferState) -> Bool {
+        self.send(.attach(consumer, state))
+    }
+
+    /// Resumes a transfer whose consumer asked for a pause.
+    func release(_ state: TransferState) {
+        self.send(.release(state))
+    }
+
+    /// Runs `hook` on the loop thread after every round of libcurl callbacks (body
+    /// consumers included), before the transfers that ended in the round are reported.
+    func afterEachRound(_ hook: @escaping @Sendable () -> Void) {
+        self.roundHooks.withLock { $0.append(hook) }
+    }
+
     @discardableResult
     private func send(_ command: Command) -> Bool {
         self.inbox.withLock { inbox in
@@ -188,6 +209,7 @@ final class CurlEventLoop: @unchecked Sendable {
                 self.curlTimer = nil
                 self.act(on: sluice_curl_socket_timeout, 0, &running)
             }
+            self.roundEnded()
             self.collectFinished()
             var timeout = self.expireTimeouts(now: .now)
             if let due = self.curlTimer {
@@ -212,7 +234,10 @@ final class CurlEventLoop: @unchecked Sendable {
                 if e & (EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0 { flags |= CURL_CSELECT_ERR }
                 self.act(on: fd, flags, &running)
             }
-            if ready > 0 { self.collectFinished() }
+            if ready > 0 {
+                self.roundEnded()
+                self.collectFinished()
+            }
         }
 
         let error = HTTPClientError(.shutdown, "HTTP client shut down")
@@ -222,6 +247,12 @@ final class CurlEventLoop: @unchecked Sendable {
         }
         self.active.removeAll()
         curl_multi_cleanup(self.multi)
+    }
+
+    private func roundEnded() {
+        self.roundHooks.withLock { hooks in
+            for hook in hooks { hook() }
+        }
     }
 
     private func act(on socket: curl_socket_t, _ flags: Int32, _ running: inout Int32) {
@@ -256,6 +287,13 @@ final class CurlEventLoop: @unchecked Sendable {
 
         case .resume(let state):
             self.active[ObjectIdentifier(state)]?.resume(at: now)
+
+        case .attach(let consumer, let state):
+            // The transfer may have ended already: its buffered chunks are consumed all the same.
+            if state.attach(consumer) { self.active[ObjectIdentifier(state)]?.resume(at: now) }
+
+        case .release(let state):
+            if state.release() { self.active[ObjectIdentifier(state)]?.resume(at: now) }
         }
     }
 
