@@ -314,7 +314,10 @@ struct HTTPClientTests {
         try await withProvider { client, provider in
             // The round hook runs on the curl thread: the consumer must run there too.
             let hookThread = Mutex<UInt?>(nil)
-            client.afterEachRound { hookThread.withLock { $0 = UInt(pthread_self()) } }
+            client.afterEachRound {
+                hookThread.withLock { $0 = UInt(pthread_self()) }
+                return nil
+            }
             let request = chatRequest(provider, stream: true, headers: ["x-mock-chunks": "10", "x-mock-chunk-delay-ms": "30"])
             let response = try await client.execute(request)
             let consumer = RecordingConsumer()
