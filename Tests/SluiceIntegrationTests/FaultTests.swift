@@ -383,6 +383,8 @@ struct BadInputTests {
     @Test func secretsNeverAppearInLogsEventsResultsOrTheDLQ() async throws {
         let jobKey = "sk-job-SECRET-7f3a9c"
         let envKey = "sk-env-SECRET-51bd20"
+        // A key pasted into free text, under no key name: only the `sk-` word rule masks it.
+        let bareKey = "sk-bare-SECRET-4d2e8a"
         let logs = CapturedLogs()
         try await TestStack.with(worker: false, configure: { c in
             c.providers = c.providers.map { p in
@@ -402,8 +404,12 @@ struct BadInputTests {
             try await stack.submitRaw(Array(#"{"id": "k/5", "messages": 1, "api_key": "\#(jobKey)"}"#.utf8), key: "k5")
             // A readable id with a field out of range: a failed result, which must not hold it either.
             try await stack.submitRaw(Array(#"{"id": "k6", "chat_input": "x", "temperature": 9, "api_key": "\#(jobKey)"}"#.utf8), key: "k6")
+            // Too broken to read as a job: the DLQ keeps its value (and the log its reason),
+            // the bare key in its free text masked in both; so is the one in its message key.
+            try await stack.submitRaw(Array(#"{"id": "k7", "chat_input": "my key is \#(bareKey), keep it", "stream": tru"#.utf8),
+                                      key: "k7 \(bareKey)")
             let results = try await stack.waitForResults(5)
-            _ = try await dlq.waitForDistinctKeys(1, timeout: .seconds(30))
+            _ = try await dlq.waitForDistinctKeys(2, timeout: .seconds(30))
             try await worker.stop()
 
             var haystack = logs.all.joined(separator: "\n")
@@ -421,6 +427,8 @@ struct BadInputTests {
             #expect(logs.all.count > 5, "the worker logged something to search")
             #expect(!haystack.contains(jobKey))
             #expect(!haystack.contains(envKey))
+            #expect(!haystack.contains(bareKey))
+            #expect(dlq.all.count >= 2, "both unreadable messages reached the DLQ")
             #expect(!haystack.contains("SECRET"))
         }
     }
