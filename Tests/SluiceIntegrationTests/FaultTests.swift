@@ -192,15 +192,20 @@ struct ProviderFaultTests {
                 #expect(r.metrics.streamComplete == false)
                 #expect(r.error?.type == "provider_protocol_error", "\(id): \(String(describing: r.error))")
             }
+            // Its whole reply was streamed, only the end is missing: it is kept, and counted.
+            let nofinish = try #require(results["nofinish"])
+            #expect(nofinish.chatOutput?.isEmpty == false, "what was streamed is kept")
+            #expect((nofinish.usage?.completionTokens ?? 0) > 0)
         }
     }
 
     @Test func idleAndFirstTokenTimeouts() async throws {
         try await TestStack.with(configure: {
             $0.worker.maxAttempts = 2
-            // Limits well above the healthy job's pace, so a busy CI machine does not trip them.
+            // Limits well above the healthy job's pace, so a busy CI machine does not trip them;
+            // the idle one longer, so that the first-token one is what ends a slow first token.
             $0.worker.firstTokenTimeoutSeconds = 1.5
-            $0.worker.idleTimeoutSeconds = 1.5
+            $0.worker.idleTimeoutSeconds = 4
         }) { stack in
             try await stack.submit(["id": "slowfirst", "provider": "mock", "model": "m-ttft=8000", "chat_input": "x"])
             try await stack.submit(["id": "stall", "provider": "mock", "model": "m-chunks=3,delay=8000", "chat_input": "x"])
@@ -213,6 +218,8 @@ struct ProviderFaultTests {
             #expect(slow.metrics.attempts == 2)
             let t = startedTimes(try await stack.events(of: "slowfirst"))
             #expect(t.count == 2)
+            // 1.5 s and a backoff of at most 0.25 s: the idle timeout alone would take 4 s.
+            if t.count == 2 { #expect(t[1] - t[0] < 3.5, "the first attempt ended \(t[1] - t[0]) s after it started") }
 
             let stall = try #require(results["stall"])
             #expect(stall.error?.type == "timeout")
