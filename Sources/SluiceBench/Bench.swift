@@ -163,7 +163,7 @@ public enum Bench {
                 report.paced = await scenarios.paced(
                     label: "pc", path: .chatCompletions, baseURL: stack.gatewayURL, streams: s.pacedStreams, chunks: s.pacedChunks,
                     paceMs: s.pacedPaceMs, grace: .seconds(s.pacedGraceSeconds),
-                    processes: ["worker": stack.worker.pid, "gateway": stack.gateway.pid])
+                    processes: ["worker": stack.worker.pid, "gateway": stack.gateway.pid, "redis": stack.redis.pid, "bench": getpid()])
             }
             if options.runs(.peer) || options.runs(.paced) {
                 report.peer = try await Peer.run(

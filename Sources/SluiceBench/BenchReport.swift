@@ -253,6 +253,9 @@ public struct BenchReport: Sendable, Encodable {
                 let perFrame = p.cpuMicrosPerFrame(process).map { fmt($0, 2) + " µs" } ?? "–"
                 md += "| \(name) | \(process) CPU per content chunk delivered (per SSE frame) | \(perChunk) (\(perFrame)) | \(fmt(p.cpuSeconds[process] ?? 0, 1)) CPU s |\n"
             }
+            if let busy = p.machineBusy {
+                md += "| \(name) | the machine's CPUs kept busy by the processes above | \(fmt(busy * 100, 0)) % | \(fmt(p.cpuSeconds.values.reduce(0, +), 1)) CPU s in \(fmt(p.seconds, 1)) s on \(ProcessInfo.processInfo.activeProcessorCount) CPUs |\n"
+            }
         }
         if let j = perJob {
             md += "| per-job | worker CPU per one-chunk job (\(j.jobs) jobs, Kafka and Redis work included) | \(fmt(j.workerCPUMicrosPerJob, 1)) µs | \(fmt(Double(j.jobs) / j.seconds, 0)) jobs/s, \(j.providerConnections) provider connections, \(j.failed) failed |\n"

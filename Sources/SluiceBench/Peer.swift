@@ -77,7 +77,7 @@ enum Peer {
                 step("peer paced: \(s.pacedStreams) streams × \(s.pacedChunks) chunks every \(s.pacedPaceMs) ms through LiteLLM")
                 paced = await scenarios.paced(
                     label: "peerpc", path: .peer, baseURL: base, bearer: masterKey, streams: s.pacedStreams, chunks: s.pacedChunks,
-                    paceMs: s.pacedPaceMs, grace: .seconds(s.pacedGraceSeconds), processes: ["litellm": proxy.pid])
+                    paceMs: s.pacedPaceMs, grace: .seconds(s.pacedGraceSeconds), processes: ["litellm": proxy.pid, "bench": getpid()])
             }
             return PeerResult(name: name, version: version, firstToken: results, paced: paced, skipped: nil)
         }

@@ -370,8 +370,17 @@ public struct PacedResult: Sendable, Codable {
     /// on this shared machine plus back-pressure from the reader of its stream.
     var providerWriteLateness: LatencySummary
     var failedStreams: Int
-    /// CPU seconds over the run, by process (`worker`, `gateway`, `litellm`).
+    /// CPU seconds over the run, by process (`worker`, `gateway`, `litellm`, `redis`, and
+    /// `bench`: the provider and the readers, in this process).
     var cpuSeconds: [String: Double]
+
+    /// The share of the machine's CPUs the measured processes kept busy over the run: near
+    /// 1 means lateness is the queue of a saturated machine, not of one process.
+    var machineBusy: Double? {
+        let cores = Double(ProcessInfo.processInfo.activeProcessorCount)
+        guard seconds > 0, cores > 0 else { return nil }
+        return cpuSeconds.values.reduce(0, +) / seconds / cores
+    }
 
     func cpuMicrosPerChunk(_ process: String) -> Double? {
         guard let s = cpuSeconds[process], deliveredChunks > 0 else { return nil }
@@ -434,7 +443,11 @@ extension Scenarios {
             var frames = 0
             var failed = false
         }
-        func cpu() -> [String: Double] { processes.mapValues { ProcStats.treeCPUSeconds(pid: $0) ?? 0 } }
+        // The bench process is the parent of the whole stack: count its own threads only.
+        let own = getpid()
+        func cpu() -> [String: Double] {
+            processes.mapValues { pid in (pid == own ? ProcStats.cpuSeconds(pid: pid) : ProcStats.treeCPUSeconds(pid: pid)) ?? 0 }
+        }
         let cpu0 = cpu()
         let started = ContinuousClock.now
         let readings = await withTaskGroup(of: Reading.self, returning: [Reading].self) { group in
