@@ -414,6 +414,28 @@ struct HTTPClientTests {
         }
     }
 
+    // MARK: Secrets
+
+    /// Request headers carry API keys: however headers or a request are printed (log
+    /// interpolation, `print`, `dump`), the names show and the values never do.
+    @Test func headersAndRequestsPrintHeaderNamesOnly() {
+        let secret = "sk-test-0123456789abcdefSECRET"
+        let headers: HTTPHeaders = ["authorization": "Bearer \(secret)", "x-api-key": secret, "content-type": "application/json"]
+        let request = CurlRequest(url: "https://api.example.com/v1/chat/completions", headers: headers, body: Array("{}".utf8))
+        var dumped = ""
+        dump(headers, to: &dumped)
+        dump(request, to: &dumped)
+        let printed = [
+            headers.description, headers.debugDescription, "\(headers)", String(describing: headers), String(reflecting: headers),
+            request.description, request.debugDescription, "\(request)", String(reflecting: request), dumped,
+        ]
+        for text in printed {
+            #expect(!text.contains(secret) && !text.contains("application/json"), "a header value was printed: \(text)")
+        }
+        #expect(headers.description == "[authorization, x-api-key, content-type]")
+        #expect(dumped.contains("authorization") && dumped.contains("x-api-key"))
+    }
+
     // MARK: Load
 
     @Test func twoHundredConcurrentStreams() async throws {
