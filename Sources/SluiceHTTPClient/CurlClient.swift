@@ -70,8 +70,10 @@ public final class CurlClient: Sendable {
     /// what one wake-up of the thread received, across all transfers, and before any
     /// transfer that ended in the round is reported to its task. Where a consumer that
     /// queues work for another thread wakes it once for the round rather than per
-    /// chunk. Keep it short: it delays every transfer.
-    public func afterEachRound(_ hook: @escaping @Sendable () -> Void) {
+    /// chunk. Keep it short: it delays every transfer. The hook answers how soon it
+    /// wants to run again even if nothing arrives (nil: at the next round, whenever that
+    /// is): where it defers work it must not forget.
+    public func afterEachRound(_ hook: @escaping @Sendable () -> Duration?) {
         self.loop.afterEachRound(hook)
     }
 

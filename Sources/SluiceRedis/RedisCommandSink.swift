@@ -12,8 +12,9 @@ public protocol RedisCommandSink: AnyObject, Sendable {
     /// until `wakeIfIdle()` (or the next `send`): for a producer that queues many
     /// commands in a burst and then wakes the thread once.
     @discardableResult func sendWithoutWaking(_ command: RedisCommand) -> Bool
-    /// Wakes the connection thread if it sleeps with commands queued.
-    func wakeIfIdle()
+    /// Wakes the connection thread if it sleeps with commands queued, at most once every
+    /// `interval`; answers how long until queued commands may wake it, when they wait.
+    @discardableResult func wakeIfIdle(atMostEvery interval: Duration) -> Duration?
     /// Returns once there is room for more commands.
     func waitForRoom() async
     /// Runs `command` and returns its reply.
@@ -24,7 +25,7 @@ public protocol RedisCommandSink: AnyObject, Sendable {
 
 extension RedisCommandSink {
     @discardableResult public func sendWithoutWaking(_ command: RedisCommand) -> Bool { send(command) }
-    public func wakeIfIdle() {}
+    @discardableResult public func wakeIfIdle(atMostEvery interval: Duration) -> Duration? { nil }
 }
 
 extension RedisConnection: RedisCommandSink {}

@@ -90,9 +90,14 @@ public final class RedisConnection: Sendable {
     }
 
     /// Wakes the connection's thread if it sleeps with commands queued by
-    /// `sendWithoutWaking(_:)`.
-    public func wakeIfIdle() {
-        core.wakeIfIdle()
+    /// `sendWithoutWaking(_:)`, but at most once every `interval`: when the last wake is
+    /// more recent, the commands wait for the next and the answer says how long that is.
+    /// So a steady trickle of commands (paced streams: a chunk here, a chunk there) costs
+    /// one wake, one write and one read of replies per interval rather than per command,
+    /// while a lone command after a quiet spell goes at once.
+    @discardableResult
+    public func wakeIfIdle(atMostEvery interval: Duration = .zero) -> Duration? {
+        core.wakeIfIdle(atMostEvery: interval)
     }
 
     /// Queues `commands`, in order, and returns at once. See `send(_:)`.
@@ -194,6 +199,8 @@ private struct ConnectionState {
     var queuedRequests = 0
     /// The thread sleeps waiting for work and must be signalled.
     var threadIsIdle = false
+    /// When `wakeIfIdle(atMostEvery:)` last woke the thread.
+    var lastDeferredWake: ContinuousClock.Instant?
     var isConnected = false
     var droppedCommands = 0
     /// Every script a command was queued with, by SHA1: the thread loads those its
@@ -295,11 +302,18 @@ private final class ConnectionCore: Sendable {
         return room
     }
 
-    func wakeIfIdle() {
-        let signal = state.withLock { state in
-            state.queue.isEmpty ? false : state.takeIdleThread()
+    func wakeIfIdle(atMostEvery interval: Duration) -> Duration? {
+        let (signal, wait) = state.withLock { state -> (Bool, Duration?) in
+            guard !state.queue.isEmpty, state.threadIsIdle else { return (false, nil) }
+            let now = ContinuousClock.now
+            if let last = state.lastDeferredWake, now - last < interval {
+                return (false, interval - (now - last))
+            }
+            state.lastDeferredWake = now
+            return (state.takeIdleThread(), nil)
         }
         if signal { state.signal() }
+        return wait
     }
 
     func enqueue(_ commands: [RedisCommand]) -> Bool {

@@ -332,7 +332,11 @@ struct JobRunner<Redis: RedisCommandSink, Transport: ProviderTransport>: Sendabl
                         limiter.settle(bucket, tpm: provider.tpm, estimated: estimate, actual: used)
                     }
                     if !outcome.streamComplete {
-                        throw ProviderError(.protocolError, "the provider's stream ended before its end marker", retryable: relay.published == 0)
+                        var incomplete = ProviderError(
+                            .protocolError, "the provider's stream ended before its end marker", retryable: relay.published == 0)
+                        // What was streamed goes into the failed result, its tokens counted.
+                        incomplete.partial = outcome
+                        throw incomplete
                     }
                     return succeeded(job, provider: provider.name, model: model, request: request,
                                      outcome: outcome, attempts: attempts, queueWait: queueWait, rateLimitWait: progress.rateLimitWait)

@@ -103,8 +103,10 @@ public final class Worker: Service {
             properties: kafka.properties, logger: logger)
         let keyring = try JobKeyring.from(config.kafka, environment: environment)
         // Streams' chunk events are queued on the curl thread as their bytes arrive; one
-        // wake of Redis's thread carries all that one round of the curl thread queued.
-        http.afterEachRound { redis.wakeIfIdle() }
+        // wake of Redis's thread carries all that one round of the curl thread queued, and
+        // at most one wake a millisecond carries a trickle of paced chunks (a chunk after
+        // a quiet millisecond goes at once).
+        http.afterEachRound { redis.wakeIfIdle(atMostEvery: Worker.chunkWakeInterval) }
         let runner = JobRunner(
             config: config, providers: ProviderRunner(client: http), redis: redis,
             prices: PriceTable(overrides: config.pricing), logger: logger, environment: environment, metrics: metrics,
@@ -464,6 +466,10 @@ public final class Worker: Service {
             return 10
         }
     }
+
+    /// How often at most the curl thread wakes Redis's thread for chunk events it queued:
+    /// a millisecond bounds what a chunk can wait for its write.
+    static let chunkWakeInterval: Duration = .milliseconds(1)
 
     private static let runIDAlphabet = Array("0123456789abcdefghijklmnopqrstuvwxyz".utf8)
 

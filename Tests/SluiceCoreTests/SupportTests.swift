@@ -83,6 +83,15 @@ import Glibc
         for _ in 0..<3 { #expect(await semaphore.acquire(.limited)) }
         #expect(semaphore.isFull(.limited))
         #expect(!semaphore.isFull(.full))
+        // The fourth permit is the reserve: a limited caller waits for it, and leaves
+        // without it when cancelled.
+        let fourth = Task { await semaphore.acquire(.limited) }
+        try? await Task.sleep(for: .milliseconds(50))
+        #expect(semaphore.inUse == 3, "a limited caller took the reserve")
+        fourth.cancel()
+        let tookTheReserve = await fourth.value
+        #expect(!tookTheReserve)
+        if tookTheReserve { semaphore.release() }
         #expect(await semaphore.acquire(.full))
         let order = Order()
         let limited = Task {
@@ -99,6 +108,30 @@ import Glibc
         await full.value
         semaphore.release()  // 3 in use again, below nothing for limited (limit 3)
         semaphore.release()  // 2 in use: the limited waiter
+        await limited.value
+        #expect(order.all == ["full", "limited"])
+    }
+
+    /// Without a reserve (a small `max_in_flight`), a freed permit that either waiter
+    /// could take goes to the full-share one, however long the limited one has waited.
+    @Test func aFreedPermitGoesToAFullWaiterBeforeALimitedOne() async {
+        let semaphore = AsyncSemaphore(permits: 1, limitedPermits: 1)
+        #expect(await semaphore.acquire(.full))
+        let order = Order()
+        let limited = Task {
+            _ = await semaphore.acquire(.limited)
+            order.append("limited")
+            semaphore.release()
+        }
+        try? await Task.sleep(for: .milliseconds(50))
+        let full = Task {
+            _ = await semaphore.acquire(.full)
+            order.append("full")
+            semaphore.release()
+        }
+        try? await Task.sleep(for: .milliseconds(50))
+        semaphore.release()
+        await full.value
         await limited.value
         #expect(order.all == ["full", "limited"])
     }

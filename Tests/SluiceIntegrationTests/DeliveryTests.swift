@@ -153,17 +153,21 @@ struct DeliveryTests {
 
     @Test func aJobLongerThanThePollIntervalKeepsItsWorkerInTheGroup() async throws {
         // librdkafka evicts a consumer that does not poll for max.poll.interval.ms; the poll
-        // loop never waits for a job, so a 12 s job under a 7 s limit is run once.
-        try await TestStack.with(configure: { $0.kafka.properties["max.poll.interval.ms"] = "7000" }) { stack in
+        // loop never waits for a job, so a 12 s job under a 7 s limit is run once. With
+        // `max_in_flight: 1` the job after it finds the worker full: the partitions are
+        // paused for those 12 s, and the poll goes on.
+        try await TestStack.with(maxInFlight: 1, configure: { $0.kafka.properties["max.poll.interval.ms"] = "7000" }) { stack in
             try await stack.submit(["id": "long-1", "provider": "mock", "model": "m-chunks=12,delay=1000", "chat_input": "x"])
-            let results = try await stack.waitForResults(1, timeout: .seconds(60))
+            try await stack.submit(["id": "after-1", "provider": "mock", "model": "m", "chat_input": "x"])
+            let results = try await stack.waitForResults(2, timeout: .seconds(60))
             #expect(results["long-1"]?.status == .succeeded)
             #expect(results["long-1"]?.metrics.attempts == 1)
-            // Committed: it cannot come back, and it ran once.
+            #expect(results["after-1"]?.status == .succeeded)
+            // Committed: neither can come back, and each ran once.
             let lag = try await stack.waitForNoLag()
             #expect(lag.values.allSatisfy { $0 == 0 }, "\(lag)")
-            #expect(stack.results.all.count == 1)
-            #expect(stack.mock.stats.snapshot.requests == 1)
+            #expect(stack.results.all.count == 2, "a job delivered again after an eviction")
+            #expect(stack.mock.stats.snapshot.requests == 2)
         }
     }
 

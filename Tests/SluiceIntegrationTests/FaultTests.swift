@@ -192,15 +192,20 @@ struct ProviderFaultTests {
                 #expect(r.metrics.streamComplete == false)
                 #expect(r.error?.type == "provider_protocol_error", "\(id): \(String(describing: r.error))")
             }
+            // Its whole reply was streamed, only the end is missing: it is kept, and counted.
+            let nofinish = try #require(results["nofinish"])
+            #expect(nofinish.chatOutput?.isEmpty == false, "what was streamed is kept")
+            #expect((nofinish.usage?.completionTokens ?? 0) > 0)
         }
     }
 
     @Test func idleAndFirstTokenTimeouts() async throws {
         try await TestStack.with(configure: {
             $0.worker.maxAttempts = 2
-            // Limits well above the healthy job's pace, so a busy CI machine does not trip them.
+            // Limits well above the healthy job's pace, so a busy CI machine does not trip them;
+            // the idle one longer, so that the first-token one is what ends a slow first token.
             $0.worker.firstTokenTimeoutSeconds = 1.5
-            $0.worker.idleTimeoutSeconds = 1.5
+            $0.worker.idleTimeoutSeconds = 4
         }) { stack in
             try await stack.submit(["id": "slowfirst", "provider": "mock", "model": "m-ttft=8000", "chat_input": "x"])
             try await stack.submit(["id": "stall", "provider": "mock", "model": "m-chunks=3,delay=8000", "chat_input": "x"])
@@ -213,6 +218,8 @@ struct ProviderFaultTests {
             #expect(slow.metrics.attempts == 2)
             let t = startedTimes(try await stack.events(of: "slowfirst"))
             #expect(t.count == 2)
+            // 1.5 s and a backoff of at most 0.25 s: the idle timeout alone would take 4 s.
+            if t.count == 2 { #expect(t[1] - t[0] < 3.5, "the first attempt ended \(t[1] - t[0]) s after it started") }
 
             let stall = try #require(results["stall"])
             #expect(stall.error?.type == "timeout")
@@ -383,6 +390,8 @@ struct BadInputTests {
     @Test func secretsNeverAppearInLogsEventsResultsOrTheDLQ() async throws {
         let jobKey = "sk-job-SECRET-7f3a9c"
         let envKey = "sk-env-SECRET-51bd20"
+        // A key pasted into free text, under no key name: only the `sk-` word rule masks it.
+        let bareKey = "sk-bare-SECRET-4d2e8a"
         let logs = CapturedLogs()
         try await TestStack.with(worker: false, configure: { c in
             c.providers = c.providers.map { p in
@@ -402,8 +411,12 @@ struct BadInputTests {
             try await stack.submitRaw(Array(#"{"id": "k/5", "messages": 1, "api_key": "\#(jobKey)"}"#.utf8), key: "k5")
             // A readable id with a field out of range: a failed result, which must not hold it either.
             try await stack.submitRaw(Array(#"{"id": "k6", "chat_input": "x", "temperature": 9, "api_key": "\#(jobKey)"}"#.utf8), key: "k6")
+            // Too broken to read as a job: the DLQ keeps its value (and the log its reason),
+            // the bare key in its free text masked in both; so is the one in its message key.
+            try await stack.submitRaw(Array(#"{"id": "k7", "chat_input": "my key is \#(bareKey), keep it", "stream": tru"#.utf8),
+                                      key: "k7 \(bareKey)")
             let results = try await stack.waitForResults(5)
-            _ = try await dlq.waitForDistinctKeys(1, timeout: .seconds(30))
+            _ = try await dlq.waitForDistinctKeys(2, timeout: .seconds(30))
             try await worker.stop()
 
             var haystack = logs.all.joined(separator: "\n")
@@ -421,6 +434,8 @@ struct BadInputTests {
             #expect(logs.all.count > 5, "the worker logged something to search")
             #expect(!haystack.contains(jobKey))
             #expect(!haystack.contains(envKey))
+            #expect(!haystack.contains(bareKey))
+            #expect(dlq.all.count >= 2, "both unreadable messages reached the DLQ")
             #expect(!haystack.contains("SECRET"))
         }
     }

@@ -314,7 +314,10 @@ struct HTTPClientTests {
         try await withProvider { client, provider in
             // The round hook runs on the curl thread: the consumer must run there too.
             let hookThread = Mutex<UInt?>(nil)
-            client.afterEachRound { hookThread.withLock { $0 = UInt(pthread_self()) } }
+            client.afterEachRound {
+                hookThread.withLock { $0 = UInt(pthread_self()) }
+                return nil
+            }
             let request = chatRequest(provider, stream: true, headers: ["x-mock-chunks": "10", "x-mock-chunk-delay-ms": "30"])
             let response = try await client.execute(request)
             let consumer = RecordingConsumer()
@@ -409,6 +412,28 @@ struct HTTPClientTests {
             #expect(consumer.snapshot.calls == 1)
             try await eventually { provider.stats.snapshot.abandonedStreams == 1 && provider.stats.snapshot.openConnections == 0 }
         }
+    }
+
+    // MARK: Secrets
+
+    /// Request headers carry API keys: however headers or a request are printed (log
+    /// interpolation, `print`, `dump`), the names show and the values never do.
+    @Test func headersAndRequestsPrintHeaderNamesOnly() {
+        let secret = "sk-test-0123456789abcdefSECRET"
+        let headers: HTTPHeaders = ["authorization": "Bearer \(secret)", "x-api-key": secret, "content-type": "application/json"]
+        let request = CurlRequest(url: "https://api.example.com/v1/chat/completions", headers: headers, body: Array("{}".utf8))
+        var dumped = ""
+        dump(headers, to: &dumped)
+        dump(request, to: &dumped)
+        let printed = [
+            headers.description, headers.debugDescription, "\(headers)", String(describing: headers), String(reflecting: headers),
+            request.description, request.debugDescription, "\(request)", String(reflecting: request), dumped,
+        ]
+        for text in printed {
+            #expect(!text.contains(secret) && !text.contains("application/json"), "a header value was printed: \(text)")
+        }
+        #expect(headers.description == "[authorization, x-api-key, content-type]")
+        #expect(dumped.contains("authorization") && dumped.contains("x-api-key"))
     }
 
     // MARK: Load

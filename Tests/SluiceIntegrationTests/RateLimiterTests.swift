@@ -151,6 +151,38 @@ struct RateLimiterTests {
         }
     }
 
+    /// Interactive first across workers too: while an interactive admission waits on one
+    /// worker, a batch one on another steps back, even one that needs no tokens and
+    /// would otherwise go at once.
+    @Test func anInteractiveAdmissionWaitingOnOneWorkerHoldsBackBatchOnAnother() async throws {
+        try await withLimiters(2) { limiters, connections in
+            let bucket = freshBucket()
+            // 600 tokens a minute: the first request takes the whole second's worth.
+            _ = try await limiters[0].admit(bucket, rpm: nil, tpm: 600, cost: 10, lane: .batch, deadline: far)
+            let order = Admitted()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    _ = try await limiters[0].admit(bucket, rpm: nil, tpm: 600, cost: 10, lane: .interactive, deadline: self.far)
+                    order.append("interactive")
+                }
+                // The interactive admission waits for the tokens (about a second), and the
+                // bucket says so to every worker.
+                var marked = false
+                for _ in 0..<50 where !marked {
+                    marked = try await connections[1].execute(RedisCommand("HEXISTS", bucket.redisKey, "iw")).int == 1
+                    if !marked { try await Task.sleep(for: .milliseconds(10)) }
+                }
+                #expect(marked, "the waiting interactive admission is not visible to other workers")
+                group.addTask {
+                    _ = try await limiters[1].admit(bucket, rpm: nil, tpm: 600, cost: 0, lane: .batch, deadline: self.far)
+                    order.append("batch")
+                }
+                try await group.waitForAll()
+            }
+            #expect(order.all == ["interactive", "batch"])
+        }
+    }
+
     @Test func aWaitPastTheDeadlineExpires() async throws {
         try await withLimiters { limiters in
             let limiter = limiters[0]

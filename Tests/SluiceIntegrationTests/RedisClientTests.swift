@@ -178,6 +178,42 @@ struct RedisClientTests {
         }
     }
 
+    /// Commands queued without a wake go at the first `wakeIfIdle`, then wait out its
+    /// interval: the curl thread's trickle of paced chunk events costs one wake per
+    /// interval. Any plain send wakes the thread and takes them along.
+    @Test func deferredWakesComeAtMostOncePerInterval() async throws {
+        try await withRedis { url, _ in
+            let configuration = try RedisConfiguration(url: url)
+            let writer = RedisConnection(configuration: configuration, logger: testLogger)
+            let reader = RedisConnection(configuration: configuration, logger: testLogger)
+            defer {
+                writer.shutdown()
+                reader.shutdown()
+            }
+            let key = uniqueName("deferred")
+            _ = try await writer.execute(RedisCommand("PING"))
+            // Each round queues a new value and asks for a wake; once the thread sleeps,
+            // one round wakes it (the value is written) and the next must wait.
+            var held: (value: Int, wait: Duration)?
+            for round in 0..<100 where held == nil {
+                writer.sendWithoutWaking(RedisCommand("SET", key, String(round)))
+                if let wait = writer.wakeIfIdle(atMostEvery: .seconds(60)) {
+                    held = (round, wait)
+                } else {
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+            }
+            let (value, wait) = try #require(held)
+            #expect(wait > .seconds(50) && wait <= .seconds(60))
+            // The previous round's value was written by the wake; this one waits.
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(try await reader.execute(RedisCommand("GET", key)).string == String(value - 1))
+            // A plain send wakes the thread and the held command goes first.
+            writer.send(RedisCommand("APPEND", key, "+"))
+            try await eventually { try await reader.execute(RedisCommand("GET", key)).string == "\(value)+" }
+        }
+    }
+
     // MARK: Pub/Sub
 
     @Test func subscribeThenPublishNeverMissesTheFirstMessage() async throws {

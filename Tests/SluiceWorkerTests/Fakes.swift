@@ -235,3 +235,35 @@ final class AdmittingRedis: RedisCommandSink {
         (sent.withLock { $0.compactMap(\.script) }, asked.withLock { $0.compactMap(\.script) })
     }
 }
+
+/// Runs `body`, or fails naming `what` if it takes longer than `limit`. The body runs in
+/// a task of its own and is abandoned at the deadline: a wait that does not honour
+/// cancellation (a held acknowledgement) cannot hang the test. (The integration tests
+/// have the same helper; the two test targets share no module.)
+func within<T: Sendable>(_ limit: Duration, _ what: String, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    let gate = OnceGate()
+    return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+        Task {
+            do {
+                let value = try await body()
+                if gate.pass() { continuation.resume(returning: value) }
+            } catch {
+                if gate.pass() { continuation.resume(throwing: error) }
+            }
+        }
+        Task {
+            try? await Task.sleep(for: limit)
+            if gate.pass() { continuation.resume(throwing: TimedOut(description: "\(what) took more than \(limit)")) }
+        }
+    }
+}
+
+/// Lets exactly one caller through.
+final class OnceGate: Sendable {
+    private let open = Mutex(true)
+    func pass() -> Bool { open.withLock { o in defer { o = false }; return o } }
+}
+
+struct TimedOut: Error, CustomStringConvertible {
+    var description: String
+}

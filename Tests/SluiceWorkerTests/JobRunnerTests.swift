@@ -211,4 +211,20 @@ struct JobRunnerTests {
         let seqs = redis.events.compactMap { $0["seq"]?.intValue }
         #expect(seqs == Array(1...seqs.count), "seq stays gap-free")
     }
+
+    /// A stream that simply stops, without its finish reason or `[DONE]`, is never a
+    /// success: after content it fails with what was relayed; before any, it is retried.
+    @Test func aStreamThatEndsWithoutItsEndMarkerIsNeverASuccess() async throws {
+        let cut = try await run(job(), script: [.stream([ScriptedProvider.chunk("Hel")]), ScriptedProvider.hello])
+        #expect(cut.response.status == .failed)
+        #expect(cut.response.metrics.streamComplete == false)
+        #expect(cut.response.chatOutput == "Hel")
+        #expect(cut.provider.models == ["m1"])
+
+        let empty = try await run(job(), script: [.stream([]), ScriptedProvider.hello])
+        #expect(empty.response.status == .succeeded, "nothing was relayed: the attempt is retried")
+        #expect(empty.response.metrics.attempts == 2)
+        #expect(empty.response.metrics.streamComplete)
+        #expect(empty.response.chatOutput == "Hello")
+    }
 }

@@ -46,8 +46,9 @@ final class CurlEventLoop: @unchecked Sendable {
     private let inbox = Mutex(Inbox())
     private let logger: Logger
     private let thread = Mutex<DedicatedThread?>(nil)
-    /// Run on the loop thread after each round of libcurl callbacks.
-    private let roundHooks = Mutex<[@Sendable () -> Void]>([])
+    /// Run on the loop thread after each round of libcurl callbacks; each answers how soon
+    /// it wants to run again even if no socket is ready (nil: no sooner than it would).
+    private let roundHooks = Mutex<[@Sendable () -> Duration?]>([])
     private let epoll: Int32
     /// Written to wake the loop for commands.
     private let wakeup: Int32
@@ -148,7 +149,7 @@ final class CurlEventLoop: @unchecked Sendable {
 
     /// Runs `hook` on the loop thread after every round of libcurl callbacks (body
     /// consumers included), before the transfers that ended in the round are reported.
-    func afterEachRound(_ hook: @escaping @Sendable () -> Void) {
+    func afterEachRound(_ hook: @escaping @Sendable () -> Duration?) {
         self.roundHooks.withLock { $0.append(hook) }
     }
 
@@ -209,11 +210,16 @@ final class CurlEventLoop: @unchecked Sendable {
                 self.curlTimer = nil
                 self.act(on: sluice_curl_socket_timeout, 0, &running)
             }
-            self.roundEnded()
+            let again = self.roundEnded()
             self.collectFinished()
             var timeout = self.expireTimeouts(now: .now)
             if let due = self.curlTimer {
                 timeout = max(0, min(timeout, Self.milliseconds(from: .now, to: due, max: timeout)))
+            }
+            if let again {
+                // Rounded up: a hook that asks again in 0.4 ms must not spin the loop.
+                let ms = again <= .zero ? 0 : Int32(clamping: (again - .nanoseconds(1)).milliseconds + 1)
+                timeout = min(timeout, ms)
             }
 
             let ready = sluice_epoll_wait(self.epoll, fds, events, Int32(capacity), timeout)
@@ -249,9 +255,15 @@ final class CurlEventLoop: @unchecked Sendable {
         curl_multi_cleanup(self.multi)
     }
 
-    private func roundEnded() {
+    /// Runs the round hooks; the soonest time any of them wants to run again.
+    @discardableResult
+    private func roundEnded() -> Duration? {
         self.roundHooks.withLock { hooks in
-            for hook in hooks { hook() }
+            var soonest: Duration?
+            for hook in hooks {
+                if let again = hook() { soonest = min(soonest ?? again, again) }
+            }
+            return soonest
         }
     }
 
