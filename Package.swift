@@ -70,7 +70,11 @@ let package = Package(
             ],
             linkerSettings: [.unsafeFlags(["-Xlinker", "-rpath", "-Xlinker", rdkafkaLibDir])]
         ),
-        .target(name: "SluiceRedis", dependencies: ["CHiredis", "SluiceSupport", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "SluiceRedis", dependencies: [
+            "CHiredis", "SluiceSupport", .product(name: "Logging", package: "swift-log"),
+            // SHA1 names the Lua scripts run by EVALSHA.
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
         .target(name: "SluiceHTTPClient", dependencies: ["CCurl", "SluiceSupport", .product(name: "Logging", package: "swift-log")]),
 
         // The domain model: jobs, chunks, events, the unified response, metrics, config.

@@ -18,6 +18,9 @@ public struct RedisCommand: Sendable, Hashable {
     /// A pinned command is never dropped from `RedisConnection`'s buffer while Redis is
     /// away (a job's final event, its stored result): it waits for the connection.
     public var isPinned = false
+    /// The script an `EVALSHA` command runs (`RedisCommand(script:keys:arguments:)`): what
+    /// the connection loads, or sends as text, when Redis does not have it.
+    public internal(set) var script: RedisScript?
 
     /// A command from text arguments, e.g. `RedisCommand("SET", key, value)`.
     public init(_ arguments: String...) {

@@ -39,6 +39,16 @@ import SluiceSupport
 /// broke throws `RedisError.Code.connectionLost` instead, since only the caller knows
 /// whether retrying is safe.
 ///
+/// **Scripts.** A command built with `RedisCommand(script:keys:arguments:)` goes as
+/// `EVALSHA`. Before writing a batch, the thread loads the scripts of the commands queued
+/// so far that its connection has not loaded (`SCRIPT LOAD`, one extra round trip when
+/// a new script appears, and once per connection: a reconnect, to a restarted Redis with
+/// no scripts, loads them all again). A `NOSCRIPT` answer (the script
+/// cache was flushed under a live connection) is answered by running that command
+/// again as `EVAL` with the script's text, once the replies already in flight are read:
+/// that command then runs after the commands pipelined behind it, the one exception to
+/// the ordering above.
+///
 /// Blocking commands (`BLPOP`, `SUBSCRIBE`, …) do not belong here: they would stall every
 /// other caller. Use `RedisSubscriber` for Pub/Sub.
 public final class RedisConnection: Sendable {
@@ -193,6 +203,9 @@ private struct ConnectionState {
     var lastDeferredWake: ContinuousClock.Instant?
     var isConnected = false
     var droppedCommands = 0
+    /// Every script a command was queued with, by SHA1: the thread loads those its
+    /// connection has not loaded before it writes a batch.
+    var scripts: [String: RedisScript] = [:]
     var lifecycle = Lifecycle.running
 
     var isRunning: Bool {
@@ -201,6 +214,7 @@ private struct ConnectionState {
 
     /// Queues a command; answers whether there is room for more (see `RedisConnection.send`).
     mutating func append(_ command: RedisCommand) -> Bool {
+        if let script = command.script { note(script) }
         queue.append(.command(command))
         queuedCommands += 1
         guard queuedCommands > maxBufferedCommands else { return true }
@@ -208,6 +222,10 @@ private struct ConnectionState {
         if isConnected { return false }
         dropOldestCommands(max(1, maxBufferedCommands / 16))
         return true
+    }
+
+    mutating func note(_ script: RedisScript) {
+        if scripts[script.sha1] == nil { scripts[script.sha1] = script }
     }
 
     /// Drops the `count` oldest fire-and-forget commands that are not pinned; requests stay.
@@ -317,6 +335,9 @@ private final class ConnectionCore: Sendable {
     func enqueue(_ request: Request) {
         let (accepted, wake) = state.withLock { state -> (Bool, Bool) in
             guard state.isRunning else { return (false, false) }
+            for command in request.commands {
+                if let script = command.script { state.note(script) }
+            }
             state.queue.append(.request(request))
             state.queuedRequests += 1
             return (true, state.takeIdleThread())
@@ -376,6 +397,13 @@ private struct CommandLoop: ~Copyable {
     var lastDropReport: ContinuousClock.Instant?
     var failedCommands = 0
     var lastFailureReport: ContinuousClock.Instant?
+    /// The SHA1s of the scripts loaded on this connection (emptied on a new one).
+    var loadedScripts: Set<String> = []
+    /// Fire-and-forget script commands Redis answered `NOSCRIPT`, to run again as `EVAL`.
+    var scriptRetries: [RedisCommand] = []
+    /// Requests one of whose script commands Redis answered `NOSCRIPT`: answered once
+    /// those ran again as `EVAL`.
+    var scriptRetryRequests: [(request: Request, replies: [RedisReply])] = []
 
     init(core: ConnectionCore) {
         self.core = core
@@ -437,6 +465,7 @@ private struct CommandLoop: ~Copyable {
         var written = 0
         var answered = 0
         do {
+            try loadScripts(on: connection)
             while answered < batch.count {
                 var pipelined = 0
                 while written < batch.count, pipelined < Self.maxPipeline {
@@ -459,18 +488,36 @@ private struct CommandLoop: ~Copyable {
                         for _ in 0..<command.replyCount {
                             let reply = try connection.readReply()
                             if let message = reply.errorMessage {
-                                reportFailedCommand(command, message)
+                                if let script = command.script, message.hasPrefix("NOSCRIPT") {
+                                    loadedScripts.remove(script.sha1)
+                                    scriptRetries.append(command)
+                                } else {
+                                    reportFailedCommand(command, message)
+                                }
                             }
                         }
                     case .request(let request):
                         var replies: [RedisReply] = []
                         replies.reserveCapacity(request.commands.count)
-                        for _ in request.commands {
-                            replies.append(try connection.readReply().value)
+                        var unknownScript = false
+                        for command in request.commands {
+                            let reply = try connection.readReply()
+                            if let script = command.script, reply.errorMessage?.hasPrefix("NOSCRIPT") == true {
+                                loadedScripts.remove(script.sha1)
+                                unknownScript = true
+                            }
+                            replies.append(reply.value)
                         }
-                        request.continuation.resume(returning: replies)
+                        if unknownScript {
+                            scriptRetryRequests.append((request, replies))
+                        } else {
+                            request.continuation.resume(returning: replies)
+                        }
                     }
                     answered += 1
+                }
+                if !scriptRetries.isEmpty || !scriptRetryRequests.isEmpty {
+                    try retryWithScriptText(on: connection)
                 }
             }
         } catch {
@@ -480,10 +527,65 @@ private struct CommandLoop: ~Copyable {
         batch.removeAll(keepingCapacity: true)
     }
 
+    /// Loads the scripts queued commands use that this connection has not loaded yet,
+    /// in one round trip, before the batch is written. A script Redis refuses to load is
+    /// left to the `NOSCRIPT` fallback (and its refusal logged).
+    mutating func loadScripts(on connection: HiredisContext) throws(RedisError) {
+        let loaded = loadedScripts
+        let missing = core.state.withLock { state -> [RedisScript] in
+            state.scripts.count == loaded.count ? [] : state.scripts.values.filter { !loaded.contains($0.sha1) }
+        }
+        guard !missing.isEmpty else { return }
+        for script in missing {
+            try connection.append(RedisCommand("SCRIPT", "LOAD", script.source))
+        }
+        for script in missing {
+            let reply = try connection.readReply()
+            if let message = reply.errorMessage {
+                reportFailedCommand(RedisCommand("SCRIPT", "LOAD"), message)
+            }
+            // Refused or not, it is not asked again on this connection: a refused one's
+            // commands get NOSCRIPT and go as EVAL.
+            loadedScripts.insert(script.sha1)
+        }
+    }
+
+    /// Runs the commands that met `NOSCRIPT` again as `EVAL` with the script's text (which
+    /// also caches the script), one at a time, now that no other reply is in flight; then
+    /// answers the requests that held them.
+    mutating func retryWithScriptText(on connection: HiredisContext) throws(RedisError) {
+        while let command = scriptRetries.first {
+            if let eval = command.withScriptText {
+                let reply = try connection.command(eval)
+                if let message = reply.errorMessage { reportFailedCommand(command, message) }
+            }
+            scriptRetries.removeFirst()
+        }
+        while let (request, answered) = scriptRetryRequests.first {
+            var replies = answered
+            for (index, command) in request.commands.enumerated() {
+                guard let eval = command.withScriptText, replies[index].errorMessage?.hasPrefix("NOSCRIPT") == true else { continue }
+                replies[index] = try connection.command(eval).value
+            }
+            scriptRetryRequests.removeFirst()
+            request.continuation.resume(returning: replies)
+        }
+    }
+
     /// Drops the connection. Of the batch, written but unanswered commands go back to the
-    /// queue (at least once), written requests fail, unwritten work goes back as it was.
+    /// queue (at least once), written requests fail, unwritten work goes back as it was;
+    /// so do script commands waiting to run again as `EVAL`, and the requests holding
+    /// them.
     mutating func connectionLost(_ error: RedisError, answered: Int, written: Int) {
-        var requeue: [Work] = []
+        var requeue: [Work] = scriptRetries.map { .command($0) }
+        scriptRetries.removeAll()
+        for (request, _) in scriptRetryRequests {
+            request.continuation.resume(throwing: RedisError(
+                .connectionLost,
+                "the connection to Redis broke before the reply (\(error.message)); the command may or may not have run"
+            ))
+        }
+        scriptRetryRequests.removeAll()
         for work in batch[answered..<written] {
             switch work {
             case .command:
@@ -554,6 +656,7 @@ private struct CommandLoop: ~Copyable {
         case .attempt:
             do {
                 connection = try connect()
+                loadedScripts.removeAll()
                 backoff.reset()
                 core.state.withLock { $0.isConnected = true }
                 outage.connected()

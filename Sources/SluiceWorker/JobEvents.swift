@@ -142,7 +142,7 @@ struct JobEvents<Redis: RedisCommandSink> {
     /// on the same connection, so it runs after every event of the run; it leaves the
     /// stream alone if another run holds the job.
     func compactReplay() {
-        redis.send(RedisCommand(ReplayCompaction.arguments(jobID: jobID, run: run).map { Array($0.utf8) }))
+        redis.send(RedisCommand(script: JobEventScripts.compact, evalArguments: ReplayCompaction.arguments(jobID: jobID, run: run)))
     }
 
     /// Stores the final result and adds the job to its tenant's usage of the day
@@ -154,11 +154,17 @@ struct JobEvents<Redis: RedisCommandSink> {
         ])
         command.isPinned = true
         let tenant = String(decoding: self.tenant, as: UTF8.self)
-        var usage = RedisCommand(TenantUsage.recordArguments(
-            jobID: jobID, tenant: tenant, day: UsageDay(unixSeconds: finishedAt), response: response).map { Array($0.utf8) })
+        var usage = RedisCommand(script: JobEventScripts.recordUsage, evalArguments: TenantUsage.recordArguments(
+            jobID: jobID, tenant: tenant, day: UsageDay(unixSeconds: finishedAt), response: response))
         usage.isPinned = true
         redis.send([command, usage])
     }
+}
+
+/// The scripts a job's end runs, by their SHA1 (a generic type has no stored statics).
+enum JobEventScripts {
+    static let compact = RedisScript(ReplayCompaction.compactScript)
+    static let recordUsage = RedisScript(TenantUsage.recordScript)
 }
 
 extension RedisCommand {

@@ -39,9 +39,13 @@ struct JobRunner<Redis: RedisCommandSink, Transport: ProviderTransport>: Sendabl
     /// result stored, and the job's readers wait for the run that takes it over.
     /// - Parameter trace: the job's trace: each provider attempt is a span of it (tracing
     ///   on) and sends its context to the provider.
+    /// - Parameter clearedBucket: the rate-limit bucket Redis said was clear when the run
+    ///   was claimed (`unlimitedFirstBucket`): the first admission to it asks Redis
+    ///   nothing more.
     func run(
         _ job: Job, run: String, lastSeq: Int, producedAtMs: Int64?, lane: JobPriority = .interactive,
-        spend: SpendCheck? = nil, trace: JobTrace = .untraced, cancelledByUser: @Sendable () -> Bool = { false }
+        spend: SpendCheck? = nil, clearedBucket: RateLimiter.Bucket? = nil, trace: JobTrace = .untraced,
+        cancelledByUser: @Sendable () -> Bool = { false }
     ) async -> (response: UnifiedResponse, json: [UInt8])? {
         let startedWall = WallClock.now()
         let queueWait = producedAtMs.map { max(0, startedWall - Double($0) / 1000) }
@@ -74,7 +78,8 @@ struct JobRunner<Redis: RedisCommandSink, Transport: ProviderTransport>: Sendabl
                     attempts: 0)
             }
             response = try await attempt(job, events: &events, lane: lane, startBy: startByMonotonic, startByWall: startBy,
-                                         waitBound: waitBound, progress: &progress, queueWait: queueWait, trace: trace, logger: logger)
+                                         waitBound: waitBound, progress: &progress, queueWait: queueWait, clearedBucket: clearedBucket,
+                                         trace: trace, logger: logger)
         } catch {
             if Task.isCancelled && !cancelledByUser() {
                 logger.info("run cut off by shutdown; the job will run again where its partition goes")
@@ -199,9 +204,23 @@ struct JobRunner<Redis: RedisCommandSink, Transport: ProviderTransport>: Sendabl
         var attempts: Int
     }
 
+    /// The rate-limit bucket of the job's first target when that provider has no
+    /// configured limit: the run claim asks Redis whether it is clear (`RateLimiter`).
+    /// Nil for a job whose target needs resolving from a template, or that has a limit.
+    func unlimitedFirstBucket(_ job: Job) -> RateLimiter.Bucket? {
+        if case .prompt = job.request { return nil }
+        guard let request = try? resolve(job),
+              let (provider, _) = try? config.resolve(provider: request.provider, model: request.model),
+              provider.rpm == nil, provider.tpm == nil
+        else { return nil }
+        let apiKey = job.apiKey ?? provider.apiKeyEnv.flatMap { environment[$0] }.map(Secret.init)
+        return RateLimiter.Bucket(provider: provider.name, baseURL: provider.baseURL, apiKey: apiKey)
+    }
+
     private func attempt(
         _ job: Job, events: inout JobEvents<Redis>, lane: JobPriority, startBy: Double, startByWall: Double?,
-        waitBound: (seconds: Double, name: String), progress: inout Progress, queueWait: Double?, trace: JobTrace, logger: Logger
+        waitBound: (seconds: Double, name: String), progress: inout Progress, queueWait: Double?, clearedBucket: RateLimiter.Bucket?,
+        trace: JobTrace, logger: Logger
     ) async throws -> UnifiedResponse {
         let request = try resolve(job)
         let messages = request.messages
@@ -249,9 +268,11 @@ struct JobRunner<Redis: RedisCommandSink, Transport: ProviderTransport>: Sendabl
                 // Wait for the shared rate limit (and any hold a 429 set); this spends
                 // neither an attempt nor a connection.
                 let admitBy = deadline ?? startBy
+                // Only the job's first admission may use what the claim read of the bucket.
+                let cleared = attempts == 0 && rateLimited == 0 && targetIndex == 0 && clearedBucket == bucket
                 do {
                     progress.rateLimitWait += try await limiter.admit(
-                        bucket, rpm: provider.rpm, tpm: provider.tpm, cost: estimate, lane: lane, deadline: admitBy)
+                        bucket, rpm: provider.rpm, tpm: provider.tpm, cost: estimate, lane: lane, deadline: admitBy, cleared: cleared)
                 } catch let expired as RateLimiter.Expired {
                     progress.rateLimitWait += expired.waited
                     if deadline != nil {
@@ -306,7 +327,8 @@ struct JobRunner<Redis: RedisCommandSink, Transport: ProviderTransport>: Sendabl
                     }
                     let outcome = try await providers.run(call, format: format, request: httpRequest, sink: relay)
                     limiter.observe(bucket, headers: outcome.rateLimit, rateLimited: false)
-                    if let used = outcome.accumulator.usage?.totalTokens {
+                    // A cleared admission charged no tokens: nothing to correct.
+                    if let used = outcome.accumulator.usage?.totalTokens, !cleared {
                         limiter.settle(bucket, tpm: provider.tpm, estimated: estimate, actual: used)
                     }
                     if !outcome.streamComplete {
@@ -337,7 +359,7 @@ struct JobRunner<Redis: RedisCommandSink, Transport: ProviderTransport>: Sendabl
                         retry -= 1
                         // Not started yet: the timeout counts from a request that is not refused.
                         if attempts == 0 { deadline = nil }
-                        limiter.settle(bucket, tpm: provider.tpm, estimated: estimate, actual: 0)
+                        if !cleared { limiter.settle(bucket, tpm: provider.tpm, estimated: estimate, actual: 0) }
                         let hold = limiter.observe(bucket, headers: pe.rateLimit ?? RateLimitHeaders(retryAfter: pe.retryAfter),
                                                    rateLimited: true, fallbackHold: JobRunner.backoff(retry: rateLimited, retryAfter: nil))
                         rateLimited += 1

@@ -27,6 +27,13 @@ import SluiceSupport
 ///   headers stand in for `rpm` / `tpm` where none is configured.
 /// - lanes: while an interactive admission is waiting, batch admissions step back.
 ///
+/// A bucket with no configured limit costs no round trip of its own in the common case:
+/// the run claim's round trip also asks whether Redis holds, limits or queues anything on
+/// the job's first bucket (`clearScript`), and when nothing does the first admission is
+/// made at once (`admit(…, cleared: true)`). That answer is as fresh as an admission's
+/// (read just before the provider call, on Redis's clock), so a hold another worker set
+/// is still honoured; a 429, a retry or a fallback asks Redis as before.
+///
 /// In a worker, the jobs waiting on one bucket queue locally (interactive first, then
 /// batch, each in arrival order) and only the head asks Redis, so a thousand waiting
 /// jobs cost one round trip per admission rather than a thousand per second. Waiting
@@ -76,14 +83,20 @@ public final class RateLimiter: Sendable {
     /// Waits until the bucket admits a request of `cost` tokens. Returns the seconds it
     /// waited. Throws `Expired` when the admission cannot come before `deadline` (a
     /// `MonotonicClock` time), and `CancellationError` when the task is cancelled.
+    ///
+    /// - Parameter cleared: Redis said a moment ago that nothing holds, limits or queues
+    ///   on the bucket (`clearScript`, read with the run claim). With no configured
+    ///   limit either, the request is admitted without asking Redis again, unless this
+    ///   worker saw a hold on the bucket or has jobs waiting on it. Such an admission
+    ///   charges no tokens, so it needs no `settle`.
     public func admit(
-        _ bucket: Bucket, rpm: Int?, tpm: Int?, cost: Int, lane: JobPriority, deadline: Double
+        _ bucket: Bucket, rpm: Int?, tpm: Int?, cost: Int, lane: JobPriority, deadline: Double, cleared: Bool = false
     ) async throws -> Double {
-        let gate = gates.withLock { gates in
-            if let g = gates[bucket] { return g }
-            let g = Gate(bucket: bucket)
-            gates[bucket] = g
-            return g
+        let gate = gate(of: bucket)
+        if cleared, rpm == nil, tpm == nil, gate.isIdle(now: MonotonicClock.now()) {
+            if Task.isCancelled { throw CancellationError() }
+            metrics.rateLimitAdmitted(provider: bucket.provider, waited: 0)
+            return 0
         }
         let start = MonotonicClock.now()
         try await gate.wait(Waiter.Request(rpm: rpm ?? 0, tpm: tpm ?? 0, cost: max(0, cost), lane: lane, deadline: deadline),
@@ -93,12 +106,21 @@ public final class RateLimiter: Sendable {
         return waited
     }
 
+    private func gate(of bucket: Bucket) -> Gate {
+        gates.withLock { gates in
+            if let g = gates[bucket] { return g }
+            let g = Gate(bucket: bucket)
+            gates[bucket] = g
+            return g
+        }
+    }
+
     /// Corrects the token charge of an admitted request with what it really used.
     public func settle(_ bucket: Bucket, tpm: Int?, estimated: Int, actual: Int) {
         let delta = actual - estimated
         guard delta != 0 else { return }
-        _ = redis.send(RedisCommand("EVAL", RateLimiter.settleScript, "1", bucket.redisKey, String(delta),
-                                    String(tpm ?? 0), String(RateLimiter.bucketTTLMs)))
+        _ = redis.send(RedisCommand(script: RateLimiter.settleScript, keys: [bucket.redisKey],
+                                    arguments: [String(delta), String(tpm ?? 0), String(RateLimiter.bucketTTLMs)]))
     }
 
     /// Follows what a response said: learns limits, and holds the bucket for every
@@ -121,13 +143,14 @@ public final class RateLimiter: Sendable {
         }
         hold = min(hold, 3600)
         if hold > 0 {
-            gates.withLock { $0[bucket] }?.holdLocally(until: MonotonicClock.now() + hold)
+            gate(of: bucket).holdLocally(until: MonotonicClock.now() + hold)
         }
         let learnedRPM = h.requestLimit ?? 0
         let learnedTPM = h.tokenLimit ?? 0
         if hold > 0 || learnedRPM > 0 || learnedTPM > 0 {
-            _ = redis.send(RedisCommand("EVAL", RateLimiter.observeScript, "1", bucket.redisKey, String(Int(hold * 1000)),
-                                        String(learnedRPM), String(learnedTPM), String(RateLimiter.bucketTTLMs)))
+            _ = redis.send(RedisCommand(script: RateLimiter.observeScript, keys: [bucket.redisKey], arguments: [
+                String(Int(hold * 1000)), String(learnedRPM), String(learnedTPM), String(RateLimiter.bucketTTLMs),
+            ]))
         }
         if rateLimited { metrics.rateLimitedByProvider(provider: bucket.provider) }
         return hold
@@ -137,9 +160,9 @@ public final class RateLimiter: Sendable {
     fileprivate func ask(_ bucket: Bucket, _ request: Waiter.Request) async -> Int? {
         guard redis.isConnected else { return nil }
         do {
-            let reply = try await redis.execute(RedisCommand(
-                "EVAL", RateLimiter.admitScript, "1", bucket.redisKey, String(request.rpm), String(request.tpm),
-                String(request.cost), request.lane.rawValue, String(RateLimiter.bucketTTLMs)))
+            let reply = try await redis.execute(RedisCommand(script: RateLimiter.admitScript, keys: [bucket.redisKey], arguments: [
+                String(request.rpm), String(request.tpm), String(request.cost), request.lane.rawValue, String(RateLimiter.bucketTTLMs),
+            ]))
             if let message = reply.errorMessage { throw RedisError(.invalidCommand, message) }
             guard let wait = reply.int else { return nil }
             return Int(max(0, wait))
@@ -167,7 +190,7 @@ public final class RateLimiter: Sendable {
     // Fields: rtat (the requests' theoretical arrival time, ms), tlvl/tts (token level and
     // when it was last refilled), hold (held until, ms), iw (an interactive admission is
     // waiting until, ms), lrpm/ltpm (learned limits).
-    static let admitScript = """
+    static let admitScript = RedisScript("""
         local t = redis.call('TIME')
         local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
         local h = redis.call('HMGET', KEYS[1], 'rtat', 'tlvl', 'tts', 'hold', 'iw', 'lrpm', 'ltpm')
@@ -203,10 +226,21 @@ public final class RateLimiter: Sendable {
         if tpm > 0 then redis.call('HSET', KEYS[1], 'tlvl', level - cost, 'tts', now) end
         redis.call('PEXPIRE', KEYS[1], ARGV[5])
         return 0
-        """
+        """)
+
+    // KEYS[1]: the bucket. 1 when nothing holds, limits or queues on it: no hold, no
+    // interactive admission waiting, no learned limit. Reads only.
+    static let clearScript = RedisScript("""
+        local t = redis.call('TIME')
+        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        local h = redis.call('HMGET', KEYS[1], 'hold', 'iw', 'lrpm', 'ltpm')
+        if (tonumber(h[1]) or 0) > now or (tonumber(h[2]) or 0) > now then return 0 end
+        if (tonumber(h[3]) or 0) > 0 or (tonumber(h[4]) or 0) > 0 then return 0 end
+        return 1
+        """)
 
     // ARGV: token delta (real minus estimate), tpm, ttl ms.
-    static let settleScript = """
+    static let settleScript = RedisScript("""
         local tpm = tonumber(ARGV[2])
         if tpm == 0 then tpm = tonumber(redis.call('HGET', KEYS[1], 'ltpm')) or 0 end
         if tpm == 0 then return 0 end
@@ -215,10 +249,10 @@ public final class RateLimiter: Sendable {
         redis.call('HSET', KEYS[1], 'tlvl', math.min(math.max(tpm / 60, 1), level - tonumber(ARGV[1])))
         redis.call('PEXPIRE', KEYS[1], ARGV[3])
         return 1
-        """
+        """)
 
     // ARGV: hold ms, learned rpm, learned tpm (0: none), ttl ms.
-    static let observeScript = """
+    static let observeScript = RedisScript("""
         local t = redis.call('TIME')
         local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
         local hold = tonumber(ARGV[1])
@@ -230,7 +264,7 @@ public final class RateLimiter: Sendable {
         if tonumber(ARGV[3]) > 0 then redis.call('HSET', KEYS[1], 'ltpm', ARGV[3]) end
         redis.call('PEXPIRE', KEYS[1], ARGV[4])
         return 1
-        """
+        """)
 }
 
 /// A job waiting for admission.
@@ -296,6 +330,11 @@ private final class Gate: Sendable {
 
     init(bucket: RateLimiter.Bucket) {
         self.bucket = bucket
+    }
+
+    /// Nobody of this worker waits on the bucket and no hold this worker saw lasts.
+    func isIdle(now: Double) -> Bool {
+        state.withLock { s in s.waiters.isEmpty && !s.pumping && s.localHoldUntil <= now }
     }
 
     func holdLocally(until t: Double) {

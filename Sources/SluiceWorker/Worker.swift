@@ -112,6 +112,7 @@ public final class Worker: Service {
             prices: PriceTable(overrides: config.pricing), logger: logger, environment: environment, metrics: metrics,
             limiter: RateLimiter(redis: redis, logger: logger, metrics: metrics), chunkEventsWakePerRound: true)
         let limiter = InFlightLimiter(limit: config.worker.maxInFlight)
+        let renewer = ClaimRenewer(redis: redis)
         let drainDeadline = DrainDeadline()
         // Connect to Redis before the first job (it connects lazily); if it is down, the
         // worker still runs jobs and events follow when it is back.
@@ -129,14 +130,15 @@ public final class Worker: Service {
             await withDiscardingTaskGroup { group in
                 group.addTask { await self.commitLoop(lanes, redis: redis) }
                 group.addTask { await self.controlLoop(control) }
+                group.addTask { await renewer.run() }
                 await withDiscardingTaskGroup { intakes in
                     intakes.addTask {
                         await self.intake(consumer, lane: .interactive, limiter: limiter, runner: runner, producer: producer,
-                                          keyring: keyring, drainDeadline: drainDeadline)
+                                          keyring: keyring, renewer: renewer, drainDeadline: drainDeadline)
                     }
                     intakes.addTask {
                         await self.intake(batchConsumer, lane: .batch, limiter: limiter, runner: runner, producer: producer,
-                                          keyring: keyring, drainDeadline: drainDeadline)
+                                          keyring: keyring, renewer: renewer, drainDeadline: drainDeadline)
                     }
                 }
                 group.cancelAll()
@@ -178,7 +180,7 @@ public final class Worker: Service {
     /// finish within the drain time.
     private func intake(
         _ consumer: KafkaConsumer, lane: JobPriority, limiter: InFlightLimiter, runner: WorkerJobRunner, producer: KafkaProducer,
-        keyring: JobKeyring?, drainDeadline: DrainDeadline
+        keyring: JobKeyring?, renewer: ClaimRenewer, drainDeadline: DrainDeadline
     ) async {
         let tracker = self.tracker
         await withDiscardingTaskGroup { jobs in
@@ -216,7 +218,8 @@ public final class Worker: Service {
                         if !limiter.isFull(lane) { flow.resume() }
                         self.metrics.jobEnded()
                     }
-                    await self.handle(message, lane: lane, ticket: ticket, runner: runner, producer: producer, keyring: keyring)
+                    await self.handle(message, lane: lane, ticket: ticket, runner: runner, producer: producer, keyring: keyring,
+                                      renewer: renewer)
                 }
             }
             // Intake stopped: let running jobs finish within the drain time.
@@ -281,7 +284,7 @@ public final class Worker: Service {
 
     private func handle(
         _ message: KafkaMessage, lane topicLane: JobPriority, ticket: OffsetTracker.Ticket, runner: WorkerJobRunner,
-        producer: KafkaProducer, keyring: JobKeyring?
+        producer: KafkaProducer, keyring: JobKeyring?, renewer: ClaimRenewer
     ) async {
         // The trace the record carries on: every record this message leads to carries it
         // too, and every log line names it.
@@ -355,21 +358,26 @@ public final class Worker: Service {
         defer { trace.end(ended) }
 
         // One run at a time; a finished job is answered from its stored result. The
-        // tenant's spend today comes with the claim when it has a daily limit.
+        // tenant's spend today comes with the claim when it has a daily limit, and so
+        // does whether the first provider's rate-limit bucket is clear, when it has no
+        // configured limit (then its first admission asks Redis nothing more).
         let run = Worker.newRunID()
         var lastSeq = 0
         var claimed = false
         var spend: SpendCheck?
+        let firstBucket = rejection == nil ? runner.unlimitedFirstBucket(job) : nil
+        var clearedBucket: RateLimiter.Bucket?
         claiming: while true {
             let spendLimit = rejection == nil ? config.quotas.spendLimitUSD(for: job.tenant) : nil
             let today = UsageDay(unixSeconds: Date().timeIntervalSince1970)
             switch await RunClaim.claim(
                 jobID: job.id, run: run, tenant: job.tenant, ttlSeconds: config.redis.eventTTLSeconds,
-                spendOn: spendLimit.map { _ in today }, redis: runner.redis) {
-            case .claimed(let seq, let spent):
+                spendOn: spendLimit.map { _ in today }, bucket: firstBucket, redis: runner.redis) {
+            case .claimed(let seq, let spent, let bucketClear):
                 lastSeq = seq
                 claimed = true
                 if let spendLimit, let spent { spend = SpendCheck(limitUSD: spendLimit, spentMicroUSD: spent, day: today) }
+                if bucketClear { clearedBucket = firstBucket }
                 break claiming
             case .finished(let stored):
                 logger.info("job already finished; producing its stored result again", metadata: ["job_id": "\(job.id)"])
@@ -408,24 +416,17 @@ public final class Worker: Service {
                                            logger: logger)
             }
             return await runner.run(job, run: run, lastSeq: lastSeq, producedAtMs: message.timestampMs,
-                                    lane: job.priority ?? topicLane, spend: spend, trace: trace,
+                                    lane: job.priority ?? topicLane, spend: spend, clearedBucket: clearedBucket, trace: trace,
                                     cancelledByUser: { stoppedByUser.isSet || cancels.isCancelled(job) })
         }
         // A run whose lease lapsed and was taken over stops: two runs must never publish
         // into one job. Its ticket is of an ended epoch (the message went to whoever runs
         // it now), so leaving it uncompleted holds nothing up.
         let supersededBy = Flag()
-        let renewal: Task<Void, Never>? = claimed ? Task { [logger] in
-            while !Task.isCancelled {
-                try? await Task.sleep(for: RunClaim.renewEvery)
-                if Task.isCancelled { return }
-                if await !RunClaim.renew(jobID: job.id, run: run, redis: runner.redis) {
-                    logger.warning("another run took this job over (this run's lease lapsed); stopping this one", metadata: ["job_id": "\(job.id)"])
-                    supersededBy.set()
-                    work.cancel()
-                    return
-                }
-            }
+        let renewal = claimed ? renewer.register(jobID: job.id, run: run) { [logger] in
+            logger.warning("another run took this job over (this run's lease lapsed); stopping this one", metadata: ["job_id": "\(job.id)"])
+            supersededBy.set()
+            work.cancel()
         } : nil
         let token = cancels.register(job) {
             stoppedByUser.set()
@@ -437,13 +438,9 @@ public final class Worker: Service {
         }
         let outcome = await withTaskCancellationHandler { await work.value } onCancel: { work.cancel() }
         cancels.unregister(job.id, token: token)
-        renewal?.cancel()
-        // A renew already on its way must land before the release, or it could take the
-        // claim again for a lease.
-        await renewal?.value
-        // Queued after the run's last event and stored result: whoever waits for the
-        // claim finds the result first.
-        if claimed && !supersededBy.isSet { RunClaim.release(jobID: job.id, run: run, redis: runner.redis) }
+        // Released after the run's last event and stored result (and after a renew of it
+        // still on its way): whoever waits for the claim finds the result first.
+        if let renewal { renewer.end(renewal, release: !supersededBy.isSet) }
         guard let (response, value) = outcome, !Task.isCancelled, !supersededBy.isSet else {
             // Cut off by shutdown's drain deadline (left uncommitted, so it is redelivered
             // rather than reported as cancelled), or taken over by another run.

@@ -75,6 +75,46 @@ struct RateLimiterTests {
         }
     }
 
+    /// The run claim's round trip says whether a bucket is clear, so that a provider
+    /// without a configured limit costs no admission round trip; it is not while a hold
+    /// any worker set lasts, nor once a limit was learned. A cleared admission still
+    /// waits out a hold this worker saw.
+    @Test func theRunClaimSeesEveryWorkersHoldAndLearnedLimits() async throws {
+        try await withLimiters(2) { limiters, connections in
+            func claimFindsClear(_ bucket: RateLimiter.Bucket) async throws -> Bool {
+                let id = "clear-\(UUID().uuidString.prefix(8).lowercased())"
+                let outcome = await RunClaim.claim(jobID: id, run: "r1", tenant: "default", ttlSeconds: 60, bucket: bucket,
+                                                   redis: connections[1])
+                _ = try await connections[1].execute([RedisCommand("DEL", RedisKeys.run(id)), RedisCommand("DEL", RedisKeys.meta(id))])
+                guard case .claimed(_, _, let clear) = outcome else {
+                    Issue.record("the claim of a fresh job id answered \(outcome)")
+                    return false
+                }
+                return clear
+            }
+            let held = freshBucket()
+            #expect(try await claimFindsClear(held))
+            // Another worker's 429.
+            limiters[0].observe(held, headers: RateLimitHeaders(retryAfter: 1), rateLimited: true)
+            _ = try await connections[0].execute(RedisCommand("PING"))
+            #expect(try await !claimFindsClear(held), "a hold another worker set")
+            let waited = try await limiters[1].admit(held, rpm: nil, tpm: nil, cost: 0, lane: .batch, deadline: far)
+            #expect(waited > 0.5, "the admission after an unclear claim waited \(waited) s of the hold")
+            #expect(try await claimFindsClear(held), "the hold is over")
+
+            let learned = freshBucket()
+            limiters[0].observe(learned, headers: RateLimitHeaders(requestLimit: 60, requestsRemaining: 59), rateLimited: false)
+            _ = try await connections[0].execute(RedisCommand("PING"))
+            #expect(try await !claimFindsClear(learned), "a learned limit")
+
+            // This worker's own hold, seen before Redis could say anything.
+            let local = freshBucket()
+            limiters[1].observe(local, headers: RateLimitHeaders(retryAfter: 1), rateLimited: true)
+            let cleared = try await limiters[1].admit(local, rpm: nil, tpm: nil, cost: 0, lane: .batch, deadline: far, cleared: true)
+            #expect(cleared > 0.8, "a cleared admission waited \(cleared) s of its own worker's 1 s hold")
+        }
+    }
+
     @Test func aLimitNobodyConfiguredIsLearnedFromHeaders() async throws {
         try await withLimiters { limiters in
             let limiter = limiters[0]

@@ -408,6 +408,59 @@ struct RedisClientTests {
         }
     }
 
+    /// Scripts go by SHA1 (`EVALSHA`), their text sent once per connection (`SCRIPT
+    /// LOAD`); a flushed script cache (`SCRIPT FLUSH` under a live connection) and a
+    /// restarted Redis (empty) both leave every script command answered, awaited or
+    /// fire-and-forget, in a pipeline or alone.
+    @Test func scriptsRunByTheirSHAAndSurviveAFlushedCacheAndARestart() async throws {
+        try await withRedisServer { server in
+            let connection = RedisConnection(configuration: try RedisConfiguration(url: server.url), logger: testLogger)
+            defer { connection.shutdown() }
+            let key = uniqueName("script")
+            let script = RedisScript("return redis.call('INCRBY', KEYS[1], ARGV[1])")
+            func increment(_ by: Int) -> RedisCommand { RedisCommand(script: script, keys: [key], arguments: [String(by)]) }
+            /// `calls` of `cmdstat_NAME` in `INFO commandstats` (0 when never called).
+            func calls(_ name: String) async throws -> Int {
+                let info = try await connection.execute(RedisCommand("INFO", "commandstats")).string ?? ""
+                guard let line = info.split(separator: "\r\n").first(where: { $0.hasPrefix("cmdstat_\(name):calls=") }) else { return 0 }
+                return Int(line.dropFirst("cmdstat_\(name):calls=".count).prefix { $0.isNumber }) ?? 0
+            }
+
+            #expect(try await connection.execute(increment(1)) == .integer(1))
+            connection.send(increment(2))
+            let pipelined = try await connection.execute([increment(3), RedisCommand("GET", key)])
+            #expect(pipelined == [.integer(6), .bulk(Array("6".utf8))])
+            #expect(try await calls("evalsha") == 3)
+            #expect(try await calls("eval") == 0, "the script's text went once, by SCRIPT LOAD")
+            #expect(try await calls("script|load") == 1)
+
+            // The cache flushed under the connection: NOSCRIPT, answered by EVAL.
+            _ = try await connection.execute(RedisCommand("SCRIPT", "FLUSH"))
+            #expect(try await connection.execute(increment(10)) == .integer(16))
+            _ = try await connection.execute(RedisCommand("SCRIPT", "FLUSH"))
+            connection.send(increment(20))
+            // (A GET here might run before the send's EVAL: a command that met NOSCRIPT runs
+            // after those pipelined behind it. Another script command runs after it.)
+            #expect(try await connection.execute(increment(0)) == .integer(36))
+            _ = try await connection.execute(RedisCommand("SCRIPT", "FLUSH"))
+            let afterFlush = try await connection.execute([RedisCommand("GET", key), increment(100)])
+            #expect(afterFlush == [.bulk(Array("36".utf8)), .integer(136)])
+            #expect(try await connection.execute(increment(0)) == .integer(136))
+
+            // A restarted Redis has neither the key nor the script: loaded again on the new
+            // connection before its first use, so no NOSCRIPT at all.
+            await server.stop()
+            try await server.start()
+            // The first request may still go into the dead socket (connectionLost).
+            try await eventually { (try? await connection.execute(RedisCommand("PING"))) == .status("PONG") }
+            #expect(try await connection.execute(increment(5)) == .integer(5))
+            connection.send(increment(1))
+            #expect(try await connection.execute(RedisCommand("GET", key)) == .bulk(Array("6".utf8)))
+            #expect(try await calls("eval") == 0)
+            #expect(try await calls("evalsha") == 2)
+        }
+    }
+
     @Test func unreachableRedisFailsRequestsAfterTheTimeout() async throws {
         let logs = LogRecorder()
         var configuration = try RedisConfiguration(url: "redis://127.0.0.1:\(try freePort())")

@@ -243,6 +243,31 @@ struct ReplayCompactionTests {
         }
     }
 
+    /// A Redis that lost its script cache under the worker's connection (`SCRIPT FLUSH`)
+    /// still runs every script of a job's run (the ownership claim, the usage record, the
+    /// compaction, the claim's release): the job succeeds, its usage is counted once, its
+    /// replay is compacted and its run claim released.
+    @Test func aJobRunsEveryScriptAfterRedisLostItsScriptCache() async throws {
+        try await TestStack.with(mock: MockBehavior(chunks: 5), configure: compacting) { stack in
+            let prefix = "flush-\(UUID().uuidString.prefix(8).lowercased())"
+            // The first job loads the scripts on the worker's connection.
+            try await stack.submit(["id": .string(prefix + "-1"), "model": "default", "chat_input": "hi"])
+            _ = try await stack.waitForResults(1)
+            _ = try await stack.redis.execute(RedisCommand("SCRIPT", "FLUSH"))
+            let id = prefix + "-2"
+            try await stack.submit(["id": .string(id), "model": "default", "chat_input": "hi"])
+            let results = try await stack.waitForResults(2)
+            #expect(results[id]?.status == .succeeded)
+            try await stack.eventually("the job's scripts all ran", timeout: .seconds(10)) {
+                let events = try await stack.events(of: id)
+                let claimHeld = try await stack.redis.execute(RedisCommand("EXISTS", RedisKeys.run(id))).int
+                let counted = try await stack.redis.execute(RedisCommand("HGET", RedisKeys.meta(id), "usage_counted")).string
+                return events.last?["event"] == "chat_finished" && !events.contains { $0["event"] == "chunk" }
+                    && claimHeld == 0 && counted == "1"
+            }
+        }
+    }
+
     /// As deployed (the test stack turns compaction off for the other tests).
     func compacting(_ config: inout SluiceConfig) {
         config.worker.compactFinishedReplay = true

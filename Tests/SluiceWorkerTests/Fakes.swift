@@ -205,6 +205,37 @@ final class HeldProducer: RecordProducer {
     func fail(_ error: any Error) { state.withLock { $0.held.removeFirst() }.resume(throwing: error) }
 }
 
+/// Redis connected, answering every round trip with 0 (the rate limiter's "admitted
+/// now"): what was sent and what was asked are kept.
+final class AdmittingRedis: RedisCommandSink {
+    let sent = Mutex<[RedisCommand]>([])
+    let asked = Mutex<[RedisCommand]>([])
+
+    @discardableResult func send(_ command: RedisCommand) -> Bool {
+        sent.withLock { $0.append(command) }
+        return true
+    }
+
+    @discardableResult func send(_ commands: [RedisCommand]) -> Bool {
+        sent.withLock { $0 += commands }
+        return true
+    }
+
+    func waitForRoom() async {}
+
+    func execute(_ command: RedisCommand) async throws -> RedisReply {
+        asked.withLock { $0.append(command) }
+        return .integer(0)
+    }
+
+    var isConnected: Bool { true }
+
+    /// The scripts of the commands sent and asked, in order.
+    var scripts: (sent: [RedisScript], asked: [RedisScript]) {
+        (sent.withLock { $0.compactMap(\.script) }, asked.withLock { $0.compactMap(\.script) })
+    }
+}
+
 /// Runs `body`, or fails naming `what` if it takes longer than `limit`. The body runs in
 /// a task of its own and is abandoned at the deadline: a wait that does not honour
 /// cancellation (a held acknowledgement) cannot hang the test. (The integration tests

@@ -2,6 +2,7 @@ import Logging
 import SluiceCore
 import SluiceHTTPClient
 import SluiceProviders
+import SluiceRedis
 import Synchronization
 import Testing
 @testable import SluiceWorker
@@ -160,6 +161,39 @@ struct JobRunnerTests {
         #expect(r.response.metrics.attempts == 2)
         #expect(r.response.chatOutput == "Hello")
         #expect(r.delays.count == 1)
+    }
+
+    /// The first admission of a job whose bucket the run claim found clear asks Redis
+    /// nothing, and, having charged no tokens, settles none; without that answer (or
+    /// with a limit configured) the admission asks Redis once, and the usage is settled.
+    @Test func aBucketTheClaimFoundClearIsAdmittedWithoutARoundTrip() async throws {
+        func run(cleared: Bool, rpm: Int? = nil) async throws -> (sent: [RedisScript], asked: [RedisScript]) {
+            var config = try SluiceConfig.parse(yaml: "")
+            config.providers = [.init(name: "p1", kind: .openai, baseURL: "http://p1.invalid/v1", rpm: rpm)]
+            let usage = #"data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}"# + "\n\n"
+            let provider = ScriptedProvider([.stream([ScriptedProvider.chunk("Hello"), ScriptedProvider.chunk(finish: "stop"), usage,
+                                                      "data: [DONE]\n\n"])])
+            let redis = AdmittingRedis()
+            let metrics = WorkerMetrics()
+            let runner = JobRunner(
+                config: config, providers: ProviderRunner(client: provider), redis: redis, prices: PriceTable(overrides: config.pricing),
+                logger: quietLogger, environment: [:], metrics: metrics,
+                limiter: RateLimiter(redis: redis, logger: quietLogger, metrics: metrics))
+            let job = job()
+            let bucket = runner.unlimitedFirstBucket(job)
+            #expect((bucket == nil) == (rpm != nil), "only a provider without a configured limit is asked about with the claim")
+            let result = try #require(await runner.run(job, run: "r1", lastSeq: 0, producedAtMs: nil, clearedBucket: cleared ? bucket : nil))
+            #expect(result.response.status == .succeeded)
+            return redis.scripts
+        }
+        let clear = try await run(cleared: true)
+        #expect(clear.asked.isEmpty, "asked Redis \(clear.asked)")
+        #expect(!clear.sent.contains(RateLimiter.settleScript))
+        let unknown = try await run(cleared: false)
+        #expect(unknown.asked == [RateLimiter.admitScript])
+        #expect(unknown.sent.contains(RateLimiter.settleScript))
+        let limited = try await run(cleared: true, rpm: 600)
+        #expect(limited.asked == [RateLimiter.admitScript])
     }
 
     @Test func aRedisThatCannotKeepUpHoldsTheStreamAndLosesNoEvent() async throws {

@@ -58,10 +58,22 @@ public struct RedisJobStore: JobStore {
         self.redis = redis
     }
 
+    static let ownershipScript = RedisScript(JobOwnership.claimScript)
+
+    // KEYS: the tenant's jobs in flight. ARGV: now, cap, job id, until, ttl s. 1: admitted.
+    static let admitScript = RedisScript("""
+        redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+        if redis.call('ZSCORE', KEYS[1], ARGV[3]) then return 1 end
+        if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+        redis.call('ZADD', KEYS[1], ARGV[4], ARGV[3])
+        redis.call('EXPIRE', KEYS[1], ARGV[5])
+        return 1
+        """)
+
     public func claim(jobID: String, tenant: String, ttlSeconds: Int, fields: [(String, String)], spendDay: UsageDay?) async throws
         -> (claim: JobOwnership.Claim, spentMicroUSD: Int64?) {
         let args = JobOwnership.claimArguments(jobID: jobID, tenant: tenant, ttlSeconds: ttlSeconds, fields: fields)
-        var commands = [RedisCommand(args.map { Array($0.utf8) })]
+        var commands = [RedisCommand(script: RedisJobStore.ownershipScript, evalArguments: args)]
         if let spendDay {
             commands.append(RedisCommand("HGET", RedisKeys.usage(tenant: tenant, day: spendDay), TenantUsage.Field.costMicroUSD))
         }
@@ -76,16 +88,8 @@ public struct RedisJobStore: JobStore {
     }
 
     public func admit(jobID: String, tenant: String, cap: Int, now: Int64, until: Int64, ttlSeconds: Int64) async throws -> Bool {
-        let script = """
-            redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-            if redis.call('ZSCORE', KEYS[1], ARGV[3]) then return 1 end
-            if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
-            redis.call('ZADD', KEYS[1], ARGV[4], ARGV[3])
-            redis.call('EXPIRE', KEYS[1], ARGV[5])
-            return 1
-            """
-        let reply = try await redis.execute(RedisCommand(
-            "EVAL", script, "1", RedisKeys.tenantJobs(tenant), String(now), String(cap), jobID, String(until), String(ttlSeconds)))
+        let reply = try await redis.execute(RedisCommand(script: RedisJobStore.admitScript, keys: [RedisKeys.tenantJobs(tenant)],
+                                                         arguments: [String(now), String(cap), jobID, String(until), String(ttlSeconds)]))
         if let error = reply.errorMessage { throw SluiceError(.internal, error) }
         return reply.int == 1
     }
