@@ -38,9 +38,14 @@ public final class Worker: Service {
 
     public let metrics: WorkerMetrics
 
+    /// How often the offsets of finished jobs are committed while the worker runs; the
+    /// shutdown commits what is left, whatever it is.
+    let commitInterval: Duration
+
     public init(config: SluiceConfig, logger: Logger, environment: [String: String] = ProcessInfo.processInfo.environment,
-                metrics: WorkerMetrics = WorkerMetrics(), tracer: SluiceTracer = .off) {
+                metrics: WorkerMetrics = WorkerMetrics(), tracer: SluiceTracer = .off, commitInterval: Duration = .milliseconds(100)) {
         self.config = config
+        self.commitInterval = commitInterval
         self.logger = logger
         self.tracer = tracer
         self.environment = environment
@@ -234,11 +239,12 @@ public final class Worker: Service {
         }
     }
 
-    /// Commits what is committable, every 100 ms.
+    /// Commits what is committable, every `commitInterval` (100 ms).
     private func commitLoop(_ lanes: Lanes, redis: RedisConnection) async {
         var ticks = 0
         while !Task.isCancelled {
-            try? await Task.sleep(for: .milliseconds(100))
+            // Cancelled at shutdown: the final commit, synchronous, takes what is left.
+            guard (try? await Task.sleep(for: commitInterval)) != nil else { break }
             commitDue(lanes)
             ticks += 1
             if ticks % 50 == 0 {

@@ -50,7 +50,8 @@ struct DeliveryTests {
     @Test func gracefulShutdownFinishesJobsInFlightAndCommitsThem() async throws {
         try await TestStack.with(mock: MockBehavior(chunks: 10, chunkDelay: .milliseconds(150)), worker: false,
                                  configure: { $0.worker.drainSeconds = 30 }) { stack in
-            let worker = WorkerHandle(config: stack.config)
+            // No commit while it runs: what is committed, the shutdown committed.
+            let worker = WorkerHandle(config: stack.config, commitInterval: .seconds(3600))
             let ids = jobs("drain", 10)
             for id in ids { try await stack.submit(["id": .string(id), "model": "default", "chat_input": "x"]) }
             for _ in 0..<400 where stack.mock.stats.snapshot.activeStreams < ids.count {

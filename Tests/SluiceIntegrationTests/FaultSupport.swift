@@ -19,9 +19,11 @@ final class WorkerHandle: Sendable {
 
     let metrics = WorkerMetrics()
 
-    init(config: SluiceConfig, logger: Logger = TestServices.logger, environment: [String: String] = [:]) {
+    init(config: SluiceConfig, logger: Logger = TestServices.logger, environment: [String: String] = [:],
+         commitInterval: Duration = .milliseconds(100)) {
         let group = ServiceGroup(configuration: .init(
-            services: [Worker(config: config, logger: logger, environment: environment, metrics: metrics)], logger: logger))
+            services: [Worker(config: config, logger: logger, environment: environment, metrics: metrics, commitInterval: commitInterval)],
+            logger: logger))
         self.group = group
         self.task = Task { try await group.run() }
     }
