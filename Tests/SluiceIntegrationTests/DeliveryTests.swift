@@ -158,12 +158,12 @@ struct DeliveryTests {
         // `max_in_flight: 1` the job after it finds the worker full: the partitions are
         // paused for those 12 s, and the poll goes on.
         try await TestStack.with(maxInFlight: 1, configure: { $0.kafka.properties["max.poll.interval.ms"] = "7000" }) { stack in
-            try await stack.submit(["id": "long-1", "provider": "mock", "model": "m-chunks=12,delay=1000", "chat_input": "x"])
-            try await stack.submit(["id": "after-1", "provider": "mock", "model": "m", "chat_input": "x"])
+            try await stack.submit(["id": "longpoll-long", "provider": "mock", "model": "m-chunks=12,delay=1000", "chat_input": "x"])
+            try await stack.submit(["id": "longpoll-after", "provider": "mock", "model": "m", "chat_input": "x"])
             let results = try await stack.waitForResults(2, timeout: .seconds(60))
-            #expect(results["long-1"]?.status == .succeeded)
-            #expect(results["long-1"]?.metrics.attempts == 1)
-            #expect(results["after-1"]?.status == .succeeded)
+            #expect(results["longpoll-long"]?.status == .succeeded)
+            #expect(results["longpoll-long"]?.metrics.attempts == 1)
+            #expect(results["longpoll-after"]?.status == .succeeded)
             // Committed: neither can come back, and each ran once.
             let lag = try await stack.waitForNoLag()
             #expect(lag.values.allSatisfy { $0 == 0 }, "\(lag)")
