@@ -105,10 +105,33 @@ enum JSONPeek {
     /// Whether a `chat.completion.chunk` carries only usage (`"choices": []`): OpenAI
     /// sends that chunk only to clients that asked with `stream_options.include_usage`.
     static func isUsageOnlyChunk(_ bytes: [UInt8], range: Range<Int>) -> Bool {
+        // Per relayed chunk. A usage-only chunk holds an empty array (`[`, maybe spaces,
+        // `]`); most chunks hold none, which a look at each `]` tells without a scan of
+        // the chunk's structure.
+        guard hasEmptyArray(bytes, range: range) else { return false }
         guard let choices = value(of: "choices", in: bytes, range: range) else { return false }
         var i = choices.lowerBound + 1
         while i < choices.upperBound, bytes[i] == 0x20 || bytes[i] == 0x0A || bytes[i] == 0x0D || bytes[i] == 0x09 { i += 1 }
         return bytes[choices.lowerBound] == UInt8(ascii: "[") && i < choices.upperBound && bytes[i] == UInt8(ascii: "]")
+    }
+
+    /// Whether `[`, then only JSON whitespace, then `]` occurs in `range` of `bytes`
+    /// (inside a string or not).
+    static func hasEmptyArray(_ bytes: [UInt8], range: Range<Int>) -> Bool {
+        bytes.withUnsafeBufferPointer { buffer in
+            let start = max(range.lowerBound, 0)
+            var i = start
+            let n = min(range.upperBound, buffer.count)
+            while i < n {
+                if buffer[i] == UInt8(ascii: "]") {
+                    var j = i - 1
+                    while j >= start, buffer[j] == 0x20 || buffer[j] == 0x0A || buffer[j] == 0x0D || buffer[j] == 0x09 { j -= 1 }
+                    if j >= start, buffer[j] == UInt8(ascii: "[") { return true }
+                }
+                i += 1
+            }
+            return false
+        }
     }
 
     /// The string value of `key` if it has no escapes (enough for `status`).
