@@ -4,8 +4,8 @@ import ServiceLifecycle
 extension Gateway {
     /// Every route of the gateway. `/openapi.json` describes exactly these (a test
     /// compares the two).
-    public func buildRouter() -> Router<BasicRequestContext> {
-        let router = Router()
+    public func buildRouter() -> Router<GatewayContext> {
+        let router = Router(context: GatewayContext.self)
         // Middleware first: Hummingbird wraps each route as it is added.
         router.add(middleware: RequestMetricsMiddleware(metrics: metrics))
         router.add(middleware: JSONErrorMiddleware(logger: logger))

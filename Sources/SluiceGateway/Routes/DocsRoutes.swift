@@ -3,7 +3,7 @@ import Hummingbird
 /// `GET /openapi.json` (OpenAPI 3.1), `GET /docs`, a self-contained page that shows it,
 /// and `GET /`, the live console.
 extension Gateway {
-    func addDocsRoutes(to router: Router<BasicRequestContext>) {
+    func addDocsRoutes(to router: Router<GatewayContext>) {
         router.get("/openapi.json") { _, _ in
             Response(
                 status: .ok, headers: [.contentType: "application/json"],

@@ -8,14 +8,14 @@ import SluiceRedis
 /// The job API: submit a job (docs/contract.md, Jobs), read its status and result,
 /// follow its events (resumable), cancel it.
 extension Gateway {
-    func addJobRoutes(to router: Router<BasicRequestContext>) {
+    func addJobRoutes(to router: Router<GatewayContext>) {
         router.post("/v1/jobs") { request, context in try await self.submitJob(request, context: context) }
         router.get("/v1/jobs/:id") { request, context in try await self.jobStatus(request, context: context) }
         router.delete("/v1/jobs/:id") { request, context in try await self.cancelJob(request, context: context) }
         router.get("/v1/jobs/:id/events") { request, context in try await self.jobEvents(request, context: context) }
     }
 
-    func submitJob(_ request: Request, context: BasicRequestContext) async throws -> Response {
+    func submitJob(_ request: Request, context: GatewayContext) async throws -> Response {
         let tenant = try keys.tenant(of: request)
         var request = request
         let body = try await readJSONObject(&request)
@@ -44,7 +44,7 @@ extension Gateway {
         ], status: .accepted)
     }
 
-    func jobStatus(_ request: Request, context: BasicRequestContext) async throws -> Response {
+    func jobStatus(_ request: Request, context: GatewayContext) async throws -> Response {
         let tenant = try keys.tenant(of: request)
         let id = try Gateway.jobID(in: context)
         let meta = try await requireJob(id, tenant: tenant)
@@ -78,7 +78,7 @@ extension Gateway {
 
     /// Produces a cancel message to the control topic; a worker running the job stops it.
     /// A job already finished is left as it is and its final status answered (200).
-    func cancelJob(_ request: Request, context: BasicRequestContext) async throws -> Response {
+    func cancelJob(_ request: Request, context: GatewayContext) async throws -> Response {
         let tenant = try keys.tenant(of: request)
         let id = try Gateway.jobID(in: context)
         let meta = try await requireJob(id, tenant: tenant)
@@ -91,7 +91,7 @@ extension Gateway {
     }
 
     /// The `{id}` of a job route, held to the rule of job ids (`Job.isValidID`).
-    static func jobID(in context: BasicRequestContext) throws -> String {
+    static func jobID(in context: GatewayContext) throws -> String {
         let id = try context.parameters.require("id")
         guard Job.isValidID(id) else {
             throw APIError.badRequest("the job id in the path must be \(Job.idRule)", param: "id", code: "invalid_job_id")
@@ -124,7 +124,7 @@ extension Gateway {
     /// A tenant holds at most `gateway.max_readers_per_tenant` streams open on this
     /// process (429 beyond). A reader that falls more than `gateway.reader_buffer_events`
     /// behind the job is cut: the stream ends, and the client resumes with `Last-Event-ID`.
-    func jobEvents(_ request: Request, context: BasicRequestContext) async throws -> Response {
+    func jobEvents(_ request: Request, context: GatewayContext) async throws -> Response {
         let tenant = try keys.tenant(of: request)
         let id = try Gateway.jobID(in: context)
         let lastEventID = try Gateway.resumeAfter(request)
@@ -140,7 +140,8 @@ extension Gateway {
             slot.release()
             throw APIError.unavailable("the event store is not reachable; try again later")
         }
-        return sseResponse(JobEventStream(gateway: self, jobID: id, tenant: tenant, slot: slot), feed: feed, afterSeq: lastEventID, request: request)
+        return sseResponse(JobEventStream(gateway: self, jobID: id, tenant: tenant, slot: slot), feed: feed, afterSeq: lastEventID, request: request,
+                           eventLoop: context.eventLoop)
     }
 }
 

@@ -11,11 +11,11 @@ import SluiceCore
 /// endpoint does, `data: {chat.completion.chunk}` lines then `data: [DONE]`, so one
 /// SSE reader serves every endpoint and nothing (tool calls, finish reasons) is lost.
 extension Gateway {
-    func addLLMstudioRoutes(to router: Router<BasicRequestContext>) {
+    func addLLMstudioRoutes(to router: Router<GatewayContext>) {
         router.post("/api/engine/chat/:provider") { request, context in try await self.llmstudioChat(request, context: context) }
     }
 
-    func llmstudioChat(_ request: Request, context: BasicRequestContext) async throws -> Response {
+    func llmstudioChat(_ request: Request, context: GatewayContext) async throws -> Response {
         let tenant = try keys.tenant(of: request)
         let providerName = try context.parameters.require("provider")
         guard config.provider(named: providerName) != nil else {
@@ -41,7 +41,7 @@ extension Gateway {
             id: Gateway.newJobID(), provider: providerName, model: model, request: .chatInput(chatInput),
             parameters: parameters, stream: stream, sessionID: sessionID, tenant: tenant, apiKey: apiKey)
         let includeUsage = parameters["stream_options"]?["include_usage"]?.boolValue ?? false
-        return try await runCompletion(job, request: request, style: CompletionStyle(
+        return try await runCompletion(job, request: request, context: context, style: CompletionStyle(
             api: "llmstudio", stream: stream, includeUsageChunk: includeUsage))
     }
 

@@ -9,11 +9,11 @@ import SluiceCore
 /// when asked with `stream_options.include_usage`, as OpenAI does. Otherwise the answer
 /// is a `chat.completion`: the unified response, which adds `metrics` and `job_id`.
 extension Gateway {
-    func addOpenAIRoutes(to router: Router<BasicRequestContext>) {
+    func addOpenAIRoutes(to router: Router<GatewayContext>) {
         router.post("/v1/chat/completions") { request, context in try await self.chatCompletions(request, context: context) }
     }
 
-    func chatCompletions(_ request: Request, context: BasicRequestContext) async throws -> Response {
+    func chatCompletions(_ request: Request, context: GatewayContext) async throws -> Response {
         let tenant = try keys.tenant(of: request)
         var request = request
         let fields = RequestFields(try await readJSONObject(&request))
@@ -36,7 +36,7 @@ extension Gateway {
         if let metadata = fields["metadata"] { object["metadata"] = metadata }
         var job = try parseJob(.object(object))
         job.tenant = tenant
-        return try await runCompletion(job, request: request, style: CompletionStyle(
+        return try await runCompletion(job, request: request, context: context, style: CompletionStyle(
             api: "openai", stream: stream, includeUsageChunk: fields.includeUsage))
     }
 

@@ -7,7 +7,7 @@ import SluiceCore
 /// What is for operators (metrics, which dependency is down and why) needs the admin key
 /// (`gateway.admin_key_env`); anyone may learn whether the gateway is ready.
 extension Gateway {
-    func addOperationalRoutes(to router: Router<BasicRequestContext>) {
+    func addOperationalRoutes(to router: Router<GatewayContext>) {
         router.get("/healthz") { _, _ in Response.json(["status": "ok"]) }
         router.get("/readyz") { request, _ in await self.readiness(detailed: self.keys.isAdmin(request)) }
         router.get("/metrics") { request, _ in

@@ -9,13 +9,13 @@ import SluiceCore
 /// As in Smarter: 403 for missing or bad credentials (when keys are configured), 404
 /// for an unknown provider, 400 for a body that is not a JSON object.
 extension Gateway {
-    func addPassthroughRoutes(to router: Router<BasicRequestContext>) {
+    func addPassthroughRoutes(to router: Router<GatewayContext>) {
         router.post("/api/v1/prompts/passthrough/:provider/") { request, context in
             try await self.passthrough(request, context: context)
         }
     }
 
-    func passthrough(_ request: Request, context: BasicRequestContext) async throws -> Response {
+    func passthrough(_ request: Request, context: GatewayContext) async throws -> Response {
         let tenant = try keys.tenant(of: request, failure: .forbidden)
         let providerName = try context.parameters.require("provider")
         guard config.provider(named: providerName) != nil else {
@@ -27,7 +27,7 @@ extension Gateway {
         let job = Job(
             id: Gateway.newJobID(), provider: providerName, model: body["model"]?.stringValue,
             request: .passthrough(body: .object(body)), stream: stream, tenant: tenant)
-        return try await runCompletion(job, request: request, style: CompletionStyle(
+        return try await runCompletion(job, request: request, context: context, style: CompletionStyle(
             api: "passthrough", stream: stream, includeUsageChunk: true, body: .raw))
     }
 }

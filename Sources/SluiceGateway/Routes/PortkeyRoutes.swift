@@ -11,13 +11,13 @@ import SluiceCore
 /// anything is submitted: an unknown prompt is a 404 and a missing variable a 400
 /// naming it. The job then carries `prompt_id` and `variables`, like any Kafka job.
 extension Gateway {
-    func addPortkeyRoutes(to router: Router<BasicRequestContext>) {
+    func addPortkeyRoutes(to router: Router<GatewayContext>) {
         router.post("/v1/prompts/:prompt_id/completions") { request, context in
             try await self.promptCompletion(request, context: context)
         }
     }
 
-    func promptCompletion(_ request: Request, context: BasicRequestContext) async throws -> Response {
+    func promptCompletion(_ request: Request, context: GatewayContext) async throws -> Response {
         let tenant = try keys.tenant(of: request)
         let promptID = try context.parameters.require("prompt_id")
         var request = request
@@ -44,7 +44,7 @@ extension Gateway {
         let job = Job(
             id: Gateway.newJobID(), model: model, request: .prompt(id: promptID, variables: variables),
             parameters: parameters, stream: stream, tenant: tenant, metadata: fields["metadata"] ?? .null)
-        return try await runCompletion(job, request: request, style: CompletionStyle(
+        return try await runCompletion(job, request: request, context: context, style: CompletionStyle(
             api: "portkey", stream: stream, includeUsageChunk: fields.includeUsage))
     }
 

@@ -7,7 +7,7 @@ import SluiceCore
 /// as the workers recorded them (`sluice:usage:{tenant}:{day}`), with its daily spend
 /// limit and what is left of it. A tenant sees only its own.
 extension Gateway {
-    func addUsageRoutes(to router: Router<BasicRequestContext>) {
+    func addUsageRoutes(to router: Router<GatewayContext>) {
         router.get("/v1/usage") { request, _ in try await self.usage(request) }
     }
 

@@ -1,6 +1,8 @@
+import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
+import NIOCore
 import SluiceCore
 import ServiceLifecycle
 import SluiceRedis
@@ -31,7 +33,7 @@ struct CompletionStyle: Sendable {
 /// event can be missed. A client that goes away before the end frees its subscription
 /// at once and, with `gateway.cancel_on_disconnect` (the default), cancels its job.
 extension Gateway {
-    func runCompletion(_ job: Job, request: Request, style: CompletionStyle) async throws -> Response {
+    func runCompletion(_ job: Job, request: Request, context: GatewayContext, style: CompletionStyle) async throws -> Response {
         var job = job
         // A job that will be refused costs no subscription.
         try check(job)
@@ -50,7 +52,7 @@ extension Gateway {
             throw error
         }
         if style.stream {
-            return try await streamCompletion(feed, job: job, request: request, style: style)
+            return try await streamCompletion(feed, job: job, request: request, eventLoop: context.eventLoop, style: style)
         }
         return try await awaitCompletion(feed, job: job, request: request, style: style)
     }
@@ -123,7 +125,9 @@ extension Gateway {
     /// A job that fails before any chunk (the provider refused the request, a 429 or a 5xx
     /// that outlasted the retries, a timeout) is answered like a non-streaming one: the
     /// error's status with a JSON error, never a 200 and an error line.
-    private func streamCompletion(_ feed: JobEventFeed, job: Job, request: Request, style: CompletionStyle) async throws -> Response {
+    private func streamCompletion(
+        _ feed: JobEventFeed, job: Job, request: Request, eventLoop: any EventLoop, style: CompletionStyle
+    ) async throws -> Response {
         let jobID = job.id
         var opening = StreamOpening(style: style, jobID: jobID)
         let end: JobEventFollower.End
@@ -163,7 +167,7 @@ extension Gateway {
             opened.finished ? .finished
             : opened.restarted ? .failed(RunRestarted())
             : end == .disconnected ? .shutdown : nil
-        return sseResponse(stream, feed: feed, afterSeq: resumeAfter, request: request,
+        return sseResponse(stream, feed: feed, afterSeq: resumeAfter, request: request, eventLoop: eventLoop,
                            headers: [.sluiceJobID: jobID], first: opened.pending, ended: ended)
     }
 }
@@ -268,11 +272,11 @@ struct RunGuard {
     private static func continues(_ envelope: [UInt8], _ prefix: [UInt8]) -> Bool {
         let key = seqKey
         guard envelope.count >= prefix.count + key.count else { return false }
-        return envelope.withUnsafeBufferPointer { e in
-            prefix.withUnsafeBufferPointer { p in
-                key.withUnsafeBufferPointer { k in
-                    UnsafeBufferPointer(rebasing: e[0..<p.count]).elementsEqual(p)
-                        && UnsafeBufferPointer(rebasing: e[p.count..<(p.count + k.count)]).elementsEqual(k)
+        return envelope.withUnsafeBytes { e in
+            prefix.withUnsafeBytes { p in
+                key.withUnsafeBytes { k in
+                    (p.isEmpty || memcmp(e.baseAddress!, p.baseAddress!, p.count) == 0)
+                        && memcmp(e.baseAddress! + p.count, k.baseAddress!, k.count) == 0
                 }
             }
         }

@@ -1,5 +1,6 @@
 import HTTPTypes
 import Hummingbird
+import NIOCore
 import ServiceLifecycle
 import SluiceRedis
 
@@ -33,18 +34,23 @@ extension Gateway {
     /// rather than hold its shutdown for as long as a job runs. The feed is freed
     /// whatever the end.
     ///
+    /// The follow runs on `eventLoop`, the loop of the client's connection: a message
+    /// from the subscriber's thread wakes that loop once, and the body write goes into
+    /// the channel there, with no hop through a thread of Swift's pool.
+    ///
     /// - Parameter first: frames that go out before any followed event (what a streamed
     ///   completion gathered before it chose its status).
     /// - Parameter ended: the stream already ended before its body began: `first` goes
     ///   out, then the relay's last words, and nothing is followed.
     func sseResponse<Relay: SSERelay>(
-        _ relay: Relay, feed: JobEventFeed, afterSeq: Int, request: Request, headers extra: HTTPFields = [:],
-        first: ByteBuffer = ByteBuffer(), ended: SSEStreamEnd? = nil
+        _ relay: Relay, feed: JobEventFeed, afterSeq: Int, request: Request, eventLoop: any EventLoop,
+        headers extra: HTTPFields = [:], first: ByteBuffer = ByteBuffer(), ended: SSEStreamEnd? = nil
     ) -> Response {
         var headers = SSEFormat.headers
         headers[.connection] = "close"
         headers.append(contentsOf: extra)
         let gateway = self
+        let loop = EventLoopTaskExecutor(eventLoop)
         return Response(status: .ok, headers: headers, body: ResponseBody { writer in
             gateway.metrics.sseReaderConnected()
             defer { gateway.metrics.sseReaderDisconnected() }
@@ -59,21 +65,23 @@ extension Gateway {
             }
             let end: SSEStreamEnd
             do {
-                let followed = try await request.watchingDisconnect { disconnect in
-                    try await withGracefulShutdownHandler {
-                        try await feed.follow(afterSeq: afterSeq, disconnect: disconnect) { item in
-                            try relay.frame(item, into: &pending)
-                        } flush: {
-                            guard pending.readableBytes > 0 else { return }
-                            do {
-                                try await writer.write(pending)
-                            } catch {
-                                throw ClientGone()
+                let followed = try await withTaskExecutorPreference(loop) {
+                    try await request.watchingDisconnect { disconnect in
+                        try await withGracefulShutdownHandler {
+                            try await feed.follow(afterSeq: afterSeq, disconnect: disconnect) { item in
+                                try relay.frame(item, into: &pending)
+                            } flush: {
+                                guard pending.readableBytes > 0 else { return }
+                                do {
+                                    try await writer.write(pending)
+                                } catch {
+                                    throw ClientGone()
+                                }
+                                pending.clear()
                             }
-                            pending.clear()
+                        } onGracefulShutdown: {
+                            disconnect.fire()
                         }
-                    } onGracefulShutdown: {
-                        disconnect.fire()
                     }
                 }
                 if followed == .finished {
