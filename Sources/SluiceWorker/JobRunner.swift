@@ -1,9 +1,11 @@
 import Foundation
 import Logging
 import SluiceCore
+import SluiceHTTPClient
 import SluiceProviders
 import SluiceRedis
 import SluiceSupport
+import Tracing
 
 /// Runs one job against its providers, publishing its events, and builds its final
 /// unified response. Retries retryable failures with backoff while nothing has been
@@ -85,22 +87,33 @@ struct JobRunner<Redis: RedisCommandSink, Transport: ProviderTransport>: Sendabl
                 logger.info("run cut off by shutdown; the job will run again where its partition goes")
                 return nil
             }
-            var failure = JobRunner.errorInfo(error)
-            if cancelledByUser() {
-                failure = .init(type: "cancelled", message: "the job was cancelled on request")
-            }
-            let status: UnifiedResponse.Status =
-                failure.type == "cancelled" ? .cancelled : failure.type == "timeout" ? .timedOut : .failed
-            let underlying = (error as? AttemptsError)?.underlying ?? error
-            var metadata: Logger.Metadata = [:]
-            if let detail = (underlying as? ProviderError)?.detail { metadata["detail"] = "\(detail)" }
-            logger.warning("job \(status.rawValue): \(failure.message)", metadata: metadata)
-            response = failedResponse(job, error: failure, status: status, queueWait: queueWait,
-                                      attempts: (error as? AttemptsError)?.attempts ?? 0,
-                                      partial: (underlying as? ProviderError)?.partial, rateLimitWait: progress.rateLimitWait)
-            events.emit(.chatResponseFailure, encoding: ["error": failure])
+            response = failed(job, error: error, cancelledByUser: cancelledByUser(), queueWait: queueWait, progress: progress,
+                              events: &events, logger: logger)
         }
         return finish(response, events: &events)
+    }
+
+    /// The response of a run that failed with `error`, its failure event published.
+    @inline(never)
+    private func failed(
+        _ job: Job, error: any Error, cancelledByUser: Bool, queueWait: Double?, progress: Progress, events: inout JobEvents<Redis>,
+        logger: Logger
+    ) -> UnifiedResponse {
+        var failure = JobRunner.errorInfo(error)
+        if cancelledByUser {
+            failure = .init(type: "cancelled", message: "the job was cancelled on request")
+        }
+        let status: UnifiedResponse.Status =
+            failure.type == "cancelled" ? .cancelled : failure.type == "timeout" ? .timedOut : .failed
+        let underlying = (error as? AttemptsError)?.underlying ?? error
+        var metadata: Logger.Metadata = [:]
+        if let detail = (underlying as? ProviderError)?.detail { metadata["detail"] = "\(detail)" }
+        logger.warning("job \(status.rawValue): \(failure.message)", metadata: metadata)
+        let response = failedResponse(job, error: failure, status: status, queueWait: queueWait,
+                                      attempts: (error as? AttemptsError)?.attempts ?? 0,
+                                      partial: (underlying as? ProviderError)?.partial, rateLimitWait: progress.rateLimitWait)
+        events.emit(.chatResponseFailure, encoding: ["error": failure])
+        return response
     }
 
     /// Answers a job whose id could be read but whose fields are invalid (`error`, from
@@ -125,6 +138,7 @@ struct JobRunner<Redis: RedisCommandSink, Transport: ProviderTransport>: Sendabl
     /// Publishes the end of a job: the response event (when it succeeded), the stored
     /// result and `chat_finished`; then, unless `worker.compact_finished_replay` is off,
     /// leaves only the lifecycle events in its replay.
+    @inline(never)
     private func finish(_ response: UnifiedResponse, events: inout JobEvents<Redis>) -> (response: UnifiedResponse, json: [UInt8]) {
         var response = response
         response.omitInput(largerThan: config.worker.echoInputMaxBytes)
@@ -138,6 +152,7 @@ struct JobRunner<Redis: RedisCommandSink, Transport: ProviderTransport>: Sendabl
 
     /// How long a job without a deadline may wait for a rate limit: an interactive job
     /// its timeout, a batch job `worker.max_rate_limit_wait_s`.
+    @inline(never)
     func waitBound(_ job: Job, lane: JobPriority) -> (seconds: Double, name: String) {
         switch lane {
         case .interactive:
@@ -162,6 +177,7 @@ struct JobRunner<Redis: RedisCommandSink, Transport: ProviderTransport>: Sendabl
 
     /// The tokens a request is charged before it is sent: its prompt (about four bytes a
     /// token) plus the most it may generate.
+    @inline(never)
     static func estimatedTokens(messages: [JSONValue], parameters: [String: JSONValue]) -> Int {
         let limit = parameters["max_tokens"]?.doubleValue ?? parameters["max_completion_tokens"]?.doubleValue ?? 0
         let maxTokens = limit.isFinite && limit > 0 ? Int(min(limit, 10_000_000)) : 0
@@ -170,6 +186,7 @@ struct JobRunner<Redis: RedisCommandSink, Transport: ProviderTransport>: Sendabl
 
     /// The answer for a job whose id another tenant's job holds: a `failed` result with
     /// `id_conflict`, for the result topic only; nothing of it reaches the job's keys.
+    @inline(never)
     func idConflict(_ job: Job, producedAtMs: Int64?) -> (response: UnifiedResponse, json: [UInt8]) {
         let queueWait = producedAtMs.map { max(0, WallClock.now() - Double($0) / 1000) }
         let failure = UnifiedResponse.ErrorInfo(
@@ -207,6 +224,7 @@ struct JobRunner<Redis: RedisCommandSink, Transport: ProviderTransport>: Sendabl
     /// The rate-limit bucket of the job's first target when that provider has no
     /// configured limit: the run claim asks Redis whether it is clear (`RateLimiter`).
     /// Nil for a job whose target needs resolving from a template, or that has a limit.
+    @inline(never)
     func unlimitedFirstBucket(_ job: Job) -> RateLimiter.Bucket? {
         if case .prompt = job.request { return nil }
         guard let request = try? resolve(job),
@@ -249,21 +267,13 @@ struct JobRunner<Redis: RedisCommandSink, Transport: ProviderTransport>: Sendabl
                 continue
             }
             let format = try WireFormats.format(for: provider.kind)
-            var call = ProviderCall(
-                provider: provider, model: model, messages: messages, parameters: request.parameters, stream: job.stream,
-                apiKey: job.apiKey ?? provider.apiKeyEnv.flatMap { environment[$0] }.map(Secret.init))
-            call.idleTimeout = .seconds(saturating: config.worker.idleTimeoutSeconds)
-            call.firstTokenTimeout = config.worker.firstTokenTimeoutSeconds.map { .seconds(saturating: $0) }
-            if case .passthrough(let body) = job.request {
-                call.passthroughBody = body
-                call.stream = body["stream"]?.boolValue ?? false
-            }
+            var call = makeCall(job, provider: provider, model: model, request: request)
             let bucket = RateLimiter.Bucket(provider: provider.name, baseURL: provider.baseURL, apiKey: call.apiKey)
             let estimate = JobRunner.estimatedTokens(messages: messages, parameters: request.parameters)
 
             var retry = 0
             outOfTime = nil
-            while retry < config.worker.maxAttempts {
+            retrying: while retry < config.worker.maxAttempts {
                 if Task.isCancelled { throw AttemptsError(underlying: CancellationError(), attempts: attempts) }
                 // Wait for the shared rate limit (and any hold a 429 set); this spends
                 // neither an attempt nor a connection.
@@ -275,18 +285,9 @@ struct JobRunner<Redis: RedisCommandSink, Transport: ProviderTransport>: Sendabl
                         bucket, rpm: provider.rpm, tpm: provider.tpm, cost: estimate, lane: lane, deadline: admitBy, cleared: cleared)
                 } catch let expired as RateLimiter.Expired {
                     progress.rateLimitWait += expired.waited
-                    if deadline != nil {
-                        throw AttemptsError(underlying: SluiceError(.timeout, "the job ran past its timeout waiting for \(provider.name)'s rate limit"), attempts: attempts)
-                    }
-                    let by = startByWall.map { "its deadline (\(JobRunner.timestamp($0)))" } ?? waitBound.name
-                    var why = "waiting for \(provider.name)'s rate limit"
-                    var context: [String: String] = [:]
-                    if rateLimited > 0, let last = lastError as? ProviderError {
-                        why = "held by \(provider.name)'s rate limit (answered 429 \(rateLimited) times; last: \(last.message))"
-                        context["provider_status"] = "429"
-                    }
-                    throw AttemptsError(underlying: SluiceError(.expired, "the job could not start before \(by): \(why)", context: context),
-                                        attempts: attempts)
+                    throw JobRunner.rateLimitExpired(
+                        provider: provider.name, timedOut: deadline != nil, startByWall: startByWall, waitBound: waitBound,
+                        rateLimited: rateLimited, lastError: lastError, attempts: attempts)
                 } catch {
                     throw AttemptsError(underlying: CancellationError(), attempts: attempts)
                 }
@@ -300,23 +301,15 @@ struct JobRunner<Redis: RedisCommandSink, Transport: ProviderTransport>: Sendabl
                 }
                 call.totalTimeout = .seconds(saturating: remaining)
                 await chunkGate.refresh(redis: redis)
-                events.emit(.chatStarted, ["provider": .string(provider.name), "model": .string(model), "attempt": .number(Double(attempts))])
+                JobRunner.emitStarted(provider: provider.name, model: model, attempt: attempts, events: &events)
 
                 // A span per attempt (tracing on), ended with this iteration.
                 let attemptSpan = trace.startAttempt(provider: provider.name, model: model, attempt: attempts)
                 defer { attemptSpan?.end() }
                 var published = 0
                 do {
-                    var httpRequest = try format.makeRequest(call)
-                    if let context = trace.headers(of: attemptSpan) {
-                        for field in context.fields { httpRequest.headers[field.name] = field.value }
-                    }
-                    // The body goes out once per job: a retry or a fallback names its
-                    // target with `"body": null`, so retries cannot multiply a large
-                    // request in Redis.
-                    events.emit(.chatCompletionRequest, data: JobRunner.requestEvent(
-                        provider: provider.name, model: model, body: attempts == 1 && rateLimited == 0 ? httpRequest.body : [],
-                        maxBodyBytes: config.worker.echoInputMaxBytes))
+                    let httpRequest = try self.httpRequest(call, format: format, span: attemptSpan, trace: trace,
+                                                  echoBody: attempts == 1 && rateLimited == 0, events: &events)
                     // The attempt's chunk events go out from where the provider's bytes
                     // arrive; the relay holds the run's events and gate meanwhile.
                     let relay = ChunkRelay(events: events, gate: chunkGate, span: attemptSpan, wakesPerRound: chunkEventsWakePerRound)
@@ -326,80 +319,192 @@ struct JobRunner<Redis: RedisCommandSink, Transport: ProviderTransport>: Sendabl
                         published = relay.published
                     }
                     let outcome = try await providers.run(call, format: format, request: httpRequest, sink: relay)
-                    limiter.observe(bucket, headers: outcome.rateLimit, rateLimited: false)
-                    // A cleared admission charged no tokens: nothing to correct.
-                    if let used = outcome.accumulator.usage?.totalTokens, !cleared {
-                        limiter.settle(bucket, tpm: provider.tpm, estimated: estimate, actual: used)
-                    }
-                    if !outcome.streamComplete {
-                        var incomplete = ProviderError(
-                            .protocolError, "the provider's stream ended before its end marker", retryable: relay.published == 0)
-                        // What was streamed goes into the failed result, its tokens counted.
-                        incomplete.partial = outcome
-                        throw incomplete
-                    }
-                    return succeeded(job, provider: provider.name, model: model, request: request,
-                                     outcome: outcome, attempts: attempts, queueWait: queueWait, rateLimitWait: progress.rateLimitWait)
+                    return try completed(
+                        job, outcome: outcome, provider: provider, model: model, request: request, bucket: bucket, cleared: cleared,
+                        estimate: estimate, published: relay.published, attempts: attempts, queueWait: queueWait,
+                        rateLimitWait: progress.rateLimitWait)
                 } catch {
                     lastError = error
-                    if let attemptSpan {
-                        let failure = JobRunner.errorInfo(error)
-                        if let status = failure.providerStatus { attemptSpan.attributes["http.response.status_code"] = status }
-                        attemptSpan.fail("\(failure.type): \(failure.message)")
+                    var failed = FailedAttempt(attempts: attempts, retry: retry, deadline: deadline, rateLimited: rateLimited)
+                    let next = afterFailure(
+                        error, span: attemptSpan, published: published, state: &failed, provider: provider, bucket: bucket,
+                        cleared: cleared, estimate: estimate, runDeadline: runDeadline, logger: logger)
+                    (attempts, retry, deadline, rateLimited) = (failed.attempts, failed.retry, failed.deadline, failed.rateLimited)
+                    switch next {
+                    case .fail(let error): throw error
+                    case .queueAgain: continue
+                    case .nextTarget: break retrying
+                    case .outOfTime(let error):
+                        outOfTime = error
+                        break retrying
+                    case .retry(let delay): await sleep(delay)
                     }
-                    if Task.isCancelled { throw AttemptsError(underlying: error, attempts: attempts) }
-                    // Something of this attempt was relayed: a retry would repeat it.
-                    guard let pe = error as? ProviderError, published == 0 else {
-                        throw AttemptsError(underlying: error, attempts: attempts)
-                    }
-                    if pe.status == 429 && pe.retryable {
-                        // A rate limit is a wait, not a failed attempt: hold the bucket for
-                        // every worker as the provider asked, and queue for it again.
-                        attempts -= 1
-                        retry -= 1
-                        // Not started yet: the timeout counts from a request that is not refused.
-                        if attempts == 0 { deadline = nil }
-                        if !cleared { limiter.settle(bucket, tpm: provider.tpm, estimated: estimate, actual: 0) }
-                        let hold = limiter.observe(bucket, headers: pe.rateLimit ?? RateLimitHeaders(retryAfter: pe.retryAfter),
-                                                   rateLimited: true, fallbackHold: JobRunner.backoff(retry: rateLimited, retryAfter: nil))
-                        rateLimited += 1
-                        logger.info("\(provider.name) answered 429; waiting for its limit", metadata: ["hold_s": "\(hold)"])
-                        continue
-                    }
-                    if !pe.retryable {
-                        // The provider refused the request itself (400, 401, 403, 404, 422),
-                        // or it cannot be sent at all: fail at once with that error.
-                        // Anything else: the next target.
-                        if let status = pe.status, (400..<500).contains(status) {
-                            throw AttemptsError(underlying: error, attempts: attempts)
-                        }
-                        if pe.kind == .invalidRequest { throw AttemptsError(underlying: error, attempts: attempts) }
-                        break
-                    }
-                    guard retry < config.worker.maxAttempts else { break }
-                    let delay = JobRunner.backoff(retry: retry - 1, retryAfter: pe.retryAfter)
-                    guard MonotonicClock.now() + delay < runDeadline else {
-                        // No time left for this target's next attempt: a fallback may
-                        // still run in what remains; if none does, the job timed out.
-                        outOfTime = pe
-                        break
-                    }
-                    logger.info("retrying after \(pe)", metadata: [
-                        "attempt": "\(attempts)", "delay_s": "\(delay)", "detail": "\(pe.detail ?? "")",
-                    ])
-                    metrics.retried(provider: provider.name)
-                    await sleep(delay)
                 }
             }
         }
         if let last = outOfTime {
-            var context: [String: String] = [:]
-            if let status = last.status { context["provider_status"] = "\(status)" }
-            throw AttemptsError(underlying: SluiceError(
-                .timeout, "the job's timeout_s (\(timeout) s) left no time for another attempt after \(attempts); last error: \(last.message)",
-                context: context), attempts: attempts)
+            throw JobRunner.outOfTime(last, timeout: timeout, attempts: attempts)
         }
         throw AttemptsError(underlying: lastError, attempts: attempts)
+    }
+
+    /// The counters of a target's attempts that a failed one changes.
+    private struct FailedAttempt {
+        var attempts: Int
+        var retry: Int
+        var deadline: Double?
+        var rateLimited: Int
+    }
+
+    /// What to do after a failed attempt.
+    private enum NextStep {
+        case fail(AttemptsError)
+        /// A 429: queue for the rate limit again; it spent no attempt.
+        case queueAgain
+        case nextTarget
+        /// No time left for this target's next attempt: a fallback may still run in what
+        /// remains; if none does, the job timed out.
+        case outOfTime(ProviderError)
+        case retry(after: Double)
+    }
+
+    /// A response that came: the bucket learns of it, and a stream that ended without its
+    /// end marker is an error.
+    @inline(never)
+    private func completed(
+        _ job: Job, outcome: ProviderOutcome, provider: SluiceConfig.Provider, model: String, request: ResolvedRequest,
+        bucket: RateLimiter.Bucket, cleared: Bool, estimate: Int, published: Int, attempts: Int, queueWait: Double?, rateLimitWait: Double
+    ) throws -> UnifiedResponse {
+        limiter.observe(bucket, headers: outcome.rateLimit, rateLimited: false)
+        // A cleared admission charged no tokens: nothing to correct.
+        if let used = outcome.accumulator.usage?.totalTokens, !cleared {
+            limiter.settle(bucket, tpm: provider.tpm, estimated: estimate, actual: used)
+        }
+        if !outcome.streamComplete {
+            var incomplete = ProviderError(
+                .protocolError, "the provider's stream ended before its end marker", retryable: published == 0)
+            // What was streamed goes into the failed result, its tokens counted.
+            incomplete.partial = outcome
+            throw incomplete
+        }
+        return succeeded(job, provider: provider.name, model: model, request: request,
+                         outcome: outcome, attempts: attempts, queueWait: queueWait, rateLimitWait: rateLimitWait)
+    }
+
+    /// Decides what follows a failed attempt, and notes it on its span.
+    @inline(never)
+    private func afterFailure(
+        _ error: any Error, span: (any Span)?, published: Int, state: inout FailedAttempt, provider: SluiceConfig.Provider,
+        bucket: RateLimiter.Bucket, cleared: Bool, estimate: Int, runDeadline: Double, logger: Logger
+    ) -> NextStep {
+        if let span {
+            let failure = JobRunner.errorInfo(error)
+            if let status = failure.providerStatus { span.attributes["http.response.status_code"] = status }
+            span.fail("\(failure.type): \(failure.message)")
+        }
+        if Task.isCancelled { return .fail(AttemptsError(underlying: error, attempts: state.attempts)) }
+        // Something of this attempt was relayed: a retry would repeat it.
+        guard let pe = error as? ProviderError, published == 0 else {
+            return .fail(AttemptsError(underlying: error, attempts: state.attempts))
+        }
+        if pe.status == 429 && pe.retryable {
+            // A rate limit is a wait, not a failed attempt: hold the bucket for every
+            // worker as the provider asked, and queue for it again.
+            state.attempts -= 1
+            state.retry -= 1
+            // Not started yet: the timeout counts from a request that is not refused.
+            if state.attempts == 0 { state.deadline = nil }
+            if !cleared { limiter.settle(bucket, tpm: provider.tpm, estimated: estimate, actual: 0) }
+            let hold = limiter.observe(bucket, headers: pe.rateLimit ?? RateLimitHeaders(retryAfter: pe.retryAfter),
+                                       rateLimited: true, fallbackHold: JobRunner.backoff(retry: state.rateLimited, retryAfter: nil))
+            state.rateLimited += 1
+            logger.info("\(provider.name) answered 429; waiting for its limit", metadata: ["hold_s": "\(hold)"])
+            return .queueAgain
+        }
+        if !pe.retryable {
+            // The provider refused the request itself (400, 401, 403, 404, 422), or it
+            // cannot be sent at all: fail at once with that error. Anything else: the
+            // next target.
+            if let status = pe.status, (400..<500).contains(status) {
+                return .fail(AttemptsError(underlying: error, attempts: state.attempts))
+            }
+            if pe.kind == .invalidRequest { return .fail(AttemptsError(underlying: error, attempts: state.attempts)) }
+            return .nextTarget
+        }
+        guard state.retry < config.worker.maxAttempts else { return .nextTarget }
+        let delay = JobRunner.backoff(retry: state.retry - 1, retryAfter: pe.retryAfter)
+        guard MonotonicClock.now() + delay < runDeadline else { return .outOfTime(pe) }
+        logger.info("retrying after \(pe)", metadata: [
+            "attempt": "\(state.attempts)", "delay_s": "\(delay)", "detail": "\(pe.detail ?? "")",
+        ])
+        metrics.retried(provider: provider.name)
+        return .retry(after: delay)
+    }
+
+    @inline(never)
+    private static func outOfTime(_ last: ProviderError, timeout: Double, attempts: Int) -> AttemptsError {
+        var context: [String: String] = [:]
+        if let status = last.status { context["provider_status"] = "\(status)" }
+        return AttemptsError(underlying: SluiceError(
+            .timeout, "the job's timeout_s (\(timeout) s) left no time for another attempt after \(attempts); last error: \(last.message)",
+            context: context), attempts: attempts)
+    }
+
+    /// One target's call, as the job asks for it.
+    @inline(never)
+    private func makeCall(_ job: Job, provider: SluiceConfig.Provider, model: String, request: ResolvedRequest) -> ProviderCall {
+        var call = ProviderCall(
+            provider: provider, model: model, messages: request.messages, parameters: request.parameters, stream: job.stream,
+            apiKey: job.apiKey ?? provider.apiKeyEnv.flatMap { environment[$0] }.map(Secret.init))
+        call.idleTimeout = .seconds(saturating: config.worker.idleTimeoutSeconds)
+        call.firstTokenTimeout = config.worker.firstTokenTimeoutSeconds.map { .seconds(saturating: $0) }
+        if case .passthrough(let body) = job.request {
+            call.passthroughBody = body
+            call.stream = body["stream"]?.boolValue ?? false
+        }
+        return call
+    }
+
+    /// An attempt's HTTP request, its `chat_completion_request` event published.
+    @inline(never)
+    private func httpRequest(
+        _ call: ProviderCall, format: any WireFormat, span: (any Span)?, trace: JobTrace, echoBody: Bool, events: inout JobEvents<Redis>
+    ) throws -> CurlRequest {
+        var httpRequest = try format.makeRequest(call)
+        if let context = trace.headers(of: span) {
+            for field in context.fields { httpRequest.headers[field.name] = field.value }
+        }
+        // The body goes out once per job: a retry or a fallback names its target with
+        // `"body": null`, so retries cannot multiply a large request in Redis.
+        events.emit(.chatCompletionRequest, data: JobRunner.requestEvent(
+            provider: call.provider.name, model: call.model, body: echoBody ? httpRequest.body : [],
+            maxBodyBytes: config.worker.echoInputMaxBytes))
+        return httpRequest
+    }
+
+    @inline(never)
+    private static func emitStarted(provider: String, model: String, attempt: Int, events: inout JobEvents<Redis>) {
+        events.emit(.chatStarted, ["provider": .string(provider), "model": .string(model), "attempt": .number(Double(attempt))])
+    }
+
+    /// The failure of a job whose admission to `provider`'s rate limit ran out of time.
+    @inline(never)
+    private static func rateLimitExpired(
+        provider: String, timedOut: Bool, startByWall: Double?, waitBound: (seconds: Double, name: String), rateLimited: Int,
+        lastError: any Error, attempts: Int
+    ) -> AttemptsError {
+        if timedOut {
+            return AttemptsError(underlying: SluiceError(.timeout, "the job ran past its timeout waiting for \(provider)'s rate limit"), attempts: attempts)
+        }
+        let by = startByWall.map { "its deadline (\(JobRunner.timestamp($0)))" } ?? waitBound.name
+        var why = "waiting for \(provider)'s rate limit"
+        var context: [String: String] = [:]
+        if rateLimited > 0, let last = lastError as? ProviderError {
+            why = "held by \(provider)'s rate limit (answered 429 \(rateLimited) times; last: \(last.message))"
+            context["provider_status"] = "429"
+        }
+        return AttemptsError(underlying: SluiceError(.expired, "the job could not start before \(by): \(why)", context: context),
+                             attempts: attempts)
     }
 
     /// The delays between provider attempts: 250 ms doubling to 8 s, each between half
@@ -422,6 +527,7 @@ struct JobRunner<Redis: RedisCommandSink, Transport: ProviderTransport>: Sendabl
         var parameters: [String: JSONValue]
     }
 
+    @inline(never)
     func resolve(_ job: Job) throws -> ResolvedRequest {
         func lastUser(_ m: [JSONValue]) -> String? {
             m.last { $0["role"]?.stringValue == "user" }?["content"]?.stringValue
@@ -447,6 +553,7 @@ struct JobRunner<Redis: RedisCommandSink, Transport: ProviderTransport>: Sendabl
         }
     }
 
+    @inline(never)
     private func succeeded(
         _ job: Job, provider: String, model: String, request: ResolvedRequest,
         outcome: ProviderOutcome, attempts: Int, queueWait: Double?, rateLimitWait: Double
@@ -483,6 +590,7 @@ struct JobRunner<Redis: RedisCommandSink, Transport: ProviderTransport>: Sendabl
             metadata: job.metadata, raw: outcome.raw)
     }
 
+    @inline(never)
     func failedResponse(
         _ job: Job, error: UnifiedResponse.ErrorInfo, status: UnifiedResponse.Status, queueWait: Double?, attempts: Int,
         partial: ProviderOutcome? = nil, rateLimitWait: Double = 0
@@ -527,6 +635,7 @@ struct JobRunner<Redis: RedisCommandSink, Transport: ProviderTransport>: Sendabl
             jobID: job.id, status: status, error: error, metadata: job.metadata)
     }
 
+    @inline(never)
     static func errorInfo(_ error: any Error) -> UnifiedResponse.ErrorInfo {
         let error = (error as? AttemptsError)?.underlying ?? error
         switch error {

@@ -49,6 +49,7 @@ struct JobTrace: Sendable {
     }
 
     /// A span for one provider attempt, a child of the job's.
+    @inline(never)
     func startAttempt(provider: String, model: String, attempt: Int) -> (any Span)? {
         guard let span else { return nil }
         return tracer.startSpan("provider attempt", childOf: span, ofKind: .client, attributes: [
@@ -62,6 +63,7 @@ struct JobTrace: Sendable {
     }
 
     /// Ends the job's span with how the job ended.
+    @inline(never)
     func end(_ response: UnifiedResponse?) {
         guard let span else { return }
         if let response {
@@ -77,6 +79,7 @@ struct JobTrace: Sendable {
     }
 
     /// `logger` with the job's `trace_id`.
+    @inline(never)
     func logging(_ logger: Logger) -> Logger {
         guard let headers else { return logger }
         var logger = logger
