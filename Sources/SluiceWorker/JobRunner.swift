@@ -7,6 +7,19 @@ import SluiceRedis
 import SluiceSupport
 import Tracing
 
+/// How a run ended: its response and that response's JSON, encoded once for Redis and
+/// the result topic. A reference, so that the async frames it passes through on its way
+/// to the result topic hold a pointer rather than a copy of the response.
+final class RunResult: Sendable {
+    let response: UnifiedResponse
+    let json: [UInt8]
+
+    init(response: UnifiedResponse, json: [UInt8]) {
+        self.response = response
+        self.json = json
+    }
+}
+
 /// Runs one job against its providers, publishing its events, and builds its final
 /// unified response. Retries retryable failures with backoff while nothing has been
 /// published for the attempt, then moves to the job's fallbacks.
@@ -15,20 +28,58 @@ import Tracing
 /// `CurlClient` in the worker; recorders and scripted providers in its unit tests), so the
 /// per-chunk path makes no dynamic call.
 struct JobRunner<Redis: RedisCommandSink, Transport: ProviderTransport>: Sendable {
-    let config: SluiceConfig
-    let providers: ProviderRunner<Transport>
-    let redis: Redis
-    let prices: PriceTable
-    let logger: Logger
-    let environment: [String: String]
-    let metrics: WorkerMetrics
-    let limiter: RateLimiter
+    var config: SluiceConfig { parts.config }
+    var providers: ProviderRunner<Transport> { parts.providers }
+    var redis: Redis { parts.redis }
+    var prices: PriceTable { parts.prices }
+    var logger: Logger { parts.logger }
+    var environment: [String: String] { parts.environment }
+    var metrics: WorkerMetrics { parts.metrics }
+    var limiter: RateLimiter { parts.limiter }
+    /// What the runner holds, by reference: a job's async frames hold a copy of the runner
+    /// for each call of one of its methods, for as long as the job runs.
+    private let parts: Parts
     /// Whether something wakes Redis's thread once per round of the transport's thread
     /// (the worker has its `CurlClient` do so): chunk events are then queued without a
     /// wake each. Off, each chunk event wakes the thread if it sleeps.
     var chunkEventsWakePerRound = false
     /// Waits between attempts, in seconds; tests record the delays instead of waiting.
     var sleep: @Sendable (Double) async -> Void = { try? await Task.sleep(for: .seconds(saturating: $0)) }
+
+    init(
+        config: SluiceConfig, providers: ProviderRunner<Transport>, redis: Redis, prices: PriceTable, logger: Logger,
+        environment: [String: String], metrics: WorkerMetrics, limiter: RateLimiter, chunkEventsWakePerRound: Bool = false
+    ) {
+        self.chunkEventsWakePerRound = chunkEventsWakePerRound
+        self.parts = Parts(
+            config: config, providers: providers, redis: redis, prices: prices, logger: logger, environment: environment, metrics: metrics,
+            limiter: limiter)
+    }
+
+    private final class Parts: Sendable {
+        let config: SluiceConfig
+        let providers: ProviderRunner<Transport>
+        let redis: Redis
+        let prices: PriceTable
+        let logger: Logger
+        let environment: [String: String]
+        let metrics: WorkerMetrics
+        let limiter: RateLimiter
+
+        init(
+            config: SluiceConfig, providers: ProviderRunner<Transport>, redis: Redis, prices: PriceTable, logger: Logger,
+            environment: [String: String], metrics: WorkerMetrics, limiter: RateLimiter
+        ) {
+            self.config = config
+            self.providers = providers
+            self.redis = redis
+            self.prices = prices
+            self.logger = logger
+            self.environment = environment
+            self.metrics = metrics
+            self.limiter = limiter
+        }
+    }
 
     /// - Parameter run: this run's id, carried by every event.
     /// - Parameter lastSeq: the last event seq of the runs before this one (0 for none).
@@ -48,7 +99,7 @@ struct JobRunner<Redis: RedisCommandSink, Transport: ProviderTransport>: Sendabl
         _ job: Job, run: String, lastSeq: Int, producedAtMs: Int64?, lane: JobPriority = .interactive,
         spend: SpendCheck? = nil, clearedBucket: RateLimiter.Bucket? = nil, trace: JobTrace = .untraced,
         cancelledByUser: @Sendable () -> Bool = { false }
-    ) async -> (response: UnifiedResponse, json: [UInt8])? {
+    ) async -> RunResult? {
         let startedWall = WallClock.now()
         let queueWait = producedAtMs.map { max(0, startedWall - Double($0) / 1000) }
         var logger = trace.logging(self.logger)
@@ -64,7 +115,7 @@ struct JobRunner<Redis: RedisCommandSink, Transport: ProviderTransport>: Sendabl
         let waitBound = waitBound(job, lane: lane)
         let startByMonotonic = MonotonicClock.now() + ((startBy ?? startedWall + waitBound.seconds) - startedWall)
         var progress = Progress()
-        var response: UnifiedResponse
+        var reply: Reply
         do {
             if cancelledByUser() {
                 throw AttemptsError(underlying: SluiceError(.cancelled, "the job was cancelled before it started"), attempts: 0)
@@ -79,7 +130,7 @@ struct JobRunner<Redis: RedisCommandSink, Transport: ProviderTransport>: Sendabl
                     .expired, "the job could not start before its deadline (\(JobRunner.timestamp(startBy))); the provider was not called"),
                     attempts: 0)
             }
-            response = try await attempt(job, events: &events, lane: lane, startBy: startByMonotonic, startByWall: startBy,
+            reply = try await attempt(job, events: &events, lane: lane, startBy: startByMonotonic, startByWall: startBy,
                                          waitBound: waitBound, progress: &progress, queueWait: queueWait, clearedBucket: clearedBucket,
                                          trace: trace, logger: logger)
         } catch {
@@ -87,10 +138,17 @@ struct JobRunner<Redis: RedisCommandSink, Transport: ProviderTransport>: Sendabl
                 logger.info("run cut off by shutdown; the job will run again where its partition goes")
                 return nil
             }
-            response = failed(job, error: error, cancelledByUser: cancelledByUser(), queueWait: queueWait, progress: progress,
-                              events: &events, logger: logger)
+            reply = failed(job, error: error, cancelledByUser: cancelledByUser(), queueWait: queueWait, progress: progress,
+                           events: &events, logger: logger)
         }
-        return finish(response, events: &events)
+        return finish(reply.response, events: &events)
+    }
+
+    /// A response on its way from an attempt to `finish`, by reference: a copy of the
+    /// (large) response in each async frame it passes through would last as long as the job.
+    private final class Reply: Sendable {
+        let response: UnifiedResponse
+        init(_ response: UnifiedResponse) { self.response = response }
     }
 
     /// The response of a run that failed with `error`, its failure event published.
@@ -98,7 +156,7 @@ struct JobRunner<Redis: RedisCommandSink, Transport: ProviderTransport>: Sendabl
     private func failed(
         _ job: Job, error: any Error, cancelledByUser: Bool, queueWait: Double?, progress: Progress, events: inout JobEvents<Redis>,
         logger: Logger
-    ) -> UnifiedResponse {
+    ) -> Reply {
         var failure = JobRunner.errorInfo(error)
         if cancelledByUser {
             failure = .init(type: "cancelled", message: "the job was cancelled on request")
@@ -113,7 +171,7 @@ struct JobRunner<Redis: RedisCommandSink, Transport: ProviderTransport>: Sendabl
                                       attempts: (error as? AttemptsError)?.attempts ?? 0,
                                       partial: (underlying as? ProviderError)?.partial, rateLimitWait: progress.rateLimitWait)
         events.emit(.chatResponseFailure, encoding: ["error": failure])
-        return response
+        return Reply(response)
     }
 
     /// Answers a job whose id could be read but whose fields are invalid (`error`, from
@@ -121,7 +179,7 @@ struct JobRunner<Redis: RedisCommandSink, Transport: ProviderTransport>: Sendabl
     /// stored `failed` result with error `invalid_job`, `chat_finished`.
     func reject(
         _ jobID: String, tenant: String, error: SluiceError, run: String, lastSeq: Int, producedAtMs: Int64?, logger: Logger? = nil
-    ) async -> (response: UnifiedResponse, json: [UInt8])? {
+    ) async -> RunResult? {
         let logger = logger ?? self.logger
         let queueWait = producedAtMs.map { max(0, WallClock.now() - Double($0) / 1000) }
         logger.warning("job failed: \(error.message)", metadata: ["job_id": "\(jobID)", "run": "\(run)"])
@@ -139,7 +197,7 @@ struct JobRunner<Redis: RedisCommandSink, Transport: ProviderTransport>: Sendabl
     /// result and `chat_finished`; then, unless `worker.compact_finished_replay` is off,
     /// leaves only the lifecycle events in its replay.
     @inline(never)
-    private func finish(_ response: UnifiedResponse, events: inout JobEvents<Redis>) -> (response: UnifiedResponse, json: [UInt8]) {
+    private func finish(_ response: UnifiedResponse, events: inout JobEvents<Redis>) -> RunResult {
         var response = response
         response.omitInput(largerThan: config.worker.echoInputMaxBytes)
         let json = (try? JSON.encode(response)) ?? []
@@ -147,7 +205,7 @@ struct JobRunner<Redis: RedisCommandSink, Transport: ProviderTransport>: Sendabl
         events.storeResult(json, response: response, finishedAt: WallClock.now())
         events.emit(.chatFinished, ["status": .string(response.status.rawValue)])
         if config.worker.compactFinishedReplay { events.compactReplay() }
-        return (response, json)
+        return RunResult(response: response, json: json)
     }
 
     /// How long a job without a deadline may wait for a rate limit: an interactive job
@@ -239,7 +297,7 @@ struct JobRunner<Redis: RedisCommandSink, Transport: ProviderTransport>: Sendabl
         _ job: Job, events: inout JobEvents<Redis>, lane: JobPriority, startBy: Double, startByWall: Double?,
         waitBound: (seconds: Double, name: String), progress: inout Progress, queueWait: Double?, clearedBucket: RateLimiter.Bucket?,
         trace: JobTrace, logger: Logger
-    ) async throws -> UnifiedResponse {
+    ) async throws -> Reply {
         let request = try resolve(job)
         let messages = request.messages
         var targets = [ModelTarget(provider: request.provider, model: request.model ?? "")]
@@ -260,7 +318,7 @@ struct JobRunner<Redis: RedisCommandSink, Transport: ProviderTransport>: Sendabl
             let provider: SluiceConfig.Provider
             let model: String
             do {
-                (provider, model) = try config.resolve(provider: target.provider, model: target.model.isEmpty ? nil : target.model)
+                (provider, model) = try resolve(target)
             } catch {
                 if targetIndex == 0 { throw error }
                 lastError = error
@@ -357,7 +415,7 @@ struct JobRunner<Redis: RedisCommandSink, Transport: ProviderTransport>: Sendabl
     }
 
     /// What to do after a failed attempt.
-    private enum NextStep {
+    private indirect enum NextStep {
         case fail(AttemptsError)
         /// A 429: queue for the rate limit again; it spent no attempt.
         case queueAgain
@@ -374,7 +432,7 @@ struct JobRunner<Redis: RedisCommandSink, Transport: ProviderTransport>: Sendabl
     private func completed(
         _ job: Job, outcome: ProviderOutcome, provider: SluiceConfig.Provider, model: String, request: ResolvedRequest,
         bucket: RateLimiter.Bucket, cleared: Bool, estimate: Int, published: Int, attempts: Int, queueWait: Double?, rateLimitWait: Double
-    ) throws -> UnifiedResponse {
+    ) throws -> Reply {
         limiter.observe(bucket, headers: outcome.rateLimit, rateLimited: false)
         // A cleared admission charged no tokens: nothing to correct.
         if let used = outcome.accumulator.usage?.totalTokens, !cleared {
@@ -387,8 +445,8 @@ struct JobRunner<Redis: RedisCommandSink, Transport: ProviderTransport>: Sendabl
             incomplete.partial = outcome
             throw incomplete
         }
-        return succeeded(job, provider: provider.name, model: model, request: request,
-                         outcome: outcome, attempts: attempts, queueWait: queueWait, rateLimitWait: rateLimitWait)
+        return Reply(succeeded(job, provider: provider.name, model: model, request: request,
+                               outcome: outcome, attempts: attempts, queueWait: queueWait, rateLimitWait: rateLimitWait))
     }
 
     /// Decides what follows a failed attempt, and notes it on its span.
@@ -448,6 +506,11 @@ struct JobRunner<Redis: RedisCommandSink, Transport: ProviderTransport>: Sendabl
         return AttemptsError(underlying: SluiceError(
             .timeout, "the job's timeout_s (\(timeout) s) left no time for another attempt after \(attempts); last error: \(last.message)",
             context: context), attempts: attempts)
+    }
+
+    @inline(never)
+    private func resolve(_ target: ModelTarget) throws -> (SluiceConfig.Provider, String) {
+        try config.resolve(provider: target.provider, model: target.model.isEmpty ? nil : target.model)
     }
 
     /// One target's call, as the job asks for it.

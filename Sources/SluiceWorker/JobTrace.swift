@@ -62,6 +62,12 @@ struct JobTrace: Sendable {
         attempt.flatMap(tracer.headers(of:)) ?? headers
     }
 
+    /// Ends the job's span with how its run ended (nil: with no result).
+    @inline(never)
+    func end(_ result: RunResult?) {
+        end(result?.response)
+    }
+
     /// Ends the job's span with how the job ended.
     @inline(never)
     func end(_ response: UnifiedResponse?) {

@@ -317,16 +317,12 @@ public final class Worker: Service {
         // its deepest frames until it ends, and every local of an async function has a
         // slot of its own in its frame, so the two phases share one region of the task's
         // memory instead of adding up for as long as the job runs.
-        var ended: UnifiedResponse?
-        defer { trace.end(ended) }
-        switch await claim(job, rejected: rejection != nil, message: message, ticket: ticket, runner: runner, producer: producer,
-                           trace: trace, logger: logger) {
-        case .answered(let response):
-            ended = response
-        case .run(let claim):
-            ended = await runClaimed(job, rejection: rejection, claim: claim, lane: topicLane, message: message, ticket: ticket,
-                                     runner: runner, producer: producer, renewer: renewer, trace: trace, logger: logger)
-        }
+        // Each ends the job's span.
+        guard let claim = await claim(
+            job, rejected: rejection != nil, message: message, ticket: ticket, runner: runner, producer: producer, trace: trace, logger: logger)
+        else { return }
+        await runClaimed(job, rejection: rejection, claim: claim, lane: topicLane, message: message, ticket: ticket,
+                         runner: runner, producer: producer, renewer: renewer, trace: trace, logger: logger)
     }
 
     /// What a message holds.
@@ -380,22 +376,17 @@ public final class Worker: Service {
         var clearedBucket: RateLimiter.Bucket?
     }
 
-    private enum ClaimOutcome {
-        case run(Claim)
-        /// Answered without a run (a stored result, another tenant's id) or given up
-        /// (shutdown); the response, if one was produced, ends the job's span.
-        case answered(UnifiedResponse?)
-    }
-
     /// One run at a time; a finished job is answered from its stored result. The tenant's
     /// spend today comes with the claim when it has a daily limit, and so does whether
     /// the first provider's rate-limit bucket is clear, when it has no configured limit
-    /// (then its first admission asks Redis nothing more).
+    /// (then its first admission asks Redis nothing more). Nil when the job was answered
+    /// without a run (a stored result, another tenant's id) or given up (shutdown): its
+    /// span is then ended.
     @inline(never)
     private func claim(
         _ job: Job, rejected: Bool, message: KafkaMessage, ticket: OffsetTracker.Ticket, runner: WorkerJobRunner, producer: KafkaProducer,
         trace: JobTrace, logger: Logger
-    ) async -> ClaimOutcome {
+    ) async -> Claim? {
         var claim = Claim(run: Worker.newRunID())
         let firstBucket = !rejected ? runner.unlimitedFirstBucket(job) : nil
         while true {
@@ -409,39 +400,57 @@ public final class Worker: Service {
                 claim.claimed = true
                 if let spendLimit, let spent { claim.spend = SpendCheck(limitUSD: spendLimit, spentMicroUSD: spent, day: today) }
                 if bucketClear { claim.clearedBucket = firstBucket }
-                return .run(claim)
+                return claim
             case .finished(let stored):
                 logger.info("job already finished; producing its stored result again", metadata: ["job_id": "\(job.id)"])
                 metrics.resultReplayed()
                 trace.span?.addEvent("result replayed")
                 await deliverResult(stored, of: job.id, for: message, ticket: ticket, producer: producer, trace: trace)
-                return .answered(nil)
+                trace.end(nil as RunResult?)
+                return nil
             case .heldElsewhere:
                 // A run on another worker (the partition's owner before a rebalance) is
                 // still going: its result will be stored, or its lease will lapse.
                 try? await Task.sleep(for: .milliseconds(250))
-                if Task.isCancelled { return .answered(nil) }
+                if Task.isCancelled {
+                    trace.end(nil as RunResult?)
+                    return nil
+                }
             case .unavailable:
-                return .run(claim)  // Redis away: run unclaimed (at least once)
+                return claim  // Redis away: run unclaimed (at least once)
             case .ownedByAnotherTenant:
                 // Nothing of this job may reach the other tenant's keys: its answer goes
                 // to the result topic only, for the Kafka client that sent it.
-                logger.warning("job refused: its id belongs to another tenant", metadata: ["job_id": "\(job.id)"])
-                let refused = runner.idConflict(job, producedAtMs: message.timestampMs)
-                metrics.finished(refused.response, tenant: job.tenant)
+                let refused = refuse(job, producedAtMs: message.timestampMs, runner: runner, logger: logger)
                 await deliverResult(refused.json, of: job.id, for: message, ticket: ticket, producer: producer, trace: trace)
-                return .answered(refused.response)
+                trace.end(refused)
+                return nil
             }
         }
     }
 
-    /// Runs a claimed job and delivers its result; returns the response, if the run
-    /// produced one.
+    /// The answer to a job whose id belongs to another tenant's job.
+    @inline(never)
+    private func refuse(_ job: Job, producedAtMs: Int64?, runner: WorkerJobRunner, logger: Logger) -> RunResult {
+        logger.warning("job refused: its id belongs to another tenant", metadata: ["job_id": "\(job.id)"])
+        let refused = runner.idConflict(job, producedAtMs: producedAtMs)
+        metrics.finished(refused.response, tenant: job.tenant)
+        return RunResult(response: refused.response, json: refused.json)
+    }
+
+    @inline(never)
+    private func finished(_ result: RunResult, tenant: String) {
+        metrics.finished(result.response, tenant: tenant)
+    }
+
+    /// Runs a claimed job and delivers its result; ends the job's span.
     @inline(never)
     private func runClaimed(
         _ job: Job, rejection: SluiceError?, claim: Claim, lane topicLane: JobPriority, message: KafkaMessage, ticket: OffsetTracker.Ticket,
         runner: WorkerJobRunner, producer: KafkaProducer, renewer: ClaimRenewer, trace: JobTrace, logger: Logger
-    ) async -> UnifiedResponse? {
+    ) async {
+        var ended: RunResult?
+        defer { trace.end(ended) }
         let (run, lastSeq, claimed, spend, clearedBucket) = (claim.run, claim.lastSeq, claim.claimed, claim.spend, claim.clearedBucket)
         // The job runs in a task of its own so a cancel request can stop it alone; a
         // shutdown (this task cancelled) stops it too, and then no result is produced.
@@ -480,15 +489,15 @@ public final class Worker: Service {
         // Released after the run's last event and stored result (and after a renew of it
         // still on its way): whoever waits for the claim finds the result first.
         if let renewal { renewer.end(renewal, release: !supersededBy.isSet) }
-        guard let (response, value) = outcome, !Task.isCancelled, !supersededBy.isSet else {
+        guard let outcome, !Task.isCancelled, !supersededBy.isSet else {
             // Cut off by shutdown's drain deadline (left uncommitted, so it is redelivered
             // rather than reported as cancelled), or taken over by another run.
-            return nil
+            return
         }
-        metrics.finished(response, tenant: job.tenant)
-        guard !value.isEmpty else { return response }
-        await deliverResult(value, of: job.id, for: message, ticket: ticket, producer: producer, trace: trace)
-        return response
+        finished(outcome, tenant: job.tenant)
+        ended = outcome
+        guard !outcome.json.isEmpty else { return }
+        await deliverResult(outcome.json, of: job.id, for: message, ticket: ticket, producer: producer, trace: trace)
     }
 
 
