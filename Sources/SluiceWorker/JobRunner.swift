@@ -141,7 +141,7 @@ struct JobRunner<Redis: RedisCommandSink, Transport: ProviderTransport>: Sendabl
             reply = failed(job, error: error, cancelledByUser: cancelledByUser(), queueWait: queueWait, progress: progress,
                            events: &events, logger: logger)
         }
-        return finish(reply.response, events: &events)
+        return finish(reply, events: &events)
     }
 
     /// A response on its way from an attempt to `finish`, by reference: a copy of the
@@ -177,6 +177,7 @@ struct JobRunner<Redis: RedisCommandSink, Transport: ProviderTransport>: Sendabl
     /// Answers a job whose id could be read but whose fields are invalid (`error`, from
     /// `Job.parse`) as any failed job is answered: a `chat_response_failure` event, a
     /// stored `failed` result with error `invalid_job`, `chat_finished`.
+    @inline(never)
     func reject(
         _ jobID: String, tenant: String, error: SluiceError, run: String, lastSeq: Int, producedAtMs: Int64?, logger: Logger? = nil
     ) async -> RunResult? {
@@ -190,15 +191,15 @@ struct JobRunner<Redis: RedisCommandSink, Transport: ProviderTransport>: Sendabl
         let failure = JobRunner.errorInfo(error)
         let response = failedResponse(unread, error: failure, status: .failed, queueWait: queueWait, attempts: 0)
         events.emit(.chatResponseFailure, encoding: ["error": failure])
-        return finish(response, events: &events)
+        return finish(Reply(response), events: &events)
     }
 
     /// Publishes the end of a job: the response event (when it succeeded), the stored
     /// result and `chat_finished`; then, unless `worker.compact_finished_replay` is off,
     /// leaves only the lifecycle events in its replay.
     @inline(never)
-    private func finish(_ response: UnifiedResponse, events: inout JobEvents<Redis>) -> RunResult {
-        var response = response
+    private func finish(_ reply: Reply, events: inout JobEvents<Redis>) -> RunResult {
+        var response = reply.response
         response.omitInput(largerThan: config.worker.echoInputMaxBytes)
         let json = (try? JSON.encode(response)) ?? []
         if response.status == .succeeded { events.emit(.chatCompletionResponse, data: json) }
@@ -311,8 +312,8 @@ struct JobRunner<Redis: RedisCommandSink, Transport: ProviderTransport>: Sendabl
         var rateLimited = 0
         var chunkGate = ChunkEventGate(jobID: job.id, lane: lane, mode: config.worker.batchChunkEvents)
         // The last target's retries stopped because the job's timeout left no room for
-        // the next one.
-        var outOfTime: ProviderError?
+        // the next one: its last error.
+        var outOfTime: (any Error)?
 
         for (targetIndex, target) in targets.enumerated() {
             let provider: SluiceConfig.Provider
@@ -392,7 +393,7 @@ struct JobRunner<Redis: RedisCommandSink, Transport: ProviderTransport>: Sendabl
                     case .fail(let error): throw error
                     case .queueAgain: continue
                     case .nextTarget: break retrying
-                    case .outOfTime(let error):
+                    case .outOfTime:
                         outOfTime = error
                         break retrying
                     case .retry(let delay): await sleep(delay)
@@ -422,7 +423,7 @@ struct JobRunner<Redis: RedisCommandSink, Transport: ProviderTransport>: Sendabl
         case nextTarget
         /// No time left for this target's next attempt: a fallback may still run in what
         /// remains; if none does, the job timed out.
-        case outOfTime(ProviderError)
+        case outOfTime
         case retry(after: Double)
     }
 
@@ -491,7 +492,7 @@ struct JobRunner<Redis: RedisCommandSink, Transport: ProviderTransport>: Sendabl
         }
         guard state.retry < config.worker.maxAttempts else { return .nextTarget }
         let delay = JobRunner.backoff(retry: state.retry - 1, retryAfter: pe.retryAfter)
-        guard MonotonicClock.now() + delay < runDeadline else { return .outOfTime(pe) }
+        guard MonotonicClock.now() + delay < runDeadline else { return .outOfTime }
         logger.info("retrying after \(pe)", metadata: [
             "attempt": "\(state.attempts)", "delay_s": "\(delay)", "detail": "\(pe.detail ?? "")",
         ])
@@ -499,12 +500,15 @@ struct JobRunner<Redis: RedisCommandSink, Transport: ProviderTransport>: Sendabl
         return .retry(after: delay)
     }
 
+    /// `last`: the `ProviderError` that `afterFailure` answered `.outOfTime` to.
     @inline(never)
-    private static func outOfTime(_ last: ProviderError, timeout: Double, attempts: Int) -> AttemptsError {
+    private static func outOfTime(_ last: any Error, timeout: Double, attempts: Int) -> AttemptsError {
         var context: [String: String] = [:]
-        if let status = last.status { context["provider_status"] = "\(status)" }
+        let last = last as? ProviderError
+        if let status = last?.status { context["provider_status"] = "\(status)" }
         return AttemptsError(underlying: SluiceError(
-            .timeout, "the job's timeout_s (\(timeout) s) left no time for another attempt after \(attempts); last error: \(last.message)",
+            .timeout,
+            "the job's timeout_s (\(timeout) s) left no time for another attempt after \(attempts); last error: \(last?.message ?? "")",
             context: context), attempts: attempts)
     }
 
