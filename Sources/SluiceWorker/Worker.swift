@@ -326,7 +326,7 @@ public final class Worker: Service {
     }
 
     /// What a message holds.
-    private enum Reading {
+    private indirect enum Reading {
         /// A job, or one read far enough to know its id with a field out of its type or
         /// range (`rejection`).
         case job(Job, rejection: SluiceError?)
