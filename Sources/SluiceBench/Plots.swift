@@ -127,7 +127,8 @@ enum Plots {
                 memory = Memory(
                     subtitle: "\(c.jobs) jobs × \(c.chunksPerJob) chunks, one every \(c.paceMs) ms; VmRSS sampled every 50 ms; \(report.machine.cpus) CPUs",
                     samples: c.memory,
-                    targets: [Target(value: BenchReport.gib / 1_048_576, label: "target: < 1 GiB at 10,000 streams")])
+                    targets: [Target(value: BenchReport.workerRSSTargetMiB,
+                                     label: "target: < \(fmt(BenchReport.workerRSSTargetMiB, 0)) MiB at 10,000 streams")])
             }
         }
 

@@ -60,7 +60,13 @@ public struct ProviderError: Error, Sendable, CustomStringConvertible {
     public var rateLimit: RateLimitHeaders?
     /// What the attempt produced before it failed (chunks already relayed, usage so
     /// far), when it failed mid-stream.
-    public var partial: ProviderOutcome?
+    public var partial: ProviderOutcome? {
+        get { partialBox?.outcome }
+        set { partialBox = newValue.map(PartialOutcome.init) }
+    }
+    /// `partial`, by reference: a job's async frames hold several errors at once, and
+    /// the outcome would make each twice as large.
+    private var partialBox: PartialOutcome?
     /// What the operator needs and the tenant must not see (a host and port, libcurl's
     /// text, a provider's words about the operator's key): logged, never put in a result.
     public var detail: String?
@@ -75,6 +81,11 @@ public struct ProviderError: Error, Sendable, CustomStringConvertible {
     }
 
     public var description: String { "\(kind.rawValue): \(message)" }
+
+    private final class PartialOutcome: Sendable {
+        let outcome: ProviderOutcome
+        init(_ outcome: ProviderOutcome) { self.outcome = outcome }
+    }
 }
 
 /// A normalised chunk: the `chat.completion.chunk` JSON to publish, and its parsed form.

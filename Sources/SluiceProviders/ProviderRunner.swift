@@ -22,66 +22,103 @@ public struct ProviderRunner<Transport: ProviderTransport>: Sendable {
     public func run<Sink: ChunkSink>(
         _ call: ProviderCall, format: any WireFormat, request: CurlRequest? = nil, sink: Sink
     ) async throws -> ProviderOutcome {
+        // Every local of an async function has a slot of its own in the task's frame for as
+        // long as the call lasts, and a streamed attempt lasts as long as its stream: the
+        // work with large temporaries is kept in synchronous helpers and in the branches'
+        // own async functions, so that a stream waits in a few hundred bytes.
         let request = try request ?? format.makeRequest(call)
-        let start = MonotonicClock.now()
-        var timing = TimingRecorder(start: start)
-        var accumulator = StreamAccumulator()
-
+        let timing = TimingRecorder(start: MonotonicClock.now())
         let response: ProviderResponse<Transport.Body>
         do {
             response = try await client.send(request)
         } catch let error as HTTPClientError {
             throw ProviderRunner.mapError(error, provider: call.provider.name)
         }
-
         guard (200..<300).contains(response.status) else {
-            let body = (try? await response.body.collect(upTo: 1 << 20)) ?? []
-            let limits = RateLimitHeaders(response.headers)
-            // OpenAI answers 429 for a spent quota too: that one does not pass by waiting.
-            let quotaSpent = response.status == 429 && String(decoding: body, as: UTF8.self).contains("insufficient_quota")
-            let retryable = (response.status == 429 && !quotaSpent) || response.status == 408 || response.status >= 500
-            var error = ProviderRunner.statusError(
-                provider: call.provider.name, status: response.status, message: format.errorMessage(body), retryable: retryable,
-                retryAfter: limits.retryAfter)
-            error.rateLimit = limits.isEmpty ? nil : limits
-            throw error
+            throw await ProviderRunner.statusFailure(response, call: call, format: format)
         }
-
-        let limits = RateLimitHeaders(response.headers)
-        let rateLimit = limits.isEmpty ? nil : limits
         if !call.stream {
-            let body: [UInt8]
-            do {
-                body = try await response.body.collect(upTo: ProviderRunner.maxBodyBytes)
-            } catch let error as HTTPClientError {
-                throw ProviderRunner.mapError(error, provider: call.provider.name)
-            }
-            let now = MonotonicClock.now()
-            timing.byteReceived(at: now)
-            let completion = try format.decodeCompletion(body, call: call)
-            // One chunk carrying the whole reply, so a reader of the job's events sees it.
-            let chunk = ChatCompletionChunk(
-                id: completion.id, created: completion.created, model: completion.model,
-                systemFingerprint: completion.systemFingerprint,
-                choices: completion.choices.map { c in
-                    ChunkChoice(
-                        index: c.index,
-                        delta: ChunkDelta(
-                            role: c.message.role, content: c.message.content, refusal: c.message.refusal,
-                            toolCalls: c.message.toolCalls?.enumerated().map { i, t in
-                                ToolCallDelta(index: i, id: t.id, type: t.type, function: .init(name: t.function.name, arguments: t.function.arguments))
-                            }),
-                        finishReason: c.finishReason)
-                },
-                usage: completion.usage)
-            accumulator.add(chunk)
-            if chunk.carriesContent { timing.contentChunk(at: now) }
-            if !sink.receive(ProviderChunk(json: try JSON.encode(chunk), chunk: chunk), at: now) { await sink.whileHeld() }
-            let raw = call.passthroughBody != nil ? try? JSON.decode(JSONValue.self, from: body) : nil
-            return ProviderOutcome(accumulator: accumulator, timing: timing, streamComplete: true, raw: raw, rateLimit: rateLimit)
+            return try await ProviderRunner.whole(response, call: call, format: format, timing: timing, sink: sink)
         }
+        return try await ProviderRunner.stream(response, call: call, format: format, timing: timing, sink: sink)
+    }
 
-        let stream = StreamReader(decoder: format.makeStreamDecoder(call), timing: timing, sink: sink)
+    /// The error for a response whose status is not 2xx, its body read for the message.
+    private static func statusFailure(_ response: ProviderResponse<Transport.Body>, call: ProviderCall, format: any WireFormat) async -> ProviderError {
+        let body = (try? await response.body.collect(upTo: 1 << 20)) ?? []
+        return statusFailure(status: response.status, headers: response.headers, body: body, call: call, format: format)
+    }
+
+    @inline(never)
+    private static func statusFailure(status: Int, headers: HTTPHeaders, body: [UInt8], call: ProviderCall, format: any WireFormat) -> ProviderError {
+        let limits = RateLimitHeaders(headers)
+        // OpenAI answers 429 for a spent quota too: that one does not pass by waiting.
+        let quotaSpent = status == 429 && String(decoding: body, as: UTF8.self).contains("insufficient_quota")
+        let retryable = (status == 429 && !quotaSpent) || status == 408 || status >= 500
+        var error = ProviderRunner.statusError(
+            provider: call.provider.name, status: status, message: format.errorMessage(body), retryable: retryable,
+            retryAfter: limits.retryAfter)
+        error.rateLimit = limits.isEmpty ? nil : limits
+        return error
+    }
+
+    @inline(never)
+    private static func rateLimit(_ headers: HTTPHeaders) -> RateLimitHeaders? {
+        let limits = RateLimitHeaders(headers)
+        return limits.isEmpty ? nil : limits
+    }
+
+    /// A non-streaming response: read whole, handed to the sink as one chunk.
+    private static func whole<Sink: ChunkSink>(
+        _ response: ProviderResponse<Transport.Body>, call: ProviderCall, format: any WireFormat, timing: TimingRecorder, sink: Sink
+    ) async throws -> ProviderOutcome {
+        let body: [UInt8]
+        do {
+            body = try await response.body.collect(upTo: ProviderRunner.maxBodyBytes)
+        } catch let error as HTTPClientError {
+            throw ProviderRunner.mapError(error, provider: call.provider.name)
+        }
+        let now = MonotonicClock.now()
+        var (outcome, chunk) = try wholeOutcome(body, headers: response.headers, call: call, format: format, timing: timing, at: now)
+        if !sink.receive(chunk, at: now) { await sink.whileHeld() }
+        outcome.raw = call.passthroughBody != nil ? try? JSON.decode(JSONValue.self, from: body) : nil
+        return outcome
+    }
+
+    @inline(never)
+    private static func wholeOutcome(
+        _ body: [UInt8], headers: HTTPHeaders, call: ProviderCall, format: any WireFormat, timing: TimingRecorder, at now: Double
+    ) throws -> (ProviderOutcome, ProviderChunk) {
+        var timing = timing
+        var accumulator = StreamAccumulator()
+        timing.byteReceived(at: now)
+        let completion = try format.decodeCompletion(body, call: call)
+        // One chunk carrying the whole reply, so a reader of the job's events sees it.
+        let chunk = ChatCompletionChunk(
+            id: completion.id, created: completion.created, model: completion.model,
+            systemFingerprint: completion.systemFingerprint,
+            choices: completion.choices.map { c in
+                ChunkChoice(
+                    index: c.index,
+                    delta: ChunkDelta(
+                        role: c.message.role, content: c.message.content, refusal: c.message.refusal,
+                        toolCalls: c.message.toolCalls?.enumerated().map { i, t in
+                            ToolCallDelta(index: i, id: t.id, type: t.type, function: .init(name: t.function.name, arguments: t.function.arguments))
+                        }),
+                    finishReason: c.finishReason)
+            },
+            usage: completion.usage)
+        accumulator.add(chunk)
+        if chunk.carriesContent { timing.contentChunk(at: now) }
+        let outcome = ProviderOutcome(accumulator: accumulator, timing: timing, streamComplete: true, raw: nil, rateLimit: rateLimit(headers))
+        return (outcome, ProviderChunk(json: try JSON.encode(chunk), chunk: chunk))
+    }
+
+    /// A streamed response, parsed where its bytes arrive.
+    private static func stream<Sink: ChunkSink>(
+        _ response: ProviderResponse<Transport.Body>, call: ProviderCall, format: any WireFormat, timing: TimingRecorder, sink: Sink
+    ) async throws -> ProviderOutcome {
+        let stream = StreamReader(decoder: format.makeStreamDecoder(call), timing: timing, sink: sink, rateLimit: rateLimit(response.headers))
         // The first-token watchdog aborts the transfer; the consumer then sees its error.
         let body = response.body
         stream.watchdog = call.firstTokenTimeout.map { limit in
@@ -101,25 +138,24 @@ public struct ProviderRunner<Transport: ProviderTransport>: Sendable {
                 // A chunk the decoder refused stopped the transfer: that is the error.
                 throw stream.failure ?? error
             }
-            if let last = stream.parser.finish() {
-                let now = MonotonicClock.now()
-                for c in try stream.decoder.decode(last) {
-                    stream.accumulator.add(c.chunk)
-                    if c.chunk.carriesContent { stream.timing.contentChunk(at: now) }
-                    if !sink.receive(c, at: now) { await sink.whileHeld() }
-                }
-            }
+            // The last event (no blank line after it) may hold the stream back too.
+            while try stream.finish() { await sink.whileHeld() }
         } catch {
             // Keep what was relayed: a cancelled or failed job still reports its usage.
-            var mapped = (error as? HTTPClientError).map { ProviderRunner.mapError($0, provider: call.provider.name) }
-                ?? (error as? ProviderError)
-                ?? ProviderError(.protocolError, "\(error)", retryable: false)
-            mapped.partial = ProviderOutcome(
-                accumulator: stream.accumulator, timing: stream.timing, streamComplete: false, raw: nil, rateLimit: rateLimit)
-            throw mapped
+            throw failed(error, stream: stream, provider: call.provider.name)
         }
-        let complete = stream.decoder.isComplete || stream.accumulator.allChoicesFinished
-        return ProviderOutcome(accumulator: stream.accumulator, timing: stream.timing, streamComplete: complete, raw: nil, rateLimit: rateLimit)
+        return stream.outcome
+    }
+
+    /// `error` as the attempt's failure, carrying what was streamed before it.
+    @inline(never)
+    private static func failed<Sink: ChunkSink>(_ error: any Error, stream: StreamReader<Sink>, provider: String) -> ProviderError {
+        var mapped = (error as? HTTPClientError).map { ProviderRunner.mapError($0, provider: provider) }
+            ?? (error as? ProviderError)
+            ?? ProviderError(.protocolError, "\(error)", retryable: false)
+        mapped.partial = ProviderOutcome(
+            accumulator: stream.accumulator, timing: stream.timing, streamComplete: false, raw: nil, rateLimit: stream.rateLimit)
+        return mapped
     }
 
     /// A transport failure as a tenant may read it: what happened and to which provider;
@@ -197,11 +233,44 @@ private final class StreamReader<Sink: ChunkSink>: HTTPBodyConsumer, @unchecked 
     var watchdog: Task<Void, Never>?
     let sink: Sink
 
-    init(decoder: any StreamDecoder, timing: TimingRecorder, sink: Sink) {
+    /// The response's rate-limit headers, for the outcome.
+    let rateLimit: RateLimitHeaders?
+    /// The chunks of the last event not yet handed to the sink (the sink held the stream).
+    private var pending: [ProviderChunk] = []
+    /// When the body ended, once it has.
+    private var finishedAt: Double?
+
+    init(decoder: any StreamDecoder, timing: TimingRecorder, sink: Sink, rateLimit: RateLimitHeaders?) {
         self.decoder = decoder
         self.timing = timing
         self.sink = sink
+        self.rateLimit = rateLimit
     }
+
+    /// The body ended: decodes what the parser still holds (an event with no blank line
+    /// after it) and hands its chunks on. Returns true when the sink asked to hold the
+    /// stream back: the caller awaits `whileHeld()` and calls again.
+    func finish() throws -> Bool {
+        if finishedAt == nil {
+            finishedAt = MonotonicClock.now()
+            if let last = parser.finish() { pending = try decoder.decode(last) }
+        }
+        let now = finishedAt ?? MonotonicClock.now()
+        while !pending.isEmpty {
+            let c = pending.removeFirst()
+            accumulator.add(c.chunk)
+            if c.chunk.carriesContent { timing.contentChunk(at: now) }
+            if !sink.receive(c, at: now) { return true }
+        }
+        return false
+    }
+
+    /// What the stream added up to.
+    var outcome: ProviderOutcome {
+        let complete = decoder.isComplete || accumulator.allChoicesFinished
+        return ProviderOutcome(accumulator: accumulator, timing: timing, streamComplete: complete, raw: nil, rateLimit: rateLimit)
+    }
+
 
     func receive(_ bytes: UnsafeRawBufferPointer) -> BodyDisposition {
         let now = MonotonicClock.now()

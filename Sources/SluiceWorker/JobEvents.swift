@@ -34,6 +34,7 @@ struct JobEvents<Redis: RedisCommandSink> {
     /// When the TTLs were last refreshed (wall clock, seconds).
     private var refreshedAt = 0.0
 
+    @inline(never)
     init(jobID: String, run: String, tenant: String, redis: Redis, ttlSeconds: Int, lastSeq: Int) {
         self.jobID = jobID
         self.run = run
@@ -127,12 +128,12 @@ struct JobEvents<Redis: RedisCommandSink> {
         return command
     }
 
-    @discardableResult
+    @discardableResult @inline(never)
     mutating func emit(_ event: EventName, _ data: JSONValue) -> Bool {
         emit(event, data: (try? JSON.encode(data)) ?? Array("null".utf8))
     }
 
-    @discardableResult
+    @discardableResult @inline(never)
     mutating func emit<T: Encodable>(_ event: EventName, encoding value: T) -> Bool {
         emit(event, data: (try? JSON.encode(value)) ?? Array("null".utf8))
     }
@@ -148,6 +149,7 @@ struct JobEvents<Redis: RedisCommandSink> {
     /// Stores the final result and adds the job to its tenant's usage of the day
     /// (`TenantUsage.recordScript`, once per job), queued together with no wait for an
     /// answer; both pinned: never dropped while Redis is away.
+    @inline(never)
     func storeResult(_ json: [UInt8], response: UnifiedResponse, finishedAt: Double) {
         var command = RedisCommand([
             RedisCommand.set, Array(RedisKeys.result(jobID).utf8), json, Array("EX".utf8), Array(String(ttlSeconds).utf8),

@@ -49,6 +49,7 @@ struct JobTrace: Sendable {
     }
 
     /// A span for one provider attempt, a child of the job's.
+    @inline(never)
     func startAttempt(provider: String, model: String, attempt: Int) -> (any Span)? {
         guard let span else { return nil }
         return tracer.startSpan("provider attempt", childOf: span, ofKind: .client, attributes: [
@@ -61,7 +62,14 @@ struct JobTrace: Sendable {
         attempt.flatMap(tracer.headers(of:)) ?? headers
     }
 
+    /// Ends the job's span with how its run ended (nil: with no result).
+    @inline(never)
+    func end(_ result: RunResult?) {
+        end(result?.response)
+    }
+
     /// Ends the job's span with how the job ended.
+    @inline(never)
     func end(_ response: UnifiedResponse?) {
         guard let span else { return }
         if let response {
@@ -77,6 +85,7 @@ struct JobTrace: Sendable {
     }
 
     /// `logger` with the job's `trace_id`.
+    @inline(never)
     func logging(_ logger: Logger) -> Logger {
         guard let headers else { return logger }
         var logger = logger

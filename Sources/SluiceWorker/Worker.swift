@@ -301,6 +301,41 @@ public final class Worker: Service {
         /// A job read far enough to know its id, with a field out of its type or range:
         /// claimed and answered like any job, with a failed result naming the field.
         let rejection: SluiceError?
+        switch read(message, keyring: keyring) {
+        case .job(let read, let rejected):
+            job = read
+            rejection = rejected
+        case .unreadable(let error):
+            await sendToDLQ(message, error: error, incoming: incoming, ticket: ticket, producer: producer, logger: logger)
+            return
+        }
+
+        // The job's span (tracing on) runs from here to its result's delivery.
+        let trace = JobTrace(tracer: tracer, incoming: incoming, job: job)
+        if let headers = trace.headers { logger[metadataKey: "trace_id"] = "\(headers.traceID)" }
+        // Claiming and running are async functions of their own: a task keeps the memory of
+        // its deepest frames until it ends, and every local of an async function has a
+        // slot of its own in its frame, so the two phases share one region of the task's
+        // memory instead of adding up for as long as the job runs.
+        // Each ends the job's span.
+        guard let claim = await claim(
+            job, rejected: rejection != nil, message: message, ticket: ticket, runner: runner, producer: producer, trace: trace, logger: logger)
+        else { return }
+        await runClaimed(job, rejection: rejection, claim: claim, lane: topicLane, message: message, ticket: ticket,
+                         runner: runner, producer: producer, renewer: renewer, trace: trace, logger: logger)
+    }
+
+    /// What a message holds.
+    private indirect enum Reading {
+        /// A job, or one read far enough to know its id with a field out of its type or
+        /// range (`rejection`).
+        case job(Job, rejection: SluiceError?)
+        /// Not a job: it goes to the DLQ.
+        case unreadable(any Error)
+    }
+
+    @inline(never)
+    private func read(_ message: KafkaMessage, keyring: JobKeyring?) -> Reading {
         do {
             guard message.value.count <= config.worker.maxJobBytes else {
                 throw SluiceError(.invalidJob, "the job is \(message.value.count) bytes, more than worker.max_job_bytes (\(config.worker.maxJobBytes))")
@@ -321,95 +356,102 @@ public final class Worker: Service {
                     throw error
                 }
             }
-            job = parsed
-            rejection = nil
+            return .job(parsed, rejection: nil)
         } catch let error as SluiceError where error.context["job_id"] != nil {
             // Its tenant, if that one field is usable: the owner of the failed result.
             let tenant = (try? JSON.decode(JSONValue.self, from: message.value))?["tenant"]?.stringValue
                 .flatMap { Job.isValidID($0) ? $0 : nil } ?? "default"
-            job = Job(id: error.context["job_id"]!, request: .messages([]), tenant: tenant)
-            rejection = error
+            return .job(Job(id: error.context["job_id"]!, request: .messages([]), tenant: tenant), rejection: error)
         } catch {
-            let reason = (error as? SluiceError)?.message ?? "\(error)"
-            logger.warning("message sent to the DLQ: \(reason)", metadata: [
-                "topic": "\(message.topic)", "partition": "\(message.partition)", "offset": "\(message.offset)",
-            ])
-            metrics.sentToDLQ()
-            let record = DLQRecord(message: message, error: reason)
-            let topic = config.kafka.dlqTopic
-            let headers = JobTrace(passingOn: incoming).kafkaHeaders
-            switch await deliver(producer, topic: topic, key: record.key, value: (try? JSON.encode(record)) ?? [], headers: headers) {
-            case .delivered:
-                complete(ticket)
-            case .permanent(let refusal):
-                // Kept with its reason, its value cut short: the DLQ takes it, and the
-                // partition moves on.
-                metrics.recordRefused(topic: "dlq")
-                logger.error("the DLQ refused the record (\(refusal)); sending it with its value cut to \(DLQRecord.cutValueBytes) bytes", metadata: [
-                    "topic": "\(message.topic)", "partition": "\(message.partition)", "offset": "\(message.offset)",
-                ])
-                let cut = record.cutDown()
-                await deliverReplacement(producer, topic: topic, key: cut.key, value: (try? JSON.encode(cut)) ?? [], headers: headers,
-                                         for: message, ticket: ticket)
-            case .cancelled:
-                break
-            }
-            return
+            return .unreadable(error)
         }
+    }
 
-        // The job's span (tracing on) runs from here to its result's delivery.
-        let trace = JobTrace(tracer: tracer, incoming: incoming, job: job)
-        if let headers = trace.headers { logger[metadataKey: "trace_id"] = "\(headers.traceID)" }
-        var ended: UnifiedResponse?
-        defer { trace.end(ended) }
-
-        // One run at a time; a finished job is answered from its stored result. The
-        // tenant's spend today comes with the claim when it has a daily limit, and so
-        // does whether the first provider's rate-limit bucket is clear, when it has no
-        // configured limit (then its first admission asks Redis nothing more).
-        let run = Worker.newRunID()
+    /// A claimed run of a job (or one running unclaimed while Redis is away).
+    private struct Claim {
+        var run: String
         var lastSeq = 0
         var claimed = false
         var spend: SpendCheck?
-        let firstBucket = rejection == nil ? runner.unlimitedFirstBucket(job) : nil
         var clearedBucket: RateLimiter.Bucket?
-        claiming: while true {
-            let spendLimit = rejection == nil ? config.quotas.spendLimitUSD(for: job.tenant) : nil
+    }
+
+    /// One run at a time; a finished job is answered from its stored result. The tenant's
+    /// spend today comes with the claim when it has a daily limit, and so does whether
+    /// the first provider's rate-limit bucket is clear, when it has no configured limit
+    /// (then its first admission asks Redis nothing more). Nil when the job was answered
+    /// without a run (a stored result, another tenant's id) or given up (shutdown): its
+    /// span is then ended.
+    @inline(never)
+    private func claim(
+        _ job: Job, rejected: Bool, message: KafkaMessage, ticket: OffsetTracker.Ticket, runner: WorkerJobRunner, producer: KafkaProducer,
+        trace: JobTrace, logger: Logger
+    ) async -> Claim? {
+        var claim = Claim(run: Worker.newRunID())
+        let firstBucket = !rejected ? runner.unlimitedFirstBucket(job) : nil
+        while true {
+            let spendLimit = !rejected ? config.quotas.spendLimitUSD(for: job.tenant) : nil
             let today = UsageDay(unixSeconds: Date().timeIntervalSince1970)
             switch await RunClaim.claim(
-                jobID: job.id, run: run, tenant: job.tenant, ttlSeconds: config.redis.eventTTLSeconds,
+                jobID: job.id, run: claim.run, tenant: job.tenant, ttlSeconds: config.redis.eventTTLSeconds,
                 spendOn: spendLimit.map { _ in today }, bucket: firstBucket, redis: runner.redis) {
             case .claimed(let seq, let spent, let bucketClear):
-                lastSeq = seq
-                claimed = true
-                if let spendLimit, let spent { spend = SpendCheck(limitUSD: spendLimit, spentMicroUSD: spent, day: today) }
-                if bucketClear { clearedBucket = firstBucket }
-                break claiming
+                claim.lastSeq = seq
+                claim.claimed = true
+                if let spendLimit, let spent { claim.spend = SpendCheck(limitUSD: spendLimit, spentMicroUSD: spent, day: today) }
+                if bucketClear { claim.clearedBucket = firstBucket }
+                return claim
             case .finished(let stored):
                 logger.info("job already finished; producing its stored result again", metadata: ["job_id": "\(job.id)"])
                 metrics.resultReplayed()
                 trace.span?.addEvent("result replayed")
                 await deliverResult(stored, of: job.id, for: message, ticket: ticket, producer: producer, trace: trace)
-                return
+                trace.end(nil as RunResult?)
+                return nil
             case .heldElsewhere:
                 // A run on another worker (the partition's owner before a rebalance) is
                 // still going: its result will be stored, or its lease will lapse.
                 try? await Task.sleep(for: .milliseconds(250))
-                if Task.isCancelled { return }
+                if Task.isCancelled {
+                    trace.end(nil as RunResult?)
+                    return nil
+                }
             case .unavailable:
-                break claiming  // Redis away: run unclaimed (at least once)
+                return claim  // Redis away: run unclaimed (at least once)
             case .ownedByAnotherTenant:
                 // Nothing of this job may reach the other tenant's keys: its answer goes
                 // to the result topic only, for the Kafka client that sent it.
-                logger.warning("job refused: its id belongs to another tenant", metadata: ["job_id": "\(job.id)"])
-                let refused = runner.idConflict(job, producedAtMs: message.timestampMs)
-                metrics.finished(refused.response, tenant: job.tenant)
-                ended = refused.response
+                let refused = refuse(job, producedAtMs: message.timestampMs, runner: runner, logger: logger)
                 await deliverResult(refused.json, of: job.id, for: message, ticket: ticket, producer: producer, trace: trace)
-                return
+                trace.end(refused)
+                return nil
             }
         }
+    }
 
+    /// The answer to a job whose id belongs to another tenant's job.
+    @inline(never)
+    private func refuse(_ job: Job, producedAtMs: Int64?, runner: WorkerJobRunner, logger: Logger) -> RunResult {
+        logger.warning("job refused: its id belongs to another tenant", metadata: ["job_id": "\(job.id)"])
+        let refused = runner.idConflict(job, producedAtMs: producedAtMs)
+        metrics.finished(refused.response, tenant: job.tenant)
+        return RunResult(response: refused.response, json: refused.json)
+    }
+
+    @inline(never)
+    private func finished(_ result: RunResult, tenant: String) {
+        metrics.finished(result.response, tenant: tenant)
+    }
+
+    /// Runs a claimed job and delivers its result; ends the job's span.
+    @inline(never)
+    private func runClaimed(
+        _ job: Job, rejection: SluiceError?, claim: Claim, lane topicLane: JobPriority, message: KafkaMessage, ticket: OffsetTracker.Ticket,
+        runner: WorkerJobRunner, producer: KafkaProducer, renewer: ClaimRenewer, trace: JobTrace, logger: Logger
+    ) async {
+        var ended: RunResult?
+        defer { trace.end(ended) }
+        let (run, lastSeq, claimed, spend, clearedBucket) = (claim.run, claim.lastSeq, claim.claimed, claim.spend, claim.clearedBucket)
         // The job runs in a task of its own so a cancel request can stop it alone; a
         // shutdown (this task cancelled) stops it too, and then no result is produced.
         let cancels = self.cancels
@@ -447,15 +489,49 @@ public final class Worker: Service {
         // Released after the run's last event and stored result (and after a renew of it
         // still on its way): whoever waits for the claim finds the result first.
         if let renewal { renewer.end(renewal, release: !supersededBy.isSet) }
-        guard let (response, value) = outcome, !Task.isCancelled, !supersededBy.isSet else {
+        guard let outcome, !Task.isCancelled, !supersededBy.isSet else {
             // Cut off by shutdown's drain deadline (left uncommitted, so it is redelivered
             // rather than reported as cancelled), or taken over by another run.
             return
         }
-        metrics.finished(response, tenant: job.tenant)
-        ended = response
-        guard !value.isEmpty else { return }
-        await deliverResult(value, of: job.id, for: message, ticket: ticket, producer: producer, trace: trace)
+        finished(outcome, tenant: job.tenant)
+        ended = outcome
+        guard !outcome.json.isEmpty else { return }
+        await deliverResult(outcome.json, of: job.id, for: message, ticket: ticket, producer: producer, trace: trace)
+    }
+
+
+    /// Sends a message that is not a job to the DLQ with the reason, and completes its
+    /// offset once the DLQ has it. Its own async function: `handle`'s frame lasts as long
+    /// as the job, and this one's locals need not.
+    private func sendToDLQ(
+        _ message: KafkaMessage, error: any Error, incoming: TraceHeaders?, ticket: OffsetTracker.Ticket, producer: KafkaProducer,
+        logger: Logger
+    ) async {
+        let reason = (error as? SluiceError)?.message ?? "\(error)"
+        logger.warning("message sent to the DLQ: \(reason)", metadata: [
+            "topic": "\(message.topic)", "partition": "\(message.partition)", "offset": "\(message.offset)",
+        ])
+        metrics.sentToDLQ()
+        let record = DLQRecord(message: message, error: reason)
+        let topic = config.kafka.dlqTopic
+        let headers = JobTrace(passingOn: incoming).kafkaHeaders
+        switch await deliver(producer, topic: topic, key: record.key, value: (try? JSON.encode(record)) ?? [], headers: headers) {
+        case .delivered:
+            complete(ticket)
+        case .permanent(let refusal):
+            // Kept with its reason, its value cut short: the DLQ takes it, and the
+            // partition moves on.
+            metrics.recordRefused(topic: "dlq")
+            logger.error("the DLQ refused the record (\(refusal)); sending it with its value cut to \(DLQRecord.cutValueBytes) bytes", metadata: [
+                "topic": "\(message.topic)", "partition": "\(message.partition)", "offset": "\(message.offset)",
+            ])
+            let cut = record.cutDown()
+            await deliverReplacement(producer, topic: topic, key: cut.key, value: (try? JSON.encode(cut)) ?? [], headers: headers,
+                                     for: message, ticket: ticket)
+        case .cancelled:
+            break
+        }
     }
 
     /// A short random id naming one run of a job in its events and claim.
