@@ -24,7 +24,11 @@ struct BrokerRestartTests {
             config.worker.drainSeconds = 5
             config.providers = [.init(name: "mock", kind: .mock, baseURL: mock.baseURL)]
             config.models = ["default": ModelTarget(provider: "mock", model: "mock-1")]
-            let topics = [(config.kafka.requestsTopic, 3), (config.kafka.resultsTopic, 3), (config.kafka.dlqTopic, 1), (config.kafka.controlTopic, 1)]
+            // Four partitions: the count Tansu gives a topic a reconnecting client's metadata
+            // request creates before the test re-creates it (Tansu does so even for clients
+            // with `allow.auto.create.topics=false`). With any other count the clients see
+            // the partition count change under messages in flight.
+            let topics = [(config.kafka.requestsTopic, 4), (config.kafka.resultsTopic, 4), (config.kafka.dlqTopic, 1), (config.kafka.controlTopic, 1)]
             try await broker.createTopics(topics)
 
             let dir = try TestPaths.tempDir("broker-restart")
