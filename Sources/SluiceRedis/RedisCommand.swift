@@ -67,6 +67,12 @@ public struct RedisCommand: Sendable, Hashable {
         append(String(argument).utf8)
     }
 
+    /// Reserves room for `byteCount` more argument bytes and `count` more arguments.
+    mutating func reserve(bytes byteCount: Int, arguments count: Int) {
+        bytes.reserveCapacity(bytes.count + byteCount)
+        ends.reserveCapacity(ends.count + count)
+    }
+
     /// Reserves room for `byteCount` more argument bytes, to avoid regrowing the buffer
     /// when appending a large payload.
     public mutating func reserveCapacity(bytes byteCount: Int) {

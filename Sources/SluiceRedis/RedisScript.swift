@@ -37,7 +37,8 @@ extension RedisCommand {
     /// `EVAL` with the text when Redis does not know the script.
     public init(script: RedisScript, keys: [String], arguments: [String]) {
         self.init([])
-        reserveCapacity(bytes: 48 + keys.reduce(0) { $0 + $1.utf8.count } + arguments.reduce(0) { $0 + $1.utf8.count })
+        reserve(bytes: 48 + keys.reduce(0) { $0 + $1.utf8.count } + arguments.reduce(0) { $0 + $1.utf8.count },
+                arguments: 3 + keys.count + arguments.count)
         append("EVALSHA")
         append(script.sha1)
         append(keys.count)
@@ -53,9 +54,13 @@ extension RedisCommand {
         precondition(evalArguments.count >= 3 && evalArguments[0] == "EVAL", "an EVAL argument list starts with EVAL, the script and numkeys")
         assert(evalArguments[1] == script.source, "the EVAL arguments carry another script than \(script)")
         self.init([])
+        // Sized once: several of these are built per job, and growing the two buffers
+        // argument by argument reallocated them each time.
+        let arguments = evalArguments.dropFirst(2)
+        reserve(bytes: 7 + script.sha1.utf8.count + arguments.reduce(0) { $0 + $1.utf8.count }, arguments: 2 + arguments.count)
         append("EVALSHA")
         append(script.sha1)
-        for argument in evalArguments.dropFirst(2) { append(argument) }
+        for argument in arguments { append(argument) }
         self.script = script
     }
 

@@ -74,7 +74,14 @@ public final class WorkerMetrics: Sendable {
 
         init(_ label: String, _ dimensions: [(String, String)]) {
             self.label = label
-            self.dimensions = dimensions.flatMap { [$0.0, $0.1] }
+            // One array, not one per dimension as well: this runs several times per job.
+            var flat: [String] = []
+            flat.reserveCapacity(2 * dimensions.count)
+            for (name, value) in dimensions {
+                flat.append(name)
+                flat.append(value)
+            }
+            self.dimensions = flat
         }
     }
 

@@ -436,6 +436,20 @@ struct HTTPClientTests {
         #expect(dumped.contains("authorization") && dumped.contains("x-api-key"))
     }
 
+    /// A URL can carry secrets too (user info, a key in the query): a request prints its
+    /// scheme, host and path only, and a URL that is not absolute http(s) prints as invalid.
+    @Test func requestsPrintTheirURLWithoutUserInfoOrQuery() {
+        func printed(_ url: String) -> String { CurlRequest(method: "GET", url: url).description }
+        #expect(printed("HTTPS://user:pw@api.example.com:8443/v1/chat?key=secret#top")
+            == "GET HTTPS://api.example.com:8443/v1/chat (0 headers, 0 body bytes)")
+        #expect(printed("http://a@b@host/p@q/r#x?y") == "GET http://host/p@q/r (0 headers, 0 body bytes)")
+        #expect(printed("http://host?key=secret") == "GET http://host (0 headers, 0 body bytes)")
+        #expect(printed("https://hôst.example/päth") == "GET https://hôst.example/päth (0 headers, 0 body bytes)")
+        for invalid in ["ftp://host/", "host/path", "http:/host", "http://", "http://user@/path", "a:b://host", ""] {
+            #expect(printed(invalid) == "GET <invalid url> (0 headers, 0 body bytes)", "\(invalid)")
+        }
+    }
+
     // MARK: Load
 
     @Test func twoHundredConcurrentStreams() async throws {
