@@ -75,6 +75,32 @@ struct StreamRefusalTests {
     }
 }
 
+extension StreamRefusalTests {
+    /// The chunks that decided the status go out with it, not with the next event: the
+    /// provider's role chunk and first token come at once, its second token 3 s later,
+    /// and the client has the first token long before that.
+    @Test func theChunksThatOpenedTheStreamGoOutAtOnce() async throws {
+        try await TestStack.with(mock: MockBehavior(chunks: 2, chunkDelay: .seconds(3)), gateway: true) { stack in
+            let reader = try await stack.openStream("/v1/chat/completions", method: "POST", json: [
+                "model": "default", "messages": Self.user, "stream": true,
+            ])
+            #expect(reader.status == 200)
+            var arrivals: [(event: String, at: ContinuousClock.Instant)] = []
+            while let event = try await reader.next() {
+                arrivals.append((String(decoding: event.bytes, as: UTF8.self), .now))
+            }
+            // The first chunk with content that is not the role chunk's empty one.
+            let firstToken = try #require(arrivals.firstIndex { $0.event.contains(#""delta":{"content":""#) },
+                                          "\(arrivals.map(\.event))")
+            let done = try #require(arrivals.last, "no events")
+            #expect(done.event == "[DONE]")
+            // Fixed: about 3 s apart. Held back: the first token comes with the second.
+            #expect(done.at - arrivals[firstToken].at > .milliseconds(1500),
+                    "the first token came \(done.at - arrivals[firstToken].at) before the end: \(arrivals.map(\.event))")
+        }
+    }
+}
+
 /// What a streaming completion decides before it sends its status, event by event,
 /// including the keep-alive that the integration tests above would wait 15 s for.
 @Suite struct StreamOpeningTests {

@@ -66,7 +66,17 @@ extension Gateway {
             let end: SSEStreamEnd
             do {
                 let followed = try await withTaskExecutorPreference(loop) {
-                    try await request.watchingDisconnect { disconnect in
+                    // What the opening gathered goes out now, not with the next event: the
+                    // follow writes only what it emits, and the next event may be seconds away.
+                    if pending.readableBytes > 0 {
+                        do {
+                            try await writer.write(pending)
+                        } catch {
+                            throw ClientGone()
+                        }
+                        pending.clear()
+                    }
+                    return try await request.watchingDisconnect { disconnect in
                         try await withGracefulShutdownHandler {
                             try await feed.follow(afterSeq: afterSeq, disconnect: disconnect) { item in
                                 try relay.frame(item, into: &pending)
