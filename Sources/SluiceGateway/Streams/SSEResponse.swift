@@ -63,31 +63,28 @@ extension Gateway {
                 try? await writer.finish(nil)
                 return
             }
+            // Writes what is pending; a write that fails means the client is gone.
+            func writePending() async throws {
+                guard pending.readableBytes > 0 else { return }
+                do {
+                    try await writer.write(pending)
+                } catch {
+                    throw ClientGone()
+                }
+                pending.clear()
+            }
             let end: SSEStreamEnd
             do {
                 let followed = try await withTaskExecutorPreference(loop) {
                     // What the opening gathered goes out now, not with the next event: the
                     // follow writes only what it emits, and the next event may be seconds away.
-                    if pending.readableBytes > 0 {
-                        do {
-                            try await writer.write(pending)
-                        } catch {
-                            throw ClientGone()
-                        }
-                        pending.clear()
-                    }
+                    try await writePending()
                     return try await request.watchingDisconnect { disconnect in
                         try await withGracefulShutdownHandler {
                             try await feed.follow(afterSeq: afterSeq, disconnect: disconnect) { item in
                                 try relay.frame(item, into: &pending)
                             } flush: {
-                                guard pending.readableBytes > 0 else { return }
-                                do {
-                                    try await writer.write(pending)
-                                } catch {
-                                    throw ClientGone()
-                                }
-                                pending.clear()
+                                try await writePending()
                             }
                         } onGracefulShutdown: {
                             disconnect.fire()
